@@ -1,0 +1,125 @@
+//! API errors: always the Polytomic error object `{"status", "message", "key", "metadata"}`.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use serde_json::{Value as Json, json};
+use syncline_core::{
+    connector::{ConnectorError, ErrorKind},
+    db::DbError,
+};
+
+/// An error answered to an API caller.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub metadata: Json,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), metadata: json!({}) }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 401: no or unknown credentials.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// 403: the credentials may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 404 for `what` (also answered for other organizations' objects).
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    /// 409: conflicts with the current state.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    /// 422: well-formed but invalid.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    /// Attaches metadata (e.g. the offending field).
+    pub fn with_metadata(mut self, metadata: Json) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    fn key(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 => "bad_request",
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            409 => "conflict",
+            413 => "payload_too_large",
+            422 => "unprocessable_entity",
+            429 => "too_many_requests",
+            503 => "service_unavailable",
+            _ => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({
+            "status": self.status.as_u16(),
+            "message": self.message,
+            "key": self.key(),
+            "metadata": self.metadata,
+        }))
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        tracing::error!(error = %e, "state database error");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the state database is unavailable")
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<ConnectorError> for ApiError {
+    fn from(e: ConnectorError) -> Self {
+        match e.kind {
+            ErrorKind::Invalid => Self::bad_request(e.message),
+            ErrorKind::NotFound => Self::unprocessable(e.message),
+            ErrorKind::Unavailable => Self::unprocessable(e.message),
+        }
+    }
+}
+
+/// Parses a JSON body, answering 400 with serde's description of what is wrong.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}

@@ -1,0 +1,76 @@
+//! `Idempotency-Key` on creating POSTs: the first outcome for a key is replayed for 24 hours,
+//! a request still in flight under the same key answers 409, and a key reused for a different
+//! request answers 422. Server errors are not remembered, so a retry can succeed.
+
+use actix_web::{HttpRequest, HttpResponse, ResponseError, body::MessageBody, http::StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::{AppState, auth::Caller, error::ApiError};
+
+const HEADER: &str = "Idempotency-Key";
+
+/// Runs `handler` at most once per idempotency key (when the request carries one).
+pub async fn once<F>(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    body: &[u8],
+    handler: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: Future<Output = Result<HttpResponse, ApiError>>,
+{
+    let Some(key) = req.headers().get(HEADER).map(|v| v.to_str().unwrap_or_default().to_owned()) else {
+        return handler.await;
+    };
+    if !(8..=255).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(ApiError::bad_request("Idempotency-Key must be 8–255 characters of A–Z, a–z, 0–9, _ or -"));
+    }
+    let scope = caller.scope();
+    let request = format!("{} {} {}", req.method(), req.path(), hex::encode(Sha256::digest(body)));
+    let client = state.pool.get().await?;
+    client
+        .execute(
+            "delete from idempotency_keys where scope = $1 and key = $2 and created_at < now() - interval '24 hours'",
+            &[&scope, &key],
+        )
+        .await?;
+    let claimed = client
+        .execute(
+            "insert into idempotency_keys (scope, key, request) values ($1, $2, $3) on conflict do nothing",
+            &[&scope, &key, &request],
+        )
+        .await?;
+    if claimed == 0 {
+        let row = client
+            .query_one(
+                "select request, status, body from idempotency_keys where scope = $1 and key = $2",
+                &[&scope, &key],
+            )
+            .await?;
+        let (stored, status, body): (String, Option<i32>, Option<Vec<u8>>) = (row.get(0), row.get(1), row.get(2));
+        if stored != request {
+            return Err(ApiError::unprocessable("this Idempotency-Key was already used for a different request"));
+        }
+        let Some(status) = status else {
+            return Err(ApiError::conflict("a request with this Idempotency-Key is still in progress"));
+        };
+        let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+        return Ok(HttpResponse::build(status).content_type("application/json").body(body.unwrap_or_default()));
+    }
+    let response = handler.await.unwrap_or_else(|e| e.error_response());
+    let status = response.status();
+    if status.is_server_error() {
+        client.execute("delete from idempotency_keys where scope = $1 and key = $2", &[&scope, &key]).await?;
+        return Ok(response);
+    }
+    let (head, body) = response.into_parts();
+    let bytes = body.try_into_bytes().unwrap_or_default();
+    client
+        .execute(
+            "update idempotency_keys set status = $3, body = $4 where scope = $1 and key = $2",
+            &[&scope, &key, &(status.as_u16() as i32), &bytes.to_vec()],
+        )
+        .await?;
+    Ok(head.set_body(bytes).map_into_boxed_body())
+}

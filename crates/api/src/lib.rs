@@ -1,0 +1,57 @@
+//! The control plane: the Polytomic-compatible REST API and the scheduler.
+
+pub mod auth;
+pub mod error;
+pub mod idempotency;
+pub mod routes;
+pub mod scheduler;
+
+use std::net::TcpListener;
+
+use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, middleware, web};
+use syncline_core::{Settings, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::SyncQueue};
+
+use crate::error::ApiError;
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Settings,
+    pub pool: DbPool,
+    pub queue: SyncQueue,
+    pub redis: apalis_redis::ConnectionManager,
+    pub secrets: SecretBox,
+    pub store: PayloadStore,
+}
+
+/// Largest request body accepted (connection configurations, models and syncs are small).
+const MAX_BODY: usize = 1 << 20;
+
+/// Builds the HTTP server on `listener`; it drains in-flight requests for up to 30 s on stop.
+pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
+            .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
+            .wrap(middleware::DefaultHeaders::new().add(("X-Polytomic-Version", "2025-09-18")))
+            .wrap(middleware::Logger::new("%r %s %Dms").exclude("/status.txt"))
+            .configure(routes::configure)
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(30)
+    .disable_signals()
+    .run();
+    Ok(server)
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let allowed = req.headers().get(header::ALLOW).is_some();
+    if allowed {
+        return Err(ApiError::new(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
+    }
+    Err(ApiError::not_found(&format!("route {} {}", req.method(), req.path())))
+}

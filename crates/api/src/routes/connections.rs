@@ -1,0 +1,294 @@
+//! Connection types and connections. Secrets are sealed at rest and never returned.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use syncline_core::{connector::Connector, credentials, jsonschema};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{envelope, parse_id};
+use crate::{
+    AppState,
+    auth::Caller,
+    error::{ApiError, parse_body},
+    idempotency,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(types)
+        .service(type_schema)
+        .service(list)
+        .service(create)
+        .service(test)
+        .service(get_one)
+        .service(update)
+        .service(remove);
+}
+
+const COLUMNS: &str = "id, name, organization_id, type, configuration, status, status_error, policies, healthcheck_interval, created_at, updated_at";
+
+fn connector(type_id: &str) -> Result<&'static Arc<dyn Connector>, ApiError> {
+    syncline_connectors::get(type_id).ok_or_else(|| {
+        let known: Vec<&str> = syncline_connectors::all().iter().map(|c| c.spec().id).collect();
+        ApiError::bad_request(format!("unknown connection type {type_id:?} (supported: {})", known.join(", ")))
+    })
+}
+
+fn to_json(row: &Row) -> Json {
+    let type_id: String = row.get(3);
+    let name = syncline_connectors::get(&type_id).map_or(type_id.as_str(), |c| c.spec().name);
+    json!({
+        "id": row.get::<_, Uuid>(0),
+        "name": row.get::<_, String>(1),
+        "organization_id": row.get::<_, Uuid>(2),
+        "type": {"id": type_id, "name": name, "operations": []},
+        "configuration": row.get::<_, Json>(4),
+        "status": row.get::<_, String>(5),
+        "status_error": row.get::<_, Option<String>>(6),
+        "saved": true,
+        "policies": row.get::<_, Vec<String>>(7),
+        "healthcheck_interval": row.get::<_, Option<String>>(8),
+        "created_at": row.get::<_, chrono::DateTime<chrono::Utc>>(9),
+        "updated_at": row.get::<_, chrono::DateTime<chrono::Utc>>(10),
+    })
+}
+
+/// A saved connection with its configuration opened, for routes that talk to it.
+pub struct OpenConnection {
+    pub connector: &'static Arc<dyn Connector>,
+    pub config: Json,
+}
+
+/// Loads connection `id` of `organization_id` (404 for any other organization's).
+pub async fn open(state: &AppState, organization_id: Uuid, id: Uuid) -> Result<OpenConnection, ApiError> {
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "select type, configuration, secrets from connections where id = $1 and organization_id = $2",
+            &[&id, &organization_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let (type_id, public, sealed): (String, Json, Option<Vec<u8>>) = (row.get(0), row.get(1), row.get(2));
+    let config = credentials::unseal(&public, sealed.as_deref(), &state.secrets).map_err(|e| {
+        tracing::error!(connection_id = %id, error = %e, "cannot open connection secrets");
+        ApiError::unprocessable(format!("the connection's stored credentials cannot be read: {e}"))
+    })?;
+    Ok(OpenConnection { connector: connector(&type_id)?, config })
+}
+
+#[get("/connection_types")]
+async fn types(_caller: Caller) -> HttpResponse {
+    let types: Vec<Json> = syncline_connectors::all()
+        .iter()
+        .map(|c| {
+            let spec = c.spec();
+            json!({
+                "id": spec.id,
+                "name": spec.name,
+                "capabilities": spec.capabilities,
+                "configurationForm": {"jsonschema": spec.config_schema, "uischema": {}},
+                "initialConfiguration": {},
+                "envConfig": {},
+                "use_oauth": false,
+            })
+        })
+        .collect();
+    envelope(json!(types))
+}
+
+#[get("/connection_types/{id}")]
+async fn type_schema(_caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let connector = syncline_connectors::get(&path).ok_or_else(|| ApiError::not_found("connection type"))?;
+    Ok(HttpResponse::Ok().json(&connector.spec().config_schema))
+}
+
+#[derive(Deserialize)]
+struct ConnectionBody {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    type_id: Option<String>,
+    configuration: Option<Json>,
+    healthcheck_interval: Option<String>,
+    policies: Option<Vec<String>>,
+    validate: Option<bool>,
+}
+
+/// Validates a configuration against the type's schema and, unless told not to, tries it.
+async fn checked(connector: &Arc<dyn Connector>, config: &Json, validate: bool) -> Result<(), ApiError> {
+    jsonschema::validate(&connector.spec().config_schema, config, "configuration")
+        .map_err(|message| ApiError::unprocessable(message).with_metadata(json!({"type": connector.spec().id})))?;
+    if validate {
+        connector.check(config).await.map_err(|e| ApiError::unprocessable(format!("connection test failed: {e}")))?;
+    }
+    Ok(())
+}
+
+#[get("/connections")]
+async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(&format!("select {COLUMNS} from connections where organization_id = $1 order by created_at"), &[&org])
+        .await?;
+    Ok(envelope(rows.iter().map(to_json).collect()))
+}
+
+#[post("/connections")]
+async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    idempotency::once(&state, &req, &caller, &body, async {
+        let input: ConnectionBody = parse_body(&body)?;
+        let name = input.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).ok_or_else(|| ApiError::unprocessable("name is required"))?;
+        let connector = connector(input.type_id.as_deref().ok_or_else(|| ApiError::bad_request("type is required"))?)?;
+        let config = input.configuration.clone().ok_or_else(|| ApiError::unprocessable("configuration is required"))?;
+        checked(connector, &config, input.validate.unwrap_or(true)).await?;
+        let (public, sealed) = credentials::seal(connector.spec(), &config, &state.secrets);
+        let client = state.pool.get().await?;
+        let row = client
+            .query_one(
+                &format!("insert into connections (id, organization_id, name, type, configuration, secrets, healthcheck_interval, policies)
+                          values ($1, $2, $3, $4, $5, $6, $7, $8) returning {COLUMNS}"),
+                &[&Uuid::new_v4(), &org, &name, &connector.spec().id, &public, &sealed, &input.healthcheck_interval, &input.policies.clone().unwrap_or_default()],
+            )
+            .await?;
+        Ok(envelope(to_json(&row)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct TestBody {
+    #[serde(rename = "type")]
+    type_id: Option<String>,
+    configuration: Option<Json>,
+    connection_id: Option<Uuid>,
+}
+
+#[post("/connections/test")]
+async fn test(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let input: TestBody = parse_body(&body)?;
+    let mut config = input.configuration.unwrap_or_else(|| json!({}));
+    let connector = match input.connection_id {
+        Some(id) => {
+            let saved = open(&state, org, id).await?;
+            if let (Some(base), Some(overlay)) = (saved.config.as_object(), config.as_object()) {
+                let mut merged = base.clone();
+                merged.extend(overlay.clone());
+                config = Json::Object(merged);
+            }
+            saved.connector
+        }
+        None => connector(input.type_id.as_deref().ok_or_else(|| ApiError::bad_request("type is required"))?)?,
+    };
+    checked(connector, &config, true).await?;
+    Ok(envelope(json!({"success": true})))
+}
+
+#[get("/connections/{id}")]
+async fn get_one(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "connection")?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(&format!("select {COLUMNS} from connections where id = $1 and organization_id = $2"), &[&id, &org])
+        .await?;
+    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("connection"))?)))
+}
+
+#[put("/connections/{id}")]
+async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "connection")?;
+    let input: ConnectionBody = parse_body(&body)?;
+    let saved = open(&state, org, id).await?;
+    let name = input
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::unprocessable("name is required"))?;
+    let connector = match &input.type_id {
+        Some(t) if t != saved.connector.spec().id => {
+            return Err(ApiError::unprocessable("a connection's type cannot change"));
+        }
+        _ => saved.connector,
+    };
+    let mut config = input.configuration.clone().ok_or_else(|| ApiError::unprocessable("configuration is required"))?;
+    // Secrets left out of an update keep their stored value (clients never see them to send back).
+    if let Some(object) = config.as_object_mut() {
+        for field in connector.spec().secret_fields() {
+            if object.get(&field).is_none_or(Json::is_null)
+                && let Some(value) = saved.config.get(&field)
+            {
+                object.insert(field, value.clone());
+            }
+        }
+    }
+    checked(connector, &config, input.validate.unwrap_or(true)).await?;
+    let (public, sealed) = credentials::seal(connector.spec(), &config, &state.secrets);
+    let client = state.pool.get().await?;
+    let row = client
+        .query_one(
+            &format!("update connections set name = $3, configuration = $4, secrets = $5, healthcheck_interval = $6, policies = $7,
+                      status = 'healthy', status_error = null, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
+            &[&id, &org, &name, &public, &sealed, &input.healthcheck_interval, &input.policies.clone().unwrap_or_default()],
+        )
+        .await?;
+    Ok(envelope(to_json(&row)))
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    force: Option<bool>,
+}
+
+#[delete("/connections/{id}")]
+async fn remove(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<DeleteQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "connection")?;
+    let client = state.pool.get().await?;
+    client
+        .query_opt("select 1 from connections where id = $1 and organization_id = $2", &[&id, &org])
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    if !query.force.unwrap_or(false) {
+        let users = client
+            .query_one(
+                "select (select count(*) from models where connection_id = $1) + (select count(*) from model_syncs where target_connection_id = $1)",
+                &[&id],
+            )
+            .await?;
+        let count: i64 = users.get(0);
+        if count > 0 {
+            return Err(ApiError::unprocessable(format!(
+                "the connection is used by {count} model(s) or sync(s); delete them first or pass force=true"
+            )));
+        }
+    }
+    client.execute("delete from connections where id = $1 and organization_id = $2", &[&id, &org]).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

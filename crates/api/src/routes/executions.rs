@@ -1,0 +1,170 @@
+//! Model sync executions: list, get and cancel.
+
+use actix_web::{HttpResponse, get, post, web};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{envelope, parse_id};
+use crate::{AppState, auth::Caller, error::ApiError};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list).service(get_one).service(cancel);
+}
+
+/// Columns [`to_json`] reads, for `select … from sync_executions e`.
+pub const COLUMNS: &str =
+    "e.id, e.status, e.created_at, e.started_at, e.completed_at, e.errors, e.insert_count, e.update_count,
+    e.delete_count, e.error_count, e.records_read, e.records_changed, e.records_written, e.trigger, e.attempt";
+
+/// An execution as the API shows it (`GetExecutionResponseSchema`, plus live progress).
+pub fn to_json(row: &Row) -> Json {
+    let (inserted, updated, deleted, errors): (i64, i64, i64, i64) = (row.get(6), row.get(7), row.get(8), row.get(9));
+    json!({
+        "id": row.get::<_, Uuid>(0),
+        "type": "sync",
+        "status": row.get::<_, String>(1),
+        "created_at": row.get::<_, chrono::DateTime<chrono::Utc>>(2),
+        "started_at": row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(3),
+        "completed_at": row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(4),
+        "errors": row.get::<_, Json>(5),
+        "version": 1,
+        "counts": {
+            "insert": inserted,
+            "update": updated,
+            "delete": deleted,
+            "upserts": inserted + updated,
+            "total": inserted + updated + deleted + errors,
+            "error": errors,
+            "warnings": 0,
+        },
+        "progress": {
+            "records_read": row.get::<_, i64>(10),
+            "records_changed": row.get::<_, i64>(11),
+            "records_written": row.get::<_, i64>(12),
+        },
+        "trigger": row.get::<_, String>(13),
+        "attempt": row.get::<_, i32>(14),
+    })
+}
+
+/// Checks that sync `raw` belongs to the caller's organization.
+async fn owned_sync(state: &AppState, caller: &Caller, raw: &str) -> Result<Uuid, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(raw, "sync")?;
+    let client = state.pool.get().await?;
+    client
+        .query_opt("select 1 from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
+        .await?
+        .ok_or_else(|| ApiError::not_found("sync"))?;
+    Ok(id)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    page_token: Option<String>,
+    limit: Option<i64>,
+    only_completed: Option<bool>,
+    ascending: Option<bool>,
+}
+
+#[get("/syncs/{sync_id}/executions")]
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let sync_id = owned_sync(&state, &caller, &path).await?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 100);
+    let offset: i64 = match &query.page_token {
+        Some(token) if !token.is_empty() => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ApiError::bad_request("page_token is not valid"))?,
+        _ => 0,
+    };
+    let order = if query.ascending.unwrap_or(false) { "asc" } else { "desc" };
+    let completed = if query.only_completed.unwrap_or(false) {
+        "and e.status in ('completed', 'completed_with_errors')"
+    } else {
+        ""
+    };
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "select {COLUMNS} from sync_executions e where e.sync_id = $1 {completed}
+                      order by e.created_at {order}, e.id limit $2 offset $3"
+            ),
+            &[&sync_id, &(limit + 1), &offset],
+        )
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let next = if more {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode((offset + limit).to_string())
+    } else {
+        String::new()
+    };
+    let data: Vec<Json> = rows.iter().take(limit as usize).map(to_json).collect();
+    Ok(HttpResponse::Ok().json(json!({"data": data, "pagination": {"next_page_token": next}})))
+}
+
+#[get("/syncs/{sync_id}/executions/{id}")]
+async fn get_one(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let sync_id = owned_sync(&state, &caller, &path.0).await?;
+    let id = parse_id(&path.1, "execution")?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!("select {COLUMNS} from sync_executions e where e.id = $1 and e.sync_id = $2"),
+            &[&id, &sync_id],
+        )
+        .await?;
+    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("execution"))?)))
+}
+
+/// Cancels the unfinished executions of `sync_id` matching `execution`: waiting ones end at
+/// once, running ones are asked to stop. Returns how many were affected.
+pub async fn request_cancel(state: &AppState, sync_id: Uuid, execution: Option<Uuid>) -> Result<u64, ApiError> {
+    let client = state.pool.get().await?;
+    let count = client
+        .execute(
+            "update sync_executions set
+                status = case when status in ('created', 'queued') then 'canceled' else 'canceling' end,
+                completed_at = case when status in ('created', 'queued') then now() else completed_at end,
+                cancel_requested = true, updated_at = now()
+             where sync_id = $1 and ($2::uuid is null or id = $2) and status in ('created', 'queued', 'running')",
+            &[&sync_id, &execution],
+        )
+        .await?;
+    Ok(count)
+}
+
+#[post("/syncs/{sync_id}/executions/{id}/cancel")]
+async fn cancel(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let sync_id = owned_sync(&state, &caller, &path.0).await?;
+    let id = parse_id(&path.1, "execution")?;
+    let client = state.pool.get().await?;
+    client
+        .query_opt("select 1 from sync_executions where id = $1 and sync_id = $2", &[&id, &sync_id])
+        .await?
+        .ok_or_else(|| ApiError::not_found("execution"))?;
+    let message = match request_cancel(&state, sync_id, Some(id)).await? {
+        0 => "the execution is not running",
+        _ => "cancel requested",
+    };
+    Ok(envelope(json!({ "message": message })))
+}

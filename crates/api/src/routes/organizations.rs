@@ -1,0 +1,160 @@
+//! Organizations (partner scope) and `GET /api/organization` (the caller's own).
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{envelope, parse_id};
+use crate::{
+    AppState,
+    auth::Caller,
+    error::{ApiError, parse_body},
+    idempotency,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(current).service(list).service(create).service(get_one).service(update).service(remove);
+}
+
+const COLUMNS: &str = "id, name, issuer, sso_domain, sso_org_id";
+
+fn to_json(row: &Row) -> Json {
+    json!({
+        "id": row.get::<_, Uuid>(0),
+        "name": row.get::<_, String>(1),
+        "issuer": row.get::<_, Option<String>>(2),
+        "sso_domain": row.get::<_, Option<String>>(3),
+        "sso_org_id": row.get::<_, Option<String>>(4),
+    })
+}
+
+#[derive(Deserialize)]
+struct OrganizationBody {
+    name: Option<String>,
+    issuer: Option<String>,
+    sso_domain: Option<String>,
+    sso_org_id: Option<String>,
+}
+
+impl OrganizationBody {
+    fn name(&self) -> Result<String, ApiError> {
+        self.name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::unprocessable("name is required"))
+    }
+}
+
+/// Creates an organization; the name must be unique. Also used by `workspaces provision`.
+pub async fn insert(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &str,
+    sso_domain: Option<&str>,
+) -> Result<Json, ApiError> {
+    let row = client
+        .query_opt(
+            &format!("insert into organizations (id, name, sso_domain) values ($1, $2, $3) on conflict (name) do nothing returning {COLUMNS}"),
+            &[&Uuid::new_v4(), &name, &sso_domain],
+        )
+        .await?
+        .ok_or_else(|| ApiError::conflict(format!("an organization named {name:?} already exists")))?;
+    Ok(to_json(&row))
+}
+
+#[get("/organization")]
+async fn current(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let id = caller.organization()?;
+    let client = state.pool.get().await?;
+    let row = client.query_opt(&format!("select {COLUMNS} from organizations where id = $1"), &[&id]).await?;
+    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("organization"))?)))
+}
+
+#[get("/organizations")]
+async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let client = state.pool.get().await?;
+    let rows = match caller {
+        Caller::Partner => {
+            client.query(&format!("select {COLUMNS} from organizations order by created_at"), &[]).await?
+        }
+        _ => {
+            client
+                .query(&format!("select {COLUMNS} from organizations where id = $1"), &[&caller.organization()?])
+                .await?
+        }
+    };
+    Ok(envelope(rows.iter().map(to_json).collect()))
+}
+
+#[post("/organizations")]
+async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.partner()?;
+    idempotency::once(&state, &req, &caller, &body, async {
+        let input: OrganizationBody = parse_body(&body)?;
+        let client = state.pool.get().await?;
+        let org = insert(&client, &input.name()?, input.sso_domain.as_deref()).await?;
+        Ok(envelope(org))
+    })
+    .await
+}
+
+#[get("/organizations/{id}")]
+async fn get_one(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path, "organization")?;
+    if !caller.can_see(id) {
+        return Err(ApiError::not_found("organization"));
+    }
+    let client = state.pool.get().await?;
+    let row = client.query_opt(&format!("select {COLUMNS} from organizations where id = $1"), &[&id]).await?;
+    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("organization"))?)))
+}
+
+#[put("/organizations/{id}")]
+async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.partner()?;
+    let id = parse_id(&path, "organization")?;
+    let input: OrganizationBody = parse_body(&body)?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!(
+                "update organizations set name = $2, issuer = $3, sso_domain = $4, sso_org_id = $5, updated_at = now()
+                      where id = $1 returning {COLUMNS}"
+            ),
+            &[&id, &input.name()?, &input.issuer, &input.sso_domain, &input.sso_org_id],
+        )
+        .await
+        .map_err(|e| match e.code() {
+            Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
+                ApiError::conflict("an organization with this name already exists")
+            }
+            _ => e.into(),
+        })?;
+    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("organization"))?)))
+}
+
+#[delete("/organizations/{id}")]
+async fn remove(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    caller.partner()?;
+    let id = parse_id(&path, "organization")?;
+    let client = state.pool.get().await?;
+    let row = client.query_opt(&format!("delete from organizations where id = $1 returning {COLUMNS}"), &[&id]).await?;
+    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("organization"))?)))
+}

@@ -1,0 +1,485 @@
+//! Model syncs: configuration, starting executions, status.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+use syncline_core::{
+    connector::{ErrorKind, SyncMode},
+    executions::{self, StartError},
+    queue,
+    schedule::FREQUENCIES,
+    sync::{Identity, SyncSpec},
+};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{connections, envelope, executions as execution_routes, parse_id};
+use crate::{
+    AppState,
+    auth::Caller,
+    error::{ApiError, parse_body},
+    idempotency,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(schedules)
+        .service(list)
+        .service(create)
+        .service(get_one)
+        .service(update)
+        .service(remove)
+        .service(start)
+        .service(status)
+        .service(activate)
+        .service(cancel);
+}
+
+const COLUMNS: &str =
+    "id, organization_id, name, active, mode, spec, model_id, target_connection_id, created_at, updated_at";
+
+fn to_json(row: &Row) -> Json {
+    let mut sync = match row.get::<_, Json>(5) {
+        Json::Object(map) => map,
+        _ => Map::new(),
+    };
+    let model_id: Uuid = row.get(6);
+    for (key, value) in [
+        ("id", json!(row.get::<_, Uuid>(0))),
+        ("organization_id", json!(row.get::<_, Uuid>(1))),
+        ("name", json!(row.get::<_, String>(2))),
+        ("active", json!(row.get::<_, bool>(3))),
+        ("mode", json!(row.get::<_, String>(4))),
+        ("model_ids", json!([model_id])),
+        ("problems", json!([])),
+        ("created_at", json!(row.get::<_, chrono::DateTime<chrono::Utc>>(8))),
+        ("updated_at", json!(row.get::<_, chrono::DateTime<chrono::Utc>>(9))),
+    ] {
+        sync.insert(key.into(), value);
+    }
+    Json::Object(sync)
+}
+
+fn list_item(row: &Row) -> Json {
+    let spec: Json = row.get(5);
+    json!({
+        "id": row.get::<_, Uuid>(0),
+        "organization_id": row.get::<_, Uuid>(1),
+        "name": row.get::<_, String>(2),
+        "active": row.get::<_, bool>(3),
+        "mode": row.get::<_, String>(4),
+        "model_ids": [row.get::<_, Uuid>(6)],
+        "target_connection_id": row.get::<_, Uuid>(7),
+        "target_object": spec["target"]["object"],
+        "schedule": spec["schedule"],
+        "created_at": row.get::<_, chrono::DateTime<chrono::Utc>>(8),
+        "updated_at": row.get::<_, chrono::DateTime<chrono::Utc>>(9),
+    })
+}
+
+/// A sync body checked against its model and destination.
+struct Valid {
+    name: String,
+    active: bool,
+    spec: SyncSpec,
+    echo: Json,
+    model_id: Uuid,
+    next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Deserialize)]
+struct Identities {
+    mappings: Vec<Identity>,
+}
+
+fn invalid(message: String, field: &str) -> ApiError {
+    ApiError::unprocessable(message).with_metadata(json!({ "field": field }))
+}
+
+async fn validate(state: &AppState, org: Uuid, body: &[u8]) -> Result<Valid, ApiError> {
+    let mut echo: Json = parse_body(body)?;
+    let object = echo.as_object_mut().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    object.retain(|_, v| !v.is_null());
+    let name = object
+        .get("name")
+        .and_then(Json::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid("name is required".into(), "name"))?
+        .to_owned();
+    let mode_name = object.get("mode").and_then(Json::as_str).unwrap_or_default();
+    let mode = SyncMode::parse(mode_name).ok_or_else(|| {
+        let known: Vec<&str> = SyncMode::ALL.iter().map(|m| m.as_str()).collect();
+        invalid(format!("mode must be one of {}", known.join(", ")), "mode")
+    })?;
+    if object.get("identity").is_none()
+        && let Some(identities) = object.get("identities")
+    {
+        let identities: Identities = serde_json::from_value(identities.clone())
+            .map_err(|e| ApiError::bad_request(format!("identities: {e}")))?;
+        if let Some(first) = identities.mappings.into_iter().next() {
+            object.insert("identity".into(), serde_json::to_value(first).unwrap_or_default());
+        }
+    }
+    object.entry("schedule").or_insert_with(|| json!({"frequency": "manual"}));
+    let active = object.get("active").and_then(Json::as_bool).unwrap_or(true);
+    object.insert("active".into(), json!(active));
+    let spec: SyncSpec =
+        serde_json::from_value(echo.clone()).map_err(|e| ApiError::bad_request(format!("invalid sync: {e}")))?;
+    if spec.fields.is_empty() {
+        return Err(invalid("fields must map at least one model field".into(), "fields"));
+    }
+    let sources: Vec<_> =
+        spec.fields.iter().filter_map(|f| f.source.as_ref()).chain(spec.identity.as_ref().map(|i| &i.source)).collect();
+    let model_id = sources
+        .first()
+        .map(|s| s.model_id)
+        .ok_or_else(|| invalid("fields must map at least one model field".into(), "fields"))?;
+    if sources.iter().any(|s| s.model_id != model_id) {
+        return Err(invalid("every mapped field must come from the same model".into(), "fields"));
+    }
+    let client = state.pool.get().await?;
+    let model = client
+        .query_opt("select fields from models where id = $1 and organization_id = $2", &[&model_id, &org])
+        .await?
+        .ok_or_else(|| ApiError::not_found("model"))?;
+    let model_fields: Vec<String> = model
+        .get::<_, Json>(0)
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str().map(str::to_owned))
+        .collect();
+    for source in &sources {
+        if !model_fields.contains(&source.field) {
+            return Err(invalid(
+                format!("model field {:?} does not exist (the model has {})", source.field, model_fields.join(", ")),
+                "fields",
+            ));
+        }
+    }
+    let target_object = spec
+        .target
+        .object
+        .clone()
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| invalid("target.object is required".into(), "target.object"))?;
+    let destination = connections::open(state, org, spec.target.connection_id).await?;
+    if !destination.connector.spec().capabilities.destination {
+        return Err(invalid(
+            format!("a {} connection cannot be a sync target", destination.connector.spec().id),
+            "target.connection_id",
+        ));
+    }
+    let destination = destination.connector.destination(&destination.config)?;
+    let target_fields = destination.target_fields(&target_object).await.map_err(|e| match e.kind {
+        ErrorKind::NotFound => invalid(format!("target object {target_object:?} does not exist"), "target.object"),
+        _ => e.into(),
+    })?;
+    let target_names: Vec<&str> = target_fields.iter().map(|f| f.name.as_str()).collect();
+    let mut seen = Vec::new();
+    for mapping in &spec.fields {
+        if !target_names.contains(&mapping.target.as_str()) {
+            return Err(invalid(format!("field {:?} does not exist on {target_object}", mapping.target), "fields"));
+        }
+        if seen.contains(&&mapping.target) {
+            return Err(invalid(format!("field {:?} is mapped more than once", mapping.target), "fields"));
+        }
+        seen.push(&mapping.target);
+    }
+    match &spec.identity {
+        None if mode.requires_identity() => {
+            return Err(invalid(format!("mode {} needs an identity", mode.as_str()), "identity"));
+        }
+        Some(identity) if identity.function != "Equality" => {
+            return Err(invalid(
+                format!("identity function {:?} is not supported (use Equality)", identity.function),
+                "identity.function",
+            ));
+        }
+        Some(identity) if !target_names.contains(&identity.target.as_str()) => {
+            return Err(invalid(
+                format!("identity field {:?} does not exist on {target_object}", identity.target),
+                "identity.target",
+            ));
+        }
+        _ => {}
+    }
+    let next_run_at = match active {
+        true => spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?,
+        false => {
+            spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?;
+            None
+        }
+    };
+    Ok(Valid { name, active, spec, echo, model_id, next_run_at })
+}
+
+#[get("/syncs/schedules")]
+async fn schedules(_caller: Caller) -> HttpResponse {
+    let options: Vec<Json> = FREQUENCIES
+        .iter()
+        .map(|(frequency, description)| json!({"frequency": frequency, "label": frequency, "description": description, "configuration": {}}))
+        .collect();
+    envelope(json!({ "schedule_options": options }))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    active: Option<bool>,
+    mode: Option<String>,
+    target_connection_id: Option<Uuid>,
+    page_token: Option<String>,
+    limit: Option<i64>,
+}
+
+#[get("/syncs")]
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 50);
+    let offset: i64 = match &query.page_token {
+        Some(token) if !token.is_empty() => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ApiError::bad_request("page_token is not valid"))?,
+        _ => 0,
+    };
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "select {COLUMNS} from model_syncs where organization_id = $1 and ($2::bool is null or active = $2)
+                      and ($3::text is null or mode = $3) and ($4::uuid is null or target_connection_id = $4)
+                      order by updated_at desc, id limit $5 offset $6"
+            ),
+            &[&org, &query.active, &query.mode, &query.target_connection_id, &(limit + 1), &offset],
+        )
+        .await?;
+    let next = if rows.len() as i64 > limit {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode((offset + limit).to_string())
+    } else {
+        String::new()
+    };
+    let data: Vec<Json> = rows.iter().take(limit as usize).map(list_item).collect();
+    Ok(HttpResponse::Ok().json(json!({"data": data, "pagination": {"next_page_token": next}})))
+}
+
+#[post("/syncs")]
+async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    idempotency::once(&state, &req, &caller, &body, async {
+        let valid = validate(&state, org, &body).await?;
+        let client = state.pool.get().await?;
+        let row = client
+            .query_one(
+                &format!("insert into model_syncs (id, organization_id, model_id, target_connection_id, name, active, mode, spec, next_run_at)
+                          values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {COLUMNS}"),
+                &[&Uuid::new_v4(), &org, &valid.model_id, &valid.spec.target.connection_id, &valid.name, &valid.active,
+                  &valid.spec.mode.as_str(), &valid.echo, &valid.next_run_at],
+            )
+            .await?;
+        Ok(envelope(to_json(&row)))
+    })
+    .await
+}
+
+#[get("/syncs/{id}")]
+async fn get_one(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "sync")?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(&format!("select {COLUMNS} from model_syncs where id = $1 and organization_id = $2"), &[&id, &org])
+        .await?;
+    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("sync"))?)))
+}
+
+#[put("/syncs/{id}")]
+async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "sync")?;
+    let client = state.pool.get().await?;
+    client
+        .query_opt("select 1 from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
+        .await?
+        .ok_or_else(|| ApiError::not_found("sync"))?;
+    let valid = validate(&state, org, &body).await?;
+    let row = client
+        .query_one(
+            &format!("update model_syncs set model_id = $3, target_connection_id = $4, name = $5, active = $6, mode = $7, spec = $8,
+                      next_run_at = $9, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
+            &[&id, &org, &valid.model_id, &valid.spec.target.connection_id, &valid.name, &valid.active,
+              &valid.spec.mode.as_str(), &valid.echo, &valid.next_run_at],
+        )
+        .await?;
+    Ok(envelope(to_json(&row)))
+}
+
+#[delete("/syncs/{id}")]
+async fn remove(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "sync")?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "delete from model_syncs where id = $1 and organization_id = $2 returning snapshot_path",
+            &[&id, &org],
+        )
+        .await?;
+    row.ok_or_else(|| ApiError::not_found("sync"))?;
+    if let Err(e) = state.store.delete_prefix(&format!("syncs/{id}")).await {
+        tracing::warn!(sync_id = %id, error = %e, "could not remove the sync's diff state");
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct StartBody {
+    resync: Option<bool>,
+}
+
+/// Starts an execution of `sync_id` and enqueues it; 409 if one is in progress.
+pub async fn start_execution(
+    state: &AppState,
+    org: Uuid,
+    sync_id: Uuid,
+    trigger: &str,
+    resync: bool,
+) -> Result<Json, ApiError> {
+    let client = state.pool.get().await?;
+    let id = executions::create(&client, sync_id, org, trigger, resync).await.map_err(|e| match e {
+        StartError::AlreadyRunning => ApiError::conflict("the sync already has an execution in progress"),
+        StartError::Db(e) => e.into(),
+    })?;
+    if let Err(e) = queue::enqueue(&state.queue, id).await {
+        tracing::error!(execution_id = %id, error = %e, "cannot enqueue execution");
+        client
+            .execute(
+                "update sync_executions set status = 'failed', errors = $2, completed_at = now() where id = $1",
+                &[&id, &json!(["the job queue is unavailable"])],
+            )
+            .await?;
+        return Err(ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "the job queue is unavailable"));
+    }
+    let row = client
+        .query_one(&format!("select {} from sync_executions e where e.id = $1", execution_routes::COLUMNS), &[&id])
+        .await?;
+    Ok(execution_routes::to_json(&row))
+}
+
+#[post("/syncs/{id}/executions")]
+async fn start(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "sync")?;
+    idempotency::once(&state, &req, &caller, &body, async {
+        let input: StartBody = parse_body(&body)?;
+        let client = state.pool.get().await?;
+        client
+            .query_opt("select 1 from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
+            .await?
+            .ok_or_else(|| ApiError::not_found("sync"))?;
+        Ok(envelope(start_execution(&state, org, id, "manual", input.resync.unwrap_or(false)).await?))
+    })
+    .await
+}
+
+#[get("/syncs/{id}/status")]
+async fn status(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "sync")?;
+    let client = state.pool.get().await?;
+    let sync = client
+        .query_opt("select next_run_at from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
+        .await?
+        .ok_or_else(|| ApiError::not_found("sync"))?;
+    let cols = execution_routes::COLUMNS;
+    let current = client
+        .query_opt(&format!("select {cols} from sync_executions e where e.sync_id = $1 and e.status = any($2) order by e.created_at desc limit 1"),
+            &[&id, &executions::ACTIVE])
+        .await?;
+    let last = client
+        .query_opt(&format!("select {cols} from sync_executions e where e.sync_id = $1 and not (e.status = any($2)) order by e.created_at desc limit 1"),
+            &[&id, &executions::ACTIVE])
+        .await?;
+    Ok(envelope(json!({
+        "current_execution": current.as_ref().map(execution_routes::to_json),
+        "last_execution": last.as_ref().map(execution_routes::to_json),
+        "next_execution_time": sync.get::<_, Option<chrono::DateTime<chrono::Utc>>>(0),
+    })))
+}
+
+#[derive(Deserialize)]
+struct ActivateBody {
+    active: Option<bool>,
+}
+
+#[post("/syncs/{id}/activate")]
+async fn activate(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "sync")?;
+    let input: ActivateBody = parse_body(&body)?;
+    let active = input.active.ok_or_else(|| ApiError::unprocessable("active is required"))?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt("select spec from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
+        .await?
+        .ok_or_else(|| ApiError::not_found("sync"))?;
+    let spec: SyncSpec = serde_json::from_value(row.get(0))
+        .map_err(|e| ApiError::unprocessable(format!("stored sync is invalid: {e}")))?;
+    let next_run_at = match active {
+        true => spec.schedule.next_after(chrono::Utc::now()).map_err(ApiError::unprocessable)?,
+        false => None,
+    };
+    client
+        .execute("update model_syncs set active = $3, next_run_at = $4, spec = jsonb_set(spec, '{active}', to_jsonb($3)), updated_at = now()
+                  where id = $1 and organization_id = $2", &[&id, &org, &active, &next_run_at])
+        .await?;
+    Ok(envelope(json!({ "id": id, "active": active })))
+}
+
+#[post("/syncs/{id}/cancel")]
+async fn cancel(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(&path, "sync")?;
+    let client = state.pool.get().await?;
+    client
+        .query_opt("select 1 from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
+        .await?
+        .ok_or_else(|| ApiError::not_found("sync"))?;
+    let message = match execution_routes::request_cancel(&state, id, None).await? {
+        0 => "no execution is running",
+        _ => "cancel requested",
+    };
+    Ok(envelope(json!({ "message": message })))
+}

@@ -1,0 +1,63 @@
+//! `syncline`: runs the roles (api, worker, scheduler) and administers an installation.
+
+mod demo;
+mod provision;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "syncline",
+    version,
+    about = "Self-hosted data integration: model syncs, bulk syncs and event streams"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one or more roles in this process (default: all of api, worker and scheduler).
+    Serve {
+        /// Comma-separated roles: api (alias web), worker (alias sync), scheduler.
+        #[arg(long, env = "ROLE", value_delimiter = ',')]
+        role: Option<Vec<String>>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage organizations (workspaces).
+    Workspaces {
+        #[command(subcommand)]
+        command: provision::WorkspacesCommand,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: provision::KeysCommand,
+    },
+    /// Run the end-to-end demo against a running API: sample data, connections, a model, a sync.
+    Demo(demo::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve { role: None }) {
+        Command::Serve { role } => serve::run(role).await,
+        Command::Migrate => provision::migrate().await,
+        Command::Workspaces { command } => provision::workspaces(command).await,
+        Command::Keys { command } => provision::keys(command).await,
+        Command::Demo(args) => demo::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

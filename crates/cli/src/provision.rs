@@ -1,0 +1,117 @@
+//! Administration commands: migrations, workspace provisioning and API keys.
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+use syncline_core::db;
+
+#[derive(Subcommand)]
+pub enum WorkspacesCommand {
+    /// Create an organization and its users (idempotent: existing ones are kept).
+    Provision {
+        /// Organization name.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated user emails; they become admins.
+        #[arg(long, value_delimiter = ',')]
+        users: Vec<String>,
+        /// Email domain the organization claims for sign-in.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Do not ask for confirmation (for scripts and Kubernetes Jobs).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Mint an API key for a user; prints it once.
+    Create {
+        /// Organization name or id.
+        #[arg(long)]
+        organization: String,
+        /// The user's email.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+async fn pool() -> anyhow::Result<db::DbPool> {
+    let url = std::env::var("DATABASE_URL")
+        .context("configuration error: DATABASE_URL is required (postgres://user:pass@host:5432/db)")?;
+    let pool = db::pool(&url, 2)?;
+    db::migrate(&pool).await.context("cannot migrate the database (is DATABASE_URL reachable?)")?;
+    Ok(pool)
+}
+
+pub async fn migrate() -> anyhow::Result<()> {
+    let url = std::env::var("DATABASE_URL")
+        .context("configuration error: DATABASE_URL is required (postgres://user:pass@host:5432/db)")?;
+    let applied = db::migrate(&db::pool(&url, 1)?).await?;
+    match applied.len() {
+        0 => println!("database is up to date"),
+        n => println!("applied {n} migration(s): {}", applied.join(", ")),
+    }
+    Ok(())
+}
+
+pub async fn workspaces(command: WorkspacesCommand) -> anyhow::Result<()> {
+    let WorkspacesCommand::Provision { name, users, domain, yes } = command;
+    let users: Vec<String> = users.into_iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
+    if users.iter().any(|u| !u.contains('@')) {
+        anyhow::bail!("--users must be email addresses");
+    }
+    if !yes {
+        eprintln!(
+            "provisioning organization {name:?} with users {} (pass --yes to skip this notice)",
+            users.join(", ")
+        );
+    }
+    let pool = pool().await?;
+    let client = pool.get().await?;
+    let existing = client.query_opt("select id from organizations where name = $1", &[&name]).await?;
+    let organization_id: uuid::Uuid = match existing {
+        Some(row) => row.get(0),
+        None => {
+            let org = syncline_api::routes::organizations::insert(&client, &name, domain.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            serde_json::from_value(org["id"].clone())?
+        }
+    };
+    if domain.is_some() {
+        client.execute("update organizations set sso_domain = $2 where id = $1", &[&organization_id, &domain]).await?;
+    }
+    let mut created = Vec::new();
+    for email in &users {
+        let user = syncline_api::routes::users::upsert(&client, organization_id, email, "admin")
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        created.push(user);
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({"organization_id": organization_id, "name": name, "users": created}))?
+    );
+    Ok(())
+}
+
+pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::Create { organization, user } = command;
+    let pool = pool().await?;
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "select u.organization_id, u.id from users u join organizations o on o.id = u.organization_id
+             where (o.name = $1 or o.id::text = $1) and lower(u.email) = lower($2)",
+            &[&organization, &user],
+        )
+        .await?
+        .with_context(|| format!("no user {user} in organization {organization}"))?;
+    let key = syncline_api::routes::users::mint_key(&client, row.get(0), row.get(1), false)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    println!("{key}");
+    Ok(())
+}

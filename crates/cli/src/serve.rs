@@ -1,0 +1,140 @@
+//! `syncline serve`: start the chosen roles and drain them on SIGTERM.
+
+use std::{net::TcpListener, time::Duration};
+
+use anyhow::{Context, bail};
+use syncline_core::{Settings, crypto::SecretBox, db, payload::PayloadStore, queue, telemetry};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Roles {
+    api: bool,
+    worker: bool,
+    scheduler: bool,
+}
+
+fn parse_roles(raw: Option<Vec<String>>) -> anyhow::Result<Roles> {
+    let Some(names) = raw.filter(|r| r.iter().any(|n| !n.trim().is_empty())) else {
+        return Ok(Roles { api: true, worker: true, scheduler: true });
+    };
+    let mut roles = Roles::default();
+    for name in names.iter().map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()) {
+        match name.as_str() {
+            "api" | "web" => roles.api = true,
+            "worker" | "sync" => roles.worker = true,
+            "scheduler" => roles.scheduler = true,
+            other => bail!(
+                "configuration error: ROLE has unknown role {other:?} (expected a comma list of api, worker, scheduler)"
+            ),
+        }
+    }
+    Ok(roles)
+}
+
+/// Reads and validates the settings; the error is the one-line configuration message.
+pub fn settings() -> anyhow::Result<Settings> {
+    let settings = Settings::from_env()?;
+    telemetry::init(settings.log_level);
+    for warning in &settings.warnings {
+        warn!("{warning}");
+    }
+    Ok(settings)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn termination() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, draining"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt received, draining"),
+    }
+}
+
+pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
+    let roles = parse_roles(role)?;
+    let settings = settings()?;
+    let pool = db::pool(&settings.database_url, 16)?;
+    let applied = db::migrate(&pool).await.context("cannot migrate the database (is DATABASE_URL reachable?)")?;
+    if !applied.is_empty() {
+        info!(migrations = ?applied, "database migrated");
+    }
+    let (sync_queue, redis) =
+        queue::connect(&settings.redis_url, &settings.redis_key_prefix, settings.worker_heartbeat)
+            .await
+            .context("cannot connect to Redis (is REDIS_URL reachable?)")?;
+    let store = PayloadStore::open(&settings.job_payload_path)?;
+    let secrets = SecretBox::new(&settings.deployment_key);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if roles.api {
+        let listener = TcpListener::bind(("0.0.0.0", settings.port))
+            .with_context(|| format!("cannot listen on port {}", settings.port))?;
+        let state = syncline_api::AppState {
+            settings: settings.clone(),
+            pool: pool.clone(),
+            queue: sync_queue.clone(),
+            redis,
+            secrets: secrets.clone(),
+            store: store.clone(),
+        };
+        let server = syncline_api::server(state, listener)?;
+        let handle = server.handle();
+        let stop = stopped();
+        tokio::spawn(async move {
+            stop.await;
+            handle.stop(true).await;
+        });
+        info!(port = settings.port, url = %settings.public_url, "api listening");
+        tasks.spawn(async move { server.await.context("api server") });
+    }
+    if roles.worker {
+        let services = syncline_worker::Services {
+            pool: pool.clone(),
+            store,
+            secrets,
+            queue: sync_queue.clone(),
+            heartbeat: settings.worker_heartbeat,
+            batch_rows: syncline_worker::BATCH_ROWS,
+            batch_bytes: syncline_worker::BATCH_BYTES,
+        };
+        tasks.spawn(syncline_worker::run(services, settings.worker_concurrency, stopped()));
+    }
+    if roles.scheduler {
+        let (pool, queue) = (pool.clone(), sync_queue.clone());
+        let stop = stopped();
+        tasks.spawn(async move {
+            syncline_api::scheduler::run(pool, queue, Duration::from_secs(1), stop).await;
+            Ok(())
+        });
+    }
+    tokio::select! {
+        _ = termination() => {}
+        Some(result) = tasks.join_next() => {
+            result.context("a role panicked")??;
+            warn!("a role stopped on its own; shutting down");
+        }
+    }
+    stop_tx.send_replace(true);
+    let drain = async {
+        while let Some(result) = tasks.join_next().await {
+            result.context("a role panicked")??;
+        }
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(30), drain).await {
+        Ok(result) => result?,
+        Err(_) => warn!(
+            "roles did not drain within 30 s; exiting anyway (unfinished executions are taken over by other workers)"
+        ),
+    }
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! Writing to tables: each batch is `COPY`ed into a temporary staging table and applied with
+//! set-based SQL. A batch the database rejects is bisected under savepoints until the bad
+//! records are isolated, so one bad record costs O(log n) retries, not the whole batch.
+
+use async_trait::async_trait;
+use futures::SinkExt;
+use syncline_core::{
+    connector::{
+        BatchWriter, ConnectorError, Destination, RecordFailure, SyncMode, TargetField, TargetObject, WriteRequest,
+    },
+    record::RecordBatch,
+};
+use tokio_postgres::Client;
+
+use super::{
+    PostgresConfig,
+    client::{self, quote_ident, split_object},
+    copy,
+};
+
+pub(super) struct PostgresDestination {
+    config: PostgresConfig,
+}
+
+impl PostgresDestination {
+    pub(super) fn new(config: PostgresConfig) -> Self {
+        Self { config }
+    }
+}
+
+const MODES: &[SyncMode] = &SyncMode::ALL;
+
+struct Column {
+    name: String,
+    data_type: String,
+    required: bool,
+}
+
+async fn columns(client: &Client, object: &str) -> Result<Vec<Column>, ConnectorError> {
+    let (schema, table) = split_object(object);
+    let rows = client
+        .query(
+            "select a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull and not a.atthasdef and a.attidentity = ''
+             from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+             where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
+             order by a.attnum",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| client::error(&e))?;
+    if rows.is_empty() {
+        return Err(ConnectorError::not_found(format!("target object {object:?} does not exist")));
+    }
+    Ok(rows.iter().map(|r| Column { name: r.get(0), data_type: r.get(1), required: r.get(2) }).collect())
+}
+
+/// Whether `column` alone is covered by a unique index or constraint of `object`.
+async fn has_unique_index(client: &Client, object: &str, column: &str) -> Result<bool, ConnectorError> {
+    let (schema, table) = split_object(object);
+    let row = client
+        .query_one(
+            "select exists (select 1 from pg_index i join pg_class c on c.oid = i.indrelid
+               join pg_namespace n on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid and a.attnum = i.indkey[0]
+               where n.nspname = $1 and c.relname = $2 and i.indisunique and i.indnkeyatts = 1 and i.indpred is null
+                 and a.attname = $3)",
+            &[&schema, &table, &column],
+        )
+        .await
+        .map_err(|e| client::error(&e))?;
+    Ok(row.get(0))
+}
+
+#[async_trait]
+impl Destination for PostgresDestination {
+    async fn target_objects(&self) -> Result<Vec<TargetObject>, ConnectorError> {
+        let client = client::connect(&self.config).await?;
+        let rows = client
+            .query(
+                "select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                 where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
+                   and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
+                 order by 1",
+                &[],
+            )
+            .await
+            .map_err(|e| client::error(&e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                TargetObject { name: id.clone(), id }
+            })
+            .collect())
+    }
+
+    async fn target_fields(&self, object: &str) -> Result<Vec<TargetField>, ConnectorError> {
+        let client = client::connect(&self.config).await?;
+        Ok(columns(&client, object)
+            .await?
+            .into_iter()
+            .map(|c| TargetField {
+                id: c.name.clone(),
+                field_type: api_type(&c.data_type).into(),
+                name: c.name,
+                source_type: c.data_type,
+                required: c.required,
+                createable: true,
+                updateable: true,
+                supports_identity: true,
+            })
+            .collect())
+    }
+
+    fn modes(&self) -> &'static [SyncMode] {
+        MODES
+    }
+
+    async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {
+        let client = client::connect(&self.config).await?;
+        let writer = PostgresWriter::open(client, request).await?;
+        Ok(Box::new(writer))
+    }
+}
+
+/// The Polytomic type name for a PostgreSQL type.
+fn api_type(data_type: &str) -> &'static str {
+    let base = data_type.split('(').next().unwrap_or_default();
+    match base {
+        "smallint" | "integer" | "bigint" | "real" | "double precision" | "numeric" => "number",
+        "boolean" => "boolean",
+        "date" | "timestamp without time zone" | "timestamp with time zone" => "datetime",
+        "json" | "jsonb" => "object",
+        "bytea" => "binary",
+        _ if data_type.ends_with("[]") => "array",
+        _ => "string",
+    }
+}
+
+struct PostgresWriter {
+    client: Client,
+    /// Statements applying the staged batch, in order.
+    apply: Vec<String>,
+    /// Deletes the staged keys (replace mode only).
+    delete: Option<String>,
+}
+
+const STAGE: &str = "syncline_stage";
+const KEYS: &str = "syncline_keys";
+
+impl PostgresWriter {
+    async fn open(client: Client, req: WriteRequest) -> Result<Self, ConnectorError> {
+        let target_columns = columns(&client, &req.object).await?;
+        for target in &req.targets {
+            if !target_columns.iter().any(|c| &c.name == target) {
+                return Err(ConnectorError::invalid(format!("field {target:?} does not exist on {}", req.object)));
+            }
+        }
+        let (schema, table) = split_object(&req.object);
+        let table = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
+        let stage_columns: Vec<String> = req
+            .schema
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("c{i} {}", f.field_type.postgres_name()))
+            .collect();
+        let create_stage = format!("create temporary table {STAGE} ({})", stage_columns.join(", "));
+        client.batch_execute(&create_stage).await.map_err(|e| client::error(&e))?;
+
+        let targets: Vec<String> = req.targets.iter().map(|t| quote_ident(t)).collect();
+        let staged: Vec<String> = (0..targets.len()).map(|i| format!("s.c{i}")).collect();
+        let insert =
+            format!("insert into {table} as t ({}) select {} from {STAGE} as s", targets.join(", "), staged.join(", "));
+        let apply = match (req.mode, req.identity) {
+            (SyncMode::Append, _) => vec![insert],
+            (_, None) => return Err(ConnectorError::invalid(format!("mode {} needs an identity", req.mode.as_str()))),
+            (mode, Some(key)) => {
+                let id = &targets[key];
+                let others: Vec<usize> = (0..targets.len()).filter(|i| *i != key).collect();
+                let unique = has_unique_index(&client, &req.object, &req.targets[key]).await?;
+                let matches = format!("t.{id} = s.c{key}");
+                let update = (!others.is_empty()).then(|| {
+                    let set: Vec<String> = others.iter().map(|i| format!("{} = s.c{i}", targets[*i])).collect();
+                    format!("update {table} as t set {} from {STAGE} as s where {matches}", set.join(", "))
+                });
+                let insert_new = if unique {
+                    format!("{insert} on conflict ({id}) do nothing")
+                } else {
+                    format!("{insert} where not exists (select 1 from {table} as t where {matches})")
+                };
+                match mode {
+                    SyncMode::Create => vec![insert_new],
+                    SyncMode::Update => update.into_iter().collect(),
+                    _ if unique && !others.is_empty() => {
+                        let set: Vec<String> =
+                            others.iter().map(|i| format!("{0} = excluded.{0}", targets[*i])).collect();
+                        vec![format!("{insert} on conflict ({id}) do update set {}", set.join(", "))]
+                    }
+                    _ => update.into_iter().chain([insert_new]).collect(),
+                }
+            }
+        };
+        // Preparing each statement checks the mapping's types against the table up front.
+        for statement in &apply {
+            client
+                .prepare(statement)
+                .await
+                .map_err(|e| ConnectorError::invalid(format!("{}: {}", req.object, client::message(&e))))?;
+        }
+        let delete = match (req.mode, req.identity) {
+            (SyncMode::Replace, Some(key)) => {
+                let key_type = req.schema.fields[key].field_type.postgres_name();
+                client
+                    .batch_execute(&format!("create temporary table {KEYS} (k {key_type})"))
+                    .await
+                    .map_err(|e| client::error(&e))?;
+                Some(format!(
+                    "delete from {table} as t using {KEYS} as k where t.{} = k.k",
+                    quote_ident(&req.targets[key])
+                ))
+            }
+            _ => None,
+        };
+        Ok(Self { client, apply, delete })
+    }
+
+    async fn copy_into(&self, table: &str, tuples: &[u8]) -> Result<(), tokio_postgres::Error> {
+        let sink = self.client.copy_in::<_, bytes::Bytes>(&format!("copy {table} from stdin (format binary)")).await?;
+        futures::pin_mut!(sink);
+        sink.send(copy::frame(tuples)).await?;
+        sink.finish().await?;
+        Ok(())
+    }
+
+    /// Stages and applies records `range` inside a savepoint; bisects on a data error.
+    async fn apply_range(
+        &self,
+        batch: &RecordBatch,
+        range: std::ops::Range<usize>,
+        failures: &mut Vec<RecordFailure>,
+    ) -> Result<(), ConnectorError> {
+        let mut pending = vec![range];
+        while let Some(range) = pending.pop() {
+            self.client.batch_execute("savepoint syncline_batch").await.map_err(|e| client::error(&e))?;
+            let attempt = async {
+                self.copy_into(STAGE, &batch.slice_data(range.clone())).await?;
+                for statement in &self.apply {
+                    self.client.execute(statement.as_str(), &[]).await?;
+                }
+                self.client.batch_execute(&format!("truncate {STAGE}")).await
+            };
+            match attempt.await {
+                Ok(()) => self
+                    .client
+                    .batch_execute("release savepoint syncline_batch")
+                    .await
+                    .map_err(|e| client::error(&e))?,
+                Err(e) if client::is_data_error(&e) => {
+                    self.client
+                        .batch_execute("rollback to savepoint syncline_batch; release savepoint syncline_batch")
+                        .await
+                        .map_err(|e| client::error(&e))?;
+                    if range.len() == 1 {
+                        failures.push(RecordFailure { index: range.start, message: client::message(&e) });
+                    } else {
+                        let mid = range.start + range.len() / 2;
+                        pending.push(mid..range.end);
+                        pending.push(range.start..mid);
+                    }
+                }
+                Err(e) => return Err(client::error(&e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BatchWriter for PostgresWriter {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<Vec<RecordFailure>, ConnectorError> {
+        let mut failures = Vec::new();
+        if batch.is_empty() {
+            return Ok(failures);
+        }
+        self.client.batch_execute("begin").await.map_err(|e| client::error(&e))?;
+        let result = self.apply_range(batch, 0..batch.len(), &mut failures).await;
+        let end = if result.is_ok() { "commit" } else { "rollback" };
+        self.client.batch_execute(end).await.map_err(|e| client::error(&e))?;
+        result.map(|()| failures)
+    }
+
+    async fn delete(&mut self, keys: &RecordBatch) -> Result<(), ConnectorError> {
+        let Some(delete) = &self.delete else {
+            return Err(ConnectorError::invalid("deletes are only written in replace mode"));
+        };
+        let run = async {
+            self.client.batch_execute("begin").await?;
+            self.copy_into(KEYS, keys.data()).await?;
+            self.client.execute(delete.as_str(), &[]).await?;
+            self.client.batch_execute(&format!("truncate {KEYS}; commit")).await
+        };
+        match run.await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = self.client.batch_execute("rollback").await;
+                Err(client::error(&e))
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Reading models: `COPY (SELECT … FROM (<model>) m ORDER BY <identity>) TO STDOUT (FORMAT binary)`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use futures::{StreamExt, TryStreamExt, stream};
+use serde_json::{Map, Value as Json};
+use syncline_core::{
+    connector::{BatchStream, ConnectorError, ReadRequest, Source},
+    record::{Field, FieldType, RecordBatch, Schema, tuple_len},
+};
+use tokio_postgres::{Client, types::Type};
+
+use super::{
+    PostgresConfig,
+    client::{self, quote_ident, split_object},
+    copy, types,
+};
+
+pub(super) struct PostgresSource {
+    config: PostgresConfig,
+}
+
+impl PostgresSource {
+    pub(super) fn new(config: PostgresConfig) -> Self {
+        Self { config }
+    }
+}
+
+/// The model's SQL: `configuration.query`, or `select * from` `configuration.table`.
+fn model_sql(model: &Json) -> Result<String, ConnectorError> {
+    if let Some(query) = model["query"].as_str().map(str::trim).filter(|q| !q.is_empty()) {
+        return Ok(query.trim_end_matches(';').trim_end().to_owned());
+    }
+    if let Some(table) = model["table"].as_str().filter(|t| !t.is_empty()) {
+        let (schema, table) = split_object(table);
+        return Ok(format!("select * from {}.{}", quote_ident(&schema), quote_ident(&table)));
+    }
+    Err(ConnectorError::invalid("configuration.query (a SQL query) or configuration.table is required"))
+}
+
+/// The model's columns and their types, from the database's description of the query.
+async fn describe(client: &Client, sql: &str) -> Result<Vec<(String, Type)>, ConnectorError> {
+    let statement = client.prepare(&format!("select * from ({sql}) as m")).await.map_err(|e| client::error(&e))?;
+    Ok(statement.columns().iter().map(|c| (c.name().to_owned(), c.type_().clone())).collect())
+}
+
+#[async_trait]
+impl Source for PostgresSource {
+    async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError> {
+        let client = client::connect(&self.config).await?;
+        let columns = describe(&client, &model_sql(model)?).await?;
+        Ok(columns.into_iter().map(|(name, ty)| Field { field_type: types::field_type(&ty), name }).collect())
+    }
+
+    async fn sample(&self, model: &Json, limit: usize) -> Result<Vec<Map<String, Json>>, ConnectorError> {
+        let client = client::connect(&self.config).await?;
+        let sql = format!("select to_jsonb(m) from ({}) as m limit {limit}", model_sql(model)?);
+        let rows = client.query(&sql, &[]).await.map_err(|e| client::error(&e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| match row.get::<_, Json>(0) {
+                Json::Object(map) => Some(map),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn read(&self, request: ReadRequest) -> Result<(Arc<Schema>, BatchStream), ConnectorError> {
+        let client = client::connect(&self.config).await?;
+        let sql = model_sql(&request.model)?;
+        let columns = describe(&client, &sql).await?;
+        let mut fields = Vec::with_capacity(request.fields.len());
+        let mut select = Vec::with_capacity(request.fields.len());
+        for name in &request.fields {
+            let (_, ty) = columns
+                .iter()
+                .find(|(column, _)| column == name)
+                .ok_or_else(|| ConnectorError::invalid(format!("the model has no field {name:?}")))?;
+            let column = format!("m.{}", quote_ident(name));
+            let field_type = types::field_type(ty);
+            select.push(if types::native(ty).is_some() { column } else { format!("{column}::text") });
+            fields.push(Field { name: name.clone(), field_type });
+        }
+        let order = match &request.order_by {
+            Some(key) => {
+                let index =
+                    request.fields.iter().position(|f| f == key).ok_or_else(|| {
+                        ConnectorError::invalid(format!("the identity {key:?} is not a selected field"))
+                    })?;
+                let collate = if fields[index].field_type == FieldType::Text { " collate \"C\"" } else { "" };
+                format!(" order by ({}){collate} nulls last", select[index])
+            }
+            None => String::new(),
+        };
+        let copy_sql =
+            format!("copy (select {} from ({sql}) as m{order}) to stdout (format binary)", select.join(", "));
+        let schema = Arc::new(Schema { fields });
+        let copy_stream = client.copy_out(&copy_sql).await.map_err(|e| client::error(&e))?;
+        let batches = Batcher::new(schema.clone(), request.batch_rows, request.batch_bytes)
+            .run(copy_stream.map_err(|e| client::error(&e)), client);
+        Ok((schema, batches))
+    }
+}
+
+/// Cuts a binary `COPY` byte stream into record batches, scanning each byte once.
+struct Batcher {
+    schema: Arc<Schema>,
+    max_rows: usize,
+    max_bytes: usize,
+    buf: BytesMut,
+    header_skipped: bool,
+    /// Complete tuples found at the front of `buf`: their count and total length.
+    rows: usize,
+    scanned: usize,
+}
+
+impl Batcher {
+    fn new(schema: Arc<Schema>, max_rows: usize, max_bytes: usize) -> Self {
+        Self {
+            schema,
+            max_rows: max_rows.max(1),
+            max_bytes: max_bytes.max(1024),
+            buf: BytesMut::new(),
+            header_skipped: false,
+            rows: 0,
+            scanned: 0,
+        }
+    }
+
+    fn run(
+        self,
+        chunks: impl futures::Stream<Item = Result<bytes::Bytes, ConnectorError>> + Send + 'static,
+        client: Client,
+    ) -> BatchStream {
+        // The client is moved into the stream so the connection stays open while it is read.
+        let state = (self, Box::pin(chunks), false, client);
+        stream::try_unfold(state, |(mut this, mut chunks, mut done, client)| async move {
+            loop {
+                if let Some(batch) = this.cut(done)? {
+                    return Ok(Some((batch, (this, chunks, done, client))));
+                }
+                if done {
+                    return Ok(None);
+                }
+                match chunks.next().await {
+                    Some(chunk) => this.buf.extend_from_slice(&chunk?),
+                    None => done = true,
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Takes a full batch off the front of the buffer, or the remainder once the input ended.
+    fn cut(&mut self, done: bool) -> Result<Option<RecordBatch>, ConnectorError> {
+        if !self.header_skipped {
+            if self.buf.len() < copy::HEADER_LEN {
+                return Ok(None);
+            }
+            let _ = self.buf.split_to(copy::HEADER_LEN);
+            self.header_skipped = true;
+        }
+        let fields = self.schema.fields.len();
+        let mut ended = false;
+        while self.rows < self.max_rows && self.scanned < self.max_bytes {
+            let rest = &self.buf[self.scanned..];
+            if copy::is_trailer(rest) {
+                ended = true;
+                break;
+            }
+            match tuple_len(rest, fields).map_err(|e| ConnectorError::invalid(format!("COPY stream: {e}")))? {
+                Some(len) => {
+                    self.scanned += len;
+                    self.rows += 1;
+                }
+                None => break,
+            }
+        }
+        let full = self.rows >= self.max_rows || self.scanned >= self.max_bytes;
+        if !(full || ended || done) || self.rows == 0 {
+            if done && !ended && self.rows == 0 && !self.buf.is_empty() && !copy::is_trailer(&self.buf) {
+                return Err(ConnectorError::unavailable("COPY stream ended in the middle of a record"));
+            }
+            return Ok(None);
+        }
+        let data = self.buf.split_to(self.scanned).freeze();
+        (self.rows, self.scanned) = (0, 0);
+        RecordBatch::from_tuples(self.schema.clone(), data)
+            .map(Some)
+            .map_err(|e| ConnectorError::invalid(format!("COPY stream: {e}")))
+    }
+}

@@ -1,0 +1,261 @@
+//! Process configuration, read once from the environment and validated at start.
+//!
+//! Every variable is the one the Polytomic on-premises seeds use. A missing or malformed value
+//! yields a [`ConfigError`] whose message is one line naming the variable and what was expected.
+
+use std::{collections::HashMap, fmt, time::Duration};
+
+use url::Url;
+
+/// Log verbosity accepted by `LOG_LEVEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn directive(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// A configuration problem, rendered as one line naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {var} {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self { var, problem: problem.into() }
+    }
+}
+
+/// Settings shared by every role.
+#[derive(Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub redis_url: String,
+    pub public_url: Url,
+    pub root_user: String,
+    pub deployment: String,
+    pub deployment_key: String,
+    pub google_client_id: String,
+    pub google_client_secret: String,
+    pub port: u16,
+    pub job_payload_path: String,
+    pub log_level: LogLevel,
+    pub valid_origins: Vec<String>,
+    /// Minutes before a long-running sync notifies; `None` when 0 or unset.
+    pub longsync_threshold: Option<Duration>,
+    /// Prefix of every Redis key Syncline owns (queues, locks); lets installs share a Redis.
+    pub redis_key_prefix: String,
+    /// Jobs one worker process runs at once.
+    pub worker_concurrency: usize,
+    /// Worker heartbeat; an execution whose worker missed three is handed to another.
+    pub worker_heartbeat: Duration,
+    /// Deprecation notices gathered while reading, logged once telemetry is up.
+    pub warnings: Vec<String>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("public_url", &self.public_url.as_str())
+            .field("deployment", &self.deployment)
+            .field("port", &self.port)
+            .field("job_payload_path", &self.job_payload_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads the settings from a variable map (the environment, or a test's).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let mut warnings = Vec::new();
+        let redis_url = match env.get("REDIS_URL") {
+            Some(url) => url,
+            None => {
+                let (var, url) = ["CACHE_URL", "EXECUTOR_CACHE_URL"]
+                    .into_iter()
+                    .find_map(|var| env.get(var).map(|url| (var, url)))
+                    .ok_or_else(|| ConfigError::new("REDIS_URL", "is required (redis://host:6379)"))?;
+                warnings.push(format!("{var} is deprecated: set REDIS_URL instead"));
+                url
+            }
+        };
+        parse_url("REDIS_URL", &redis_url, &["redis", "rediss"])?;
+        let database_url = env.required("DATABASE_URL", "(postgres://user:pass@host:5432/db)")?;
+        parse_url("DATABASE_URL", &database_url, &["postgres", "postgresql"])?;
+        let public_url = env.required("POLYTOMIC_URL", "(the public base URL, e.g. https://syncline.example.com)")?;
+        let public_url = parse_url("POLYTOMIC_URL", &public_url, &["http", "https"])?;
+        let job_payload_path =
+            env.required("JOB_PAYLOAD_PATH", "(s3://bucket?region=…, gs://…, azblob://…, file:///…)")?;
+        crate::payload::validate_url(&job_payload_path)
+            .map_err(|e| ConfigError::new("JOB_PAYLOAD_PATH", e.to_string()))?;
+        let log_level = match env.get("LOG_LEVEL").as_deref() {
+            None | Some("info") => LogLevel::Info,
+            Some("debug") => LogLevel::Debug,
+            Some("warn") => LogLevel::Warn,
+            Some("error") => LogLevel::Error,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_LEVEL",
+                    format!("must be debug, info, warn or error, not {other:?}"),
+                ));
+            }
+        };
+        let mut valid_origins: Vec<String> = env
+            .get("VALID_ORIGINS")
+            .map(|v| {
+                v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect()
+            })
+            .unwrap_or_default();
+        valid_origins.push(public_url.origin().ascii_serialization());
+        let threshold: u64 = env.number("LONGSYNC_THRESHOLD", 0, 0)?;
+        Ok(Self {
+            database_url,
+            redis_url,
+            public_url,
+            root_user: env.required("ROOT_USER", "(the first admin's email)")?,
+            deployment: env.required("DEPLOYMENT", "(the deployment id)")?,
+            deployment_key: env.required("DEPLOYMENT_KEY", "(the deployment key)")?,
+            google_client_id: env.required("GOOGLE_CLIENT_ID", "(OAuth client id for sign-in)")?,
+            google_client_secret: env.required("GOOGLE_CLIENT_SECRET", "(OAuth client secret for sign-in)")?,
+            port: env.number("PORT", 5100, 1)?,
+            job_payload_path,
+            log_level,
+            valid_origins,
+            longsync_threshold: (threshold > 0).then(|| Duration::from_secs(threshold * 60)),
+            redis_key_prefix: env.get("REDIS_KEY_PREFIX").unwrap_or_else(|| "syncline".into()),
+            worker_concurrency: env.number("WORKER_CONCURRENCY", 2, 1)?,
+            worker_heartbeat: Duration::from_secs(env.number("WORKER_HEARTBEAT_SECONDS", 10, 1)?),
+            warnings,
+        })
+    }
+}
+
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        self.0.get(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str, expected: &str) -> Result<String, ConfigError> {
+        self.get(var).ok_or_else(|| ConfigError::new(var, format!("is required {expected}")))
+    }
+
+    /// A whole number of at least `min`, or `default` when unset.
+    fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+        &self,
+        var: &'static str,
+        default: T,
+        min: T,
+    ) -> Result<T, ConfigError> {
+        let Some(raw) = self.get(var) else { return Ok(default) };
+        match raw.parse::<T>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(ConfigError::new(var, format!("must be a whole number of at least {min}, not {raw:?}"))),
+        }
+    }
+}
+
+fn parse_url(var: &'static str, raw: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| ConfigError::new(var, format!("is not a valid URL ({e})")))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(ConfigError::new(
+            var,
+            format!("must use one of the schemes {}, not {:?}", schemes.join(", "), url.scheme()),
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/db"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("POLYTOMIC_URL", "https://sync.example.com"),
+            ("ROOT_USER", "root@example.com"),
+            ("DEPLOYMENT", "test"),
+            ("DEPLOYMENT_KEY", "k"),
+            ("GOOGLE_CLIENT_ID", "id"),
+            ("GOOGLE_CLIENT_SECRET", "secret"),
+            ("JOB_PAYLOAD_PATH", "file:///tmp/payloads"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn error_for(vars: HashMap<String, String>) -> String {
+        Settings::from_vars(&vars).expect_err("settings should be rejected").to_string()
+    }
+
+    #[test]
+    fn reads_defaults() {
+        let s = Settings::from_vars(&base()).expect("valid settings");
+        assert_eq!(s.port, 5100);
+        assert_eq!(s.log_level, LogLevel::Info);
+        assert_eq!(s.valid_origins, vec!["https://sync.example.com"]);
+        assert!(s.longsync_threshold.is_none());
+        assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn names_the_missing_variable() {
+        let mut vars = base();
+        vars.remove("DEPLOYMENT_KEY");
+        assert_eq!(error_for(vars), "configuration error: DEPLOYMENT_KEY is required (the deployment key)");
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        let mut vars = base();
+        vars.insert("PORT".into(), "eighty".into());
+        assert!(error_for(vars).starts_with("configuration error: PORT must be a whole number of at least 1"));
+        let mut vars = base();
+        vars.insert("LOG_LEVEL".into(), "loud".into());
+        assert!(error_for(vars).contains("LOG_LEVEL must be debug, info, warn or error"));
+        let mut vars = base();
+        vars.insert("DATABASE_URL".into(), "mysql://x".into());
+        assert!(error_for(vars).contains("DATABASE_URL must use one of the schemes postgres, postgresql"));
+        let mut vars = base();
+        vars.insert("JOB_PAYLOAD_PATH".into(), "ftp://x".into());
+        assert!(error_for(vars).starts_with("configuration error: JOB_PAYLOAD_PATH"));
+    }
+
+    #[test]
+    fn redis_falls_back_with_a_warning() {
+        let mut vars = base();
+        vars.remove("REDIS_URL");
+        vars.insert("EXECUTOR_CACHE_URL".into(), "redis://cache:6379".into());
+        let s = Settings::from_vars(&vars).expect("fallback accepted");
+        assert_eq!(s.redis_url, "redis://cache:6379");
+        assert_eq!(s.warnings, vec!["EXECUTOR_CACHE_URL is deprecated: set REDIS_URL instead"]);
+        vars.insert("CACHE_URL".into(), "redis://newer:6379".into());
+        assert_eq!(Settings::from_vars(&vars).expect("fallback").redis_url, "redis://newer:6379");
+    }
+}

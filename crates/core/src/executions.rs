@@ -1,0 +1,280 @@
+//! The life of a model sync execution in Postgres: created by a start (API or scheduler),
+//! claimed by exactly one worker with a conditional update, kept alive by a lease the worker
+//! renews, and finished in one transaction with the sync's diff state.
+//!
+//! ```text
+//! queued ──claim──▶ running ──finish──▶ completed | completed_with_errors | failed
+//!   │                 │  ▲ lease expired: claimable again       ▲
+//!   │ cancel          │ cancel ──▶ canceling ──(worker stops)──▶ canceled
+//!   └────────────────▶ canceled
+//! ```
+
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::db::{DbError, DbPool};
+
+/// Statuses in which an execution still occupies its sync.
+pub const ACTIVE: &[&str] = &["created", "queued", "running", "canceling"];
+
+/// Why a start was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the sync already has an execution in progress")]
+    AlreadyRunning,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Inserts a queued execution for `sync_id`; fails with [`StartError::AlreadyRunning`] when one
+/// is in progress (a unique partial index makes this race-free across replicas).
+pub async fn create(
+    client: &impl GenericClient,
+    sync_id: Uuid,
+    organization_id: Uuid,
+    trigger: &str,
+    resync: bool,
+) -> Result<Uuid, StartError> {
+    let id = Uuid::new_v4();
+    let inserted = client
+        .execute(
+            "insert into sync_executions (id, sync_id, organization_id, status, trigger, resync)
+             values ($1, $2, $3, 'queued', $4, $5) on conflict do nothing",
+            &[&id, &sync_id, &organization_id, &trigger, &resync],
+        )
+        .await
+        .map_err(DbError::from)?;
+    if inserted == 0 {
+        return Err(StartError::AlreadyRunning);
+    }
+    Ok(id)
+}
+
+/// An execution this worker now owns.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub execution_id: Uuid,
+    pub sync_id: Uuid,
+    pub attempt: i32,
+    pub resync: bool,
+}
+
+/// Claims `execution_id` for `worker` if it is waiting, or running under an expired lease
+/// (its worker died). Returns `None` when another worker owns it or it already ended, which
+/// makes duplicate deliveries harmless. A re-claimed execution starts over from zero counts.
+pub async fn claim(pool: &DbPool, execution_id: Uuid, worker: &str, lease: Duration) -> Result<Option<Claim>, DbError> {
+    let client = pool.get().await?;
+    let lease_secs = lease.as_secs_f64();
+    // An abandoned cancel just ends.
+    client
+        .execute(
+            "update sync_executions set status = 'canceled', completed_at = now(), updated_at = now()
+             where id = $1 and status = 'canceling' and lease_until < now()",
+            &[&execution_id],
+        )
+        .await?;
+    let row = client
+        .query_opt(
+            "update sync_executions set status = 'running', worker = $2, attempt = attempt + 1,
+                lease_until = now() + make_interval(secs => $3), started_at = coalesce(started_at, now()),
+                records_read = 0, records_changed = 0, records_written = 0, insert_count = 0, update_count = 0,
+                delete_count = 0, error_count = 0, errors = '[]', updated_at = now()
+             where id = $1 and (status in ('created', 'queued') or (status = 'running' and lease_until < now()))
+             returning sync_id, attempt, resync",
+            &[&execution_id, &worker, &lease_secs],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    client.execute("delete from record_errors where execution_id = $1", &[&execution_id]).await?;
+    Ok(Some(Claim { execution_id, sync_id: row.get(0), attempt: row.get(1), resync: row.get(2) }))
+}
+
+/// What the worker should do after renewing its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Keep going.
+    Held,
+    /// A cancel was requested: stop and finish as `canceled`.
+    CancelRequested,
+    /// The execution is no longer ours (taken over, or deleted): stop without writing.
+    Lost,
+}
+
+/// Renews `worker`'s lease on the execution.
+pub async fn renew(pool: &DbPool, execution_id: Uuid, worker: &str, lease: Duration) -> Result<Lease, DbError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "update sync_executions set lease_until = now() + make_interval(secs => $3), updated_at = now()
+             where id = $1 and worker = $2 and status in ('running', 'canceling') returning cancel_requested",
+            &[&execution_id, &worker, &lease.as_secs_f64()],
+        )
+        .await?;
+    Ok(match row {
+        None => Lease::Lost,
+        Some(row) if row.get::<_, bool>(0) => Lease::CancelRequested,
+        Some(_) => Lease::Held,
+    })
+}
+
+/// Counts accumulated while an execution runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub read: i64,
+    pub changed: i64,
+    pub written: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    /// Records the destination rejected.
+    pub rejected: i64,
+    /// All failed records: rejected by the destination or by the model (bad identity).
+    pub errors: i64,
+}
+
+/// Records progress; returns `false` if the execution is no longer this worker's.
+pub async fn record_progress(
+    pool: &DbPool,
+    execution_id: Uuid,
+    worker: &str,
+    counts: &Counts,
+) -> Result<bool, DbError> {
+    let client = pool.get().await?;
+    let updated = client
+        .execute(
+            "update sync_executions set records_read = $3, records_changed = $4, records_written = $5,
+                insert_count = $6, update_count = $7, delete_count = $8, error_count = $9, updated_at = now()
+             where id = $1 and worker = $2 and status in ('running', 'canceling')",
+            &[
+                &execution_id,
+                &worker,
+                &counts.read,
+                &counts.changed,
+                &counts.written,
+                &counts.inserted,
+                &counts.updated,
+                &counts.deleted,
+                &counts.errors,
+            ],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
+/// Stores rejected records, keyed by their identity (the first failure per identity wins).
+pub async fn record_errors(pool: &DbPool, execution_id: Uuid, errors: &[(String, String)]) -> Result<(), DbError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let client = pool.get().await?;
+    let (identities, messages): (Vec<&str>, Vec<&str>) = errors.iter().map(|(i, m)| (i.as_str(), m.as_str())).unzip();
+    client
+        .execute(
+            "insert into record_errors (execution_id, identity, message)
+             select $1, i, m from unnest($2::text[], $3::text[]) as e(i, m) on conflict do nothing",
+            &[&execution_id, &identities, &messages],
+        )
+        .await?;
+    Ok(())
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Every record was handled; `snapshot` is the new diff state to commit for the sync.
+    Completed {
+        snapshot: Option<String>,
+        retry_identities: Vec<String>,
+    },
+    Canceled,
+    Failed {
+        error: String,
+    },
+}
+
+/// Finishes the execution and, on success, commits the sync's new diff state in the same
+/// transaction. Returns `false` if the execution was no longer this worker's (nothing written).
+pub async fn finish(
+    pool: &DbPool,
+    execution_id: Uuid,
+    worker: &str,
+    counts: &Counts,
+    outcome: &Outcome,
+) -> Result<bool, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let (status, errors) = match outcome {
+        Outcome::Completed { .. } if counts.errors > 0 => ("completed_with_errors", vec![]),
+        Outcome::Completed { .. } => ("completed", vec![]),
+        Outcome::Canceled => ("canceled", vec![]),
+        Outcome::Failed { error } => ("failed", vec![error.clone()]),
+    };
+    let row = tx
+        .query_opt(
+            "update sync_executions set status = $3, errors = $4, completed_at = now(), lease_until = null,
+                records_read = $5, records_changed = $6, records_written = $7, insert_count = $8, update_count = $9,
+                delete_count = $10, error_count = $11, updated_at = now()
+             where id = $1 and worker = $2 and status in ('running', 'canceling') returning sync_id",
+            &[
+                &execution_id,
+                &worker,
+                &status,
+                &serde_json::json!(errors),
+                &counts.read,
+                &counts.changed,
+                &counts.written,
+                &counts.inserted,
+                &counts.updated,
+                &counts.deleted,
+                &counts.errors,
+            ],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    if let Outcome::Completed { snapshot, retry_identities } = outcome {
+        let sync_id: Uuid = row.get(0);
+        tx.execute(
+            "update model_syncs set snapshot_path = $2, retry_identities = $3 where id = $1",
+            &[&sync_id, snapshot, &serde_json::json!(retry_identities)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Returns the execution to the queue (the worker is shutting down) so another worker takes it.
+pub async fn hand_back(pool: &DbPool, execution_id: Uuid, worker: &str) -> Result<bool, DbError> {
+    let client = pool.get().await?;
+    let updated = client
+        .execute(
+            "update sync_executions set status = 'queued', worker = null, lease_until = null, updated_at = now()
+             where id = $1 and worker = $2 and status = 'running'",
+            &[&execution_id, &worker],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
+/// Executions that need their job pushed again: running under a lease that expired (the worker
+/// died and the queue did not redeliver), or queued for longer than `stale` with no taker
+/// (e.g. Redis lost the job). Each is returned at most once per `stale` period.
+pub async fn reclaimable(pool: &DbPool, stale: Duration) -> Result<Vec<Uuid>, DbError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "update sync_executions set requeued_at = now()
+             where id in (
+                select id from sync_executions
+                where ((status in ('running', 'canceling') and lease_until < now())
+                       or (status in ('created', 'queued') and coalesce(requeued_at, created_at) < now() - make_interval(secs => $1)))
+                  and (requeued_at is null or requeued_at < now() - make_interval(secs => $1))
+                for update skip locked limit 100)
+             returning id",
+            &[&stale.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

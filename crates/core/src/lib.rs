@@ -1,0 +1,19 @@
+//! Syncline's shared core: configuration, the connector contract, records in flight, the
+//! payload store, the job queue, secrets, state storage and telemetry.
+
+pub mod config;
+pub mod connector;
+pub mod credentials;
+pub mod crypto;
+pub mod db;
+pub mod executions;
+pub mod jsonschema;
+pub mod numeric;
+pub mod payload;
+pub mod queue;
+pub mod record;
+pub mod schedule;
+pub mod sync;
+pub mod telemetry;
+
+pub use config::Settings;

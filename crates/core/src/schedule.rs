@@ -1,0 +1,88 @@
+//! When scheduled syncs run next.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+use crate::sync::Schedule;
+
+/// Frequencies Syncline runs on its own (other Polytomic frequencies are rejected).
+pub const FREQUENCIES: &[(&str, &str)] = &[
+    ("manual", "Only when started through the API or UI"),
+    ("continuous", "Every minute"),
+    ("hourly", "Every hour at the given minute"),
+    ("daily", "Every day at the given hour and minute (UTC)"),
+    ("weekly", "Every week on the given day, hour and minute (UTC)"),
+    ("custom", "A cron schedule from the minute, hour, day_of_month, month and day_of_week fields"),
+];
+
+impl Schedule {
+    /// The next run strictly after `now`, or `None` for manual syncs. The error says which
+    /// schedule field is wrong.
+    pub fn next_after(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, String> {
+        let field = |value: &Option<String>, default: &str| {
+            value.clone().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+        };
+        let (minute, hour) = (field(&self.minute, "0"), field(&self.hour, "0"));
+        let expression = match self.frequency.as_deref().unwrap_or("manual") {
+            "manual" => return Ok(None),
+            "continuous" => "0 * * * * *".to_owned(),
+            "hourly" => format!("0 {minute} * * * *"),
+            "daily" => format!("0 {minute} {hour} * * *"),
+            "weekly" => format!("0 {minute} {hour} * * {}", field(&self.day_of_week, "Mon")),
+            "custom" => format!(
+                "0 {} {} {} {} {}",
+                field(&self.minute, "*"),
+                field(&self.hour, "*"),
+                field(&self.day_of_month, "*"),
+                field(&self.month, "*"),
+                field(&self.day_of_week, "*")
+            ),
+            other => {
+                let known: Vec<&str> = FREQUENCIES.iter().map(|(f, _)| *f).collect();
+                return Err(format!("schedule.frequency {other:?} is not supported (use one of {})", known.join(", ")));
+            }
+        };
+        let cron = cron::Schedule::from_str(&expression).map_err(|e| format!("schedule is not valid ({e})"))?;
+        Ok(cron.after(&now).next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn schedule(frequency: &str, minute: Option<&str>, hour: Option<&str>) -> Schedule {
+        Schedule {
+            frequency: Some(frequency.into()),
+            minute: minute.map(Into::into),
+            hour: hour.map(Into::into),
+            ..Schedule::default()
+        }
+    }
+
+    #[test]
+    fn computes_next_runs() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 15, 30).single().expect("time");
+        let at = |h, m| Some(Utc.with_ymd_and_hms(2026, 11, 22, h, m, 0).single().expect("time"));
+        assert_eq!(schedule("manual", None, None).next_after(now), Ok(None));
+        assert_eq!(schedule("continuous", None, None).next_after(now), Ok(at(10, 16)));
+        assert_eq!(schedule("hourly", Some("5"), None).next_after(now), Ok(at(11, 5)));
+        assert_eq!(schedule("daily", Some("30"), Some("10")).next_after(now), Ok(at(10, 30)));
+        let custom = Schedule { minute: Some("*/10".into()), ..schedule("custom", None, None) };
+        assert_eq!(custom.next_after(now), Ok(at(10, 20)));
+    }
+
+    #[test]
+    fn rejects_bad_schedules() {
+        assert!(schedule("dbtcloud", None, None).next_after(Utc::now()).unwrap_err().contains("not supported"));
+        assert!(
+            schedule("hourly", Some("61"), None)
+                .next_after(Utc::now())
+                .unwrap_err()
+                .starts_with("schedule is not valid")
+        );
+    }
+}

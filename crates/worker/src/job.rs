@@ -1,0 +1,88 @@
+//! The queue handler: claim an execution, keep its lease, run it, and finish or hand it back.
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::{BoxDynError, Data, WorkerContext};
+use syncline_core::{
+    executions::{self, Lease, Outcome},
+    queue::{self, SyncJob},
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    Services,
+    pipeline::{self, RunEnd, Stop},
+};
+
+/// Handles one delivery of a [`SyncJob`]. Deliveries of an execution that another worker owns
+/// or that already ended are acknowledged without doing anything.
+pub async fn handle(job: SyncJob, services: Data<Arc<Services>>, worker: WorkerContext) -> Result<(), BoxDynError> {
+    let services: &Services = &services;
+    let worker_name = worker.name().to_owned();
+    let Some(claim) = executions::claim(&services.pool, job.execution_id, &worker_name, services.lease()).await? else {
+        return Ok(());
+    };
+    info!(execution_id = %claim.execution_id, sync_id = %claim.sync_id, attempt = claim.attempt, "execution started");
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let keeper =
+        tokio::spawn(keep_lease(services.clone(), claim.execution_id, worker_name.clone(), worker.clone(), stop_tx));
+    let end = pipeline::run(services, claim.execution_id, claim.sync_id, claim.resync, &worker_name, stop_rx).await;
+    keeper.abort();
+    match end {
+        RunEnd::Finished { outcome, counts, cleanup } => {
+            let owned = executions::finish(&services.pool, claim.execution_id, &worker_name, &counts, &outcome).await?;
+            match &outcome {
+                Outcome::Failed { error } => warn!(execution_id = %claim.execution_id, %error, "execution failed"),
+                _ => info!(execution_id = %claim.execution_id, inserted = counts.inserted, updated = counts.updated,
+                           deleted = counts.deleted, errors = counts.errors, "execution completed"),
+            }
+            if owned && matches!(outcome, Outcome::Completed { .. }) {
+                for prefix in cleanup {
+                    if let Err(e) = services.store.delete_prefix(&prefix).await {
+                        warn!(%prefix, error = %e, "could not remove old payloads");
+                    }
+                }
+            }
+        }
+        RunEnd::Stopped { stop: Stop::Cancel, counts } => {
+            executions::finish(&services.pool, claim.execution_id, &worker_name, &counts, &Outcome::Canceled).await?;
+            info!(execution_id = %claim.execution_id, "execution canceled");
+        }
+        RunEnd::Stopped { stop: Stop::Shutdown, .. } => {
+            if executions::hand_back(&services.pool, claim.execution_id, &worker_name).await? {
+                queue::enqueue(&services.queue, claim.execution_id).await?;
+                info!(execution_id = %claim.execution_id, "execution handed back for another worker");
+            }
+        }
+        RunEnd::Stopped { stop: Stop::Lost, .. } => {
+            warn!(execution_id = %claim.execution_id, "execution lease lost; another worker continues it");
+        }
+    }
+    Ok(())
+}
+
+/// Renews the lease every heartbeat and watches for cancels and this worker's shutdown.
+async fn keep_lease(
+    services: Services,
+    execution_id: uuid::Uuid,
+    worker_name: String,
+    worker: WorkerContext,
+    stop: watch::Sender<Option<Stop>>,
+) {
+    let mut renew = tokio::time::interval(services.heartbeat);
+    let mut poll = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = renew.tick() => match executions::renew(&services.pool, execution_id, &worker_name, services.lease()).await {
+                Ok(Lease::Held) => {}
+                Ok(Lease::CancelRequested) => { stop.send_replace(Some(Stop::Cancel)); }
+                Ok(Lease::Lost) => { stop.send_replace(Some(Stop::Lost)); return; }
+                Err(e) => warn!(%execution_id, error = %e, "could not renew the execution lease"),
+            },
+            _ = poll.tick() => if worker.is_shutting_down() && stop.borrow().is_none() {
+                stop.send_replace(Some(Stop::Shutdown));
+            },
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The worker role: pulls model sync jobs off the Redis queue and runs them.
+//!
+//! Workers are stateless. Any number can run; each claims executions in Postgres, so a job
+//! delivered twice runs once, and an execution whose worker died is taken over once its lease
+//! expires. On SIGTERM a worker stops taking jobs and hands its running executions back.
+
+mod changes;
+mod job;
+mod pipeline;
+mod plan;
+mod snapshot;
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::{BackendExt, Event, EventListenerExt, WorkerBuilder, WorkerBuilderExt};
+use syncline_core::{crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::SyncQueue};
+use tracing::{error, info};
+
+/// What every job handler shares.
+#[derive(Clone)]
+pub struct Services {
+    pub pool: DbPool,
+    pub store: PayloadStore,
+    pub secrets: SecretBox,
+    pub queue: SyncQueue,
+    pub heartbeat: Duration,
+    /// Upper bounds of one record batch.
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+}
+
+impl Services {
+    /// How long an execution stays claimed without a renewal: three heartbeats.
+    pub fn lease(&self) -> Duration {
+        self.heartbeat * 3
+    }
+}
+
+/// Default record-batch bounds: large enough to amortise round trips, small enough to keep a
+/// worker's memory to a few tens of megabytes whatever the table size.
+pub const BATCH_ROWS: usize = 50_000;
+pub const BATCH_BYTES: usize = 16 << 20;
+
+/// How often an idle worker asks Redis for work.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Runs a worker until `shutdown` resolves, then drains: running executions are handed back.
+pub async fn run(
+    services: Services,
+    concurrency: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let name = syncline_core::queue::worker_name("worker");
+    info!(worker = %name, concurrency, "worker started");
+    let worker = WorkerBuilder::new(name)
+        .backend(services.queue.clone().poll_with_interval(POLL_INTERVAL))
+        .data(Arc::new(services))
+        .concurrency(concurrency)
+        .on_event(|ctx, event| match event {
+            Event::Error(e) => error!(worker = %ctx.name(), error = %e, "job failed"),
+            _ => tracing::debug!(worker = %ctx.name(), ?event, "worker event"),
+        })
+        .build(job::handle);
+    worker
+        .run_until(async move {
+            shutdown.await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await?;
+    info!("worker stopped");
+    Ok(())
+}

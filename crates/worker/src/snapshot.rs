@@ -1,0 +1,237 @@
+//! Diff state: for every record a sync delivered, its identity and a hash of its values,
+//! sorted by identity and stored as chunked files under the payload store.
+//!
+//! Each part file is a sequence of entries `u32 key length, key bytes, u64 row hash`. A
+//! `manifest.json` beside the parts names their count, the key order and a fingerprint of the
+//! sync's mapping; a snapshot whose fingerprint differs is ignored (everything is resent).
+
+use std::collections::HashSet;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use syncline_core::{
+    payload::{PayloadError, PayloadStore},
+    record::KeyOrder,
+};
+
+const PART_BYTES: usize = 4 << 20;
+
+/// Describes a complete snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub parts: usize,
+    pub entries: u64,
+    pub key_order: KeyOrder,
+    pub fingerprint: String,
+}
+
+/// Writes a snapshot's entries in key order.
+pub struct SnapshotWriter {
+    store: PayloadStore,
+    dir: String,
+    buf: BytesMut,
+    parts: usize,
+    entries: u64,
+}
+
+impl SnapshotWriter {
+    /// Starts a snapshot under `dir`.
+    pub fn new(store: PayloadStore, dir: String) -> Self {
+        Self { store, dir, buf: BytesMut::with_capacity(PART_BYTES + 1024), parts: 0, entries: 0 }
+    }
+
+    /// Appends one entry; keys must come in ascending order.
+    pub async fn push(&mut self, key: &[u8], hash: u64) -> Result<(), PayloadError> {
+        self.buf.put_u32(key.len() as u32);
+        self.buf.put_slice(key);
+        self.buf.put_u64(hash);
+        self.entries += 1;
+        if self.buf.len() >= PART_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), PayloadError> {
+        let part = self.buf.split().freeze();
+        self.store.put(&format!("{}/part-{:06}.bin", self.dir, self.parts), part).await?;
+        self.parts += 1;
+        Ok(())
+    }
+
+    /// Writes the last part and the manifest; returns the snapshot's directory.
+    pub async fn finish(mut self, key_order: KeyOrder, fingerprint: String) -> Result<String, PayloadError> {
+        if !self.buf.is_empty() {
+            self.flush().await?;
+        }
+        let manifest = Manifest { parts: self.parts, entries: self.entries, key_order, fingerprint };
+        let json = serde_json::to_vec(&manifest).expect("a manifest serializes");
+        self.store.put(&format!("{}/manifest.json", self.dir), Bytes::from(json)).await?;
+        Ok(self.dir)
+    }
+}
+
+/// Reads a snapshot's entries in key order, one part in memory at a time.
+pub struct SnapshotReader {
+    store: PayloadStore,
+    dir: String,
+    parts: usize,
+    next_part: usize,
+    current: Bytes,
+}
+
+impl SnapshotReader {
+    /// Opens the snapshot at `dir` if it exists and matches `fingerprint` and `key_order`.
+    pub async fn open(
+        store: &PayloadStore,
+        dir: &str,
+        key_order: KeyOrder,
+        fingerprint: &str,
+    ) -> Result<Option<Self>, PayloadError> {
+        let Some(bytes) = store.get_optional(&format!("{dir}/manifest.json")).await? else { return Ok(None) };
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else { return Ok(None) };
+        if manifest.fingerprint != fingerprint || manifest.key_order != key_order {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            store: store.clone(),
+            dir: dir.to_owned(),
+            parts: manifest.parts,
+            next_part: 0,
+            current: Bytes::new(),
+        }))
+    }
+
+    /// The next entry, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<(Bytes, u64)>, PayloadError> {
+        while !self.current.has_remaining() {
+            if self.next_part == self.parts {
+                return Ok(None);
+            }
+            self.current = self.store.get(&format!("{}/part-{:06}.bin", self.dir, self.next_part)).await?;
+            self.next_part += 1;
+        }
+        let len = self.current.get_u32() as usize;
+        let key = self.current.split_to(len);
+        let hash = self.current.get_u64();
+        Ok(Some((key, hash)))
+    }
+}
+
+/// How a record compares with what the sync delivered last time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Insert,
+    Update,
+    Unchanged,
+}
+
+/// Merges the sorted records of this run against the previous snapshot.
+pub struct Differ {
+    old: Option<SnapshotReader>,
+    peeked: Option<(Bytes, u64)>,
+    order: KeyOrder,
+    /// Identities rejected last time: always resent.
+    retry: HashSet<Vec<u8>>,
+}
+
+impl Differ {
+    /// A differ against `old` (`None` on a first run or a resync: every record is an insert).
+    pub async fn new(
+        mut old: Option<SnapshotReader>,
+        order: KeyOrder,
+        retry: HashSet<Vec<u8>>,
+    ) -> Result<Self, PayloadError> {
+        let peeked = match old.as_mut() {
+            Some(reader) => reader.next().await?,
+            None => None,
+        };
+        Ok(Self { old, peeked, order, retry })
+    }
+
+    /// Classifies the record with `key` and `hash`; previous keys that sort before `key` and
+    /// were not seen again are appended to `deleted`.
+    pub async fn classify(&mut self, key: &[u8], hash: u64, deleted: &mut Vec<Bytes>) -> Result<Change, PayloadError> {
+        while let Some((old_key, old_hash)) = &self.peeked {
+            match self.order.compare(old_key, key) {
+                std::cmp::Ordering::Less => {
+                    deleted.push(old_key.clone());
+                    self.advance().await?;
+                }
+                std::cmp::Ordering::Equal => {
+                    let unchanged = *old_hash == hash && !self.retry.contains(key);
+                    self.advance().await?;
+                    return Ok(if unchanged { Change::Unchanged } else { Change::Update });
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Ok(Change::Insert)
+    }
+
+    /// Appends every remaining previous key to `deleted`.
+    pub async fn remaining(&mut self, deleted: &mut Vec<Bytes>) -> Result<(), PayloadError> {
+        while let Some((key, _)) = self.peeked.take() {
+            deleted.push(key);
+            self.advance().await?;
+        }
+        Ok(())
+    }
+
+    async fn advance(&mut self) -> Result<(), PayloadError> {
+        self.peeked = match self.old.as_mut() {
+            Some(reader) => reader.next().await?,
+            None => None,
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: i64) -> [u8; 8] {
+        n.to_be_bytes()
+    }
+
+    async fn snapshot(store: &PayloadStore, entries: &[(i64, u64)]) -> String {
+        let mut writer = SnapshotWriter::new(store.clone(), "snap/a".into());
+        for (k, h) in entries {
+            writer.push(&key(*k), *h).await.expect("push");
+        }
+        writer.finish(KeyOrder::SignedBigEndian, "fp".into()).await.expect("finish")
+    }
+
+    #[tokio::test]
+    async fn round_trips_entries() {
+        let store = PayloadStore::in_memory();
+        let dir = snapshot(&store, &[(-3, 1), (7, 2)]).await;
+        let mut reader =
+            SnapshotReader::open(&store, &dir, KeyOrder::SignedBigEndian, "fp").await.expect("open").expect("exists");
+        assert_eq!(reader.next().await.expect("next"), Some((Bytes::copy_from_slice(&key(-3)), 1)));
+        assert_eq!(reader.next().await.expect("next"), Some((Bytes::copy_from_slice(&key(7)), 2)));
+        assert_eq!(reader.next().await.expect("next"), None);
+        assert!(SnapshotReader::open(&store, &dir, KeyOrder::SignedBigEndian, "other").await.expect("open").is_none());
+        assert!(
+            SnapshotReader::open(&store, "missing", KeyOrder::SignedBigEndian, "fp").await.expect("open").is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn classifies_inserts_updates_and_deletes() {
+        let store = PayloadStore::in_memory();
+        let dir = snapshot(&store, &[(1, 10), (2, 20), (4, 40), (6, 60)]).await;
+        let reader = SnapshotReader::open(&store, &dir, KeyOrder::SignedBigEndian, "fp").await.expect("open");
+        let retry = HashSet::from([key(4).to_vec()]);
+        let mut differ = Differ::new(reader, KeyOrder::SignedBigEndian, retry).await.expect("differ");
+        let mut deleted = Vec::new();
+        let mut changes = Vec::new();
+        for (k, h) in [(1, 10), (3, 30), (4, 40), (5, 50), (6, 61)] {
+            changes.push(differ.classify(&key(k), h, &mut deleted).await.expect("classify"));
+        }
+        differ.remaining(&mut deleted).await.expect("rest");
+        assert_eq!(changes, vec![Change::Unchanged, Change::Insert, Change::Update, Change::Insert, Change::Update]);
+        assert_eq!(deleted, vec![Bytes::copy_from_slice(&key(2))]);
+    }
+}

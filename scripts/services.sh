@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Make sure the services Syncline's tests need are reachable, installing and starting them on a
+# fresh Debian machine when they are not:
+#   * PostgreSQL  (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres, trust auth)
+#   * Redis       (REDIS_URL,    default redis://127.0.0.1:6379)
+#   * just        (the task runner used by the justfile)
+# Idempotent: when everything already answers, it only checks and prints.
+#
+# Usage:
+#   scripts/services.sh            # diagnostics on stderr, then DATABASE_URL=... / REDIS_URL=...
+#   eval "$(scripts/services.sh --env)"   # stdout carries only the two export lines
+#
+# Installs use apt-get (through sudo when not root); `just` falls back to PyPI's rust-just wheel
+# and then to `cargo install just --locked` when Debian has no package for it (bookworm has none).
+set -euo pipefail
+
+mode="plain"
+for arg in "$@"; do
+    case "$arg" in
+        --env) mode="env" ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "services.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+# Everything except the final URL lines goes to stderr, so `--env` output can be eval'd.
+log() { printf 'services: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+as_root() { "${SUDO[@]}" "$@"; }
+
+apt_updated=0
+apt_update_once() {
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install the missing packages by hand"
+    if [ "$apt_updated" -eq 0 ]; then
+        log "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        apt_updated=1
+    fi
+}
+apt_install() {
+    apt_update_once
+    log "apt-get install $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+# True when apt knows an installable candidate for the package.
+apt_has_candidate() {
+    apt_update_once
+    local cand
+    cand="$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2; exit}')"
+    [ -n "$cand" ] && [ "$cand" != "(none)" ]
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+DEFAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+
+pg_answers() {  # trust auth on TCP: a query must succeed without a password
+    PGCONNECT_TIMEOUT=5 psql -X -w -q -At -h 127.0.0.1 -p 5432 -U postgres -d postgres \
+        -c 'select 1' >/dev/null 2>&1
+}
+
+pg_latest_version() {  # newest installed server version, e.g. 15 (empty when none)
+    local bin
+    for bin in /usr/lib/postgresql/*/bin/postgres; do
+        if [ -x "$bin" ]; then basename "$(dirname "$(dirname "$bin")")"; fi
+    done | sort -V | tail -n 1
+}
+
+# The awk condition that selects the pg_hba.conf lines we want as trust.
+# (The awk programs below are single-quoted on purpose: $4, $5 are awk fields.)
+# shellcheck disable=SC2016
+HBA_LOOPBACK='$1 == "host" && ($4 == "127.0.0.1/32" || $4 == "::1/128")'
+
+pg_trust_localhost() {  # rewrite `host` lines for 127.0.0.1/32 and ::1/128 to trust, reload
+    local ver="$1" hba="/etc/postgresql/$1/main/pg_hba.conf"
+    [ -f "$hba" ] || return 0
+    # Nothing to do when every loopback `host` line says trust and the IPv4 one exists.
+    # shellcheck disable=SC2016
+    if as_root awk "$HBA_LOOPBACK"' { n++; if ($5 != "trust") bad = 1 } END { exit (bad || !n) }' "$hba"; then
+        return 0
+    fi
+    log "PostgreSQL: setting trust auth for host 127.0.0.1/32 and ::1/128 in $hba"
+    as_root cp -p "$hba" "$hba.syncline-bak"
+    local tmp
+    tmp="$(mktemp)"
+    # shellcheck disable=SC2016
+    as_root awk "$HBA_LOOPBACK"' { $5 = "trust"; NF = 5; n++ } { print }
+        END { if (!n) { print "host all all 127.0.0.1/32 trust"; print "host all all ::1/128 trust" } }' \
+        "$hba.syncline-bak" >"$tmp"
+    # Write the content back in place so the file keeps its owner and mode.
+    # shellcheck disable=SC2016
+    as_root sh -c 'cat "$1" > "$2"' _ "$tmp" "$hba"
+    rm -f "$tmp"
+    if pg_isready -q -h 127.0.0.1 -p 5432; then
+        as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main reload >&2 || true
+    fi
+}
+
+ensure_postgres() {
+    if [ -n "${DATABASE_URL:-}" ]; then
+        command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+        log "PostgreSQL: checking DATABASE_URL from the environment"
+        PGCONNECT_TIMEOUT=5 psql -X -w -q -At "$DATABASE_URL" -c 'select 1' >/dev/null \
+            || die "DATABASE_URL is set but does not answer 'select 1'"
+        log "PostgreSQL: ok (DATABASE_URL)"
+        return
+    fi
+
+    if ! command -v pg_isready >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
+        apt_install postgresql-client
+    fi
+
+    if pg_isready -q -h 127.0.0.1 -p 5432 && pg_answers; then
+        log "PostgreSQL: ok on 127.0.0.1:5432"
+        DATABASE_URL="$DEFAULT_DATABASE_URL"
+        return
+    fi
+
+    local ver
+    ver="$(pg_latest_version)"
+    if [ -z "$ver" ]; then
+        log "PostgreSQL: no server installed"
+        apt_install postgresql postgresql-client
+        ver="$(pg_latest_version)"
+        [ -n "$ver" ] || die "postgresql installed but no server binary found under /usr/lib/postgresql"
+    fi
+    if [ ! -d "/etc/postgresql/$ver/main" ]; then
+        log "PostgreSQL: creating cluster $ver/main"
+        as_root pg_createcluster "$ver" main >&2
+    fi
+    pg_trust_localhost "$ver"
+
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        log "PostgreSQL: starting cluster $ver/main"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start >&2 || true
+    fi
+    local _
+    for _ in $(seq 1 30); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && break
+        sleep 1
+    done
+    pg_isready -q -h 127.0.0.1 -p 5432 \
+        || die "PostgreSQL $ver does not answer on 127.0.0.1:5432 (see /var/log/postgresql/)"
+    if ! pg_answers; then
+        # It runs, but host connections still want a password (the cluster predates us, or
+        # another config file is in use): force trust for loopback and retry.
+        pg_trust_localhost "$ver"
+        sleep 1
+        pg_answers || die "PostgreSQL answers on 127.0.0.1:5432 but rejects user postgres without a password"
+    fi
+    log "PostgreSQL: ok on 127.0.0.1:5432 (cluster $ver/main)"
+    DATABASE_URL="$DEFAULT_DATABASE_URL"
+}
+
+# --------------------------------------------------------------------- Redis
+
+DEFAULT_REDIS_URL="redis://127.0.0.1:6379"
+
+ensure_redis() {
+    command -v redis-cli >/dev/null 2>&1 || apt_install redis-tools
+
+    if [ -n "${REDIS_URL:-}" ]; then
+        log "Redis: checking REDIS_URL from the environment"
+        [ "$(redis-cli -u "$REDIS_URL" ping 2>/dev/null)" = "PONG" ] \
+            || die "REDIS_URL is set but does not answer PING"
+        log "Redis: ok (REDIS_URL)"
+        return
+    fi
+
+    if [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; then
+        log "Redis: ok on 127.0.0.1:6379"
+        REDIS_URL="$DEFAULT_REDIS_URL"
+        return
+    fi
+
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+    log "Redis: starting redis-server on 127.0.0.1:6379 (no persistence)"
+    # --dir: keep any stray file out of the caller's working directory.
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir "${TMPDIR:-/tmp}" >&2
+    local _
+    for _ in $(seq 1 20); do
+        [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ] && break
+        sleep 0.5
+    done
+    [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ] \
+        || die "redis-server started but does not answer PING on 127.0.0.1:6379"
+    log "Redis: ok on 127.0.0.1:6379"
+    REDIS_URL="$DEFAULT_REDIS_URL"
+}
+
+# ---------------------------------------------------------------------- just
+
+ensure_just() {
+    if command -v just >/dev/null 2>&1; then
+        log "just: ok ($(just --version 2>&1))"
+        return
+    fi
+    if apt_has_candidate just; then
+        apt_install just
+    elif command -v python3 >/dev/null 2>&1 && install_just_from_pypi; then
+        :
+    elif command -v cargo >/dev/null 2>&1; then
+        log "just: not packaged by this Debian release; cargo install just --locked (compiles, takes a few minutes)"
+        cargo install just --locked >&2
+        # rustup puts ~/.cargo/bin on PATH for login shells; make it visible to plain ones too.
+        if ! command -v just >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/just" ]; then
+            as_root ln -sf "$HOME/.cargo/bin/just" /usr/local/bin/just
+        fi
+    else
+        die "cannot install just: no Debian package, no python3, no cargo"
+    fi
+    hash -r
+    command -v just >/dev/null 2>&1 || die "just was installed but is not on PATH"
+    log "just: ok ($(just --version 2>&1))"
+}
+
+# PyPI's rust-just wheel carries the prebuilt just binary: seconds instead of a cargo build.
+# It goes into a private venv; /usr/local/bin/just links to it.
+install_just_from_pypi() {
+    local tools="${XDG_CACHE_HOME:-$HOME/.cache}/syncline/tools-venv"
+    log "just: not packaged by this Debian release; installing PyPI's rust-just into $tools"
+    { [ -x "$tools/bin/python" ] || python3 -m venv "$tools" >&2; } || return 1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$tools/bin/python" -m pip install -q 'rust-just==1.59.0' >&2 \
+        || return 1
+    [ -x "$tools/bin/just" ] || return 1
+    as_root ln -sf "$tools/bin/just" /usr/local/bin/just
+}
+
+# ---------------------------------------------------------------------- main
+
+ensure_postgres
+ensure_redis
+ensure_just
+
+export DATABASE_URL REDIS_URL
+if [ "$mode" = env ]; then
+    printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\n' "$DATABASE_URL" "$REDIS_URL"
+else
+    printf 'DATABASE_URL=%s\nREDIS_URL=%s\n' "$DATABASE_URL" "$REDIS_URL"
+fi
