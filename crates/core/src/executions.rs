@@ -186,7 +186,7 @@ pub enum Outcome {
     /// Every record was handled; `snapshot` is the new diff state to commit for the sync.
     Completed {
         snapshot: Option<String>,
-        retry_identities: Vec<String>,
+        retry_identities: Vec<serde_json::Value>,
     },
     Canceled,
     Failed {
@@ -233,6 +233,16 @@ pub async fn finish(
         )
         .await?;
     let Some(row) = row else { return Ok(false) };
+    if status == "completed_with_errors" {
+        // Surface a sample of the rejected records on the execution itself.
+        tx.execute(
+            "update sync_executions set errors = (select coalesce(jsonb_agg(message), '[]') from
+                (select message from record_errors where execution_id = $1 order by identity limit 10) sample)
+             where id = $1",
+            &[&execution_id],
+        )
+        .await?;
+    }
     if let Outcome::Completed { snapshot, retry_identities } = outcome {
         let sync_id: Uuid = row.get(0);
         tx.execute(

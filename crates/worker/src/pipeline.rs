@@ -7,7 +7,7 @@
 //! run concurrently; a bounded channel of chunk keys keeps memory to a few batches.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicI64, Ordering},
@@ -16,6 +16,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{BatchStream, BatchWriter, SyncMode, WriteRequest},
     executions::{self, Counts, Outcome},
@@ -28,7 +29,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::{
     Services,
     changes::{self, ChunkKind},
-    plan::{self, Plan},
+    plan::{self, Plan, RetryIdentity},
     snapshot::{Change, Differ, SnapshotReader, SnapshotWriter},
 };
 
@@ -98,7 +99,10 @@ pub async fn run(
         Ok(LoadEnd::Drained(failures)) => match extract.await {
             Ok(Ok(snapshot)) => {
                 progress.add_to(&mut counts);
-                let retry: Vec<String> = failures.iter().map(hex::encode).collect();
+                let retry: Vec<Json> = failures
+                    .iter()
+                    .map(|(key, insert)| json!(RetryIdentity { key: hex::encode(key), insert: *insert }))
+                    .collect();
                 let keep = retry.len() <= MAX_RETRY_IDENTITIES;
                 let outcome = Outcome::Completed {
                     snapshot: if keep { snapshot } else { None },
@@ -350,7 +354,7 @@ impl Extractor {
 
 enum LoadEnd {
     /// Every chunk was loaded; these identities were rejected by the destination.
-    Drained(Vec<Vec<u8>>),
+    Drained(Vec<(Vec<u8>, bool)>),
     Stopped(Stop),
 }
 
@@ -367,7 +371,7 @@ async fn load(
     progress: &Progress,
     counts: &mut Counts,
 ) -> Result<LoadEnd, String> {
-    let mut rejected: HashSet<Vec<u8>> = HashSet::new();
+    let mut rejected: HashMap<Vec<u8>, bool> = HashMap::new();
     loop {
         if let Some(signal) = *stop.borrow() {
             return Ok(LoadEnd::Stopped(signal));
@@ -390,7 +394,7 @@ async fn load(
                     let identity = match layout.has_identity {
                         true => {
                             let key = record.value(0).unwrap_or_default();
-                            rejected.insert(key.to_vec());
+                            rejected.insert(key.to_vec(), chunk.inserts[failure.index]);
                             Value::decode(layout.schema.fields[0].field_type, Some(key)).to_string()
                         }
                         false => format!("record {}", counts.changed as usize + failure.index + 1),

@@ -1,7 +1,7 @@
 //! Loading what an execution needs from Postgres: the sync's spec, its model, both
 //! connections (secrets opened) and the diff state of the last successful run.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
 use serde_json::Value as Json;
 use syncline_core::{
@@ -13,6 +13,15 @@ use uuid::Uuid;
 
 use crate::Services;
 
+/// A record the destination rejected, as stored on the sync for the next run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RetryIdentity {
+    /// The encoded identity, hex.
+    pub key: String,
+    /// Whether the record was new to the destination.
+    pub insert: bool,
+}
+
 /// A sync ready to run.
 pub struct Plan {
     pub spec: SyncSpec,
@@ -20,7 +29,8 @@ pub struct Plan {
     pub source: Arc<dyn Source>,
     pub destination: Arc<dyn Destination>,
     pub snapshot_path: Option<String>,
-    pub retry: HashSet<Vec<u8>>,
+    /// Identities the destination rejected last time, with whether they were new then.
+    pub retry: HashMap<Vec<u8>, bool>,
 }
 
 /// Loads the plan of `sync_id`; the error is a message for the execution's `errors`.
@@ -54,13 +64,13 @@ pub async fn load(services: &Services, sync_id: Uuid) -> Result<Plan, String> {
         .ok_or_else(|| format!("connection type {target_type:?} is not supported"))?
         .destination(&open(7)?)
         .map_err(|e| e.message)?;
-    let retry: Vec<String> = serde_json::from_value(row.get(2)).unwrap_or_default();
+    let retry: Vec<RetryIdentity> = serde_json::from_value(row.get(2)).unwrap_or_default();
     Ok(Plan {
         spec,
         model: row.get(3),
         source,
         destination,
         snapshot_path: row.get(1),
-        retry: retry.iter().filter_map(|k| hex::decode(k).ok()).collect(),
+        retry: retry.iter().filter_map(|r| Some((hex::decode(&r.key).ok()?, r.insert))).collect(),
     })
 }

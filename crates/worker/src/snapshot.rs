@@ -5,7 +5,7 @@
 //! `manifest.json` beside the parts names their count, the key order and a fingerprint of the
 //! sync's mapping; a snapshot whose fingerprint differs is ignored (everything is resent).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -131,8 +131,8 @@ pub struct Differ {
     old: Option<SnapshotReader>,
     peeked: Option<(Bytes, u64)>,
     order: KeyOrder,
-    /// Identities rejected last time: always resent.
-    retry: HashSet<Vec<u8>>,
+    /// Identities rejected last time, always resent; `true` if the record was new then.
+    retry: HashMap<Vec<u8>, bool>,
 }
 
 impl Differ {
@@ -140,7 +140,7 @@ impl Differ {
     pub async fn new(
         mut old: Option<SnapshotReader>,
         order: KeyOrder,
-        retry: HashSet<Vec<u8>>,
+        retry: HashMap<Vec<u8>, bool>,
     ) -> Result<Self, PayloadError> {
         let peeked = match old.as_mut() {
             Some(reader) => reader.next().await?,
@@ -159,9 +159,14 @@ impl Differ {
                     self.advance().await?;
                 }
                 std::cmp::Ordering::Equal => {
-                    let unchanged = *old_hash == hash && !self.retry.contains(key);
+                    let change = match self.retry.get(key) {
+                        Some(true) => Change::Insert,
+                        Some(false) => Change::Update,
+                        None if *old_hash == hash => Change::Unchanged,
+                        None => Change::Update,
+                    };
                     self.advance().await?;
-                    return Ok(if unchanged { Change::Unchanged } else { Change::Update });
+                    return Ok(change);
                 }
                 std::cmp::Ordering::Greater => break,
             }
@@ -223,7 +228,7 @@ mod tests {
         let store = PayloadStore::in_memory();
         let dir = snapshot(&store, &[(1, 10), (2, 20), (4, 40), (6, 60)]).await;
         let reader = SnapshotReader::open(&store, &dir, KeyOrder::SignedBigEndian, "fp").await.expect("open");
-        let retry = HashSet::from([key(4).to_vec()]);
+        let retry = HashMap::from([(key(4).to_vec(), false), (key(1).to_vec(), true)]);
         let mut differ = Differ::new(reader, KeyOrder::SignedBigEndian, retry).await.expect("differ");
         let mut deleted = Vec::new();
         let mut changes = Vec::new();
@@ -231,7 +236,7 @@ mod tests {
             changes.push(differ.classify(&key(k), h, &mut deleted).await.expect("classify"));
         }
         differ.remaining(&mut deleted).await.expect("rest");
-        assert_eq!(changes, vec![Change::Unchanged, Change::Insert, Change::Update, Change::Insert, Change::Update]);
+        assert_eq!(changes, vec![Change::Insert, Change::Insert, Change::Update, Change::Insert, Change::Update]);
         assert_eq!(deleted, vec![Bytes::copy_from_slice(&key(2))]);
     }
 }

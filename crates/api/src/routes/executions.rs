@@ -30,7 +30,7 @@ pub fn to_json(row: &Row) -> Json {
         "started_at": row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(3),
         "completed_at": row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(4),
         "errors": row.get::<_, Json>(5),
-        "version": 1,
+        "version": "1",
         "counts": {
             "insert": inserted,
             "update": updated,

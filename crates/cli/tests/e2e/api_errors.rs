@@ -1,0 +1,159 @@
+//! Bad input answers with the JSON error object and the right status; secrets stay secret;
+//! organizations cannot see each other's objects.
+
+use serde_json::{Value as Json, json};
+
+use crate::support::{Install, TestDb, model_and_sync, organization, pg_connection};
+
+fn assert_error(status: u16, body: &Json, expected: u16, message_part: &str) {
+    assert_eq!(status, expected, "status for {body}");
+    assert_eq!(body["status"], expected, "the body repeats the status: {body}");
+    assert!(body["key"].is_string() && body["metadata"].is_object(), "error object shape: {body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(message_part), "message {message:?} should contain {message_part:?}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_json_errors() {
+    let install = Install::new().await;
+    let api_process = install.spawn("api").await;
+    let (_, api) = organization(&install, &api_process, "acme").await;
+    let data = TestDb::new().await;
+    data.client().await.batch_execute("create table users (id bigint primary key, email text not null)").await.expect("table");
+
+    let (s, b) = api.with_auth("").send("GET", "/api/connections", None).await;
+    assert_error(s, &b, 401, "missing Authorization");
+    let (s, b) = api.with_auth("Bearer sk_wrong").send("GET", "/api/connections", None).await;
+    assert_error(s, &b, 401, "not valid");
+
+    let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": "x", "type": "oracle", "configuration": {}}))).await;
+    assert_error(s, &b, 400, "unknown connection type \"oracle\"");
+    let config = json!({"hostname": "127.0.0.1", "database": "x", "username": "u", "password": "p", "port": "5432"});
+    let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": "x", "type": "postgresql", "configuration": config}))).await;
+    assert_error(s, &b, 422, "configuration.port must be an integer");
+    let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": "x", "type": "postgresql", "configuration": {"hostname": "h"}}))).await;
+    assert_error(s, &b, 422, "configuration.database is required");
+    let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": 5}))).await;
+    assert_error(s, &b, 400, "invalid request body");
+
+    let conn = pg_connection(&api, "db", &data.name).await;
+    let (s, b) = api.send("POST", "/api/models", Some(json!({"name": "m", "connection_id": conn, "configuration": {"query": "select * from nope"}}))).await;
+    assert_error(s, &b, 400, "relation \"nope\" does not exist");
+    let (s, b) = api.send("POST", "/api/models", Some(json!({"name": "m", "connection_id": conn, "configuration": {"query": "selec 1"}}))).await;
+    assert_error(s, &b, 400, "syntax error");
+
+    let model = api.ok("POST", "/api/models", Some(json!({"name": "m", "connection_id": conn, "configuration": {"query": "select id, email from users"}}))).await;
+    let model_id = model["id"].as_str().expect("model id");
+    let sync = |target_field: &str, object: &str| json!({
+        "name": "s", "mode": "updateOrCreate", "schedule": {"frequency": "manual"},
+        "target": {"connection_id": conn, "object": object},
+        "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
+        "fields": [{"source": {"model_id": model_id, "field": "email"}, "target": target_field}],
+    });
+    let (s, b) = api.send("POST", "/api/syncs", Some(sync("mail", "public.users"))).await;
+    assert_error(s, &b, 422, "field \"mail\" does not exist on public.users");
+    let (s, b) = api.send("POST", "/api/syncs", Some(sync("email", "public.people"))).await;
+    assert_error(s, &b, 422, "target object \"public.people\" does not exist");
+    let mut bad_mode = sync("email", "public.users");
+    bad_mode["mode"] = json!("upsert");
+    let (s, b) = api.send("POST", "/api/syncs", Some(bad_mode)).await;
+    assert_error(s, &b, 422, "mode must be one of");
+    let mut bad_schedule = sync("email", "public.users");
+    bad_schedule["schedule"] = json!({"frequency": "custom", "minute": "99"});
+    let (s, b) = api.send("POST", "/api/syncs", Some(bad_schedule)).await;
+    assert_error(s, &b, 422, "schedule is not valid");
+
+    let (s, b) = api.send("GET", "/api/models/00000000-0000-0000-0000-000000000000", None).await;
+    assert_error(s, &b, 404, "model not found");
+    let (s, b) = api.send("GET", "/api/syncs/not-a-uuid", None).await;
+    assert_error(s, &b, 404, "sync not found");
+    let (s, b) = api.send("GET", "/api/nowhere", None).await;
+    assert_error(s, &b, 404, "route GET /api/nowhere");
+
+    drop(api_process);
+    data.drop_now().await;
+    install.finish().await;
+}
+
+#[tokio::test]
+async fn organizations_are_isolated_and_secrets_never_leave() {
+    let install = Install::new().await;
+    let process = install.spawn("api").await;
+    let (_, alice) = organization(&install, &process, "alice").await;
+    let (_, bob) = organization(&install, &process, "bob").await;
+    let data = TestDb::new().await;
+    data.client().await.batch_execute("create table users (id bigint primary key, email text)").await.expect("table");
+    let conn = pg_connection(&alice, "alice-db", &data.name).await;
+    let (model_id, sync_id) = model_and_sync(&alice, &conn, &conn, "select id, email from users", "public.users", &["email"], "updateOrCreate").await;
+
+    for path in [
+        format!("/api/connections/{conn}"),
+        format!("/api/models/{model_id}"),
+        format!("/api/models/{model_id}/sample"),
+        format!("/api/syncs/{sync_id}"),
+        format!("/api/syncs/{sync_id}/status"),
+        format!("/api/syncs/{sync_id}/executions"),
+        format!("/api/connections/{conn}/modelsync/targetobjects"),
+    ] {
+        let (status, body) = bob.send("GET", &path, None).await;
+        assert_eq!(status, 404, "bob must not see {path}: {body}");
+    }
+    for (method, path) in [("DELETE", format!("/api/connections/{conn}")), ("POST", format!("/api/syncs/{sync_id}/executions")), ("DELETE", format!("/api/syncs/{sync_id}"))] {
+        let (status, _) = bob.send(method, &path, Some(json!({}))).await;
+        assert_eq!(status, 404, "bob must not {method} {path}");
+    }
+    let (status, _) = bob.send("GET", &format!("/api/syncs/{sync_id}"), None).await;
+    assert_eq!(status, 404);
+    alice.ok("GET", &format!("/api/syncs/{sync_id}"), None).await;
+
+    let listed = alice.send("GET", "/api/connections", None).await.1.to_string();
+    let fetched = alice.send("GET", &format!("/api/connections/{conn}"), None).await.1.to_string();
+    for text in [&listed, &fetched] {
+        assert!(!text.contains("pw-alice-db-secret"), "password leaked: {text}");
+        assert!(!text.contains("\"password\""), "password key returned: {text}");
+    }
+    let state = install.db.client().await;
+    let row = state.query_one("select configuration::text, encode(secrets, 'escape') from connections where id = $1::text::uuid", &[&conn]).await.expect("row");
+    let (public, sealed): (String, String) = (row.get(0), row.get(1));
+    assert!(!public.contains("pw-alice-db-secret") && !sealed.contains("pw-alice-db-secret"), "the password is stored encrypted");
+    assert!(!process.log_text().contains("pw-alice-db-secret"), "the password must never be logged");
+    drop(process);
+    data.drop_now().await;
+    install.finish().await;
+}
+
+#[tokio::test]
+async fn starts_are_idempotent_and_exclusive() {
+    let install = Install::new().await;
+    // No worker runs, so an execution stays queued and the sync stays busy.
+    let process = install.spawn("api").await;
+    let (_, api) = organization(&install, &process, "idem").await;
+    let data = TestDb::new().await;
+    data.client().await.batch_execute("create table users (id bigint primary key, email text)").await.expect("table");
+    let conn = pg_connection(&api, "db", &data.name).await;
+    let (_, sync_id) = model_and_sync(&api, &conn, &conn, "select id, email from users", "public.users", &["email"], "updateOrCreate").await;
+
+    let keyed = api.clone();
+    let start = |key: &'static str, body: Json| {
+        let (keyed, sync_id) = (keyed.clone(), sync_id.clone());
+        async move { keyed.send_with_key("POST", &format!("/api/syncs/{sync_id}/executions"), body, key).await }
+    };
+    let (s1, first) = start("start-key-0001", json!({})).await;
+    let (s2, replay) = start("start-key-0001", json!({})).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(first["data"]["id"], replay["data"]["id"], "the same key replays the first outcome");
+    let (s, body) = start("start-key-0001", json!({"resync": true})).await;
+    assert_eq!(s, 422, "a reused key with another body is refused: {body}");
+    let (s, body) = api.send("POST", &format!("/api/syncs/{sync_id}/executions"), Some(json!({}))).await;
+    assert_eq!(s, 409, "a second start while one is in progress: {body}");
+    assert_eq!(body["key"], "conflict");
+
+    let canceled = api.ok("POST", &format!("/api/syncs/{sync_id}/cancel"), None).await;
+    assert_eq!(canceled["message"], "cancel requested");
+    let execution = api.ok("GET", &format!("/api/syncs/{sync_id}/executions/{}", first["data"]["id"].as_str().expect("id")), None).await;
+    assert_eq!(execution["status"], "canceled");
+    api.ok("POST", &format!("/api/syncs/{sync_id}/executions"), Some(json!({}))).await;
+    drop(process);
+    data.drop_now().await;
+    install.finish().await;
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: real `syncline` processes against the local PostgreSQL and Redis.
+//! Each test has its own state database, Redis key prefix and payload directory.
+
+mod api_errors;
+mod config;
+mod migrations;
+mod model_sync;
+mod payload_s3;
+mod recovery;
+mod scheduler;
+mod support;

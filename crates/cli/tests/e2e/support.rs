@@ -1,0 +1,360 @@
+//! Test support: a fresh database and Redis prefix per test, `syncline` processes started with
+//! the real binary, and a small API client.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value as Json, json};
+use tokio_postgres::NoTls;
+
+/// The PostgreSQL server tests create their databases on.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `url` with its database replaced by `name`.
+pub fn database_url(name: &str) -> String {
+    let server = server_url();
+    let base = server.split('?').next().unwrap_or(&server).rsplit_once('/').map_or(server.clone(), |(b, _)| b.to_owned());
+    format!("{base}/{name}")
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A database of this test's own; dropped by [`TestDb::drop_now`] or swept by a later run.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let admin = connect(&server_url()).await;
+        sweep(&admin).await;
+        let name = format!("sl_t_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), rand_suffix());
+        admin.batch_execute(&format!("create database {name}")).await.expect("create test database");
+        Self { url: database_url(&name), name }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    pub async fn drop_now(self) {
+        let admin = connect(&server_url()).await;
+        let _ = admin.batch_execute(&format!("drop database if exists {} with (force)", self.name)).await;
+    }
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// Drops databases left behind by test processes that are no longer running.
+async fn sweep(admin: &tokio_postgres::Client) {
+    let Ok(rows) = admin.query("select datname from pg_database where datname like 'sl\\_t\\_%'", &[]).await else { return };
+    for row in rows {
+        let name: String = row.get(0);
+        let pid: Option<u32> = name.split('_').nth(2).and_then(|p| p.parse().ok());
+        if pid.is_some_and(|pid| !PathBuf::from(format!("/proc/{pid}")).exists()) {
+            let _ = admin.batch_execute(&format!("drop database if exists {name} with (force)")).await;
+        }
+    }
+}
+
+/// One Syncline installation: state database, Redis prefix, payload directory, deployment key.
+pub struct Install {
+    pub db: TestDb,
+    pub prefix: String,
+    pub payloads: PathBuf,
+    /// `JOB_PAYLOAD_PATH`: the `payloads` directory unless a test points it elsewhere.
+    pub payload_url: String,
+    pub key: String,
+}
+
+impl Install {
+    pub async fn new() -> Self {
+        let db = TestDb::new().await;
+        let prefix = format!("test-{}", rand_suffix());
+        let payloads = std::env::temp_dir().join(format!("syncline-test-{}", &prefix));
+        let payload_url = format!("file://{}", payloads.display());
+        Self { db, prefix, payloads, payload_url, key: format!("deploy-{}", rand_suffix()) }
+    }
+
+    /// The environment `syncline serve` runs with.
+    pub fn env(&self, port: u16) -> Vec<(String, String)> {
+        [
+            ("DATABASE_URL", self.db.url.clone()),
+            ("REDIS_URL", redis_url()),
+            ("REDIS_KEY_PREFIX", self.prefix.clone()),
+            ("POLYTOMIC_URL", format!("http://127.0.0.1:{port}")),
+            ("PORT", port.to_string()),
+            ("ROOT_USER", "root@example.com".into()),
+            ("DEPLOYMENT", "test".into()),
+            ("DEPLOYMENT_KEY", self.key.clone()),
+            ("GOOGLE_CLIENT_ID", "test".into()),
+            ("GOOGLE_CLIENT_SECRET", "test".into()),
+            ("JOB_PAYLOAD_PATH", self.payload_url.clone()),
+            ("WORKER_HEARTBEAT_SECONDS", "1".into()),
+            ("LOG_LEVEL", "info".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Starts `syncline serve` with `roles`; waits for the API when it is one of them.
+    pub async fn spawn(&self, roles: &str) -> Process {
+        let port = free_port();
+        let log = self.payloads.with_extension(format!("{}-{port}.log", roles.replace(',', "-")));
+        std::fs::create_dir_all(log.parent().expect("log dir")).expect("log dir");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_syncline"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env(port))
+            .env("ROLE", roles)
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn syncline");
+        let process = Process { child, port, log };
+        if roles.contains("api") {
+            process.wait_ready().await;
+        }
+        process
+    }
+
+    /// The API of a process, acting with the deployment key.
+    pub fn partner(&self, process: &Process) -> Api {
+        Api::new(process.base(), &self.key)
+    }
+
+    pub async fn finish(self) {
+        let _ = std::fs::remove_dir_all(&self.payloads);
+        self.db.drop_now().await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A running `syncline serve`.
+pub struct Process {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(format!("{}/status.txt", self.base())).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("syncline did not become ready:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits for the exit; returns how long the process took to stop.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill -TERM");
+        self.child.wait().expect("wait");
+        started.elapsed()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JSON API client with one credential.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+impl Api {
+    pub fn new(base: String, token: &str) -> Self {
+        Self { http: reqwest::Client::new(), base, auth: format!("Bearer {token}") }
+    }
+
+    pub fn with_auth(&self, auth: &str) -> Self {
+        Self { http: self.http.clone(), base: self.base.clone(), auth: auth.to_owned() }
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if !self.auth.is_empty() {
+            request = request.header("Authorization", &self.auth);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Json::Null))
+    }
+
+    /// Sends a POST with an `Idempotency-Key`.
+    pub async fn send_with_key(&self, method: &str, path: &str, body: Json, key: &str) -> (u16, Json) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Json::Null))
+    }
+
+    /// Sends and expects a 2xx; returns `data`.
+    pub async fn ok(&self, method: &str, path: &str, body: Option<Json>) -> Json {
+        let (status, body) = self.send(method, path, body).await;
+        assert!((200..300).contains(&status), "{method} {path} answered {status}: {body}");
+        body["data"].clone()
+    }
+}
+
+/// An organization with a user and that user's API client.
+pub async fn organization(install: &Install, process: &Process, name: &str) -> (String, Api) {
+    let partner = install.partner(process);
+    let org = partner.ok("POST", "/api/organizations", Some(json!({"name": name}))).await;
+    let org_id = org["id"].as_str().expect("org id").to_owned();
+    let user = partner.ok("POST", &format!("/api/organizations/{org_id}/users"), Some(json!({"email": format!("admin@{name}.test")}))).await;
+    let key = partner.ok("POST", &format!("/api/organizations/{org_id}/users/{}/keys", user["id"].as_str().expect("user id")), None).await;
+    (org_id, Api::new(process.base(), key["value"].as_str().expect("key")))
+}
+
+/// A PostgreSQL connection to database `name` on the test server.
+pub async fn pg_connection(api: &Api, label: &str, database: &str) -> String {
+    let url = reqwest::Url::parse(&server_url()).expect("server url");
+    let config = json!({
+        "hostname": url.host_str().unwrap_or("127.0.0.1"),
+        "port": url.port().unwrap_or(5432),
+        "database": database,
+        "username": if url.username().is_empty() { "postgres" } else { url.username() },
+        "password": format!("pw-{label}-secret"),
+        "ssl": false,
+    });
+    let c = api.ok("POST", "/api/connections", Some(json!({"name": label, "type": "postgresql", "configuration": config}))).await;
+    c["id"].as_str().expect("connection id").to_owned()
+}
+
+/// A model over `query` and a sync of its `fields` into `object`, identity `id`.
+pub async fn model_and_sync(api: &Api, source: &str, target: &str, query: &str, object: &str, fields: &[&str], mode: &str) -> (String, String) {
+    let model = api.ok("POST", "/api/models", Some(json!({"name": "m", "connection_id": source, "configuration": {"query": query}}))).await;
+    let model_id = model["id"].as_str().expect("model id").to_owned();
+    let mappings: Vec<Json> = fields.iter().map(|f| json!({"source": {"model_id": model_id, "field": f}, "target": f})).collect();
+    let sync = api
+        .ok("POST", "/api/syncs", Some(json!({
+            "name": "s", "mode": mode, "schedule": {"frequency": "manual"},
+            "target": {"connection_id": target, "object": object},
+            "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
+            "fields": mappings,
+        })))
+        .await;
+    (model_id, sync["id"].as_str().expect("sync id").to_owned())
+}
+
+/// Starts the sync and waits (up to `timeout`) for the execution to end; returns it.
+pub async fn run_sync(api: &Api, sync_id: &str, timeout: Duration) -> Json {
+    let execution = api.ok("POST", &format!("/api/syncs/{sync_id}/executions"), Some(json!({}))).await;
+    wait_for_end(api, sync_id, execution["id"].as_str().expect("execution id"), timeout).await
+}
+
+pub async fn wait_for_end(api: &Api, sync_id: &str, execution_id: &str, timeout: Duration) -> Json {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let e = api.ok("GET", &format!("/api/syncs/{sync_id}/executions/{execution_id}"), None).await;
+        if matches!(e["status"].as_str(), Some("completed" | "completed_with_errors" | "failed" | "canceled")) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "execution did not finish in {timeout:?}: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates the 12-column reference `users` table with `rows` rows (and an empty copy in `target`).
+pub async fn users_table(source: &tokio_postgres::Client, target: &tokio_postgres::Client, rows: i64) {
+    source.batch_execute(USERS_TABLE).await.expect("create source table");
+    source.execute(USERS_FILL, &[&rows]).await.expect("fill source table");
+    source.batch_execute("analyze users").await.expect("analyze");
+    target.batch_execute(USERS_TABLE).await.expect("create target table");
+}
+
+const USERS_TABLE: &str = "create table users (
+    id bigint primary key, email text not null, first_name text, last_name text, company text, score int,
+    revenue numeric(12,2), active boolean, created_at timestamptz not null, updated_at timestamptz not null,
+    attributes jsonb, country text)";
+
+const USERS_FILL: &str = "insert into users select g, 'user' || g || '@example.com', initcap(substr(md5(g::text), 1, 6)),
+    initcap(substr(md5((g * 7)::text), 3, 8)), case when g % 20 = 0 then null else 'Company ' || g % 5000 end, (g * 7919) % 1000,
+    ((g * 104729) % 100000000) / 100.0, g % 3 <> 0, timestamptz '2020-01-01' + g * interval '61 seconds',
+    timestamptz '2021-01-01' + g * interval '1 second' + (g % 997) * interval '1 microsecond',
+    case when g % 50 = 0 then null else jsonb_build_object('plan', (array['free','pro','team'])[1 + g % 3], 'seats', g % 250) end,
+    (array['US','DE','FR','GB','IN','BR','JP'])[1 + g % 7] from generate_series(1, $1::bigint) g";
+
+/// Every `users` column, for mappings.
+pub const USERS_FIELDS: &[&str] =
+    &["email", "first_name", "last_name", "company", "score", "revenue", "active", "created_at", "updated_at", "attributes", "country"];
+
+/// Row count and a digest of every column of `users`, ordered by id.
+pub async fn checksum(client: &tokio_postgres::Client) -> String {
+    let row = client
+        .query_one(
+            "select count(*)::text || ' ' || coalesce(md5(string_agg(md5(concat_ws('|', id, email, first_name, last_name,
+                coalesce(company, '\\N'), score, revenue, active, created_at, updated_at, coalesce(attributes::text, '\\N'), country)),
+                '' order by id)), '-') from users",
+            &[],
+        )
+        .await
+        .expect("checksum");
+    row.get(0)
+}
