@@ -32,18 +32,8 @@ pub struct DemoArgs {
 const SOURCE_DB: &str = "syncline_demo_source";
 const TARGET_DB: &str = "syncline_demo_destination";
 
-const TABLE: &str = "create table users (
-    id bigint primary key, email text not null, first_name text, last_name text, company text, score int,
-    revenue numeric(12,2), active boolean, created_at timestamptz not null, updated_at timestamptz not null,
-    attributes jsonb, country text)";
-
-/// Sample rows: deterministic values of every common column type.
-const FILL: &str = "insert into users select g, 'person' || g || '@example.com', 'First' || g % 1000, 'Last' || g % 777,
-    case when g % 10 = 0 then null else 'Company ' || g % 5000 end, (g * 37) % 1000, (g * 13 % 1000000) / 100.0, g % 2 = 0,
-    timestamptz '2024-01-01' + g * interval '1 minute', timestamptz '2024-06-01' + g * interval '1 second',
-    jsonb_build_object('plan', (array['free','pro','team'])[1 + g % 3], 'seats', g % 50),
-    (array['US','DE','FR','GB','IN','BR'])[1 + g % 6]
-    from generate_series(1, $1::bigint) g";
+const TABLE: &str = include_str!("../../../testdata/sample_users_table.sql");
+const FILL: &str = include_str!("../../../testdata/sample_users_fill.sql");
 
 struct Api {
     http: Client,
@@ -96,8 +86,7 @@ async fn prepare_data(args: &DemoArgs) -> anyhow::Result<()> {
     }
     let source = connect(&database_url(&args.postgres, SOURCE_DB)).await?;
     source.batch_execute(&format!("drop table if exists users; {TABLE}")).await?;
-    source.execute(FILL, &[&args.rows]).await?;
-    source.batch_execute("analyze users").await?;
+    source.batch_execute(&FILL.replace("{rows}", &args.rows.to_string())).await?;
     let target = connect(&database_url(&args.postgres, TARGET_DB)).await?;
     target.batch_execute(&format!("drop table if exists users; {TABLE}")).await?;
     Ok(())

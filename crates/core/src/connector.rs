@@ -198,7 +198,9 @@ pub struct RecordFailure {
 pub trait BatchWriter: Send {
     /// Writes every record of `batch` (inserting or updating as the mode says) and returns the
     /// ones rejected. Writing the same batch twice leaves the same result (except in append mode).
-    async fn write(&mut self, batch: &RecordBatch) -> Result<Vec<RecordFailure>, ConnectorError>;
+    /// `new_records` says the sync has never delivered any of these records, so the destination
+    /// may try a faster insert-only path; it must still handle records that turn out to exist.
+    async fn write(&mut self, batch: &RecordBatch, new_records: bool) -> Result<Vec<RecordFailure>, ConnectorError>;
 
     /// Deletes the records whose identity is in `keys` (a one-field batch).
     async fn delete(&mut self, keys: &RecordBatch) -> Result<(), ConnectorError>;

@@ -15,12 +15,20 @@ pub type DbPool = Pool;
 pub enum DbError {
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database: {0}")]
+    #[error("database: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("database pool setup: {0}")]
     Setup(String),
     #[error("migrations: {0}")]
     Migrate(#[from] refinery::Error),
+}
+
+/// The server's message for a failed statement (tokio-postgres' own text is just "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 /// Opens a pool of at most `size` connections to `url`.

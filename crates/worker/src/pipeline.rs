@@ -385,7 +385,8 @@ async fn load(
         let chunk = changes::decode(bytes, &layout.schema, &layout.key_schema).map_err(|e| format!("{key}: {e}"))?;
         match chunk.kind {
             ChunkKind::Upserts => {
-                let failures = writer.write(&chunk.records).await.map_err(|e| e.message)?;
+                let all_new = chunk.inserts.iter().all(|insert| *insert);
+                let failures = writer.write(&chunk.records, all_new).await.map_err(|e| e.message)?;
                 let mut failed = vec![false; chunk.records.len()];
                 let mut errors = Vec::with_capacity(failures.len());
                 for failure in failures {

@@ -462,7 +462,7 @@ async fn activate(
         false => None,
     };
     client
-        .execute("update model_syncs set active = $3, next_run_at = $4, spec = jsonb_set(spec, '{active}', to_jsonb($3)), updated_at = now()
+        .execute("update model_syncs set active = $3, next_run_at = $4, spec = jsonb_set(spec, '{active}', to_jsonb($3::boolean)), updated_at = now()
                   where id = $1 and organization_id = $2", &[&id, &org, &active, &next_run_at])
         .await?;
     Ok(envelope(json!({ "id": id, "active": active })))

@@ -19,37 +19,72 @@ async fn bad_input_gets_clear_json_errors() {
     let api_process = install.spawn("api").await;
     let (_, api) = organization(&install, &api_process, "acme").await;
     let data = TestDb::new().await;
-    data.client().await.batch_execute("create table users (id bigint primary key, email text not null)").await.expect("table");
+    data.client()
+        .await
+        .batch_execute("create table users (id bigint primary key, email text not null)")
+        .await
+        .expect("table");
 
     let (s, b) = api.with_auth("").send("GET", "/api/connections", None).await;
     assert_error(s, &b, 401, "missing Authorization");
     let (s, b) = api.with_auth("Bearer sk_wrong").send("GET", "/api/connections", None).await;
     assert_error(s, &b, 401, "not valid");
 
-    let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": "x", "type": "oracle", "configuration": {}}))).await;
+    let (s, b) =
+        api.send("POST", "/api/connections", Some(json!({"name": "x", "type": "oracle", "configuration": {}}))).await;
     assert_error(s, &b, 400, "unknown connection type \"oracle\"");
     let config = json!({"hostname": "127.0.0.1", "database": "x", "username": "u", "password": "p", "port": "5432"});
-    let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": "x", "type": "postgresql", "configuration": config}))).await;
+    let (s, b) = api
+        .send("POST", "/api/connections", Some(json!({"name": "x", "type": "postgresql", "configuration": config})))
+        .await;
     assert_error(s, &b, 422, "configuration.port must be an integer");
-    let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": "x", "type": "postgresql", "configuration": {"hostname": "h"}}))).await;
+    let (s, b) = api
+        .send(
+            "POST",
+            "/api/connections",
+            Some(json!({"name": "x", "type": "postgresql", "configuration": {"hostname": "h"}})),
+        )
+        .await;
     assert_error(s, &b, 422, "configuration.database is required");
     let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": 5}))).await;
     assert_error(s, &b, 400, "invalid request body");
 
     let conn = pg_connection(&api, "db", &data.name).await;
-    let (s, b) = api.send("POST", "/api/models", Some(json!({"name": "m", "connection_id": conn, "configuration": {"query": "select * from nope"}}))).await;
+    let (s, b) = api
+        .send(
+            "POST",
+            "/api/models",
+            Some(json!({"name": "m", "connection_id": conn, "configuration": {"query": "select * from nope"}})),
+        )
+        .await;
     assert_error(s, &b, 400, "relation \"nope\" does not exist");
-    let (s, b) = api.send("POST", "/api/models", Some(json!({"name": "m", "connection_id": conn, "configuration": {"query": "selec 1"}}))).await;
+    let (s, b) = api
+        .send(
+            "POST",
+            "/api/models",
+            Some(json!({"name": "m", "connection_id": conn, "configuration": {"query": "selec 1"}})),
+        )
+        .await;
     assert_error(s, &b, 400, "syntax error");
 
-    let model = api.ok("POST", "/api/models", Some(json!({"name": "m", "connection_id": conn, "configuration": {"query": "select id, email from users"}}))).await;
+    let model = api
+        .ok(
+            "POST",
+            "/api/models",
+            Some(
+                json!({"name": "m", "connection_id": conn, "configuration": {"query": "select id, email from users"}}),
+            ),
+        )
+        .await;
     let model_id = model["id"].as_str().expect("model id");
-    let sync = |target_field: &str, object: &str| json!({
-        "name": "s", "mode": "updateOrCreate", "schedule": {"frequency": "manual"},
-        "target": {"connection_id": conn, "object": object},
-        "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
-        "fields": [{"source": {"model_id": model_id, "field": "email"}, "target": target_field}],
-    });
+    let sync = |target_field: &str, object: &str| {
+        json!({
+            "name": "s", "mode": "updateOrCreate", "schedule": {"frequency": "manual"},
+            "target": {"connection_id": conn, "object": object},
+            "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
+            "fields": [{"source": {"model_id": model_id, "field": "email"}, "target": target_field}],
+        })
+    };
     let (s, b) = api.send("POST", "/api/syncs", Some(sync("mail", "public.users"))).await;
     assert_error(s, &b, 422, "field \"mail\" does not exist on public.users");
     let (s, b) = api.send("POST", "/api/syncs", Some(sync("email", "public.people"))).await;
@@ -84,7 +119,16 @@ async fn organizations_are_isolated_and_secrets_never_leave() {
     let data = TestDb::new().await;
     data.client().await.batch_execute("create table users (id bigint primary key, email text)").await.expect("table");
     let conn = pg_connection(&alice, "alice-db", &data.name).await;
-    let (model_id, sync_id) = model_and_sync(&alice, &conn, &conn, "select id, email from users", "public.users", &["email"], "updateOrCreate").await;
+    let (model_id, sync_id) = model_and_sync(
+        &alice,
+        &conn,
+        &conn,
+        "select id, email from users",
+        "public.users",
+        &["email"],
+        "updateOrCreate",
+    )
+    .await;
 
     for path in [
         format!("/api/connections/{conn}"),
@@ -98,7 +142,11 @@ async fn organizations_are_isolated_and_secrets_never_leave() {
         let (status, body) = bob.send("GET", &path, None).await;
         assert_eq!(status, 404, "bob must not see {path}: {body}");
     }
-    for (method, path) in [("DELETE", format!("/api/connections/{conn}")), ("POST", format!("/api/syncs/{sync_id}/executions")), ("DELETE", format!("/api/syncs/{sync_id}"))] {
+    for (method, path) in [
+        ("DELETE", format!("/api/connections/{conn}")),
+        ("POST", format!("/api/syncs/{sync_id}/executions")),
+        ("DELETE", format!("/api/syncs/{sync_id}")),
+    ] {
         let (status, _) = bob.send(method, &path, Some(json!({}))).await;
         assert_eq!(status, 404, "bob must not {method} {path}");
     }
@@ -113,9 +161,18 @@ async fn organizations_are_isolated_and_secrets_never_leave() {
         assert!(!text.contains("\"password\""), "password key returned: {text}");
     }
     let state = install.db.client().await;
-    let row = state.query_one("select configuration::text, encode(secrets, 'escape') from connections where id = $1::text::uuid", &[&conn]).await.expect("row");
+    let row = state
+        .query_one(
+            "select configuration::text, encode(secrets, 'escape') from connections where id = $1::text::uuid",
+            &[&conn],
+        )
+        .await
+        .expect("row");
     let (public, sealed): (String, String) = (row.get(0), row.get(1));
-    assert!(!public.contains("pw-alice-db-secret") && !sealed.contains("pw-alice-db-secret"), "the password is stored encrypted");
+    assert!(
+        !public.contains("pw-alice-db-secret") && !sealed.contains("pw-alice-db-secret"),
+        "the password is stored encrypted"
+    );
     assert!(!process.log_text().contains("pw-alice-db-secret"), "the password must never be logged");
     drop(process);
     data.drop_now().await;
@@ -131,7 +188,9 @@ async fn starts_are_idempotent_and_exclusive() {
     let data = TestDb::new().await;
     data.client().await.batch_execute("create table users (id bigint primary key, email text)").await.expect("table");
     let conn = pg_connection(&api, "db", &data.name).await;
-    let (_, sync_id) = model_and_sync(&api, &conn, &conn, "select id, email from users", "public.users", &["email"], "updateOrCreate").await;
+    let (_, sync_id) =
+        model_and_sync(&api, &conn, &conn, "select id, email from users", "public.users", &["email"], "updateOrCreate")
+            .await;
 
     let keyed = api.clone();
     let start = |key: &'static str, body: Json| {
@@ -150,7 +209,9 @@ async fn starts_are_idempotent_and_exclusive() {
 
     let canceled = api.ok("POST", &format!("/api/syncs/{sync_id}/cancel"), None).await;
     assert_eq!(canceled["message"], "cancel requested");
-    let execution = api.ok("GET", &format!("/api/syncs/{sync_id}/executions/{}", first["data"]["id"].as_str().expect("id")), None).await;
+    let execution = api
+        .ok("GET", &format!("/api/syncs/{sync_id}/executions/{}", first["data"]["id"].as_str().expect("id")), None)
+        .await;
     assert_eq!(execution["status"], "canceled");
     api.ok("POST", &format!("/api/syncs/{sync_id}/executions"), Some(json!({}))).await;
     drop(process);

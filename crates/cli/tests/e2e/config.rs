@@ -5,12 +5,8 @@ use std::process::Command;
 use crate::support::Install;
 
 fn serve_with(env: Vec<(String, String)>) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_syncline"))
-        .arg("serve")
-        .env_clear()
-        .envs(env)
-        .output()
-        .expect("run syncline");
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_syncline")).arg("serve").env_clear().envs(env).output().expect("run syncline");
     (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -33,6 +29,9 @@ async fn missing_or_malformed_variables_stop_the_process_with_one_line() {
     env.push(("ROLE".into(), "api,cook".into()));
     let (ok, stderr) = serve_with(env);
     assert!(!ok);
-    assert!(stderr.trim().ends_with("ROLE has unknown role \"cook\" (expected a comma list of api, worker, scheduler)"), "{stderr}");
+    assert!(
+        stderr.trim().ends_with("ROLE has unknown role \"cook\" (expected a comma list of api, worker, scheduler)"),
+        "{stderr}"
+    );
     install.finish().await;
 }

@@ -2,6 +2,8 @@
 //! Each test has its own state database, Redis key prefix and payload directory.
 
 mod api_errors;
+mod api_resources;
+mod cli;
 mod config;
 mod migrations;
 mod model_sync;

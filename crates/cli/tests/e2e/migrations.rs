@@ -19,7 +19,10 @@ async fn concurrent_migrators_apply_each_migration_once() {
     assert!(applied.iter().flatten().any(|m| m.contains("init")));
     let client = test_db.client().await;
     let tables: i64 = client
-        .query_one("select count(*) from information_schema.tables where table_name in ('model_syncs', 'sync_executions')", &[])
+        .query_one(
+            "select count(*) from information_schema.tables where table_name in ('model_syncs', 'sync_executions')",
+            &[],
+        )
         .await
         .expect("query")
         .get(0);

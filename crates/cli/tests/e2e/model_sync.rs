@@ -4,7 +4,9 @@ use std::{collections::HashMap, time::Duration};
 
 use serde_json::json;
 
-use crate::support::{Install, TestDb, USERS_FIELDS, checksum, model_and_sync, organization, pg_connection, run_sync, users_table};
+use crate::support::{
+    Install, TestDb, USERS_FIELDS, checksum, model_and_sync, organization, pg_connection, run_sync, users_table,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -24,7 +26,8 @@ async fn full_run_copies_the_model_and_a_rerun_sends_only_changes() {
     users_table(&source, &target, 20_000).await;
     let src = pg_connection(&api, "src", &source_db.name).await;
     let dst = pg_connection(&api, "dst", &target_db.name).await;
-    let (_, sync_id) = model_and_sync(&api, &src, &dst, "select * from users", "public.users", USERS_FIELDS, "updateOrCreate").await;
+    let (_, sync_id) =
+        model_and_sync(&api, &src, &dst, "select * from users", "public.users", USERS_FIELDS, "updateOrCreate").await;
 
     let first = run_sync(&api, &sync_id, TIMEOUT).await;
     assert_eq!(first["status"], "completed", "{first}");
@@ -34,11 +37,18 @@ async fn full_run_copies_the_model_and_a_rerun_sends_only_changes() {
     assert_eq!(checksum(&target).await, checksum(&source).await, "destination equals the model");
 
     let before = row_versions(&target).await;
-    let changed = source.execute("update users set score = score + 1, company = 'Changed' where id % 100 = 7", &[]).await.expect("change");
+    let changed = source
+        .execute("update users set score = score + 1, company = 'Changed' where id % 100 = 7", &[])
+        .await
+        .expect("change");
     assert_eq!(changed, 200);
     let second = run_sync(&api, &sync_id, TIMEOUT).await;
     assert_eq!(second["status"], "completed", "{second}");
-    assert_eq!((second["counts"]["update"].as_i64(), second["counts"]["insert"].as_i64()), (Some(200), Some(0)), "{second}");
+    assert_eq!(
+        (second["counts"]["update"].as_i64(), second["counts"]["insert"].as_i64()),
+        (Some(200), Some(0)),
+        "{second}"
+    );
     assert_eq!(second["progress"]["records_read"], 20_000);
     assert_eq!(checksum(&target).await, checksum(&source).await);
     let after = row_versions(&target).await;
@@ -84,11 +94,13 @@ async fn modes_and_record_errors() {
     let conn = pg_connection(&api, "db", &data.name).await;
     let query = "select id, email, name from people";
 
-    let (_, strict) = model_and_sync(&api, &conn, &conn, query, "public.strict", &["email", "name"], "updateOrCreate").await;
+    let (_, strict) =
+        model_and_sync(&api, &conn, &conn, query, "public.strict", &["email", "name"], "updateOrCreate").await;
     let run = run_sync(&api, &strict, Duration::from_secs(60)).await;
     assert_eq!(run["status"], "completed_with_errors", "{run}");
     assert_eq!((run["counts"]["insert"].as_i64(), run["counts"]["error"].as_i64()), (Some(8), Some(2)), "{run}");
-    let errors: Vec<String> = run["errors"].as_array().expect("errors").iter().map(|e| e.as_str().unwrap_or_default().to_owned()).collect();
+    let errors: Vec<String> =
+        run["errors"].as_array().expect("errors").iter().map(|e| e.as_str().unwrap_or_default().to_owned()).collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].starts_with("id=3: null value in column \"email\""), "names identity and column: {errors:?}");
     // The rejected records are retried next time even though the model did not change.
@@ -96,7 +108,8 @@ async fn modes_and_record_errors() {
     let retry = run_sync(&api, &strict, Duration::from_secs(60)).await;
     assert_eq!((retry["status"].as_str(), retry["counts"]["insert"].as_i64()), (Some("completed"), Some(2)), "{retry}");
 
-    let (_, update) = model_and_sync(&api, &conn, &conn, query, "public.updated_only", &["email", "name"], "update").await;
+    let (_, update) =
+        model_and_sync(&api, &conn, &conn, query, "public.updated_only", &["email", "name"], "update").await;
     let run = run_sync(&api, &update, Duration::from_secs(60)).await;
     assert_eq!(run["status"], "completed", "{run}");
     let rows: i64 = db.query_one("select count(*) from updated_only", &[]).await.expect("count").get(0);
@@ -109,7 +122,8 @@ async fn modes_and_record_errors() {
     db.execute("delete from people where id > 8", &[]).await.expect("delete");
     let run = run_sync(&api, &replace, Duration::from_secs(60)).await;
     assert_eq!(run["counts"]["delete"], 2, "replace removes records gone from the model: {run}");
-    let ids: Vec<i64> = db.query("select id from mirror order by id", &[]).await.expect("ids").iter().map(|r| r.get(0)).collect();
+    let ids: Vec<i64> =
+        db.query("select id from mirror order by id", &[]).await.expect("ids").iter().map(|r| r.get(0)).collect();
     assert_eq!(ids, (1..=8).collect::<Vec<i64>>());
 
     let (_, append) = model_and_sync(&api, &conn, &conn, query, "public.log", &["email", "name"], "append").await;
@@ -122,14 +136,24 @@ async fn modes_and_record_errors() {
 
     let bad = api.ok("POST", "/api/models", Some(json!({"name": "dup", "connection_id": conn, "configuration": {"query": "select id % 3 as id, email, name from people"}}))).await;
     let bad_id = bad["id"].as_str().expect("id");
-    let sync = api.ok("POST", "/api/syncs", Some(json!({
-        "name": "dups", "mode": "updateOrCreate", "schedule": {"frequency": "manual"},
-        "target": {"connection_id": conn, "object": "public.mirror"},
-        "identity": {"source": {"model_id": bad_id, "field": "id"}, "target": "id", "function": "Equality"},
-        "fields": [{"source": {"model_id": bad_id, "field": "name"}, "target": "name"}],
-    }))).await;
+    let sync = api
+        .ok(
+            "POST",
+            "/api/syncs",
+            Some(json!({
+                "name": "dups", "mode": "updateOrCreate", "schedule": {"frequency": "manual"},
+                "target": {"connection_id": conn, "object": "public.mirror"},
+                "identity": {"source": {"model_id": bad_id, "field": "id"}, "target": "id", "function": "Equality"},
+                "fields": [{"source": {"model_id": bad_id, "field": "name"}, "target": "name"}],
+            })),
+        )
+        .await;
     let run = run_sync(&api, sync["id"].as_str().expect("id"), Duration::from_secs(60)).await;
-    assert_eq!((run["counts"]["upserts"].as_i64(), run["counts"]["error"].as_i64()), (Some(3), Some(5)), "duplicate identities are record errors: {run}");
+    assert_eq!(
+        (run["counts"]["upserts"].as_i64(), run["counts"]["error"].as_i64()),
+        (Some(3), Some(5)),
+        "duplicate identities are record errors: {run}"
+    );
     drop(process);
     data.drop_now().await;
     install.finish().await;

@@ -25,7 +25,8 @@ impl Drop for Moto {
 /// Starts `moto_server` on a free port, or returns `None` (skip) outside CI when it is absent.
 async fn moto() -> Option<Moto> {
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let binary = std::env::var("MOTO_SERVER").map(Into::into).unwrap_or_else(|_| workspace.join(".venv/bin/moto_server"));
+    let binary =
+        std::env::var("MOTO_SERVER").map(Into::into).unwrap_or_else(|_| workspace.join(".venv/bin/moto_server"));
     if !binary.exists() {
         assert!(std::env::var_os("CI").is_none(), "{} is missing: run scripts/python-env.sh", binary.display());
         eprintln!("skipping: {} is missing (run scripts/python-env.sh)", binary.display());
@@ -48,7 +49,8 @@ async fn moto() -> Option<Moto> {
 }
 
 async fn create_bucket(moto: &Moto, bucket: &str) {
-    let response = reqwest::Client::new().put(format!("{}/{bucket}", moto.endpoint)).send().await.expect("create bucket");
+    let response =
+        reqwest::Client::new().put(format!("{}/{bucket}", moto.endpoint)).send().await.expect("create bucket");
     assert!(response.status().is_success(), "create bucket: {}", response.status());
 }
 
@@ -69,7 +71,12 @@ async fn s3_payloads_round_trip() {
     assert_eq!(store.get("a/2.bin").await.expect("get"), Bytes::from_static(b"second"));
     store.delete_prefix("a").await.expect("delete");
     assert_eq!(store.get_optional("a/1.bin").await.expect("get"), None);
-    let listing = reqwest::get(format!("{}/roundtrip?list-type=2", moto.endpoint)).await.expect("list").text().await.expect("body");
+    let listing = reqwest::get(format!("{}/roundtrip?list-type=2", moto.endpoint))
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("body");
     assert!(!listing.contains("payloads/a/"), "deleted: {listing}");
 }
 
@@ -92,11 +99,21 @@ async fn a_sync_runs_with_payloads_on_s3() {
         .await
         .expect("tables");
     let conn = pg_connection(&api, "db", &data.name).await;
-    let (_, sync_id) = model_and_sync(&api, &conn, &conn, "select id, email from src", "public.dst", &["email"], "updateOrCreate").await;
+    let (_, sync_id) =
+        model_and_sync(&api, &conn, &conn, "select id, email from src", "public.dst", &["email"], "updateOrCreate")
+            .await;
     let run = run_sync(&api, &sync_id, Duration::from_secs(60)).await;
     assert_eq!((run["status"].as_str(), run["counts"]["insert"].as_i64()), (Some("completed"), Some(5000)), "{run}");
-    let listing = reqwest::get(format!("{}/executions?list-type=2", moto.endpoint)).await.expect("list").text().await.expect("body");
-    assert!(listing.contains(&format!("payloads/syncs/{sync_id}/snapshots/")), "the diff snapshot lives in S3: {listing}");
+    let listing = reqwest::get(format!("{}/executions?list-type=2", moto.endpoint))
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        listing.contains(&format!("payloads/syncs/{sync_id}/snapshots/")),
+        "the diff snapshot lives in S3: {listing}"
+    );
     let copied: i64 = data.client().await.query_one("select count(*) from dst", &[]).await.expect("count").get(0);
     assert_eq!(copied, 5000);
     drop(process);

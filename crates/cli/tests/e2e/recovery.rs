@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::support::{Api, Install, TestDb, USERS_FIELDS, checksum, model_and_sync, organization, pg_connection, users_table, wait_for_end};
+use crate::support::{
+    Api, Install, TestDb, USERS_FIELDS, checksum, model_and_sync, organization, pg_connection, users_table,
+    wait_for_end,
+};
 
 fn rows() -> i64 {
     std::env::var("SYNCLINE_RECOVERY_ROWS").ok().and_then(|r| r.parse().ok()).unwrap_or(1_000_000)
@@ -43,7 +46,8 @@ async fn scenario(name: &str, rows: i64) -> Scenario {
     users_table(&source, &target, rows).await;
     let src = pg_connection(&api, "src", &source_db.name).await;
     let dst = pg_connection(&api, "dst", &target_db.name).await;
-    let (_, sync_id) = model_and_sync(&api, &src, &dst, "select * from users", "public.users", USERS_FIELDS, "updateOrCreate").await;
+    let (_, sync_id) =
+        model_and_sync(&api, &src, &dst, "select * from users", "public.users", USERS_FIELDS, "updateOrCreate").await;
     Scenario { install, api_process, api, sync_id, source: (source_db, source), target: (target_db, target) }
 }
 
@@ -54,7 +58,11 @@ impl Scenario {
         assert!(done["attempt"].as_i64().unwrap_or(0) >= 2, "a second worker ran it: {done}");
         assert_eq!(checksum(&self.target.1).await, checksum(&self.source.1).await, "destination equals the model");
         let state = self.install.db.client().await;
-        let running: i64 = state.query_one("select count(*) from sync_executions where status in ('running', 'canceling')", &[]).await.expect("count").get(0);
+        let running: i64 = state
+            .query_one("select count(*) from sync_executions where status in ('running', 'canceling')", &[])
+            .await
+            .expect("count")
+            .get(0);
         assert_eq!(running, 0, "no execution is left running");
         drop(self.api_process);
         self.source.0.drop_now().await;
@@ -67,7 +75,8 @@ impl Scenario {
 async fn a_killed_worker_loses_nothing() {
     let s = scenario("kill", rows()).await;
     let mut first = s.install.spawn("worker").await;
-    let execution = s.api.ok("POST", &format!("/api/syncs/{}/executions", s.sync_id), Some(serde_json::json!({}))).await;
+    let execution =
+        s.api.ok("POST", &format!("/api/syncs/{}/executions", s.sync_id), Some(serde_json::json!({}))).await;
     let execution_id = execution["id"].as_str().expect("id").to_owned();
     let progress = wait_until_writing(&s.api, &s.sync_id, &execution_id).await;
     first.kill();
@@ -80,7 +89,8 @@ async fn a_killed_worker_loses_nothing() {
 async fn sigterm_hands_work_back_within_30_seconds() {
     let s = scenario("term", rows() / 2).await;
     let mut first = s.install.spawn("worker").await;
-    let execution = s.api.ok("POST", &format!("/api/syncs/{}/executions", s.sync_id), Some(serde_json::json!({}))).await;
+    let execution =
+        s.api.ok("POST", &format!("/api/syncs/{}/executions", s.sync_id), Some(serde_json::json!({}))).await;
     let execution_id = execution["id"].as_str().expect("id").to_owned();
     wait_until_writing(&s.api, &s.sync_id, &execution_id).await;
     let took = first.terminate();
@@ -88,4 +98,26 @@ async fn sigterm_hands_work_back_within_30_seconds() {
     assert!(first.log_text().contains("handed back"), "the worker handed the execution back:\n{}", first.log_text());
     let _second = s.install.spawn("worker").await;
     s.assert_recovered(&execution_id).await;
+}
+
+#[tokio::test]
+async fn a_running_execution_can_be_canceled() {
+    let s = scenario("cancel", rows() / 4).await;
+    let _worker = s.install.spawn("worker").await;
+    let execution =
+        s.api.ok("POST", &format!("/api/syncs/{}/executions", s.sync_id), Some(serde_json::json!({}))).await;
+    let execution_id = execution["id"].as_str().expect("id").to_owned();
+    wait_until_writing(&s.api, &s.sync_id, &execution_id).await;
+    let answer = s.api.ok("POST", &format!("/api/syncs/{}/executions/{execution_id}/cancel", s.sync_id), None).await;
+    assert_eq!(answer["message"], "cancel requested");
+    let done = wait_for_end(&s.api, &s.sync_id, &execution_id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "canceled", "{done}");
+    // Nothing was committed: the next run starts from scratch and completes the copy.
+    let next = crate::support::run_sync(&s.api, &s.sync_id, Duration::from_secs(300)).await;
+    assert_eq!(next["status"], "completed", "{next}");
+    assert_eq!(checksum(&s.target.1).await, checksum(&s.source.1).await);
+    drop(s.api_process);
+    s.source.0.drop_now().await;
+    s.target.0.drop_now().await;
+    s.install.finish().await;
 }

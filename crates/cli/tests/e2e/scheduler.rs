@@ -13,15 +13,21 @@ async fn a_due_sync_starts_once_across_replicas() {
     let data = TestDb::new().await;
     data.client().await.batch_execute("create table users (id bigint primary key, email text)").await.expect("table");
     let conn = pg_connection(&api, "db", &data.name).await;
-    let (model_id, sync_id) = model_and_sync(&api, &conn, &conn, "select id, email from users", "public.users", &["email"], "updateOrCreate").await;
+    let (model_id, sync_id) =
+        model_and_sync(&api, &conn, &conn, "select id, email from users", "public.users", &["email"], "updateOrCreate")
+            .await;
     let hourly = api
-        .ok("PUT", &format!("/api/syncs/{sync_id}"), Some(json!({
-            "name": "hourly", "mode": "updateOrCreate", "active": true,
-            "schedule": {"frequency": "hourly", "minute": "30"},
-            "target": {"connection_id": conn, "object": "public.users"},
-            "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
-            "fields": [{"source": {"model_id": model_id, "field": "email"}, "target": "email"}],
-        })))
+        .ok(
+            "PUT",
+            &format!("/api/syncs/{sync_id}"),
+            Some(json!({
+                "name": "hourly", "mode": "updateOrCreate", "active": true,
+                "schedule": {"frequency": "hourly", "minute": "30"},
+                "target": {"connection_id": conn, "object": "public.users"},
+                "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
+                "fields": [{"source": {"model_id": model_id, "field": "email"}, "target": "email"}],
+            })),
+        )
         .await;
     assert_eq!(hourly["schedule"]["frequency"], "hourly");
     let status = api.ok("GET", &format!("/api/syncs/{sync_id}/status"), None).await;
@@ -29,12 +35,19 @@ async fn a_due_sync_starts_once_across_replicas() {
     assert!(next.contains(":30:00"), "hourly at minute 30: {next}");
 
     let state = install.db.client().await;
-    state.execute("update model_syncs set next_run_at = now() - interval '1 second' where id = $1::text::uuid", &[&sync_id]).await.expect("make due");
+    state
+        .execute(
+            "update model_syncs set next_run_at = now() - interval '1 second' where id = $1::text::uuid",
+            &[&sync_id],
+        )
+        .await
+        .expect("make due");
     let replicas = (0..4).map(|_| {
         let (url, prefix) = (install.db.url.clone(), install.prefix.clone());
         tokio::spawn(async move {
             let pool = db::pool(&url, 2).expect("pool");
-            let (sync_queue, _) = queue::connect(&redis_url(), &prefix, std::time::Duration::from_secs(1)).await.expect("queue");
+            let (sync_queue, _) =
+                queue::connect(&redis_url(), &prefix, std::time::Duration::from_secs(1)).await.expect("queue");
             syncline_api::scheduler::run_due(&pool, &sync_queue).await.expect("run due")
         })
     });
@@ -43,9 +56,20 @@ async fn a_due_sync_starts_once_across_replicas() {
         started += replica.await.expect("join");
     }
     assert_eq!(started, 1, "exactly one replica starts the due run");
-    let executions: i64 = state.query_one("select count(*) from sync_executions where sync_id = $1::text::uuid and trigger = 'schedule'", &[&sync_id]).await.expect("count").get(0);
+    let executions: i64 = state
+        .query_one(
+            "select count(*) from sync_executions where sync_id = $1::text::uuid and trigger = 'schedule'",
+            &[&sync_id],
+        )
+        .await
+        .expect("count")
+        .get(0);
     assert_eq!(executions, 1);
-    let still_due: bool = state.query_one("select next_run_at <= now() from model_syncs where id = $1::text::uuid", &[&sync_id]).await.expect("next").get(0);
+    let still_due: bool = state
+        .query_one("select next_run_at <= now() from model_syncs where id = $1::text::uuid", &[&sync_id])
+        .await
+        .expect("next")
+        .get(0);
     assert!(!still_due, "the next run moved forward");
     drop(process);
     data.drop_now().await;

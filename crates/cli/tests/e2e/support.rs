@@ -23,12 +23,14 @@ pub fn redis_url() -> String {
 /// `url` with its database replaced by `name`.
 pub fn database_url(name: &str) -> String {
     let server = server_url();
-    let base = server.split('?').next().unwrap_or(&server).rsplit_once('/').map_or(server.clone(), |(b, _)| b.to_owned());
+    let base =
+        server.split('?').next().unwrap_or(&server).rsplit_once('/').map_or(server.clone(), |(b, _)| b.to_owned());
     format!("{base}/{name}")
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let (client, connection) =
+        tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
     tokio::spawn(connection);
     client
 }
@@ -66,7 +68,9 @@ fn rand_suffix() -> String {
 
 /// Drops databases left behind by test processes that are no longer running.
 async fn sweep(admin: &tokio_postgres::Client) {
-    let Ok(rows) = admin.query("select datname from pg_database where datname like 'sl\\_t\\_%'", &[]).await else { return };
+    let Ok(rows) = admin.query("select datname from pg_database where datname like 'sl\\_t\\_%'", &[]).await else {
+        return;
+    };
     for row in rows {
         let name: String = row.get(0);
         let pid: Option<u32> = name.split('_').nth(2).and_then(|p| p.parse().ok());
@@ -83,6 +87,7 @@ pub struct Install {
     pub payloads: PathBuf,
     /// `JOB_PAYLOAD_PATH`: the `payloads` directory unless a test points it elsewhere.
     pub payload_url: String,
+    pub redis_url: String,
     pub key: String,
 }
 
@@ -92,14 +97,14 @@ impl Install {
         let prefix = format!("test-{}", rand_suffix());
         let payloads = std::env::temp_dir().join(format!("syncline-test-{}", &prefix));
         let payload_url = format!("file://{}", payloads.display());
-        Self { db, prefix, payloads, payload_url, key: format!("deploy-{}", rand_suffix()) }
+        Self { db, prefix, payloads, payload_url, redis_url: redis_url(), key: format!("deploy-{}", rand_suffix()) }
     }
 
     /// The environment `syncline serve` runs with.
     pub fn env(&self, port: u16) -> Vec<(String, String)> {
         [
             ("DATABASE_URL", self.db.url.clone()),
-            ("REDIS_URL", redis_url()),
+            ("REDIS_URL", self.redis_url.clone()),
             ("REDIS_KEY_PREFIX", self.prefix.clone()),
             ("POLYTOMIC_URL", format!("http://127.0.0.1:{port}")),
             ("PORT", port.to_string()),
@@ -267,8 +272,12 @@ pub async fn organization(install: &Install, process: &Process, name: &str) -> (
     let partner = install.partner(process);
     let org = partner.ok("POST", "/api/organizations", Some(json!({"name": name}))).await;
     let org_id = org["id"].as_str().expect("org id").to_owned();
-    let user = partner.ok("POST", &format!("/api/organizations/{org_id}/users"), Some(json!({"email": format!("admin@{name}.test")}))).await;
-    let key = partner.ok("POST", &format!("/api/organizations/{org_id}/users/{}/keys", user["id"].as_str().expect("user id")), None).await;
+    let user = partner
+        .ok("POST", &format!("/api/organizations/{org_id}/users"), Some(json!({"email": format!("admin@{name}.test")})))
+        .await;
+    let key = partner
+        .ok("POST", &format!("/api/organizations/{org_id}/users/{}/keys", user["id"].as_str().expect("user id")), None)
+        .await;
     (org_id, Api::new(process.base(), key["value"].as_str().expect("key")))
 }
 
@@ -283,22 +292,43 @@ pub async fn pg_connection(api: &Api, label: &str, database: &str) -> String {
         "password": format!("pw-{label}-secret"),
         "ssl": false,
     });
-    let c = api.ok("POST", "/api/connections", Some(json!({"name": label, "type": "postgresql", "configuration": config}))).await;
+    let c = api
+        .ok("POST", "/api/connections", Some(json!({"name": label, "type": "postgresql", "configuration": config})))
+        .await;
     c["id"].as_str().expect("connection id").to_owned()
 }
 
 /// A model over `query` and a sync of its `fields` into `object`, identity `id`.
-pub async fn model_and_sync(api: &Api, source: &str, target: &str, query: &str, object: &str, fields: &[&str], mode: &str) -> (String, String) {
-    let model = api.ok("POST", "/api/models", Some(json!({"name": "m", "connection_id": source, "configuration": {"query": query}}))).await;
+pub async fn model_and_sync(
+    api: &Api,
+    source: &str,
+    target: &str,
+    query: &str,
+    object: &str,
+    fields: &[&str],
+    mode: &str,
+) -> (String, String) {
+    let model = api
+        .ok(
+            "POST",
+            "/api/models",
+            Some(json!({"name": "m", "connection_id": source, "configuration": {"query": query}})),
+        )
+        .await;
     let model_id = model["id"].as_str().expect("model id").to_owned();
-    let mappings: Vec<Json> = fields.iter().map(|f| json!({"source": {"model_id": model_id, "field": f}, "target": f})).collect();
+    let mappings: Vec<Json> =
+        fields.iter().map(|f| json!({"source": {"model_id": model_id, "field": f}, "target": f})).collect();
     let sync = api
-        .ok("POST", "/api/syncs", Some(json!({
-            "name": "s", "mode": mode, "schedule": {"frequency": "manual"},
-            "target": {"connection_id": target, "object": object},
-            "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
-            "fields": mappings,
-        })))
+        .ok(
+            "POST",
+            "/api/syncs",
+            Some(json!({
+                "name": "s", "mode": mode, "schedule": {"frequency": "manual"},
+                "target": {"connection_id": target, "object": object},
+                "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
+                "fields": mappings,
+            })),
+        )
         .await;
     (model_id, sync["id"].as_str().expect("sync id").to_owned())
 }
@@ -321,40 +351,32 @@ pub async fn wait_for_end(api: &Api, sync_id: &str, execution_id: &str, timeout:
     }
 }
 
-/// Creates the 12-column reference `users` table with `rows` rows (and an empty copy in `target`).
+/// Creates the 12-column sample `users` table with `rows` rows (and an empty copy in `target`).
 pub async fn users_table(source: &tokio_postgres::Client, target: &tokio_postgres::Client, rows: i64) {
     source.batch_execute(USERS_TABLE).await.expect("create source table");
-    source.execute(USERS_FILL, &[&rows]).await.expect("fill source table");
-    source.batch_execute("analyze users").await.expect("analyze");
+    source.batch_execute(&USERS_FILL.replace("{rows}", &rows.to_string())).await.expect("fill source table");
     target.batch_execute(USERS_TABLE).await.expect("create target table");
 }
 
-const USERS_TABLE: &str = "create table users (
-    id bigint primary key, email text not null, first_name text, last_name text, company text, score int,
-    revenue numeric(12,2), active boolean, created_at timestamptz not null, updated_at timestamptz not null,
-    attributes jsonb, country text)";
-
-const USERS_FILL: &str = "insert into users select g, 'user' || g || '@example.com', initcap(substr(md5(g::text), 1, 6)),
-    initcap(substr(md5((g * 7)::text), 3, 8)), case when g % 20 = 0 then null else 'Company ' || g % 5000 end, (g * 7919) % 1000,
-    ((g * 104729) % 100000000) / 100.0, g % 3 <> 0, timestamptz '2020-01-01' + g * interval '61 seconds',
-    timestamptz '2021-01-01' + g * interval '1 second' + (g % 997) * interval '1 microsecond',
-    case when g % 50 = 0 then null else jsonb_build_object('plan', (array['free','pro','team'])[1 + g % 3], 'seats', g % 250) end,
-    (array['US','DE','FR','GB','IN','BR','JP'])[1 + g % 7] from generate_series(1, $1::bigint) g";
+const USERS_TABLE: &str = include_str!("../../../../testdata/sample_users_table.sql");
+const USERS_FILL: &str = include_str!("../../../../testdata/sample_users_fill.sql");
 
 /// Every `users` column, for mappings.
-pub const USERS_FIELDS: &[&str] =
-    &["email", "first_name", "last_name", "company", "score", "revenue", "active", "created_at", "updated_at", "attributes", "country"];
+pub const USERS_FIELDS: &[&str] = &[
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "score",
+    "revenue",
+    "active",
+    "created_at",
+    "updated_at",
+    "attributes",
+    "country",
+];
 
 /// Row count and a digest of every column of `users`, ordered by id.
 pub async fn checksum(client: &tokio_postgres::Client) -> String {
-    let row = client
-        .query_one(
-            "select count(*)::text || ' ' || coalesce(md5(string_agg(md5(concat_ws('|', id, email, first_name, last_name,
-                coalesce(company, '\\N'), score, revenue, active, created_at, updated_at, coalesce(attributes::text, '\\N'), country)),
-                '' order by id)), '-') from users",
-            &[],
-        )
-        .await
-        .expect("checksum");
-    row.get(0)
+    client.query_one(include_str!("../../../../testdata/checksum_users.sql"), &[]).await.expect("checksum").get(0)
 }

@@ -3,6 +3,7 @@
 //! records are isolated, so one bad record costs O(log n) retries, not the whole batch.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::SinkExt;
 use syncline_core::{
     connector::{
@@ -15,7 +16,7 @@ use tokio_postgres::Client;
 use super::{
     PostgresConfig,
     client::{self, quote_ident, split_object},
-    copy,
+    copy, types,
 };
 
 pub(super) struct PostgresDestination {
@@ -33,6 +34,7 @@ const MODES: &[SyncMode] = &SyncMode::ALL;
 struct Column {
     name: String,
     data_type: String,
+    type_oid: u32,
     required: bool,
 }
 
@@ -40,7 +42,8 @@ async fn columns(client: &Client, object: &str) -> Result<Vec<Column>, Connector
     let (schema, table) = split_object(object);
     let rows = client
         .query(
-            "select a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull and not a.atthasdef and a.attidentity = ''
+            "select a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull and not a.atthasdef and a.attidentity = '',
+                    a.atttypid
              from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
              where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
              order by a.attnum",
@@ -51,7 +54,10 @@ async fn columns(client: &Client, object: &str) -> Result<Vec<Column>, Connector
     if rows.is_empty() {
         return Err(ConnectorError::not_found(format!("target object {object:?} does not exist")));
     }
-    Ok(rows.iter().map(|r| Column { name: r.get(0), data_type: r.get(1), required: r.get(2) }).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Column { name: r.get(0), data_type: r.get(1), required: r.get(2), type_oid: r.get(3) })
+        .collect())
 }
 
 /// Whether `column` alone is covered by a unique index or constraint of `object`.
@@ -140,6 +146,9 @@ struct PostgresWriter {
     client: Client,
     /// Statements applying the staged batch, in order.
     apply: Vec<String>,
+    /// `COPY` straight into the table, when every column takes the records' binary format as is
+    /// (not in update mode, which must never create records).
+    direct: Option<String>,
     /// Deletes the staged keys (replace mode only).
     delete: Option<String>,
 }
@@ -157,6 +166,9 @@ impl PostgresWriter {
         }
         let (schema, table) = split_object(&req.object);
         let table = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
+        let binary_compatible = req.targets.iter().zip(&req.schema.fields).all(|(target, field)| {
+            target_columns.iter().any(|c| &c.name == target && types::accepts_binary(c.type_oid, field.field_type))
+        });
         let stage_columns: Vec<String> = req
             .schema
             .fields
@@ -169,15 +181,27 @@ impl PostgresWriter {
 
         let targets: Vec<String> = req.targets.iter().map(|t| quote_ident(t)).collect();
         let staged: Vec<String> = (0..targets.len()).map(|i| format!("s.c{i}")).collect();
+
         let insert =
             format!("insert into {table} as t ({}) select {} from {STAGE} as s", targets.join(", "), staged.join(", "));
+        let unique = match req.identity {
+            Some(key) => has_unique_index(&client, &req.object, &req.targets[key]).await?,
+            None => false,
+        };
+        // New records can skip staging when the table takes their binary format as is and either
+        // nothing is matched (append) or a unique index turns an existing record into an error.
+        let direct = match req.mode {
+            SyncMode::Append => binary_compatible,
+            SyncMode::Update => false,
+            _ => binary_compatible && unique,
+        }
+        .then(|| format!("copy {table} ({}) from stdin (format binary)", targets.join(", ")));
         let apply = match (req.mode, req.identity) {
             (SyncMode::Append, _) => vec![insert],
             (_, None) => return Err(ConnectorError::invalid(format!("mode {} needs an identity", req.mode.as_str()))),
             (mode, Some(key)) => {
                 let id = &targets[key];
                 let others: Vec<usize> = (0..targets.len()).filter(|i| *i != key).collect();
-                let unique = has_unique_index(&client, &req.object, &req.targets[key]).await?;
                 let matches = format!("t.{id} = s.c{key}");
                 let update = (!others.is_empty()).then(|| {
                     let set: Vec<String> = others.iter().map(|i| format!("{} = s.c{i}", targets[*i])).collect();
@@ -221,15 +245,38 @@ impl PostgresWriter {
             }
             _ => None,
         };
-        Ok(Self { client, apply, delete })
+        Ok(Self { client, apply, direct, delete })
     }
 
-    async fn copy_into(&self, table: &str, tuples: &[u8]) -> Result<(), tokio_postgres::Error> {
-        let sink = self.client.copy_in::<_, bytes::Bytes>(&format!("copy {table} from stdin (format binary)")).await?;
+    /// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) with `tuples` as its data.
+    async fn copy(&self, statement: &str, tuples: Bytes) -> Result<(), tokio_postgres::Error> {
+        let sink = self.client.copy_in::<_, Bytes>(statement).await?;
         futures::pin_mut!(sink);
-        sink.send(copy::frame(tuples)).await?;
+        for part in [Bytes::from_static(copy::HEADER), tuples, Bytes::from_static(copy::TRAILER)] {
+            sink.feed(part).await?;
+        }
         sink.finish().await?;
         Ok(())
+    }
+
+    /// Copies a batch of new records straight into the table; `false` if the database refused
+    /// (a record already exists, or breaks a constraint), with nothing written.
+    async fn copy_new(&self, statement: &str, batch: &RecordBatch) -> Result<bool, ConnectorError> {
+        self.client.batch_execute("savepoint syncline_direct").await.map_err(|e| client::error(&e))?;
+        match self.copy(statement, batch.data().clone()).await {
+            Ok(()) => {
+                self.client.batch_execute("release savepoint syncline_direct").await.map_err(|e| client::error(&e))?;
+                Ok(true)
+            }
+            Err(e) if client::is_data_error(&e) => {
+                self.client
+                    .batch_execute("rollback to savepoint syncline_direct; release savepoint syncline_direct")
+                    .await
+                    .map_err(|e| client::error(&e))?;
+                Ok(false)
+            }
+            Err(e) => Err(client::error(&e)),
+        }
     }
 
     /// Stages and applies records `range` inside a savepoint; bisects on a data error.
@@ -243,7 +290,7 @@ impl PostgresWriter {
         while let Some(range) = pending.pop() {
             self.client.batch_execute("savepoint syncline_batch").await.map_err(|e| client::error(&e))?;
             let attempt = async {
-                self.copy_into(STAGE, &batch.slice_data(range.clone())).await?;
+                self.copy(&format!("copy {STAGE} from stdin (format binary)"), batch.slice_data(range.clone())).await?;
                 for statement in &self.apply {
                     self.client.execute(statement.as_str(), &[]).await?;
                 }
@@ -277,13 +324,20 @@ impl PostgresWriter {
 
 #[async_trait]
 impl BatchWriter for PostgresWriter {
-    async fn write(&mut self, batch: &RecordBatch) -> Result<Vec<RecordFailure>, ConnectorError> {
+    async fn write(&mut self, batch: &RecordBatch, new_records: bool) -> Result<Vec<RecordFailure>, ConnectorError> {
         let mut failures = Vec::new();
         if batch.is_empty() {
             return Ok(failures);
         }
         self.client.batch_execute("begin").await.map_err(|e| client::error(&e))?;
-        let result = self.apply_range(batch, 0..batch.len(), &mut failures).await;
+        let result = match &self.direct {
+            Some(direct) if new_records => match self.copy_new(direct, batch).await {
+                Ok(true) => Ok(()),
+                Ok(false) => self.apply_range(batch, 0..batch.len(), &mut failures).await,
+                Err(e) => Err(e),
+            },
+            _ => self.apply_range(batch, 0..batch.len(), &mut failures).await,
+        };
         let end = if result.is_ok() { "commit" } else { "rollback" };
         self.client.batch_execute(end).await.map_err(|e| client::error(&e))?;
         result.map(|()| failures)
@@ -295,7 +349,7 @@ impl BatchWriter for PostgresWriter {
         };
         let run = async {
             self.client.batch_execute("begin").await?;
-            self.copy_into(KEYS, keys.data()).await?;
+            self.copy(&format!("copy {KEYS} from stdin (format binary)"), keys.data().clone()).await?;
             self.client.execute(delete.as_str(), &[]).await?;
             self.client.batch_execute(&format!("truncate {KEYS}; commit")).await
         };

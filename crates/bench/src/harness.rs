@@ -1,0 +1,314 @@
+//! The benchmark's databases and the Syncline processes under test.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail, ensure};
+use serde_json::{Value as Json, json};
+use tokio_postgres::NoTls;
+
+const DATABASES: [&str; 4] =
+    ["syncline_bench_source", "syncline_bench_destination", "syncline_bench_baseline", "syncline_bench_state"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The reference benchmark table from the shared folder beside the repository, if present.
+fn reference(file: &str) -> Option<PathBuf> {
+    let path = std::env::var("BENCH_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("../shared/bench"))
+        .join(file);
+    path.exists().then_some(path)
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.with_context(|| format!("connect {url}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+pub struct Databases {
+    pub server_url: String,
+    pub source_url: String,
+    pub destination_url: String,
+    pub baseline_url: String,
+    pub state_url: String,
+    pub columns: Vec<String>,
+    /// Where the benchmark table came from.
+    pub table_source: String,
+}
+
+impl Databases {
+    fn url(server: &str, db: &str) -> String {
+        format!("{}/{db}", server.rsplit_once('/').map_or(server, |(base, _)| base))
+    }
+
+    pub async fn prepare(rows: i64) -> anyhow::Result<Self> {
+        let server_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin = connect(&server_url).await?;
+        for db in DATABASES {
+            admin.batch_execute(&format!("drop database if exists {db} with (force)")).await?;
+            admin.batch_execute(&format!("create database {db}")).await?;
+        }
+        let [source_url, destination_url, baseline_url, state_url] = DATABASES.map(|db| Self::url(&server_url, db));
+        let table_source = match reference("users.sql") {
+            Some(sql) => {
+                let status = Command::new("psql")
+                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "tbl=users", "-v", &format!("rows={rows}"), "-f"])
+                    .arg(&sql)
+                    .arg(&source_url)
+                    .stdout(Stdio::null())
+                    .status()?;
+                ensure!(status.success(), "loading {} failed", sql.display());
+                format!("reference {}", sql.display())
+            }
+            None => {
+                let source = connect(&source_url).await?;
+                source.batch_execute(include_str!("../../../testdata/sample_users_table.sql")).await?;
+                source
+                    .batch_execute(
+                        &include_str!("../../../testdata/sample_users_fill.sql").replace("{rows}", &rows.to_string()),
+                    )
+                    .await?;
+                "testdata/sample_users_*.sql (the reference users.sql was not found)".into()
+            }
+        };
+        for target in [&destination_url, &baseline_url] {
+            let status = Command::new("sh")
+                .arg("-c")
+                .arg(format!("pg_dump --schema-only -t users '{source_url}' | psql -X -q '{target}' > /dev/null"))
+                .status()?;
+            ensure!(status.success(), "copying the table definition failed");
+        }
+        connect(&baseline_url).await?.batch_execute("create unlogged table stage (like users)").await?;
+        let columns = connect(&source_url)
+            .await?
+            .query("select column_name::text from information_schema.columns where table_name = 'users' order by ordinal_position", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(Self { server_url, source_url, destination_url, baseline_url, state_url, columns, table_source })
+    }
+
+    pub async fn psql(&self, url: &str, sql: &str) -> anyhow::Result<()> {
+        connect(url).await?.batch_execute(sql).await?;
+        Ok(())
+    }
+
+    pub async fn truncate_destination(&self) -> anyhow::Result<()> {
+        self.psql(&self.destination_url, "truncate users").await
+    }
+
+    /// Which `id % 100` class run `run` changes.
+    pub fn changed_remainder(run: i64) -> i64 {
+        (run * 37 + 11) % 100
+    }
+
+    /// Changes 1% of the source rows; returns how many.
+    pub async fn change_one_percent(&self, run: i64) -> anyhow::Result<u64> {
+        let source = connect(&self.source_url).await?;
+        let sql = format!(
+            "update users set score = score + 1, updated_at = updated_at + interval '1 second' where id % 100 = {}",
+            Self::changed_remainder(run)
+        );
+        Ok(source.execute(&sql, &[]).await?)
+    }
+
+    /// Whether source and destination hold the same rows, by the reference checksum when present.
+    pub async fn checksums_match(&self) -> anyhow::Result<bool> {
+        let mut sums = Vec::new();
+        for url in [&self.source_url, &self.destination_url] {
+            let client = connect(url).await?;
+            let sum: String = match reference("checksum.sql") {
+                Some(path) => {
+                    client.batch_execute(&std::fs::read_to_string(path)?).await?;
+                    client.query_one("select bench_checksum('users')", &[]).await?.get(0)
+                }
+                None => client.query_one(include_str!("../../../testdata/checksum_users.sql"), &[]).await?.get(0),
+            };
+            sums.push(sum);
+        }
+        Ok(sums[0] == sums[1])
+    }
+
+    pub async fn drop_all(&self) -> anyhow::Result<()> {
+        let admin = connect(&self.server_url).await?;
+        for db in DATABASES {
+            admin.batch_execute(&format!("drop database if exists {db} with (force)")).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The api and worker processes, and a sync of the whole table.
+pub struct Syncline {
+    api: Child,
+    worker: Child,
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    sync_id: String,
+}
+
+impl Drop for Syncline {
+    fn drop(&mut self) {
+        for child in [&mut self.api, &mut self.worker] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Syncline {
+    pub async fn start(binary: &str, dbs: &Databases) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let payloads = std::env::temp_dir().join("syncline-bench-payloads");
+        let _ = std::fs::remove_dir_all(&payloads);
+        let key = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let spawn = |role: &str| {
+            Command::new(binary)
+                .arg("serve")
+                .env("ROLE", role)
+                .env("DATABASE_URL", &dbs.state_url)
+                .env("REDIS_URL", std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
+                .env("REDIS_KEY_PREFIX", format!("bench-{port}"))
+                .env("POLYTOMIC_URL", format!("http://127.0.0.1:{port}"))
+                .env("PORT", port.to_string())
+                .env("ROOT_USER", "bench@example.com")
+                .env("DEPLOYMENT", "bench")
+                .env("DEPLOYMENT_KEY", &key)
+                .env("GOOGLE_CLIENT_ID", "bench")
+                .env("GOOGLE_CLIENT_SECRET", "bench")
+                .env("JOB_PAYLOAD_PATH", format!("file://{}", payloads.display()))
+                .env("WORKER_CONCURRENCY", "1")
+                .env("LOG_LEVEL", "warn")
+                .spawn()
+                .with_context(|| format!("start {binary} (build it with `cargo build --profile bench -p syncline`; it lands in target/release)"))
+        };
+        let api = spawn("api,scheduler")?;
+        let worker = spawn("worker")?;
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http.get(format!("{base}/status.txt")).send().await.is_ok_and(|r| r.status().is_success()) {
+            ensure!(Instant::now() < deadline, "syncline did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut syncline = Self { api, worker, http, base, token: key, sync_id: String::new() };
+        syncline.configure(dbs).await?;
+        Ok(syncline)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Json) -> anyhow::Result<Json> {
+        let response = self
+            .http
+            .request(method.clone(), format!("{}/api/{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Json = response.json().await.unwrap_or(Json::Null);
+        if !status.is_success() {
+            bail!("{method} {path}: {status} {body}");
+        }
+        Ok(body["data"].clone())
+    }
+
+    async fn configure(&mut self, dbs: &Databases) -> anyhow::Result<()> {
+        use reqwest::Method;
+        let org = self.call(Method::POST, "organizations", json!({"name": "bench"})).await?;
+        let org_id = org["id"].as_str().context("org")?.to_owned();
+        let user = self
+            .call(Method::POST, &format!("organizations/{org_id}/users"), json!({"email": "bench@example.com"}))
+            .await?;
+        let key = self
+            .call(
+                Method::POST,
+                &format!("organizations/{org_id}/users/{}/keys", user["id"].as_str().context("user")?),
+                json!({}),
+            )
+            .await?;
+        self.token = key["value"].as_str().context("key")?.to_owned();
+        let server = reqwest::Url::parse(&dbs.server_url)?;
+        let mut connections = Vec::new();
+        for (name, url) in [("source", &dbs.source_url), ("destination", &dbs.destination_url)] {
+            let database = url.rsplit('/').next().unwrap_or_default();
+            let config = json!({
+                "hostname": server.host_str().unwrap_or("127.0.0.1"), "port": server.port().unwrap_or(5432), "database": database,
+                "username": if server.username().is_empty() { "postgres" } else { server.username() },
+                "password": server.password().unwrap_or(""), "ssl": false,
+            });
+            let c = self
+                .call(Method::POST, "connections", json!({"name": name, "type": "postgresql", "configuration": config}))
+                .await?;
+            connections.push(c["id"].as_str().context("connection")?.to_owned());
+        }
+        let model = self.call(Method::POST, "models", json!({"name": "users", "connection_id": connections[0], "configuration": {"query": "select * from users"}})).await?;
+        let model_id = model["id"].as_str().context("model")?;
+        let fields: Vec<Json> = dbs
+            .columns
+            .iter()
+            .filter(|c| *c != "id")
+            .map(|c| json!({"source": {"model_id": model_id, "field": c}, "target": c}))
+            .collect();
+        let sync = self
+            .call(Method::POST, "syncs", json!({
+                "name": "bench", "mode": "updateOrCreate", "schedule": {"frequency": "manual"},
+                "target": {"connection_id": connections[1], "object": "public.users"},
+                "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
+                "fields": fields,
+            }))
+            .await?;
+        self.sync_id = sync["id"].as_str().context("sync")?.to_owned();
+        Ok(())
+    }
+
+    /// Starts an execution and waits for it; returns the wall time and the finished execution.
+    async fn execute(&self, resync: bool) -> anyhow::Result<(Duration, Json)> {
+        let started = Instant::now();
+        let execution = self
+            .call(reqwest::Method::POST, &format!("syncs/{}/executions", self.sync_id), json!({"resync": resync}))
+            .await?;
+        let id = execution["id"].as_str().context("execution")?.to_owned();
+        loop {
+            let e =
+                self.call(reqwest::Method::GET, &format!("syncs/{}/executions/{id}", self.sync_id), Json::Null).await?;
+            match e["status"].as_str() {
+                Some("completed") => return Ok((started.elapsed(), e)),
+                Some("completed_with_errors" | "failed" | "canceled") => bail!("execution ended badly: {e}"),
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    /// A run; `resync` sends every row (the full-run case).
+    pub async fn run(&self, resync: bool) -> anyhow::Result<Duration> {
+        Ok(self.execute(resync).await?.0)
+    }
+
+    /// A diff run; returns its time and how many rows it updated.
+    pub async fn run_counted(&self) -> anyhow::Result<(Duration, i64)> {
+        let (time, execution) = self.execute(false).await?;
+        Ok((time, execution["counts"]["update"].as_i64().unwrap_or(-1)))
+    }
+
+    /// The worker process's peak resident memory, in MB.
+    pub fn worker_peak_rss_mb(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.worker.id()))?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("VmHWM")?;
+        Ok(kb / 1024)
+    }
+}
