@@ -134,6 +134,17 @@ pub struct Counts {
     pub errors: i64,
 }
 
+/// Assignments of every counter from parameters `$3`…`$9` (see [`Counts::params`]).
+const SET_COUNTS: &str = "records_read = $3, records_changed = $4, records_written = $5, insert_count = $6,
+    update_count = $7, delete_count = $8, error_count = $9, updated_at = now()";
+
+impl Counts {
+    /// The counters in the order [`SET_COUNTS`] assigns them.
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+        [&self.read, &self.changed, &self.written, &self.inserted, &self.updated, &self.deleted, &self.errors]
+    }
+}
+
 /// Records progress; returns `false` if the execution is no longer this worker's.
 pub async fn record_progress(
     pool: &DbPool,
@@ -142,25 +153,12 @@ pub async fn record_progress(
     counts: &Counts,
 ) -> Result<bool, DbError> {
     let client = pool.get().await?;
-    let updated = client
-        .execute(
-            "update sync_executions set records_read = $3, records_changed = $4, records_written = $5,
-                insert_count = $6, update_count = $7, delete_count = $8, error_count = $9, updated_at = now()
-             where id = $1 and worker = $2 and status in ('running', 'canceling')",
-            &[
-                &execution_id,
-                &worker,
-                &counts.read,
-                &counts.changed,
-                &counts.written,
-                &counts.inserted,
-                &counts.updated,
-                &counts.deleted,
-                &counts.errors,
-            ],
-        )
-        .await?;
-    Ok(updated == 1)
+    let sql = format!(
+        "update sync_executions set {SET_COUNTS} where id = $1 and worker = $2 and status in ('running', 'canceling')"
+    );
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        [&execution_id as _, &worker as _].into_iter().chain(counts.params()).collect();
+    Ok(client.execute(&sql, &params).await? == 1)
 }
 
 /// Stores rejected records, keyed by their identity (the first failure per identity wins).
@@ -211,27 +209,17 @@ pub async fn finish(
         Outcome::Canceled => ("canceled", vec![]),
         Outcome::Failed { error } => ("failed", vec![error.clone()]),
     };
-    let row = tx
-        .query_opt(
-            "update sync_executions set status = $3, errors = $4, completed_at = now(), lease_until = null,
-                records_read = $5, records_changed = $6, records_written = $7, insert_count = $8, update_count = $9,
-                delete_count = $10, error_count = $11, updated_at = now()
-             where id = $1 and worker = $2 and status in ('running', 'canceling') returning sync_id",
-            &[
-                &execution_id,
-                &worker,
-                &status,
-                &serde_json::json!(errors),
-                &counts.read,
-                &counts.changed,
-                &counts.written,
-                &counts.inserted,
-                &counts.updated,
-                &counts.deleted,
-                &counts.errors,
-            ],
-        )
-        .await?;
+    let errors = serde_json::json!(errors);
+    let sql = format!(
+        "update sync_executions set {SET_COUNTS}, status = $10, errors = $11, completed_at = now(), lease_until = null
+         where id = $1 and worker = $2 and status in ('running', 'canceling') returning sync_id"
+    );
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = [&execution_id as _, &worker as _]
+        .into_iter()
+        .chain(counts.params())
+        .chain([&status as _, &errors as _])
+        .collect();
+    let row = tx.query_opt(&sql, &params).await?;
     let Some(row) = row else { return Ok(false) };
     if status == "completed_with_errors" {
         // Surface a sample of the rejected records on the execution itself.

@@ -9,7 +9,7 @@ use syncline_core::{connector::Connector, credentials, jsonschema};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{envelope, parse_id};
+use super::{envelope, non_empty, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -147,7 +147,7 @@ async fn create(
     let org = caller.organization()?;
     idempotency::once(&state, &req, &caller, &body, async {
         let input: ConnectionBody = parse_body(&body)?;
-        let name = input.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).ok_or_else(|| ApiError::unprocessable("name is required"))?;
+        let name = non_empty(input.name.as_deref()).ok_or_else(|| ApiError::unprocessable("name is required"))?;
         let connector = connector(input.type_id.as_deref().ok_or_else(|| ApiError::bad_request("type is required"))?)?;
         let config = input.configuration.clone().ok_or_else(|| ApiError::unprocessable("configuration is required"))?;
         checked(connector, &config, input.validate.unwrap_or(true)).await?;
@@ -203,10 +203,8 @@ async fn get_one(
     let org = caller.organization()?;
     let id = parse_id(&path, "connection")?;
     let client = state.pool.get().await?;
-    let row = client
-        .query_opt(&format!("select {COLUMNS} from connections where id = $1 and organization_id = $2"), &[&id, &org])
-        .await?;
-    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("connection"))?)))
+    let row = owned_row(&client, "connections", COLUMNS, id, org, "connection").await?;
+    Ok(envelope(to_json(&row)))
 }
 
 #[put("/connections/{id}")]
@@ -220,12 +218,7 @@ async fn update(
     let id = parse_id(&path, "connection")?;
     let input: ConnectionBody = parse_body(&body)?;
     let saved = open(&state, org, id).await?;
-    let name = input
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::unprocessable("name is required"))?;
+    let name = non_empty(input.name.as_deref()).ok_or_else(|| ApiError::unprocessable("name is required"))?;
     let connector = match &input.type_id {
         Some(t) if t != saved.connector.spec().id => {
             return Err(ApiError::unprocessable("a connection's type cannot change"));
@@ -271,10 +264,7 @@ async fn remove(
     let org = caller.organization()?;
     let id = parse_id(&path, "connection")?;
     let client = state.pool.get().await?;
-    client
-        .query_opt("select 1 from connections where id = $1 and organization_id = $2", &[&id, &org])
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?;
+    owned_row(&client, "connections", "1", id, org, "connection").await?;
     if !query.force.unwrap_or(false) {
         let users = client
             .query_one(

@@ -1,13 +1,12 @@
 //! Model sync executions: list, get and cancel.
 
 use actix_web::{HttpResponse, get, post, web};
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{envelope, parse_id};
+use super::{Page, envelope, owned_row, parse_id};
 use crate::{AppState, auth::Caller, error::ApiError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -54,11 +53,7 @@ pub fn to_json(row: &Row) -> Json {
 async fn owned_sync(state: &AppState, caller: &Caller, raw: &str) -> Result<Uuid, ApiError> {
     let org = caller.organization()?;
     let id = parse_id(raw, "sync")?;
-    let client = state.pool.get().await?;
-    client
-        .query_opt("select 1 from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
-        .await?
-        .ok_or_else(|| ApiError::not_found("sync"))?;
+    owned_row(&state.pool.get().await?, "model_syncs", "1", id, org, "sync").await?;
     Ok(id)
 }
 
@@ -78,16 +73,8 @@ async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let sync_id = owned_sync(&state, &caller, &path).await?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 100);
-    let offset: i64 = match &query.page_token {
-        Some(token) if !token.is_empty() => base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ApiError::bad_request("page_token is not valid"))?,
-        _ => 0,
-    };
+    let page = Page::parse(query.page_token.as_deref(), query.limit, 100)?;
+    let (limit, offset) = page.bounds();
     let order = if query.ascending.unwrap_or(false) { "asc" } else { "desc" };
     let completed = if query.only_completed.unwrap_or(false) {
         "and e.status in ('completed', 'completed_with_errors')"
@@ -101,17 +88,10 @@ async fn list(
                 "select {COLUMNS} from sync_executions e where e.sync_id = $1 {completed}
                       order by e.created_at {order}, e.id limit $2 offset $3"
             ),
-            &[&sync_id, &(limit + 1), &offset],
+            &[&sync_id, &limit, &offset],
         )
         .await?;
-    let more = rows.len() as i64 > limit;
-    let next = if more {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode((offset + limit).to_string())
-    } else {
-        String::new()
-    };
-    let data: Vec<Json> = rows.iter().take(limit as usize).map(to_json).collect();
-    Ok(HttpResponse::Ok().json(json!({"data": data, "pagination": {"next_page_token": next}})))
+    Ok(page.respond(&rows, to_json))
 }
 
 #[get("/syncs/{sync_id}/executions/{id}")]

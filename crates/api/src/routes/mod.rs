@@ -1,6 +1,10 @@
 //! The REST routes, grouped by resource.
 
-use actix_web::web;
+use actix_web::{HttpResponse, web};
+use base64::Engine;
+use deadpool_postgres::GenericClient;
+use serde_json::{Value as Json, json};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -35,6 +39,62 @@ pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
 }
 
 /// Wraps `data` in the `{"data": …}` envelope.
-pub fn envelope(data: serde_json::Value) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(serde_json::json!({ "data": data }))
+pub fn envelope(data: Json) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "data": data }))
+}
+
+/// Reads `columns` of row `id` of `table` if it belongs to organization `org`. Other
+/// organizations' objects do not exist for the caller: 404 naming `what`.
+pub async fn owned_row(
+    client: &impl GenericClient,
+    table: &str,
+    columns: &str,
+    id: Uuid,
+    org: Uuid,
+    what: &str,
+) -> Result<Row, ApiError> {
+    let sql = format!("select {columns} from {table} where id = $1 and organization_id = $2");
+    client.query_opt(&sql, &[&id, &org]).await?.ok_or_else(|| ApiError::not_found(what))
+}
+
+/// A trimmed, non-empty text field.
+pub fn non_empty(value: Option<&str>) -> Option<String> {
+    value.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+/// One page of a list: `page_token` is an opaque offset.
+pub struct Page {
+    offset: i64,
+    limit: i64,
+}
+
+impl Page {
+    /// Reads the page from the query; `limit` defaults to and is capped at `max`.
+    pub fn parse(token: Option<&str>, limit: Option<i64>, max: i64) -> Result<Self, ApiError> {
+        let offset = match token.filter(|t| !t.is_empty()) {
+            Some(token) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| ApiError::bad_request("page_token is not valid"))?,
+            None => 0,
+        };
+        Ok(Self { offset, limit: limit.unwrap_or(max).clamp(1, max) })
+    }
+
+    /// `LIMIT` and `OFFSET` values: one row more than the page, to know if another follows.
+    pub fn bounds(&self) -> (i64, i64) {
+        (self.limit + 1, self.offset)
+    }
+
+    /// The `{data, pagination}` envelope for rows fetched with [`Page::bounds`].
+    pub fn respond(&self, rows: &[Row], to_json: impl Fn(&Row) -> Json) -> HttpResponse {
+        let next = match rows.len() as i64 > self.limit {
+            true => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode((self.offset + self.limit).to_string()),
+            false => String::new(),
+        };
+        let data: Vec<Json> = rows.iter().take(self.limit as usize).map(to_json).collect();
+        HttpResponse::Ok().json(json!({"data": data, "pagination": {"next_page_token": next}}))
+    }
 }

@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{connections, envelope, parse_id};
+use super::{connections, envelope, non_empty, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -60,12 +60,7 @@ struct Checked {
 }
 
 async fn check(state: &AppState, org: Uuid, input: &ModelBody, model_id: Uuid) -> Result<Checked, ApiError> {
-    let name = input
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let name = non_empty(input.name.as_deref()).ok_or_else(|| ApiError::bad_request("name is required"))?;
     let connection_id = input.connection_id.ok_or_else(|| ApiError::bad_request("connection_id is required"))?;
     let configuration =
         input.configuration.clone().ok_or_else(|| ApiError::bad_request("configuration is required"))?;
@@ -161,10 +156,8 @@ async fn get_one(
     let org = caller.organization()?;
     let id = parse_id(&path, "model")?;
     let client = state.pool.get().await?;
-    let row = client
-        .query_opt(&format!("select {COLUMNS} from models where id = $1 and organization_id = $2"), &[&id, &org])
-        .await?;
-    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("model"))?)))
+    let row = owned_row(&client, "models", COLUMNS, id, org, "model").await?;
+    Ok(envelope(to_json(&row)))
 }
 
 #[put("/models/{id}")]
@@ -178,10 +171,7 @@ async fn update(
     let id = parse_id(&path, "model")?;
     let input: ModelBody = parse_body(&body)?;
     let client = state.pool.get().await?;
-    client
-        .query_opt("select 1 from models where id = $1 and organization_id = $2", &[&id, &org])
-        .await?
-        .ok_or_else(|| ApiError::not_found("model"))?;
+    owned_row(&client, "models", "1", id, org, "model").await?;
     let model = check(&state, org, &input, id).await?;
     let row = client
         .query_one(
@@ -209,10 +199,7 @@ async fn remove(
     let org = caller.organization()?;
     let id = parse_id(&path, "model")?;
     let client = state.pool.get().await?;
-    client
-        .query_opt("select 1 from models where id = $1 and organization_id = $2", &[&id, &org])
-        .await?
-        .ok_or_else(|| ApiError::not_found("model"))?;
+    owned_row(&client, "models", "1", id, org, "model").await?;
     let used: i64 = client.query_one("select count(*) from model_syncs where model_id = $1", &[&id]).await?.get(0);
     if used > 0 && !query.force.unwrap_or(false) {
         return Err(ApiError::unprocessable(format!(

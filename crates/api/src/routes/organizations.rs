@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{envelope, parse_id};
+use super::{envelope, non_empty, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -40,12 +40,7 @@ struct OrganizationBody {
 
 impl OrganizationBody {
     fn name(&self) -> Result<String, ApiError> {
-        self.name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned)
-            .ok_or_else(|| ApiError::unprocessable("name is required"))
+        non_empty(self.name.as_deref()).ok_or_else(|| ApiError::unprocessable("name is required"))
     }
 }
 

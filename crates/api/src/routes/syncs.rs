@@ -1,7 +1,6 @@
 //! Model syncs: configuration, starting executions, status.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
@@ -14,7 +13,7 @@ use syncline_core::{
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{connections, envelope, executions as execution_routes, parse_id};
+use super::{Page, connections, envelope, executions as execution_routes, non_empty, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -100,13 +99,8 @@ async fn validate(state: &AppState, org: Uuid, body: &[u8]) -> Result<Valid, Api
     let mut echo: Json = parse_body(body)?;
     let object = echo.as_object_mut().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     object.retain(|_, v| !v.is_null());
-    let name = object
-        .get("name")
-        .and_then(Json::as_str)
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| invalid("name is required".into(), "name"))?
-        .to_owned();
+    let name = non_empty(object.get("name").and_then(Json::as_str))
+        .ok_or_else(|| invalid("name is required".into(), "name"))?;
     let mode_name = object.get("mode").and_then(Json::as_str).unwrap_or_default();
     let mode = SyncMode::parse(mode_name).ok_or_else(|| {
         let known: Vec<&str> = SyncMode::ALL.iter().map(|m| m.as_str()).collect();
@@ -240,16 +234,8 @@ async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 50);
-    let offset: i64 = match &query.page_token {
-        Some(token) if !token.is_empty() => base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ApiError::bad_request("page_token is not valid"))?,
-        _ => 0,
-    };
+    let page = Page::parse(query.page_token.as_deref(), query.limit, 50)?;
+    let (limit, offset) = page.bounds();
     let client = state.pool.get().await?;
     let rows = client
         .query(
@@ -258,16 +244,10 @@ async fn list(
                       and ($3::text is null or mode = $3) and ($4::uuid is null or target_connection_id = $4)
                       order by updated_at desc, id limit $5 offset $6"
             ),
-            &[&org, &query.active, &query.mode, &query.target_connection_id, &(limit + 1), &offset],
+            &[&org, &query.active, &query.mode, &query.target_connection_id, &limit, &offset],
         )
         .await?;
-    let next = if rows.len() as i64 > limit {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode((offset + limit).to_string())
-    } else {
-        String::new()
-    };
-    let data: Vec<Json> = rows.iter().take(limit as usize).map(list_item).collect();
-    Ok(HttpResponse::Ok().json(json!({"data": data, "pagination": {"next_page_token": next}})))
+    Ok(page.respond(&rows, list_item))
 }
 
 #[post("/syncs")]
@@ -303,10 +283,8 @@ async fn get_one(
     let org = caller.organization()?;
     let id = parse_id(&path, "sync")?;
     let client = state.pool.get().await?;
-    let row = client
-        .query_opt(&format!("select {COLUMNS} from model_syncs where id = $1 and organization_id = $2"), &[&id, &org])
-        .await?;
-    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("sync"))?)))
+    let row = owned_row(&client, "model_syncs", COLUMNS, id, org, "sync").await?;
+    Ok(envelope(to_json(&row)))
 }
 
 #[put("/syncs/{id}")]
@@ -319,10 +297,7 @@ async fn update(
     let org = caller.organization()?;
     let id = parse_id(&path, "sync")?;
     let client = state.pool.get().await?;
-    client
-        .query_opt("select 1 from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
-        .await?
-        .ok_or_else(|| ApiError::not_found("sync"))?;
+    owned_row(&client, "model_syncs", "1", id, org, "sync").await?;
     let valid = validate(&state, org, &body).await?;
     let row = client
         .query_one(
@@ -400,10 +375,7 @@ async fn start(
     idempotency::once(&state, &req, &caller, &body, async {
         let input: StartBody = parse_body(&body)?;
         let client = state.pool.get().await?;
-        client
-            .query_opt("select 1 from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
-            .await?
-            .ok_or_else(|| ApiError::not_found("sync"))?;
+        owned_row(&client, "model_syncs", "1", id, org, "sync").await?;
         Ok(envelope(start_execution(&state, org, id, "manual", input.resync.unwrap_or(false)).await?))
     })
     .await
@@ -473,10 +445,7 @@ async fn cancel(state: web::Data<AppState>, caller: Caller, path: web::Path<Stri
     let org = caller.organization()?;
     let id = parse_id(&path, "sync")?;
     let client = state.pool.get().await?;
-    client
-        .query_opt("select 1 from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
-        .await?
-        .ok_or_else(|| ApiError::not_found("sync"))?;
+    owned_row(&client, "model_syncs", "1", id, org, "sync").await?;
     let message = match execution_routes::request_cancel(&state, id, None).await? {
         0 => "no execution is running",
         _ => "cancel requested",

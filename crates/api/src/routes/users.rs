@@ -10,7 +10,7 @@ use syncline_core::crypto::{hash_api_key, new_api_key};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{envelope, parse_id};
+use super::{envelope, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -108,10 +108,7 @@ pub async fn mint_key(
     user_id: Uuid,
     replace: bool,
 ) -> Result<String, ApiError> {
-    let exists = client
-        .query_opt("select 1 from users where id = $1 and organization_id = $2", &[&user_id, &organization_id])
-        .await?;
-    exists.ok_or_else(|| ApiError::not_found("user"))?;
+    owned_row(client, "users", "1", user_id, organization_id, "user").await?;
     if replace {
         client.execute("delete from api_keys where user_id = $1", &[&user_id]).await?;
     }

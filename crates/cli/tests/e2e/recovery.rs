@@ -102,7 +102,7 @@ async fn sigterm_hands_work_back_within_30_seconds() {
 
 #[tokio::test]
 async fn a_running_execution_can_be_canceled() {
-    let s = scenario("cancel", rows() / 4).await;
+    let s = scenario("cancel", (rows() / 4).max(200_000)).await;
     let _worker = s.install.spawn("worker").await;
     let execution =
         s.api.ok("POST", &format!("/api/syncs/{}/executions", s.sync_id), Some(serde_json::json!({}))).await;
