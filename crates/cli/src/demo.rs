@@ -123,19 +123,23 @@ async fn run_sync(api: &Api, token: &str, sync_id: &str, label: &str) -> anyhow:
     let started = Instant::now();
     let execution = api.ok(Method::POST, &format!("syncs/{sync_id}/executions"), token, Some(json!({}))).await?;
     let execution_id = execution["id"].as_str().context("execution id")?.to_owned();
-    let bar = ProgressBar::new_spinner();
+    let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix:.bold} [{elapsed}] {msg}").expect("a valid template"),
+        ProgressStyle::with_template("{prefix:.bold} [{elapsed}] {bar:30} {pos}/{len} read · {msg}")
+            .expect("a valid template"),
     );
     bar.set_prefix(label.to_owned());
     bar.enable_steady_tick(Duration::from_millis(100));
     loop {
         let e = api.ok(Method::GET, &format!("syncs/{sync_id}/executions/{execution_id}"), token, None).await?;
         let p = &e["progress"];
+        let read = p["records_read"].as_u64().unwrap_or(0);
+        bar.set_length(p["records_estimated"].as_u64().unwrap_or(0).max(read));
+        bar.set_position(read);
+        let eta = p["eta_seconds"].as_u64().map(|s| format!(" · ETA {s}s")).unwrap_or_default();
         bar.set_message(format!(
-            "{} · read {} · changed {} · written {}",
+            "{} · changed {} · written {}{eta}",
             e["status"].as_str().unwrap_or("?"),
-            p["records_read"],
             p["records_changed"],
             p["records_written"]
         ));

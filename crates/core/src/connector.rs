@@ -166,6 +166,9 @@ pub trait Source: Send + Sync {
     /// The fields a model configuration yields; a bad query fails with the database's message.
     async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError>;
 
+    /// The planner's estimate of how many records the model yields, if it has one.
+    async fn estimate_rows(&self, model: &Json) -> Result<Option<u64>, ConnectorError>;
+
     /// Up to `limit` records of the model as JSON objects.
     async fn sample(&self, model: &Json, limit: usize) -> Result<Vec<serde_json::Map<String, Json>>, ConnectorError>;
 

@@ -161,6 +161,18 @@ pub async fn record_progress(
     Ok(client.execute(&sql, &params).await? == 1)
 }
 
+/// Records how many records the source expects to yield.
+pub async fn record_estimate(pool: &DbPool, execution_id: Uuid, worker: &str, estimate: i64) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "update sync_executions set records_estimate = $3 where id = $1 and worker = $2",
+            &[&execution_id, &worker, &estimate],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Stores rejected records, keyed by their identity (the first failure per identity wins).
 pub async fn record_errors(pool: &DbPool, execution_id: Uuid, errors: &[(String, String)]) -> Result<(), DbError> {
     if errors.is_empty() {

@@ -89,6 +89,15 @@ pub async fn run(
         Ok(plan) => plan,
         Err(error) => return failed(error, counts),
     };
+    match plan.source.estimate_rows(&plan.model).await {
+        Ok(Some(estimate)) => {
+            if let Err(e) = executions::record_estimate(&services.pool, execution_id, worker, estimate as i64).await {
+                tracing::debug!(%execution_id, error = %e, "could not record the row estimate");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(%execution_id, error = %e, "the source gave no row estimate"),
+    }
     let prepared = match prepare(services, &plan, execution_id, sync_id, resync, progress.clone()).await {
         Ok(prepared) => prepared,
         Err(error) => return failed(error, counts),

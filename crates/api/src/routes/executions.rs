@@ -16,7 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Columns [`to_json`] reads, for `select … from sync_executions e`.
 pub const COLUMNS: &str =
     "e.id, e.status, e.created_at, e.started_at, e.completed_at, e.errors, e.insert_count, e.update_count,
-    e.delete_count, e.error_count, e.records_read, e.records_changed, e.records_written, e.trigger, e.attempt";
+    e.delete_count, e.error_count, e.records_read, e.records_changed, e.records_written, e.trigger, e.attempt,
+    e.records_estimate";
 
 /// An execution as the API shows it (`GetExecutionResponseSchema`, plus live progress).
 pub fn to_json(row: &Row) -> Json {
@@ -39,13 +40,31 @@ pub fn to_json(row: &Row) -> Json {
             "error": errors,
             "warnings": 0,
         },
-        "progress": {
-            "records_read": row.get::<_, i64>(10),
-            "records_changed": row.get::<_, i64>(11),
-            "records_written": row.get::<_, i64>(12),
-        },
+        "progress": progress(row),
         "trigger": row.get::<_, String>(13),
         "attempt": row.get::<_, i32>(14),
+    })
+}
+
+/// Live progress: records read, changed and written, and while running an ETA from the read
+/// rate and the source's estimate of the total.
+fn progress(row: &Row) -> Json {
+    let (read, estimate): (i64, Option<i64>) = (row.get(10), row.get(15));
+    let started: Option<chrono::DateTime<chrono::Utc>> = row.get(3);
+    let running = row.get::<_, String>(1) == "running";
+    let eta = match (started, estimate) {
+        (Some(started), Some(total)) if running && read > 0 && total > read => {
+            let elapsed = (chrono::Utc::now() - started).num_milliseconds() as f64 / 1000.0;
+            Some((elapsed * (total - read) as f64 / read as f64).round() as i64)
+        }
+        _ => None,
+    };
+    json!({
+        "records_read": read,
+        "records_changed": row.get::<_, i64>(11),
+        "records_written": row.get::<_, i64>(12),
+        "records_estimated": estimate,
+        "eta_seconds": eta,
     })
 }
 

@@ -34,6 +34,8 @@ async fn full_run_copies_the_model_and_a_rerun_sends_only_changes() {
     assert_eq!(first["counts"]["insert"], 20_000);
     assert_eq!(first["counts"]["update"], 0);
     assert_eq!(first["counts"]["total"], 20_000);
+    let estimate = first["progress"]["records_estimated"].as_i64().expect("the source estimates the model's size");
+    assert!((18_000..=22_000).contains(&estimate), "planner estimate {estimate} for 20000 rows");
     assert_eq!(checksum(&target).await, checksum(&source).await, "destination equals the model");
 
     let before = row_versions(&target).await;

@@ -54,6 +54,13 @@ impl Source for PostgresSource {
         Ok(columns.into_iter().map(|(name, ty)| Field { field_type: types::field_type(&ty), name }).collect())
     }
 
+    async fn estimate_rows(&self, model: &Json) -> Result<Option<u64>, ConnectorError> {
+        let client = client::connect(&self.config).await?;
+        let sql = format!("explain (format json) select * from ({}) as m", model_sql(model)?);
+        let plan: Json = client.query_one(&sql, &[]).await.map_err(|e| client::error(&e))?.get(0);
+        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|rows| rows as u64))
+    }
+
     async fn sample(&self, model: &Json, limit: usize) -> Result<Vec<Map<String, Json>>, ConnectorError> {
         let client = client::connect(&self.config).await?;
         let sql = format!("select to_jsonb(m) from ({}) as m limit {limit}", model_sql(model)?);
