@@ -1,8 +1,9 @@
 //! Change chunks: the records an execution must write, handed from the extract stage to the
 //! load stage through the payload store.
 //!
-//! A chunk file is `u8 kind` (`U` upserts, `D` deletes), `u32 record count`, for upserts one
-//! op byte per record (`I` insert, `U` update), then the encoded record tuples.
+//! A chunk file is `u8 kind` (`U` upserts, `D` deletes), `u32 record count`, `u32 length of the
+//! tuples`, the encoded record tuples, then for upserts one op byte per record (`I` insert,
+//! `U` update).
 
 use std::sync::Arc;
 
@@ -25,43 +26,73 @@ pub struct Chunk {
     pub records: RecordBatch,
 }
 
-/// Encodes an upsert chunk from records and their insert flags.
-pub fn encode_upserts(inserts: &[bool], tuples: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(5 + inserts.len() + tuples.len());
-    out.put_u8(b'U');
-    out.put_u32(inserts.len() as u32);
-    out.extend(inserts.iter().map(|i| if *i { b'I' } else { b'U' }));
-    out.put_slice(tuples);
-    out.freeze()
+const HEADER_LEN: usize = 9;
+
+/// Builds an upsert chunk record by record, copying each record once.
+pub struct UpsertChunk {
+    buf: BytesMut,
+    ops: Vec<u8>,
+}
+
+impl UpsertChunk {
+    /// An empty chunk with room for about `bytes` of records.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + bytes);
+        buf.put_bytes(0, HEADER_LEN);
+        Self { buf, ops: Vec::new() }
+    }
+
+    /// Appends an encoded record; `insert` says it is new to the destination.
+    pub fn push(&mut self, tuple: &[u8], insert: bool) {
+        self.buf.put_slice(tuple);
+        self.ops.push(if insert { b'I' } else { b'U' });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The encoded chunk.
+    pub fn finish(mut self) -> Bytes {
+        let tuples_len = (self.buf.len() - HEADER_LEN) as u32;
+        self.buf[0] = b'U';
+        self.buf[1..5].copy_from_slice(&(self.ops.len() as u32).to_be_bytes());
+        self.buf[5..9].copy_from_slice(&tuples_len.to_be_bytes());
+        self.buf.put_slice(&self.ops);
+        self.buf.freeze()
+    }
 }
 
 /// Encodes a delete chunk from one-field key tuples.
 pub fn encode_deletes(count: usize, tuples: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(5 + tuples.len());
+    let mut out = BytesMut::with_capacity(HEADER_LEN + tuples.len());
     out.put_u8(b'D');
     out.put_u32(count as u32);
+    out.put_u32(tuples.len() as u32);
     out.put_slice(tuples);
     out.freeze()
 }
 
 /// Decodes a chunk; `schema` is the record schema (deletes use `key_schema`).
 pub fn decode(mut bytes: Bytes, schema: &Arc<Schema>, key_schema: &Arc<Schema>) -> Result<Chunk, RecordError> {
-    if bytes.remaining() < 5 {
+    if bytes.remaining() < HEADER_LEN {
         return Err(RecordError::Truncated);
     }
     let kind = bytes.get_u8();
     let count = bytes.get_u32() as usize;
+    let tuples_len = bytes.get_u32() as usize;
+    if bytes.remaining() < tuples_len {
+        return Err(RecordError::Truncated);
+    }
+    let tuples = bytes.split_to(tuples_len);
     let (kind, inserts, schema) = match kind {
-        b'U' => {
-            if bytes.remaining() < count {
-                return Err(RecordError::Truncated);
-            }
-            let ops = bytes.split_to(count);
-            (ChunkKind::Upserts, ops.iter().map(|op| *op == b'I').collect(), schema)
+        b'U' if bytes.remaining() == count => {
+            (ChunkKind::Upserts, bytes.iter().map(|op| *op == b'I').collect(), schema)
         }
+        b'U' => return Err(RecordError::Truncated),
         _ => (ChunkKind::Deletes, Vec::new(), key_schema),
     };
-    let records = RecordBatch::from_tuples(schema.clone(), bytes)?;
+    let records = RecordBatch::from_tuples(schema.clone(), tuples)?;
     if records.len() != count {
         return Err(RecordError::Truncated);
     }
@@ -81,7 +112,10 @@ mod tests {
         builder.push_values([Some(&7i64.to_be_bytes()[..])]);
         builder.push_values([Some(&9i64.to_be_bytes()[..])]);
         let batch = builder.finish();
-        let chunk = decode(encode_upserts(&[true, false], batch.data()), &schema, &schema).expect("upserts");
+        let mut upserts = UpsertChunk::with_capacity(0);
+        upserts.push(batch.record(0).as_bytes(), true);
+        upserts.push(batch.record(1).as_bytes(), false);
+        let chunk = decode(upserts.finish(), &schema, &schema).expect("upserts");
         assert_eq!((chunk.kind, chunk.inserts, chunk.records.len()), (ChunkKind::Upserts, vec![true, false], 2));
         let chunk = decode(encode_deletes(2, batch.data()), &schema, &schema).expect("deletes");
         assert_eq!((chunk.kind, chunk.records.len()), (ChunkKind::Deletes, 2));

@@ -14,13 +14,13 @@ use std::{
     },
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{BatchStream, BatchWriter, SyncMode, WriteRequest},
     executions::{self, Counts, Outcome},
-    record::{Field, KeyOrder, RecordBatchBuilder, Schema, Value},
+    record::{Field, KeyOrder, Record, RecordBatchBuilder, Schema, Value},
 };
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -28,7 +28,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::{
     Services,
-    changes::{self, ChunkKind},
+    changes::{self, ChunkKind, UpsertChunk},
     plan::{self, Plan, RetryIdentity},
     snapshot::{Change, Differ, SnapshotReader, SnapshotWriter},
 };
@@ -247,73 +247,111 @@ impl Progress {
     }
 }
 
+/// How a record takes part in this run.
+enum Verdict {
+    Changed(Change),
+    /// The model itself is wrong about this record: its identity and the reason.
+    Rejected(String, String),
+}
+
+/// The diff state of one run: the previous snapshot being merged, the new one being written.
+struct Diffing {
+    differ: Differ,
+    order: KeyOrder,
+    snapshot: SnapshotWriter,
+    last_key: Option<Vec<u8>>,
+}
+
+impl Diffing {
+    /// Classifies a record by its identity (field 0); NULL and repeated identities are rejected.
+    async fn classify(
+        &mut self,
+        record: Record<'_>,
+        identity: &Field,
+        deleted: &mut Vec<Bytes>,
+    ) -> Result<Verdict, String> {
+        let Some(key) = record.value(0) else {
+            return Ok(Verdict::Rejected(
+                "null".into(),
+                format!("{} is null: every record needs an identity", identity.name),
+            ));
+        };
+        if let Some(last) = &mut self.last_key {
+            match self.order.compare(last, key) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    let value = Value::decode(identity.field_type, Some(key)).to_string();
+                    let message = format!(
+                        "{}={value}: the model has this identity more than once; the first record was synced",
+                        identity.name
+                    );
+                    return Ok(Verdict::Rejected(value, message));
+                }
+                std::cmp::Ordering::Greater => return Err("the source returned records out of identity order".into()),
+            }
+            last.clear();
+            last.extend_from_slice(key);
+        } else {
+            self.last_key = Some(key.to_vec());
+        }
+        let hash = xxh3_64(record.as_bytes());
+        self.snapshot.push(key, hash).await.map_err(|e| e.to_string())?;
+        Ok(Verdict::Changed(self.differ.classify(key, hash, deleted).await.map_err(|e| e.to_string())?))
+    }
+}
+
+/// Whether `mode` writes a record with `change`, and if so whether it is new to the destination.
+fn delivery(mode: SyncMode, change: Change) -> Option<bool> {
+    match (mode, change) {
+        (_, Change::Unchanged) | (SyncMode::Create, Change::Update) => None,
+        (SyncMode::Update, _) => Some(false),
+        (SyncMode::Append, _) => Some(true),
+        (_, change) => Some(change == Change::Insert),
+    }
+}
+
 impl Extractor {
     /// Reads, diffs and writes change chunks; returns the new snapshot's directory.
     async fn run(
         mut self,
         mut stream: BatchStream,
-        mut differ: Option<(Differ, KeyOrder)>,
+        differ: Option<(Differ, KeyOrder)>,
         schema: Arc<Schema>,
     ) -> Result<Option<String>, String> {
-        let mut snapshot = differ.as_ref().map(|_| SnapshotWriter::new(self.store.clone(), self.snapshot_dir.clone()));
+        let mut diffing = differ.map(|(differ, order)| Diffing {
+            differ,
+            order,
+            snapshot: SnapshotWriter::new(self.store.clone(), self.snapshot_dir.clone()),
+            last_key: None,
+        });
+        let identity = &schema.fields[0];
         let mut deleted: Vec<Bytes> = Vec::new();
-        let mut last_key: Option<Vec<u8>> = None;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| e.message)?;
             self.progress.read.fetch_add(batch.len() as i64, Ordering::Relaxed);
-            let mut tuples = BytesMut::with_capacity(batch.data().len());
-            let mut inserts = Vec::new();
+            let mut chunk = UpsertChunk::with_capacity(batch.data().len());
             let mut rejected = Vec::new();
-            let identity = &schema.fields[0];
             for record in batch.records() {
-                let change = match (&mut differ, &mut snapshot) {
-                    (Some((differ, order)), Some(snapshot)) => {
-                        let Some(key) = record.value(0) else {
-                            rejected.push((
-                                "null".to_owned(),
-                                format!("{} is null: every record needs an identity", identity.name),
-                            ));
+                let change = match &mut diffing {
+                    Some(diffing) => match diffing.classify(record, identity, &mut deleted).await? {
+                        Verdict::Changed(change) => change,
+                        Verdict::Rejected(identity, message) => {
+                            rejected.push((identity, message));
                             continue;
-                        };
-                        if let Some(last) = &last_key {
-                            match order.compare(last, key) {
-                                std::cmp::Ordering::Less => {}
-                                std::cmp::Ordering::Equal => {
-                                    let value = Value::decode(identity.field_type, Some(key)).to_string();
-                                    let message = format!(
-                                        "{}={value}: the model has this identity more than once; the first record was synced",
-                                        identity.name
-                                    );
-                                    rejected.push((value, message));
-                                    continue;
-                                }
-                                std::cmp::Ordering::Greater => {
-                                    return Err("the source returned records out of identity order".into());
-                                }
-                            }
                         }
-                        last_key = Some(key.to_vec());
-                        let hash = xxh3_64(record.as_bytes());
-                        snapshot.push(key, hash).await.map_err(|e| e.to_string())?;
-                        differ.classify(key, hash, &mut deleted).await.map_err(|e| e.to_string())?
-                    }
-                    _ => Change::Insert,
+                    },
+                    None => Change::Insert,
                 };
-                let insert = match (self.mode, change) {
-                    (_, Change::Unchanged) | (SyncMode::Create, Change::Update) => continue,
-                    (SyncMode::Update, _) => false,
-                    (SyncMode::Append, _) => true,
-                    (_, change) => change == Change::Insert,
-                };
-                tuples.extend_from_slice(record.as_bytes());
-                inserts.push(insert);
+                if let Some(insert) = delivery(self.mode, change) {
+                    chunk.push(record.as_bytes(), insert);
+                }
             }
             if !rejected.is_empty() {
                 self.progress.rejected.fetch_add(rejected.len() as i64, Ordering::Relaxed);
                 executions::record_errors(&self.pool, self.execution_id, &rejected).await.map_err(|e| e.to_string())?;
             }
-            if !inserts.is_empty() {
-                self.send(changes::encode_upserts(&inserts, &tuples)).await?;
+            if !chunk.is_empty() {
+                self.send(chunk.finish()).await?;
             }
             if self.mode != SyncMode::Replace {
                 deleted.clear();
@@ -321,19 +359,14 @@ impl Extractor {
                 self.send_deletes(&mut deleted, &schema).await?;
             }
         }
-        if let Some((differ, _)) = &mut differ
-            && self.mode == SyncMode::Replace
-        {
-            differ.remaining(&mut deleted).await.map_err(|e| e.to_string())?;
+        let Some(mut diffing) = diffing else { return Ok(None) };
+        if self.mode == SyncMode::Replace {
+            diffing.differ.remaining(&mut deleted).await.map_err(|e| e.to_string())?;
             self.send_deletes(&mut deleted, &schema).await?;
         }
-        match (snapshot, differ) {
-            (Some(snapshot), Some((_, order))) => {
-                let fingerprint = self.fingerprint.clone();
-                Ok(Some(snapshot.finish(order, fingerprint).await.map_err(|e| e.to_string())?))
-            }
-            _ => Ok(None),
-        }
+        let snapshot =
+            diffing.snapshot.finish(diffing.order, self.fingerprint.clone()).await.map_err(|e| e.to_string())?;
+        Ok(Some(snapshot))
     }
 
     async fn send_deletes(&mut self, deleted: &mut Vec<Bytes>, schema: &Arc<Schema>) -> Result<(), String> {
