@@ -1,6 +1,12 @@
 //! API errors: always the Polytomic error object `{"status", "message", "key", "metadata"}`.
 
-use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use actix_web::{
+    HttpResponse, ResponseError,
+    body::{MessageBody, to_bytes},
+    dev::ServiceResponse,
+    http::{StatusCode, header},
+    middleware::ErrorHandlerResponse,
+};
 use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{ConnectorError, ErrorKind},
@@ -122,4 +128,23 @@ impl From<ConnectorError> for ApiError {
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { body };
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// Rewrites an error response that is not already the JSON error object (those actix answers
+/// itself, such as 413 for an oversized body) into one, keeping its status and text.
+pub fn json_errors<B: MessageBody + 'static>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (req, res) = res.into_parts();
+    Ok(ErrorHandlerResponse::Future(Box::pin(async move {
+        let text =
+            to_bytes(res.into_body()).await.map(|b| String::from_utf8_lossy(&b).trim().to_owned()).unwrap_or_default();
+        let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+        let response = ApiError::new(status, message).error_response();
+        Ok(ServiceResponse::new(req, response).map_into_right_body())
+    })))
 }

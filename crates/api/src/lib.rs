@@ -36,6 +36,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
             .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
+            .wrap(middleware::ErrorHandlers::new().default_handler(error::json_errors))
             .wrap(middleware::DefaultHeaders::new().add(("X-Polytomic-Version", "2025-09-18")))
             .wrap(middleware::Logger::new("%r %s %Dms").exclude("/status.txt"))
             .configure(routes::configure)

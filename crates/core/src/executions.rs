@@ -112,11 +112,16 @@ pub async fn renew(pool: &DbPool, execution_id: Uuid, worker: &str, lease: Durat
             &[&execution_id, &worker, &lease.as_secs_f64()],
         )
         .await?;
-    Ok(match row {
+    Ok(lease_state(row))
+}
+
+/// The lease state from a row returning `cancel_requested` (none: not ours any more).
+fn lease_state(row: Option<tokio_postgres::Row>) -> Lease {
+    match row {
         None => Lease::Lost,
         Some(row) if row.get::<_, bool>(0) => Lease::CancelRequested,
         Some(_) => Lease::Held,
-    })
+    }
 }
 
 /// Counts accumulated while an execution runs.
@@ -145,20 +150,21 @@ impl Counts {
     }
 }
 
-/// Records progress; returns `false` if the execution is no longer this worker's.
+/// Records progress; the answer says whether to go on (like a lease renewal, without renewing).
 pub async fn record_progress(
     pool: &DbPool,
     execution_id: Uuid,
     worker: &str,
     counts: &Counts,
-) -> Result<bool, DbError> {
+) -> Result<Lease, DbError> {
     let client = pool.get().await?;
     let sql = format!(
-        "update sync_executions set {SET_COUNTS} where id = $1 and worker = $2 and status in ('running', 'canceling')"
+        "update sync_executions set {SET_COUNTS} where id = $1 and worker = $2 and status in ('running', 'canceling')
+         returning cancel_requested"
     );
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         [&execution_id as _, &worker as _].into_iter().chain(counts.params()).collect();
-    Ok(client.execute(&sql, &params).await? == 1)
+    Ok(lease_state(client.query_opt(&sql, &params).await?))
 }
 
 /// Records how many records the source expects to yield.

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{BatchStream, BatchWriter, SyncMode, WriteRequest},
-    executions::{self, Counts, Outcome},
+    executions::{self, Counts, Lease, Outcome},
     record::{Field, KeyOrder, Record, RecordBatchBuilder, Schema, Value},
 };
 use tokio::sync::{mpsc, watch};
@@ -466,11 +466,13 @@ async fn load(
             }
         }
         progress.add_to(counts);
-        if !executions::record_progress(&services.pool, execution_id, worker, counts)
+        match executions::record_progress(&services.pool, execution_id, worker, counts)
             .await
             .map_err(|e| e.to_string())?
         {
-            return Ok(LoadEnd::Stopped(Stop::Lost));
+            Lease::Held => {}
+            Lease::CancelRequested => return Ok(LoadEnd::Stopped(Stop::Cancel)),
+            Lease::Lost => return Ok(LoadEnd::Stopped(Stop::Lost)),
         }
     }
     Ok(LoadEnd::Drained(rejected.into_iter().collect()))

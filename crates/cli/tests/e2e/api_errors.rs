@@ -1,6 +1,7 @@
 //! Bad input answers with the JSON error object and the right status; secrets stay secret;
 //! organizations cannot see each other's objects.
 
+use base64::Engine;
 use serde_json::{Value as Json, json};
 
 use crate::support::{Install, TestDb, model_and_sync, organization, pg_connection};
@@ -104,6 +105,9 @@ async fn bad_input_gets_clear_json_errors() {
     assert_error(s, &b, 404, "sync not found");
     let (s, b) = api.send("GET", "/api/nowhere", None).await;
     assert_error(s, &b, 404, "route GET /api/nowhere");
+    let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": "x".repeat(2 << 20)}))).await;
+    assert_error(s, &b, 413, "");
+    assert_eq!(b["key"], "payload_too_large");
 
     drop(api_process);
     data.drop_now().await;
@@ -114,7 +118,7 @@ async fn bad_input_gets_clear_json_errors() {
 async fn organizations_are_isolated_and_secrets_never_leave() {
     let install = Install::new().await;
     let process = install.spawn("api").await;
-    let (_, alice) = organization(&install, &process, "alice").await;
+    let (alice_org, alice) = organization(&install, &process, "alice").await;
     let (_, bob) = organization(&install, &process, "bob").await;
     let data = TestDb::new().await;
     data.client().await.batch_execute("create table users (id bigint primary key, email text)").await.expect("table");
@@ -153,6 +157,22 @@ async fn organizations_are_isolated_and_secrets_never_leave() {
     let (status, _) = bob.send("GET", &format!("/api/syncs/{sync_id}"), None).await;
     assert_eq!(status, 404);
     alice.ok("GET", &format!("/api/syncs/{sync_id}"), None).await;
+
+    // The deployment key acts inside one organization through Basic org_id:key.
+    let basic =
+        |key: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{alice_org}:{key}")));
+    let as_org = alice.with_auth(&basic(&install.key));
+    let me = as_org.ok("GET", "/api/me", None).await;
+    assert_eq!(
+        (me["is_organization"].as_bool(), me["organization_id"].as_str()),
+        (Some(true), Some(alice_org.as_str()))
+    );
+    let connections = as_org.ok("GET", "/api/connections", None).await;
+    assert_eq!(connections[0]["id"], conn.as_str());
+    let (status, _) = alice.with_auth(&basic("not-the-key")).send("GET", "/api/connections", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = alice.with_auth(&format!("Bearer {}", install.key)).send("GET", "/api/connections", None).await;
+    assert_eq!(status, 403, "partner scope must name an organization");
 
     let listed = alice.send("GET", "/api/connections", None).await.1.to_string();
     let fetched = alice.send("GET", &format!("/api/connections/{conn}"), None).await.1.to_string();

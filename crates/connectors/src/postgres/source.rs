@@ -199,3 +199,64 @@ impl Batcher {
             .map_err(|e| ConnectorError::invalid(format!("COPY stream: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use syncline_core::record::{FieldType, RecordBatchBuilder};
+
+    use super::*;
+
+    fn schema() -> Arc<Schema> {
+        let field = |name: &str| Field { name: name.into(), field_type: FieldType::Text };
+        Arc::new(Schema { fields: vec![field("a"), field("b")] })
+    }
+
+    /// A binary COPY stream of `rows` two-field records of varying length.
+    fn copy_stream(rows: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut builder = RecordBatchBuilder::with_capacity(schema(), 0);
+        for i in 0..rows {
+            let value = "x".repeat(i % 9);
+            builder.push_values([Some(value.as_bytes()), if i % 4 == 0 { None } else { Some(&b"y"[..]) }]);
+        }
+        let batch = builder.finish();
+        let tuples: Vec<Vec<u8>> = batch.records().map(|r| r.as_bytes().to_vec()).collect();
+        let stream = [copy::HEADER, batch.data(), copy::TRAILER].concat();
+        (stream, tuples)
+    }
+
+    #[test]
+    fn cuts_streams_split_anywhere_into_bounded_batches() {
+        let (stream, tuples) = copy_stream(25);
+        for chunk_size in [1, 3, 7, 19, 64, stream.len()] {
+            let mut batcher = Batcher::new(schema(), 4, 1 << 20);
+            let mut seen = Vec::new();
+            let mut batches = Vec::new();
+            for chunk in stream.chunks(chunk_size) {
+                batcher.buf.extend_from_slice(chunk);
+                while let Some(batch) = batcher.cut(false).expect("valid stream") {
+                    batches.push(batch);
+                }
+            }
+            while let Some(batch) = batcher.cut(true).expect("valid stream") {
+                batches.push(batch);
+            }
+            for batch in &batches {
+                assert!(batch.len() <= 4, "batch of {} rows", batch.len());
+                seen.extend(batch.records().map(|r| r.as_bytes().to_vec()));
+            }
+            assert_eq!(seen, tuples, "chunks of {chunk_size} bytes");
+        }
+    }
+
+    #[test]
+    fn rejects_a_stream_cut_off_mid_record() {
+        let (stream, _) = copy_stream(3);
+        let mut batcher = Batcher::new(schema(), 100, 1 << 20);
+        batcher.buf.extend_from_slice(&stream[..stream.len() - 5]);
+        let mut result = batcher.cut(true);
+        while let Ok(Some(_)) = result {
+            result = batcher.cut(true);
+        }
+        assert!(result.is_err(), "a truncated stream is an error, not a short read");
+    }
+}
