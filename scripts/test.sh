@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 eval "$(scripts/services.sh --env)"
 scripts/python-env.sh
 export DATABASE_URL REDIS_URL
+mkdir -p target
 
 echo "== cargo test (unit and end-to-end)"
 cargo test --workspace --locked 2>&1 | tee target/test-rust.log
