@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use syncline_core::{
-    executions::{self, Lease, Outcome},
+    executions::{self, Claim, Lease, Outcome},
     queue::{self, SyncJob},
 };
 use tokio::sync::watch;
@@ -29,37 +29,61 @@ pub async fn handle(job: SyncJob, services: Data<Arc<Services>>, worker: WorkerC
         tokio::spawn(keep_lease(services.clone(), claim.execution_id, worker_name.clone(), worker.clone(), stop_tx));
     let end = pipeline::run(services, claim.execution_id, claim.sync_id, claim.resync, &worker_name, stop_rx).await;
     keeper.abort();
+    settle(services, &claim, &worker_name, end).await
+}
+
+/// Records how the run ended and removes the payloads no run will read again.
+async fn settle(services: &Services, claim: &Claim, worker_name: &str, end: RunEnd) -> Result<(), BoxDynError> {
+    let (execution_id, sync_id) = (claim.execution_id, claim.sync_id);
+    // Payloads no run will read again: this run's chunks, and the snapshot a completed run
+    // replaced or an unfinished one never committed.
+    let mut leftovers = vec![pipeline::changes_dir(execution_id)];
     match end {
-        RunEnd::Finished { outcome, counts, cleanup } => {
-            let owned = executions::finish(&services.pool, claim.execution_id, &worker_name, &counts, &outcome).await?;
+        RunEnd::Finished { outcome, counts, superseded } => {
+            let owned = executions::finish(&services.pool, execution_id, worker_name, &counts, &outcome).await?;
             match &outcome {
-                Outcome::Failed { error } => warn!(execution_id = %claim.execution_id, %error, "execution failed"),
-                _ => info!(execution_id = %claim.execution_id, inserted = counts.inserted, updated = counts.updated,
-                           deleted = counts.deleted, errors = counts.errors, "execution completed"),
-            }
-            if owned && matches!(outcome, Outcome::Completed { .. }) {
-                for prefix in cleanup {
-                    if let Err(e) = services.store.delete_prefix(&prefix).await {
-                        warn!(%prefix, error = %e, "could not remove old payloads");
-                    }
+                Outcome::Completed { .. } => {
+                    leftovers.extend(superseded);
+                    info!(%execution_id, inserted = counts.inserted, updated = counts.updated, deleted = counts.deleted,
+                          errors = counts.errors, "execution completed");
                 }
+                Outcome::Failed { error } => {
+                    leftovers.push(pipeline::snapshot_dir(sync_id, execution_id));
+                    warn!(%execution_id, %error, "execution failed");
+                }
+                Outcome::Canceled => {}
+            }
+            if owned {
+                remove(services, &leftovers).await;
             }
         }
         RunEnd::Stopped { stop: Stop::Cancel, counts } => {
-            executions::finish(&services.pool, claim.execution_id, &worker_name, &counts, &Outcome::Canceled).await?;
-            info!(execution_id = %claim.execution_id, "execution canceled");
+            if executions::finish(&services.pool, execution_id, worker_name, &counts, &Outcome::Canceled).await? {
+                leftovers.push(pipeline::snapshot_dir(sync_id, execution_id));
+                remove(services, &leftovers).await;
+            }
+            info!(%execution_id, "execution canceled");
         }
         RunEnd::Stopped { stop: Stop::Shutdown, .. } => {
-            if executions::hand_back(&services.pool, claim.execution_id, &worker_name).await? {
-                queue::enqueue(&services.queue, claim.execution_id).await?;
-                info!(execution_id = %claim.execution_id, "execution handed back for another worker");
+            if executions::hand_back(&services.pool, execution_id, worker_name).await? {
+                queue::enqueue(&services.queue, execution_id).await?;
+                info!(%execution_id, "execution handed back for another worker");
             }
         }
         RunEnd::Stopped { stop: Stop::Lost, .. } => {
-            warn!(execution_id = %claim.execution_id, "execution lease lost; another worker continues it");
+            warn!(%execution_id, "execution lease lost; another worker continues it");
         }
     }
     Ok(())
+}
+
+/// Deletes payload prefixes no run needs any more; a failure only leaves garbage behind.
+async fn remove(services: &Services, prefixes: &[String]) {
+    for prefix in prefixes {
+        if let Err(e) = services.store.delete_prefix(prefix).await {
+            warn!(%prefix, error = %e, "could not remove old payloads");
+        }
+    }
 }
 
 /// Renews the lease every heartbeat and watches for cancels and this worker's shutdown.

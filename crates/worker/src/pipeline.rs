@@ -47,8 +47,26 @@ pub enum Stop {
 /// How a run ended.
 #[derive(Debug)]
 pub enum RunEnd {
-    Finished { outcome: Outcome, counts: Counts, cleanup: Vec<String> },
-    Stopped { stop: Stop, counts: Counts },
+    /// The run is over; `superseded` is the snapshot a completed run replaces.
+    Finished {
+        outcome: Outcome,
+        counts: Counts,
+        superseded: Option<String>,
+    },
+    Stopped {
+        stop: Stop,
+        counts: Counts,
+    },
+}
+
+/// Where an execution keeps its change chunks.
+pub fn changes_dir(execution_id: Uuid) -> String {
+    format!("executions/{execution_id}")
+}
+
+/// Where an execution writes the sync's new snapshot.
+pub fn snapshot_dir(sync_id: Uuid, execution_id: Uuid) -> String {
+    format!("syncs/{sync_id}/snapshots/{execution_id}")
 }
 
 /// Most identities remembered for resending; past this the next run resends everything.
@@ -83,7 +101,7 @@ pub async fn run(
     let failed = |error: String, counts: Counts| RunEnd::Finished {
         outcome: Outcome::Failed { error },
         counts,
-        cleanup: vec![],
+        superseded: None,
     };
     let plan = match plan::load(services, sync_id).await {
         Ok(plan) => plan,
@@ -103,7 +121,6 @@ pub async fn run(
         Err(error) => return failed(error, counts),
     };
     let Prepared { layout, writer, extract, chunks } = prepared;
-    let changes_dir = format!("executions/{execution_id}");
     match load(services, execution_id, worker, &layout, writer, chunks, stop, &progress, &mut counts).await {
         Ok(LoadEnd::Drained(failures)) => match extract.await {
             Ok(Ok(snapshot)) => {
@@ -117,8 +134,7 @@ pub async fn run(
                     snapshot: if keep { snapshot } else { None },
                     retry_identities: if keep { retry } else { vec![] },
                 };
-                let cleanup = [Some(changes_dir), plan.snapshot_path.clone()].into_iter().flatten().collect();
-                RunEnd::Finished { outcome, counts, cleanup }
+                RunEnd::Finished { outcome, counts, superseded: plan.snapshot_path.clone() }
             }
             Ok(Err(error)) => failed(error, counts),
             Err(e) => failed(format!("extract stage crashed: {e}"), counts),
@@ -203,8 +219,8 @@ async fn prepare(
     let (tx, chunks) = mpsc::channel(2);
     let extractor = Extractor {
         store: services.store.clone(),
-        dir: format!("executions/{execution_id}/changes"),
-        snapshot_dir: format!("syncs/{sync_id}/snapshots/{execution_id}"),
+        dir: format!("{}/changes", changes_dir(execution_id)),
+        snapshot_dir: snapshot_dir(sync_id, execution_id),
         mode: spec.mode,
         batch_rows: services.batch_rows,
         fingerprint,

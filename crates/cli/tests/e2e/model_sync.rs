@@ -16,6 +16,12 @@ async fn row_versions(client: &tokio_postgres::Client) -> HashMap<i64, String> {
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
+/// Files below `dir` (the file payload store leaves empty directories behind).
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.flatten().map(|e| if e.path().is_dir() { files_under(&e.path()) } else { 1 }).sum()
+}
+
 #[tokio::test]
 async fn full_run_copies_the_model_and_a_rerun_sends_only_changes() {
     let install = Install::new().await;
@@ -63,6 +69,20 @@ async fn full_run_copies_the_model_and_a_rerun_sends_only_changes() {
     let resync = api.ok("POST", &format!("/api/syncs/{sync_id}/executions"), Some(json!({"resync": true}))).await;
     let resync = crate::support::wait_for_end(&api, &sync_id, resync["id"].as_str().expect("id"), TIMEOUT).await;
     assert_eq!(resync["counts"]["insert"], 20_000, "resync ignores the diff state: {resync}");
+
+    // Old payloads are removed right after the execution is committed; give the worker a moment.
+    let snapshots = install.payloads.join(format!("syncs/{sync_id}/snapshots"));
+    let kept = || {
+        let dirs = std::fs::read_dir(&snapshots).expect("snapshots");
+        dirs.flatten().filter(|dir| files_under(&dir.path()) > 0).count()
+    };
+    let chunks = || files_under(&install.payloads.join("executions"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (kept() != 1 || chunks() != 0) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept(), 1, "only the last committed snapshot is kept");
+    assert_eq!(chunks(), 0, "change chunks are removed once loaded");
 
     let history = api.send("GET", &format!("/api/syncs/{sync_id}/executions"), None).await.1;
     assert_eq!(history["data"].as_array().map(Vec::len), Some(4));
