@@ -8,8 +8,14 @@ pub mod scheduler;
 
 use std::net::TcpListener;
 
-use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, middleware, web};
+use actix_web::{
+    App, HttpResponse, HttpServer,
+    dev::{Server, Service},
+    http::header,
+    middleware, web,
+};
 use syncline_core::{Settings, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::SyncQueue};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 
@@ -39,6 +45,10 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .wrap(middleware::ErrorHandlers::new().default_handler(error::json_errors))
             .wrap(middleware::DefaultHeaders::new().add(("X-Polytomic-Version", "2025-09-18")))
             .wrap(middleware::Logger::new("%r %s %Dms").exclude("/status.txt"))
+            .wrap_fn(|req, service| {
+                let span = tracing::info_span!("request", method = %req.method(), route = %req.path());
+                service.call(req).instrument(span)
+            })
             .configure(routes::configure)
             .default_service(web::to(not_found))
     })

@@ -32,14 +32,15 @@ fn parse_roles(raw: Option<Vec<String>>) -> anyhow::Result<Roles> {
     Ok(roles)
 }
 
-/// Reads and validates the settings; the error is the one-line configuration message.
-pub fn settings() -> anyhow::Result<Settings> {
+/// Reads and validates the settings (the error is the one-line configuration message) and
+/// starts logging and tracing.
+fn settings() -> anyhow::Result<(Settings, telemetry::Telemetry)> {
     let settings = Settings::from_env()?;
-    telemetry::init(settings.log_level);
+    let telemetry = telemetry::init(settings.log_level, "syncline");
     for warning in &settings.warnings {
         warn!("{warning}");
     }
-    Ok(settings)
+    Ok((settings, telemetry))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -54,7 +55,7 @@ async fn termination() {
 
 pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
     let roles = parse_roles(role)?;
-    let settings = settings()?;
+    let (settings, telemetry) = settings()?;
     let pool = db::pool(&settings.database_url, 16)?;
     let applied = db::migrate(&pool).await.context("cannot migrate the database (is DATABASE_URL reachable?)")?;
     if !applied.is_empty() {
@@ -136,5 +137,6 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
         ),
     }
     info!("stopped");
+    telemetry.shutdown();
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::{
 
 /// Handles one delivery of a [`SyncJob`]. Deliveries of an execution that another worker owns
 /// or that already ended are acknowledged without doing anything.
+#[tracing::instrument(name = "execution", skip_all, fields(execution_id = %job.execution_id))]
 pub async fn handle(job: SyncJob, services: Data<Arc<Services>>, worker: WorkerContext) -> Result<(), BoxDynError> {
     let services: &Services = &services;
     let worker_name = worker.name().to_owned();

@@ -11,3 +11,4 @@ mod payload_s3;
 mod recovery;
 mod scheduler;
 mod support;
+mod telemetry;

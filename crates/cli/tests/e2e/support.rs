@@ -89,6 +89,8 @@ pub struct Install {
     pub payload_url: String,
     pub redis_url: String,
     pub key: String,
+    /// More variables for `syncline serve`.
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Install {
@@ -97,7 +99,15 @@ impl Install {
         let prefix = format!("test-{}", rand_suffix());
         let payloads = std::env::temp_dir().join(format!("syncline-test-{}", &prefix));
         let payload_url = format!("file://{}", payloads.display());
-        Self { db, prefix, payloads, payload_url, redis_url: redis_url(), key: format!("deploy-{}", rand_suffix()) }
+        Self {
+            db,
+            prefix,
+            payloads,
+            payload_url,
+            redis_url: redis_url(),
+            key: format!("deploy-{}", rand_suffix()),
+            extra_env: vec![],
+        }
     }
 
     /// The environment `syncline serve` runs with.
@@ -119,6 +129,7 @@ impl Install {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(self.extra_env.iter().cloned())
         .collect()
     }
 
