@@ -42,6 +42,17 @@ impl Baselines<'_> {
         timed_shell(&script).await
     }
 
+    /// The bare pipe, `COPY (model) | COPY users` into an emptied table: the floor of any
+    /// PostgreSQL → PostgreSQL copy (no staging, no upsert).
+    pub async fn copy_only(&self) -> anyhow::Result<Duration> {
+        let (src, dst) = (&self.dbs.source_url, &self.dbs.baseline_url);
+        self.dbs.psql(dst, "truncate users").await?;
+        timed_shell(&format!(
+            "psql -X -q '{src}' -c \"copy (select * from users) to stdout (format binary)\" | psql -X -q '{dst}' -c \"copy users from stdin (format binary)\""
+        ))
+        .await
+    }
+
     /// The read-only `COPY` of the model.
     pub async fn read_only(&self) -> anyhow::Result<Duration> {
         let src = &self.dbs.source_url;

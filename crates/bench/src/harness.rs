@@ -186,7 +186,7 @@ impl Syncline {
                 .env("DEPLOYMENT_KEY", &key)
                 .env("GOOGLE_CLIENT_ID", "bench")
                 .env("GOOGLE_CLIENT_SECRET", "bench")
-                .env("JOB_PAYLOAD_PATH", format!("file://{}", payloads.display()))
+                .env("JOB_PAYLOAD_PATH", std::env::var("BENCH_PAYLOAD_PATH").unwrap_or(format!("file://{}", payloads.display())))
                 .env("WORKER_CONCURRENCY", "1")
                 .env("LOG_LEVEL", "warn")
                 .spawn()

@@ -4,6 +4,9 @@
 //! Baselines (psql processes, binary `COPY`):
 //! - full: `COPY (model) TO STDOUT | COPY stage FROM STDIN`, then `INSERT … ON CONFLICT DO UPDATE`;
 //! - rerun: the read-only `COPY` of the model, plus the same pipe + upsert of the changed rows.
+//!
+//! The bare pipe without upsert is printed for reference. Payloads go to a temporary
+//! directory unless `BENCH_PAYLOAD_PATH` names another store (e.g. `s3://…`).
 
 mod baseline;
 mod harness;
@@ -64,10 +67,12 @@ async fn main() -> anyhow::Result<()> {
     println!("table: {}", dbs.table_source);
 
     let baselines = Baselines { dbs: &dbs };
+    let mut pipe_base = Vec::new();
     let mut full_base = Vec::new();
     let mut read_base = Vec::new();
     let mut delta_base = Vec::new();
     for run in 0..args.runs {
+        pipe_base.push(baselines.copy_only().await?);
         full_base.push(baselines.copy_upsert(None).await?);
         read_base.push(baselines.read_only().await?);
         delta_base.push(baselines.copy_upsert(Some(run as i64)).await?);
@@ -88,13 +93,21 @@ async fn main() -> anyhow::Result<()> {
     let same = dbs.checksums_match().await?;
     drop(syncline);
 
-    let (full_base, read_base, delta_base) = (median(full_base), median(read_base), median(delta_base));
+    let (pipe_base, full_base, read_base, delta_base) =
+        (median(pipe_base), median(full_base), median(read_base), median(delta_base));
     let (full, rerun) = (median(full), median(rerun));
     let rerun_base = read_base + delta_base;
     let full_ratio = full.as_secs_f64() / full_base.as_secs_f64();
     let rerun_ratio = rerun.as_secs_f64() / rerun_base.as_secs_f64();
     println!();
     println!("{:<52} {:>9} {:>18} {:>8}", "", "time", "throughput", "ratio");
+    println!(
+        "{:<52} {:>8.2}s {} {:>8}",
+        "reference: bare COPY pipe, no upsert",
+        pipe_base.as_secs_f64(),
+        rate(args.rows, pipe_base),
+        ""
+    );
     println!(
         "{:<52} {:>8.2}s {} {:>8}",
         "baseline: COPY pipe + upsert (full)",
@@ -132,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!("full run:     {:.2}× baseline (target ≤ 1.5×) {}", full_ratio, verdict(full_ratio <= 1.5));
+    println!("              {:.2}× the bare COPY pipe", full.as_secs_f64() / pipe_base.as_secs_f64());
     println!(
         "1% rerun:     {:.2}× read-only COPY + COPY-upsert of the changes (target ≤ 2×) {}",
         rerun_ratio,
