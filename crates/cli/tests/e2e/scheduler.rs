@@ -75,3 +75,55 @@ async fn a_due_sync_starts_once_across_replicas() {
     data.drop_now().await;
     install.finish().await;
 }
+
+#[tokio::test]
+async fn the_scheduler_role_runs_due_syncs() {
+    let install = Install::new().await;
+    let process = install.spawn("api,worker,scheduler").await;
+    let (_, api) = organization(&install, &process, "cron").await;
+    let data = TestDb::new().await;
+    data.client()
+        .await
+        .batch_execute(
+            "create table src (id bigint primary key, email text); insert into src values (1, 'a'), (2, 'b');
+                        create table dst (id bigint primary key, email text);",
+        )
+        .await
+        .expect("tables");
+    let conn = pg_connection(&api, "db", &data.name).await;
+    let (model_id, sync_id) =
+        model_and_sync(&api, &conn, &conn, "select id, email from src", "public.dst", &["email"], "updateOrCreate")
+            .await;
+    api.ok(
+        "PUT",
+        &format!("/api/syncs/{sync_id}"),
+        Some(json!({
+            "name": "daily", "mode": "updateOrCreate", "active": true,
+            "schedule": {"frequency": "daily", "hour": "3", "minute": "0"},
+            "target": {"connection_id": conn, "object": "public.dst"},
+            "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
+            "fields": [{"source": {"model_id": model_id, "field": "email"}, "target": "email"}],
+        })),
+    )
+    .await;
+    let state = install.db.client().await;
+    state
+        .execute("update model_syncs set next_run_at = now() where id = $1::text::uuid", &[&sync_id])
+        .await
+        .expect("due");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let execution = loop {
+        let list = api.send("GET", &format!("/api/syncs/{sync_id}/executions"), None).await.1;
+        if let Some(e) = list["data"].as_array().and_then(|d| d.first()).filter(|e| e["status"] == "completed") {
+            break e.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the scheduled run did not complete: {list}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!((execution["trigger"].as_str(), execution["counts"]["insert"].as_i64()), (Some("schedule"), Some(2)));
+    let status = api.ok("GET", &format!("/api/syncs/{sync_id}/status"), None).await;
+    assert!(status["next_execution_time"].as_str().is_some_and(|t| t.contains("T03:00:00")), "{status}");
+    drop(process);
+    data.drop_now().await;
+    install.finish().await;
+}

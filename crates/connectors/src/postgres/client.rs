@@ -11,7 +11,7 @@ use super::PostgresConfig;
 pub(super) async fn connect(cfg: &PostgresConfig) -> Result<Client, ConnectorError> {
     let mut pg = Config::new();
     pg.host(&cfg.hostname).port(cfg.port).dbname(&cfg.database).user(&cfg.username);
-    pg.application_name("syncline");
+    pg.application_name("syncline").connect_timeout(std::time::Duration::from_secs(10));
     if let Some(password) = &cfg.password {
         pg.password(password);
     }
