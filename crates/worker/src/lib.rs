@@ -5,7 +5,9 @@
 //! expires. On SIGTERM a worker stops taking jobs and hands its running executions back.
 
 mod changes;
+mod extract;
 mod job;
+mod load;
 mod pipeline;
 mod plan;
 mod snapshot;

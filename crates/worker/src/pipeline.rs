@@ -6,21 +6,13 @@
 //! destination, recording counts and per-record failures after every chunk. The two stages
 //! run concurrently; a bounded channel of chunk keys keeps memory to a few batches.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::{Value as Json, json};
 use syncline_core::{
-    connector::{BatchStream, BatchWriter, SyncMode, WriteRequest},
-    executions::{self, Counts, Lease, Outcome},
-    record::{Field, KeyOrder, Record, RecordBatchBuilder, Schema, Value},
+    connector::{BatchWriter, SyncMode, WriteRequest},
+    executions::{self, Counts, Outcome},
+    record::{Field, Schema},
 };
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -28,9 +20,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::{
     Services,
-    changes::{self, ChunkKind, UpsertChunk},
+    extract::{Extractor, Progress},
+    load::{Layout, LoadEnd, Loader},
     plan::{self, Plan, RetryIdentity},
-    snapshot::{Change, Differ, SnapshotReader, SnapshotWriter},
+    snapshot::{Differ, SnapshotReader},
 };
 
 /// Why an execution stopped before finishing.
@@ -72,21 +65,6 @@ pub fn snapshot_dir(sync_id: Uuid, execution_id: Uuid) -> String {
 /// Most identities remembered for resending; past this the next run resends everything.
 const MAX_RETRY_IDENTITIES: usize = 10_000;
 
-/// Counters the extract stage shares with the load stage.
-#[derive(Default)]
-struct Progress {
-    read: AtomicI64,
-    /// Records the model itself got wrong (NULL or repeated identity).
-    rejected: AtomicI64,
-}
-
-/// What the load stage needs to know about the records.
-struct Layout {
-    schema: Arc<Schema>,
-    key_schema: Arc<Schema>,
-    has_identity: bool,
-}
-
 /// Runs the execution until it finishes or `stop` says otherwise.
 pub async fn run(
     services: &Services,
@@ -121,7 +99,8 @@ pub async fn run(
         Err(error) => return failed(error, counts),
     };
     let Prepared { layout, writer, extract, chunks } = prepared;
-    match load(services, execution_id, worker, &layout, writer, chunks, stop, &progress, &mut counts).await {
+    let loader = Loader { services, execution_id, worker, layout: &layout, progress: &progress };
+    match loader.run(writer, chunks, stop, &mut counts).await {
         Ok(LoadEnd::Drained(failures)) => match extract.await {
             Ok(Ok(snapshot)) => {
                 progress.add_to(&mut counts);
@@ -239,257 +218,4 @@ async fn prepare(
 fn fingerprint(mode: SyncMode, object: &str, targets: &[String], schema: &Schema) -> String {
     let description = serde_json::json!([mode.as_str(), object, targets, schema]).to_string();
     format!("{:016x}", xxh3_64(description.as_bytes()))
-}
-
-struct Extractor {
-    store: syncline_core::payload::PayloadStore,
-    dir: String,
-    snapshot_dir: String,
-    mode: SyncMode,
-    batch_rows: usize,
-    fingerprint: String,
-    tx: mpsc::Sender<String>,
-    progress: Arc<Progress>,
-    pool: syncline_core::db::DbPool,
-    execution_id: Uuid,
-    seq: usize,
-}
-
-impl Progress {
-    /// Copies the shared counters into `counts`.
-    fn add_to(&self, counts: &mut Counts) {
-        counts.read = self.read.load(Ordering::Relaxed);
-        counts.errors = counts.rejected + self.rejected.load(Ordering::Relaxed);
-    }
-}
-
-/// How a record takes part in this run.
-enum Verdict {
-    Changed(Change),
-    /// The model itself is wrong about this record: its identity and the reason.
-    Rejected(String, String),
-}
-
-/// The diff state of one run: the previous snapshot being merged, the new one being written.
-struct Diffing {
-    differ: Differ,
-    order: KeyOrder,
-    snapshot: SnapshotWriter,
-    last_key: Option<Vec<u8>>,
-}
-
-impl Diffing {
-    /// Classifies a record by its identity (field 0); NULL and repeated identities are rejected.
-    async fn classify(
-        &mut self,
-        record: Record<'_>,
-        identity: &Field,
-        deleted: &mut Vec<Bytes>,
-    ) -> Result<Verdict, String> {
-        let Some(key) = record.value(0) else {
-            return Ok(Verdict::Rejected(
-                "null".into(),
-                format!("{} is null: every record needs an identity", identity.name),
-            ));
-        };
-        if let Some(last) = &mut self.last_key {
-            match self.order.compare(last, key) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => {
-                    let value = Value::decode(identity.field_type, Some(key)).to_string();
-                    let message = format!(
-                        "{}={value}: the model has this identity more than once; the first record was synced",
-                        identity.name
-                    );
-                    return Ok(Verdict::Rejected(value, message));
-                }
-                std::cmp::Ordering::Greater => return Err("the source returned records out of identity order".into()),
-            }
-            last.clear();
-            last.extend_from_slice(key);
-        } else {
-            self.last_key = Some(key.to_vec());
-        }
-        let hash = xxh3_64(record.as_bytes());
-        self.snapshot.push(key, hash).await.map_err(|e| e.to_string())?;
-        Ok(Verdict::Changed(self.differ.classify(key, hash, deleted).await.map_err(|e| e.to_string())?))
-    }
-}
-
-/// Whether `mode` writes a record with `change`, and if so whether it is new to the destination.
-fn delivery(mode: SyncMode, change: Change) -> Option<bool> {
-    match (mode, change) {
-        (_, Change::Unchanged) | (SyncMode::Create, Change::Update) => None,
-        (SyncMode::Update, _) => Some(false),
-        (SyncMode::Append, _) => Some(true),
-        (_, change) => Some(change == Change::Insert),
-    }
-}
-
-impl Extractor {
-    /// Reads, diffs and writes change chunks; returns the new snapshot's directory.
-    async fn run(
-        mut self,
-        mut stream: BatchStream,
-        differ: Option<(Differ, KeyOrder)>,
-        schema: Arc<Schema>,
-    ) -> Result<Option<String>, String> {
-        let mut diffing = differ.map(|(differ, order)| Diffing {
-            differ,
-            order,
-            snapshot: SnapshotWriter::new(self.store.clone(), self.snapshot_dir.clone()),
-            last_key: None,
-        });
-        let identity = &schema.fields[0];
-        let mut deleted: Vec<Bytes> = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| e.message)?;
-            self.progress.read.fetch_add(batch.len() as i64, Ordering::Relaxed);
-            let mut chunk = UpsertChunk::with_capacity(batch.data().len());
-            let mut rejected = Vec::new();
-            for record in batch.records() {
-                let change = match &mut diffing {
-                    Some(diffing) => match diffing.classify(record, identity, &mut deleted).await? {
-                        Verdict::Changed(change) => change,
-                        Verdict::Rejected(identity, message) => {
-                            rejected.push((identity, message));
-                            continue;
-                        }
-                    },
-                    None => Change::Insert,
-                };
-                if let Some(insert) = delivery(self.mode, change) {
-                    chunk.push(record.as_bytes(), insert);
-                }
-            }
-            if !rejected.is_empty() {
-                self.progress.rejected.fetch_add(rejected.len() as i64, Ordering::Relaxed);
-                executions::record_errors(&self.pool, self.execution_id, &rejected).await.map_err(|e| e.to_string())?;
-            }
-            if !chunk.is_empty() {
-                self.send(chunk.finish()).await?;
-            }
-            if self.mode != SyncMode::Replace {
-                deleted.clear();
-            } else if deleted.len() >= self.batch_rows {
-                self.send_deletes(&mut deleted, &schema).await?;
-            }
-        }
-        let Some(mut diffing) = diffing else { return Ok(None) };
-        if self.mode == SyncMode::Replace {
-            diffing.differ.remaining(&mut deleted).await.map_err(|e| e.to_string())?;
-            self.send_deletes(&mut deleted, &schema).await?;
-        }
-        let snapshot =
-            diffing.snapshot.finish(diffing.order, self.fingerprint.clone()).await.map_err(|e| e.to_string())?;
-        Ok(Some(snapshot))
-    }
-
-    async fn send_deletes(&mut self, deleted: &mut Vec<Bytes>, schema: &Arc<Schema>) -> Result<(), String> {
-        if deleted.is_empty() {
-            return Ok(());
-        }
-        let key_schema = Arc::new(Schema { fields: schema.fields.iter().take(1).cloned().collect() });
-        let mut builder = RecordBatchBuilder::with_capacity(key_schema, deleted.len() * 16);
-        for key in deleted.iter() {
-            builder.push_values([Some(&key[..])]);
-        }
-        let count = builder.len();
-        let batch = builder.finish();
-        deleted.clear();
-        self.send(changes::encode_deletes(count, batch.data())).await
-    }
-
-    async fn send(&mut self, chunk: Bytes) -> Result<(), String> {
-        let key = format!("{}/{:06}.bin", self.dir, self.seq);
-        self.seq += 1;
-        self.store.put(&key, chunk).await.map_err(|e| e.to_string())?;
-        // A closed channel means the load stage stopped; it reports why.
-        let _ = self.tx.send(key).await;
-        Ok(())
-    }
-}
-
-enum LoadEnd {
-    /// Every chunk was loaded; these identities were rejected by the destination.
-    Drained(Vec<(Vec<u8>, bool)>),
-    Stopped(Stop),
-}
-
-/// Loads chunks as they arrive until the extract stage is done or a stop is signalled.
-#[allow(clippy::too_many_arguments)]
-async fn load(
-    services: &Services,
-    execution_id: Uuid,
-    worker: &str,
-    layout: &Layout,
-    mut writer: Box<dyn BatchWriter>,
-    mut chunks: mpsc::Receiver<String>,
-    mut stop: watch::Receiver<Option<Stop>>,
-    progress: &Progress,
-    counts: &mut Counts,
-) -> Result<LoadEnd, String> {
-    let mut rejected: HashMap<Vec<u8>, bool> = HashMap::new();
-    loop {
-        if let Some(signal) = *stop.borrow() {
-            return Ok(LoadEnd::Stopped(signal));
-        }
-        let key = tokio::select! {
-            key = chunks.recv() => key,
-            _ = stop.changed() => continue,
-        };
-        let Some(key) = key else { break };
-        let bytes = services.store.get(&key).await.map_err(|e| e.to_string())?;
-        let chunk = changes::decode(bytes, &layout.schema, &layout.key_schema).map_err(|e| format!("{key}: {e}"))?;
-        match chunk.kind {
-            ChunkKind::Upserts => {
-                let all_new = chunk.inserts.iter().all(|insert| *insert);
-                let failures = writer.write(&chunk.records, all_new).await.map_err(|e| e.message)?;
-                let mut failed = vec![false; chunk.records.len()];
-                let mut errors = Vec::with_capacity(failures.len());
-                for failure in failures {
-                    failed[failure.index] = true;
-                    let record = chunk.records.record(failure.index);
-                    let identity = match layout.has_identity {
-                        true => {
-                            let key = record.value(0).unwrap_or_default();
-                            rejected.insert(key.to_vec(), chunk.inserts[failure.index]);
-                            Value::decode(layout.schema.fields[0].field_type, Some(key)).to_string()
-                        }
-                        false => format!("record {}", counts.changed as usize + failure.index + 1),
-                    };
-                    errors.push((
-                        identity.clone(),
-                        format!("{}={identity}: {}", layout.schema.fields[0].name, failure.message),
-                    ));
-                }
-                executions::record_errors(&services.pool, execution_id, &errors).await.map_err(|e| e.to_string())?;
-                for (insert, failed) in chunk.inserts.iter().zip(&failed) {
-                    match (failed, insert) {
-                        (true, _) => counts.rejected += 1,
-                        (false, true) => counts.inserted += 1,
-                        (false, false) => counts.updated += 1,
-                    }
-                }
-                counts.changed += chunk.records.len() as i64;
-                counts.written += failed.iter().filter(|f| !**f).count() as i64;
-            }
-            ChunkKind::Deletes => {
-                writer.delete(&chunk.records).await.map_err(|e| e.message)?;
-                counts.changed += chunk.records.len() as i64;
-                counts.deleted += chunk.records.len() as i64;
-                counts.written += chunk.records.len() as i64;
-            }
-        }
-        progress.add_to(counts);
-        match executions::record_progress(&services.pool, execution_id, worker, counts)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Lease::Held => {}
-            Lease::CancelRequested => return Ok(LoadEnd::Stopped(Stop::Cancel)),
-            Lease::Lost => return Ok(LoadEnd::Stopped(Stop::Lost)),
-        }
-    }
-    Ok(LoadEnd::Drained(rejected.into_iter().collect()))
 }
