@@ -1,19 +1,21 @@
 //! Model syncs: configuration, starting executions, status.
 
+mod validate;
+
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
-    connector::{ErrorKind, SyncMode},
     executions::{self, StartError},
     queue,
     schedule::FREQUENCIES,
-    sync::{Identity, SyncSpec},
+    sync::SyncSpec,
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{Page, connections, envelope, executions as execution_routes, non_empty, owned_row, parse_id};
+use self::validate::validate;
+use super::{Page, envelope, executions as execution_routes, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -74,139 +76,6 @@ fn list_item(row: &Row) -> Json {
         "created_at": row.get::<_, chrono::DateTime<chrono::Utc>>(8),
         "updated_at": row.get::<_, chrono::DateTime<chrono::Utc>>(9),
     })
-}
-
-/// A sync body checked against its model and destination.
-struct Valid {
-    name: String,
-    active: bool,
-    spec: SyncSpec,
-    echo: Json,
-    model_id: Uuid,
-    next_run_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-#[derive(Deserialize)]
-struct Identities {
-    mappings: Vec<Identity>,
-}
-
-fn invalid(message: String, field: &str) -> ApiError {
-    ApiError::unprocessable(message).with_metadata(json!({ "field": field }))
-}
-
-async fn validate(state: &AppState, org: Uuid, body: &[u8]) -> Result<Valid, ApiError> {
-    let mut echo: Json = parse_body(body)?;
-    let object = echo.as_object_mut().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    object.retain(|_, v| !v.is_null());
-    let name = non_empty(object.get("name").and_then(Json::as_str))
-        .ok_or_else(|| invalid("name is required".into(), "name"))?;
-    let mode_name = object.get("mode").and_then(Json::as_str).unwrap_or_default();
-    let mode = SyncMode::parse(mode_name).ok_or_else(|| {
-        let known: Vec<&str> = SyncMode::ALL.iter().map(|m| m.as_str()).collect();
-        invalid(format!("mode must be one of {}", known.join(", ")), "mode")
-    })?;
-    if object.get("identity").is_none()
-        && let Some(identities) = object.get("identities")
-    {
-        let identities: Identities = serde_json::from_value(identities.clone())
-            .map_err(|e| ApiError::bad_request(format!("identities: {e}")))?;
-        if let Some(first) = identities.mappings.into_iter().next() {
-            object.insert("identity".into(), serde_json::to_value(first).unwrap_or_default());
-        }
-    }
-    object.entry("schedule").or_insert_with(|| json!({"frequency": "manual"}));
-    let active = object.get("active").and_then(Json::as_bool).unwrap_or(true);
-    object.insert("active".into(), json!(active));
-    let spec: SyncSpec =
-        serde_json::from_value(echo.clone()).map_err(|e| ApiError::bad_request(format!("invalid sync: {e}")))?;
-    if spec.fields.is_empty() {
-        return Err(invalid("fields must map at least one model field".into(), "fields"));
-    }
-    let sources: Vec<_> =
-        spec.fields.iter().filter_map(|f| f.source.as_ref()).chain(spec.identity.as_ref().map(|i| &i.source)).collect();
-    let model_id = sources
-        .first()
-        .map(|s| s.model_id)
-        .ok_or_else(|| invalid("fields must map at least one model field".into(), "fields"))?;
-    if sources.iter().any(|s| s.model_id != model_id) {
-        return Err(invalid("every mapped field must come from the same model".into(), "fields"));
-    }
-    let client = state.pool.get().await?;
-    let model = client
-        .query_opt("select fields from models where id = $1 and organization_id = $2", &[&model_id, &org])
-        .await?
-        .ok_or_else(|| ApiError::not_found("model"))?;
-    let model_fields: Vec<String> = model
-        .get::<_, Json>(0)
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str().map(str::to_owned))
-        .collect();
-    for source in &sources {
-        if !model_fields.contains(&source.field) {
-            return Err(invalid(
-                format!("model field {:?} does not exist (the model has {})", source.field, model_fields.join(", ")),
-                "fields",
-            ));
-        }
-    }
-    let target_object = spec
-        .target
-        .object
-        .clone()
-        .filter(|o| !o.is_empty())
-        .ok_or_else(|| invalid("target.object is required".into(), "target.object"))?;
-    let destination = connections::open(state, org, spec.target.connection_id).await?;
-    if !destination.connector.spec().capabilities.destination {
-        return Err(invalid(
-            format!("a {} connection cannot be a sync target", destination.connector.spec().id),
-            "target.connection_id",
-        ));
-    }
-    let destination = destination.connector.destination(&destination.config)?;
-    let target_fields = destination.target_fields(&target_object).await.map_err(|e| match e.kind {
-        ErrorKind::NotFound => invalid(format!("target object {target_object:?} does not exist"), "target.object"),
-        _ => e.into(),
-    })?;
-    let target_names: Vec<&str> = target_fields.iter().map(|f| f.name.as_str()).collect();
-    let mut seen = Vec::new();
-    for mapping in &spec.fields {
-        if !target_names.contains(&mapping.target.as_str()) {
-            return Err(invalid(format!("field {:?} does not exist on {target_object}", mapping.target), "fields"));
-        }
-        if seen.contains(&&mapping.target) {
-            return Err(invalid(format!("field {:?} is mapped more than once", mapping.target), "fields"));
-        }
-        seen.push(&mapping.target);
-    }
-    match &spec.identity {
-        None if mode.requires_identity() => {
-            return Err(invalid(format!("mode {} needs an identity", mode.as_str()), "identity"));
-        }
-        Some(identity) if identity.function != "Equality" => {
-            return Err(invalid(
-                format!("identity function {:?} is not supported (use Equality)", identity.function),
-                "identity.function",
-            ));
-        }
-        Some(identity) if !target_names.contains(&identity.target.as_str()) => {
-            return Err(invalid(
-                format!("identity field {:?} does not exist on {target_object}", identity.target),
-                "identity.target",
-            ));
-        }
-        _ => {}
-    }
-    let next_run_at = match active {
-        true => spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?,
-        false => {
-            spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?;
-            None
-        }
-    };
-    Ok(Valid { name, active, spec, echo, model_id, next_run_at })
 }
 
 #[get("/syncs/schedules")]
