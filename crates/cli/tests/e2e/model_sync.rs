@@ -109,7 +109,9 @@ async fn modes_and_record_errors() {
          create table mirror (id bigint primary key, email text, name text);
          create table updated_only (id bigint primary key, email text, name text);
          insert into updated_only values (1, 'old', 'old'), (2, 'old', 'old'), (99, 'keep', 'keep');
-         create table log (id bigint, email text, name text);",
+         create table log (id bigint, email text, name text);
+         create table created (id bigint primary key, email text, name text);
+         insert into created values (1, 'kept@x.io', 'Kept');",
     )
     .await
     .expect("tables");
@@ -138,6 +140,22 @@ async fn modes_and_record_errors() {
     assert_eq!(rows, 3, "update mode never creates records");
     let name: String = db.query_one("select name from updated_only where id = 2", &[]).await.expect("row").get(0);
     assert_eq!(name, "P2");
+
+    let (_, create) = model_and_sync(&api, &conn, &conn, query, "public.created", &["email", "name"], "create").await;
+    run_sync(&api, &create, Duration::from_secs(60)).await;
+    db.execute("update people set name = 'renamed' where id = 2", &[]).await.expect("change");
+    let run = run_sync(&api, &create, Duration::from_secs(60)).await;
+    assert_eq!(run["counts"]["total"], 0, "create mode never sends updates: {run}");
+    let rows: Vec<(i64, String)> = db
+        .query("select id, name from created where id <= 2 order by id", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, vec![(1, "Kept".to_owned()), (2, "P2".to_owned())], "existing records are left alone");
+    let total: i64 = db.query_one("select count(*) from created", &[]).await.expect("count").get(0);
+    assert_eq!(total, 10);
 
     let (_, replace) = model_and_sync(&api, &conn, &conn, query, "public.mirror", &["email", "name"], "replace").await;
     run_sync(&api, &replace, Duration::from_secs(60)).await;
