@@ -9,7 +9,7 @@ use syncline_core::{connector::Connector, credentials, jsonschema};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{envelope, non_empty, owned_row, parse_id};
+use super::{envelope, get_owned, non_empty, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -200,11 +200,7 @@ async fn get_one(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let id = parse_id(&path, "connection")?;
-    let client = state.pool.get().await?;
-    let row = owned_row(&client, "connections", COLUMNS, id, org, "connection").await?;
-    Ok(envelope(to_json(&row)))
+    get_owned(&state, &caller, &path, ("connections", COLUMNS, "connection"), to_json).await
 }
 
 #[put("/connections/{id}")]

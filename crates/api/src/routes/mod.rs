@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::{AppState, auth::Caller, error::ApiError};
 
 pub mod connections;
 pub mod executions;
@@ -55,6 +55,21 @@ pub async fn owned_row(
 ) -> Result<Row, ApiError> {
     let sql = format!("select {columns} from {table} where id = $1 and organization_id = $2");
     client.query_opt(&sql, &[&id, &org]).await?.ok_or_else(|| ApiError::not_found(what))
+}
+
+/// Answers one organization-scoped object of `table`, or 404 (unknown ids, and other
+/// organizations' objects, do not exist for the caller).
+pub async fn get_owned(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+    (table, columns, what): (&str, &str, &str),
+    to_json: fn(&Row) -> Json,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let id = parse_id(raw_id, what)?;
+    let row = owned_row(&state.pool.get().await?, table, columns, id, org, what).await?;
+    Ok(envelope(to_json(&row)))
 }
 
 /// A trimmed, non-empty text field.

@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{connections, envelope, non_empty, owned_row, parse_id};
+use super::{connections, envelope, get_owned, non_empty, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -153,11 +153,7 @@ async fn get_one(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let id = parse_id(&path, "model")?;
-    let client = state.pool.get().await?;
-    let row = owned_row(&client, "models", COLUMNS, id, org, "model").await?;
-    Ok(envelope(to_json(&row)))
+    get_owned(&state, &caller, &path, ("models", COLUMNS, "model"), to_json).await
 }
 
 #[put("/models/{id}")]

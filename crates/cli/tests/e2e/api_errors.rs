@@ -4,7 +4,7 @@
 use base64::Engine;
 use serde_json::{Value as Json, json};
 
-use crate::support::{Install, TestDb, model_and_sync, organization, pg_connection};
+use crate::support::{Scene, model_and_sync, organization, password};
 
 fn assert_error(status: u16, body: &Json, expected: u16, message_part: &str) {
     assert_eq!(status, expected, "status for {body}");
@@ -16,15 +16,8 @@ fn assert_error(status: u16, body: &Json, expected: u16, message_part: &str) {
 
 #[tokio::test]
 async fn bad_input_gets_clear_json_errors() {
-    let install = Install::new().await;
-    let api_process = install.spawn("api").await;
-    let (_, api) = organization(&install, &api_process, "acme").await;
-    let data = TestDb::new().await;
-    data.client()
-        .await
-        .batch_execute("create table users (id bigint primary key, email text not null)")
-        .await
-        .expect("table");
+    let scene = Scene::new("api", "acme", "create table users (id bigint primary key, email text not null)").await;
+    let (api, conn) = (scene.api.clone(), scene.conn.clone());
 
     let (s, b) = api.with_auth("").send("GET", "/api/connections", None).await;
     assert_error(s, &b, 401, "missing Authorization");
@@ -50,7 +43,6 @@ async fn bad_input_gets_clear_json_errors() {
     let (s, b) = api.send("POST", "/api/connections", Some(json!({"name": 5}))).await;
     assert_error(s, &b, 400, "invalid request body");
 
-    let conn = pg_connection(&api, "db", &data.name).await;
     let (s, b) = api
         .send(
             "POST",
@@ -109,20 +101,15 @@ async fn bad_input_gets_clear_json_errors() {
     assert_error(s, &b, 413, "");
     assert_eq!(b["key"], "payload_too_large");
 
-    drop(api_process);
-    data.drop_now().await;
-    install.finish().await;
+    scene.finish().await;
 }
 
 #[tokio::test]
 async fn organizations_are_isolated_and_secrets_never_leave() {
-    let install = Install::new().await;
-    let process = install.spawn("api").await;
-    let (alice_org, alice) = organization(&install, &process, "alice").await;
-    let (_, bob) = organization(&install, &process, "bob").await;
-    let data = TestDb::new().await;
-    data.client().await.batch_execute("create table users (id bigint primary key, email text)").await.expect("table");
-    let conn = pg_connection(&alice, "alice-db", &data.name).await;
+    let scene = Scene::new("api", "alice", "create table users (id bigint primary key, email text)").await;
+    let (alice_org, alice, conn) = (scene.org_id.clone(), scene.api.clone(), scene.conn.clone());
+    let (install, process) = (&scene.install, &scene.process);
+    let (_, bob) = organization(install, process, "bob").await;
     let (model_id, sync_id) = model_and_sync(
         &alice,
         &conn,
@@ -174,10 +161,11 @@ async fn organizations_are_isolated_and_secrets_never_leave() {
     let (status, _) = alice.with_auth(&format!("Bearer {}", install.key)).send("GET", "/api/connections", None).await;
     assert_eq!(status, 403, "partner scope must name an organization");
 
+    let secret = password("db");
     let listed = alice.send("GET", "/api/connections", None).await.1.to_string();
     let fetched = alice.send("GET", &format!("/api/connections/{conn}"), None).await.1.to_string();
     for text in [&listed, &fetched] {
-        assert!(!text.contains("pw-alice-db-secret"), "password leaked: {text}");
+        assert!(!text.contains(&secret), "password leaked: {text}");
         assert!(!text.contains("\"password\""), "password key returned: {text}");
     }
     let state = install.db.client().await;
@@ -190,24 +178,18 @@ async fn organizations_are_isolated_and_secrets_never_leave() {
         .expect("row");
     let (public, sealed): (String, String) = (row.get(0), row.get(1));
     assert!(
-        !public.contains("pw-alice-db-secret") && !sealed.contains("pw-alice-db-secret"),
+        !sealed.is_empty() && !public.contains(&secret) && !sealed.contains(&secret),
         "the password is stored encrypted"
     );
-    assert!(!process.log_text().contains("pw-alice-db-secret"), "the password must never be logged");
-    drop(process);
-    data.drop_now().await;
-    install.finish().await;
+    assert!(!process.log_text().contains(&secret), "the password must never be logged");
+    scene.finish().await;
 }
 
 #[tokio::test]
 async fn starts_are_idempotent_and_exclusive() {
-    let install = Install::new().await;
     // No worker runs, so an execution stays queued and the sync stays busy.
-    let process = install.spawn("api").await;
-    let (_, api) = organization(&install, &process, "idem").await;
-    let data = TestDb::new().await;
-    data.client().await.batch_execute("create table users (id bigint primary key, email text)").await.expect("table");
-    let conn = pg_connection(&api, "db", &data.name).await;
+    let scene = Scene::new("api", "idem", "create table users (id bigint primary key, email text)").await;
+    let (api, conn) = (scene.api.clone(), scene.conn.clone());
     let (_, sync_id) =
         model_and_sync(&api, &conn, &conn, "select id, email from users", "public.users", &["email"], "updateOrCreate")
             .await;
@@ -234,7 +216,5 @@ async fn starts_are_idempotent_and_exclusive() {
         .await;
     assert_eq!(execution["status"], "canceled");
     api.ok("POST", &format!("/api/syncs/{sync_id}/executions"), Some(json!({}))).await;
-    drop(process);
-    data.drop_now().await;
-    install.finish().await;
+    scene.finish().await;
 }

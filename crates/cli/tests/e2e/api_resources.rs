@@ -2,23 +2,18 @@
 
 use serde_json::json;
 
-use crate::support::{Install, TestDb, model_and_sync, organization, pg_connection};
+use crate::support::{Scene, model_and_sync};
 
 #[tokio::test]
 async fn connections_models_and_syncs_can_be_inspected_changed_and_removed() {
-    let install = Install::new().await;
-    let process = install.spawn("api").await;
-    let (org_id, api) = organization(&install, &process, "ops").await;
-    let data = TestDb::new().await;
-    data.client()
-        .await
-        .batch_execute(
-            "create table users (id bigint primary key, email text, plan text);
+    let scene = Scene::new(
+        "api",
+        "ops",
+        "create table users (id bigint primary key, email text, plan text);
                         insert into users values (1, 'a@x.io', 'pro'), (2, 'b@x.io', null);",
-        )
-        .await
-        .expect("table");
-    let conn = pg_connection(&api, "db", &data.name).await;
+    )
+    .await;
+    let (org_id, api, conn) = (scene.org_id.clone(), scene.api.clone(), scene.conn.clone());
 
     let types = api.ok("GET", "/api/connection_types", None).await;
     let pg = types.as_array().expect("types").iter().find(|t| t["id"] == "postgresql").expect("postgresql").clone();
@@ -89,14 +84,12 @@ async fn connections_models_and_syncs_can_be_inspected_changed_and_removed() {
     let (status, _) = api.send("GET", &format!("/api/syncs/{sync_id}"), None).await;
     assert_eq!(status, 404, "force deletes the dependents");
 
-    let partner = install.partner(&process);
+    let partner = scene.install.partner(&scene.process);
     let users = partner.ok("GET", &format!("/api/organizations/{org_id}/users"), None).await;
     let user_id = users[0]["id"].as_str().expect("user").to_owned();
     let deleted = partner.ok("DELETE", &format!("/api/organizations/{org_id}/users/{user_id}"), None).await;
     assert_eq!(deleted["email"], "admin@ops.test", "users.delete answers with the user");
     let (status, _) = api.send("GET", "/api/models", None).await;
     assert_eq!(status, 401, "a deleted user's key stops working");
-    drop(process);
-    data.drop_now().await;
-    install.finish().await;
+    scene.finish().await;
 }

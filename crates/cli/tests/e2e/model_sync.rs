@@ -5,7 +5,7 @@ use std::{collections::HashMap, time::Duration};
 use serde_json::json;
 
 use crate::support::{
-    Install, TestDb, USERS_FIELDS, checksum, model_and_sync, organization, pg_connection, run_sync, users_table,
+    Install, Scene, TestDb, USERS_FIELDS, checksum, model_and_sync, organization, pg_connection, run_sync, users_table,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -97,12 +97,9 @@ async fn full_run_copies_the_model_and_a_rerun_sends_only_changes() {
 
 #[tokio::test]
 async fn modes_and_record_errors() {
-    let install = Install::new().await;
-    let process = install.spawn("api,worker").await;
-    let (_, api) = organization(&install, &process, "modes").await;
-    let data = TestDb::new().await;
-    let db = data.client().await;
-    db.batch_execute(
+    let scene = Scene::new(
+        "api,worker",
+        "modes",
         "create table people (id int primary key, email text, name text);
          insert into people select g, case when g in (3, 7) then null else 'p' || g || '@x.io' end, 'P' || g from generate_series(1, 10) g;
          create table strict (id bigint primary key, email text not null, name text);
@@ -113,9 +110,8 @@ async fn modes_and_record_errors() {
          create table created (id bigint primary key, email text, name text);
          insert into created values (1, 'kept@x.io', 'Kept');",
     )
-    .await
-    .expect("tables");
-    let conn = pg_connection(&api, "db", &data.name).await;
+    .await;
+    let (api, conn, db) = (scene.api.clone(), scene.conn.clone(), scene.data.client().await);
     let query = "select id, email, name from people";
 
     let (_, strict) =
@@ -194,7 +190,5 @@ async fn modes_and_record_errors() {
         (Some(3), Some(5)),
         "duplicate identities are record errors: {run}"
     );
-    drop(process);
-    data.drop_now().await;
-    install.finish().await;
+    scene.finish().await;
 }

@@ -8,7 +8,7 @@ use std::{
 use bytes::Bytes;
 use syncline_core::payload::PayloadStore;
 
-use crate::support::{Install, TestDb, model_and_sync, organization, pg_connection, run_sync};
+use crate::support::{Install, Scene, model_and_sync, run_sync};
 
 struct Moto {
     child: Child,
@@ -86,19 +86,16 @@ async fn a_sync_runs_with_payloads_on_s3() {
     create_bucket(&moto, "executions").await;
     let mut install = Install::new().await;
     install.payload_url = s3_url(&moto, "executions");
-    let process = install.spawn("api,worker").await;
-    let (_, api) = organization(&install, &process, "s3").await;
-    let data = TestDb::new().await;
-    data.client()
-        .await
-        .batch_execute(
-            "create table src (id bigint primary key, email text);
+    let scene = Scene::with(
+        install,
+        "api,worker",
+        "s3",
+        "create table src (id bigint primary key, email text);
              insert into src select g, 'u' || g || '@x.io' from generate_series(1, 5000) g;
              create table dst (id bigint primary key, email text);",
-        )
-        .await
-        .expect("tables");
-    let conn = pg_connection(&api, "db", &data.name).await;
+    )
+    .await;
+    let (api, conn) = (scene.api.clone(), scene.conn.clone());
     let (_, sync_id) =
         model_and_sync(&api, &conn, &conn, "select id, email from src", "public.dst", &["email"], "updateOrCreate")
             .await;
@@ -114,9 +111,7 @@ async fn a_sync_runs_with_payloads_on_s3() {
         listing.contains(&format!("payloads/syncs/{sync_id}/snapshots/")),
         "the diff snapshot lives in S3: {listing}"
     );
-    let copied: i64 = data.client().await.query_one("select count(*) from dst", &[]).await.expect("count").get(0);
+    let copied: i64 = scene.data.client().await.query_one("select count(*) from dst", &[]).await.expect("count").get(0);
     assert_eq!(copied, 5000);
-    drop(process);
-    data.drop_now().await;
-    install.finish().await;
+    scene.finish().await;
 }

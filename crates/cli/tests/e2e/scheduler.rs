@@ -3,16 +3,12 @@
 use serde_json::json;
 use syncline_core::{db, queue};
 
-use crate::support::{Install, TestDb, model_and_sync, organization, pg_connection, redis_url};
+use crate::support::{Scene, model_and_sync, redis_url};
 
 #[tokio::test]
 async fn a_due_sync_starts_once_across_replicas() {
-    let install = Install::new().await;
-    let process = install.spawn("api").await;
-    let (_, api) = organization(&install, &process, "sched").await;
-    let data = TestDb::new().await;
-    data.client().await.batch_execute("create table users (id bigint primary key, email text)").await.expect("table");
-    let conn = pg_connection(&api, "db", &data.name).await;
+    let scene = Scene::new("api", "sched", "create table users (id bigint primary key, email text)").await;
+    let (api, conn, install) = (scene.api.clone(), scene.conn.clone(), &scene.install);
     let (model_id, sync_id) =
         model_and_sync(&api, &conn, &conn, "select id, email from users", "public.users", &["email"], "updateOrCreate")
             .await;
@@ -71,26 +67,19 @@ async fn a_due_sync_starts_once_across_replicas() {
         .expect("next")
         .get(0);
     assert!(!still_due, "the next run moved forward");
-    drop(process);
-    data.drop_now().await;
-    install.finish().await;
+    scene.finish().await;
 }
 
 #[tokio::test]
 async fn the_scheduler_role_runs_due_syncs() {
-    let install = Install::new().await;
-    let process = install.spawn("api,worker,scheduler").await;
-    let (_, api) = organization(&install, &process, "cron").await;
-    let data = TestDb::new().await;
-    data.client()
-        .await
-        .batch_execute(
-            "create table src (id bigint primary key, email text); insert into src values (1, 'a'), (2, 'b');
+    let scene = Scene::new(
+        "api,worker,scheduler",
+        "cron",
+        "create table src (id bigint primary key, email text); insert into src values (1, 'a'), (2, 'b');
                         create table dst (id bigint primary key, email text);",
-        )
-        .await
-        .expect("tables");
-    let conn = pg_connection(&api, "db", &data.name).await;
+    )
+    .await;
+    let (api, conn, install) = (scene.api.clone(), scene.conn.clone(), &scene.install);
     let (model_id, sync_id) =
         model_and_sync(&api, &conn, &conn, "select id, email from src", "public.dst", &["email"], "updateOrCreate")
             .await;
@@ -123,7 +112,5 @@ async fn the_scheduler_role_runs_due_syncs() {
     assert_eq!((execution["trigger"].as_str(), execution["counts"]["insert"].as_i64()), (Some("schedule"), Some(2)));
     let status = api.ok("GET", &format!("/api/syncs/{sync_id}/status"), None).await;
     assert!(status["next_execution_time"].as_str().is_some_and(|t| t.contains("T03:00:00")), "{status}");
-    drop(process);
-    data.drop_now().await;
-    install.finish().await;
+    scene.finish().await;
 }

@@ -292,6 +292,45 @@ pub async fn organization(install: &Install, process: &Process, name: &str) -> (
     (org_id, Api::new(process.base(), key["value"].as_str().expect("key")))
 }
 
+/// The usual setup: an installation running `roles`, one organization and its API client, and
+/// a data database created with `ddl` behind a PostgreSQL connection of that organization.
+pub struct Scene {
+    pub install: Install,
+    pub process: Process,
+    pub org_id: String,
+    pub api: Api,
+    pub data: TestDb,
+    pub conn: String,
+}
+
+impl Scene {
+    pub async fn new(roles: &str, name: &str, ddl: &str) -> Self {
+        Self::with(Install::new().await, roles, name, ddl).await
+    }
+
+    /// The setup on an installation a test has configured.
+    pub async fn with(install: Install, roles: &str, name: &str, ddl: &str) -> Self {
+        let process = install.spawn(roles).await;
+        let (org_id, api) = organization(&install, &process, name).await;
+        let data = TestDb::new().await;
+        data.client().await.batch_execute(ddl).await.expect("create the test data");
+        let conn = pg_connection(&api, "db", &data.name).await;
+        Self { install, process, org_id, api, data, conn }
+    }
+
+    pub async fn finish(self) {
+        drop(self.process);
+        self.data.drop_now().await;
+        self.install.finish().await;
+    }
+}
+
+/// The password [`pg_connection`] configures for `label` (trust auth ignores it; tests look
+/// for it in responses, storage and logs).
+pub fn password(label: &str) -> String {
+    format!("pw-{label}-secret")
+}
+
 /// A PostgreSQL connection to database `name` on the test server.
 pub async fn pg_connection(api: &Api, label: &str, database: &str) -> String {
     let url = reqwest::Url::parse(&server_url()).expect("server url");
@@ -300,7 +339,7 @@ pub async fn pg_connection(api: &Api, label: &str, database: &str) -> String {
         "port": url.port().unwrap_or(5432),
         "database": database,
         "username": if url.username().is_empty() { "postgres" } else { url.username() },
-        "password": format!("pw-{label}-secret"),
+        "password": password(label),
         "ssl": false,
     });
     let c = api

@@ -15,7 +15,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use self::validate::validate;
-use super::{Page, envelope, executions as execution_routes, owned_row, parse_id};
+use super::{Page, envelope, executions as execution_routes, get_owned, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -149,11 +149,7 @@ async fn get_one(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let id = parse_id(&path, "sync")?;
-    let client = state.pool.get().await?;
-    let row = owned_row(&client, "model_syncs", COLUMNS, id, org, "sync").await?;
-    Ok(envelope(to_json(&row)))
+    get_owned(&state, &caller, &path, ("model_syncs", COLUMNS, "sync"), to_json).await
 }
 
 #[put("/syncs/{id}")]
