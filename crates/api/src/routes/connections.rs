@@ -9,7 +9,7 @@ use syncline_core::{connector::Connector, credentials, jsonschema};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{envelope, get_owned, non_empty, owned_row, parse_id};
+use super::{envelope, get_owned, list_owned, non_empty, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -129,12 +129,7 @@ async fn checked(connector: &Arc<dyn Connector>, config: &Json, validate: bool) 
 
 #[get("/connections")]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(&format!("select {COLUMNS} from connections where organization_id = $1 order by created_at"), &[&org])
-        .await?;
-    Ok(envelope(rows.iter().map(to_json).collect()))
+    list_owned(&state, &caller, ("connections", COLUMNS), to_json).await
 }
 
 #[post("/connections")]

@@ -72,6 +72,19 @@ pub async fn get_owned(
     Ok(envelope(to_json(&row)))
 }
 
+/// Answers every object of `table` in the caller's organization, oldest first.
+pub async fn list_owned(
+    state: &AppState,
+    caller: &Caller,
+    (table, columns): (&str, &str),
+    to_json: fn(&Row) -> Json,
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.organization()?;
+    let sql = format!("select {columns} from {table} where organization_id = $1 order by created_at");
+    let rows = state.pool.get().await?.query(&sql, &[&org]).await?;
+    Ok(envelope(rows.iter().map(to_json).collect()))
+}
+
 /// A trimmed, non-empty text field.
 pub fn non_empty(value: Option<&str>) -> Option<String> {
     value.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)

@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{connections, envelope, get_owned, non_empty, owned_row, parse_id};
+use super::{connections, envelope, get_owned, list_owned, non_empty, owned_row, parse_id};
 use crate::{
     AppState,
     auth::Caller,
@@ -98,12 +98,7 @@ async fn check(state: &AppState, org: Uuid, input: &ModelBody, model_id: Uuid) -
 
 #[get("/models")]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(&format!("select {COLUMNS} from models where organization_id = $1 order by created_at"), &[&org])
-        .await?;
-    Ok(envelope(rows.iter().map(to_json).collect()))
+    list_owned(&state, &caller, ("models", COLUMNS), to_json).await
 }
 
 #[post("/models")]
