@@ -63,13 +63,18 @@ impl UpsertChunk {
     }
 }
 
-/// Encodes a delete chunk from one-field key tuples.
-pub fn encode_deletes(count: usize, tuples: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(HEADER_LEN + tuples.len());
+/// Encodes a delete chunk: each key becomes a one-field record.
+pub fn encode_deletes(keys: &[Bytes]) -> Bytes {
+    let tuples_len: usize = keys.iter().map(|k| 6 + k.len()).sum();
+    let mut out = BytesMut::with_capacity(HEADER_LEN + tuples_len);
     out.put_u8(b'D');
-    out.put_u32(count as u32);
-    out.put_u32(tuples.len() as u32);
-    out.put_slice(tuples);
+    out.put_u32(keys.len() as u32);
+    out.put_u32(tuples_len as u32);
+    for key in keys {
+        out.put_i16(1);
+        out.put_i32(key.len() as i32);
+        out.put_slice(key);
+    }
     out.freeze()
 }
 
@@ -117,8 +122,12 @@ mod tests {
         upserts.push(batch.record(1).as_bytes(), false);
         let chunk = decode(upserts.finish(), &schema, &schema).expect("upserts");
         assert_eq!((chunk.kind, chunk.inserts, chunk.records.len()), (ChunkKind::Upserts, vec![true, false], 2));
-        let chunk = decode(encode_deletes(2, batch.data()), &schema, &schema).expect("deletes");
+        let keys: Vec<Bytes> = batch.records().map(|r| Bytes::copy_from_slice(r.value(0).expect("key"))).collect();
+        let chunk = decode(encode_deletes(&keys), &schema, &schema).expect("deletes");
         assert_eq!((chunk.kind, chunk.records.len()), (ChunkKind::Deletes, 2));
-        assert!(decode(encode_deletes(3, batch.data()), &schema, &schema).is_err());
+        assert_eq!(chunk.records.record(1).value(0), Some(&9i64.to_be_bytes()[..]));
+        let mut truncated = encode_deletes(&keys).to_vec();
+        truncated.truncate(truncated.len() - 1);
+        assert!(decode(Bytes::from(truncated), &schema, &schema).is_err());
     }
 }

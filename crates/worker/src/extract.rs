@@ -13,7 +13,7 @@ use syncline_core::{
     db::DbPool,
     executions::{self, Counts},
     payload::PayloadStore,
-    record::{Field, KeyOrder, Record, RecordBatchBuilder, Schema, Value},
+    record::{Field, KeyOrder, Record, Schema, Value},
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -164,32 +164,26 @@ impl Extractor {
             if self.mode != SyncMode::Replace {
                 deleted.clear();
             } else if deleted.len() >= self.batch_rows {
-                self.send_deletes(&mut deleted, &schema).await?;
+                self.send_deletes(&mut deleted).await?;
             }
         }
         let Some(mut diffing) = diffing else { return Ok(None) };
         if self.mode == SyncMode::Replace {
             diffing.differ.remaining(&mut deleted).await.map_err(|e| e.to_string())?;
-            self.send_deletes(&mut deleted, &schema).await?;
+            self.send_deletes(&mut deleted).await?;
         }
         let snapshot =
             diffing.snapshot.finish(diffing.order, self.fingerprint.clone()).await.map_err(|e| e.to_string())?;
         Ok(Some(snapshot))
     }
 
-    async fn send_deletes(&mut self, deleted: &mut Vec<Bytes>, schema: &Arc<Schema>) -> Result<(), String> {
+    async fn send_deletes(&mut self, deleted: &mut Vec<Bytes>) -> Result<(), String> {
         if deleted.is_empty() {
             return Ok(());
         }
-        let key_schema = Arc::new(Schema { fields: schema.fields.iter().take(1).cloned().collect() });
-        let mut builder = RecordBatchBuilder::with_capacity(key_schema, deleted.len() * 16);
-        for key in deleted.iter() {
-            builder.push_values([Some(&key[..])]);
-        }
-        let count = builder.len();
-        let batch = builder.finish();
+        let chunk = changes::encode_deletes(deleted);
         deleted.clear();
-        self.send(changes::encode_deletes(count, batch.data())).await
+        self.send(chunk).await
     }
 
     async fn send(&mut self, chunk: Bytes) -> Result<(), String> {

@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{BatchWriter, SyncMode, WriteRequest},
     executions::{self, Counts, Outcome},
-    record::{Field, Schema},
+    record::Schema,
 };
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -194,7 +194,7 @@ async fn prepare(
         Some(order) => Some((Differ::new(old, order, plan.retry.clone()).await.map_err(|e| e.to_string())?, order)),
         None => None,
     };
-    let key_schema = Arc::new(Schema { fields: schema.fields.iter().take(1).cloned().collect::<Vec<Field>>() });
+    let key_schema = Arc::new(Schema { fields: schema.fields.iter().take(1).cloned().collect() });
     let (tx, chunks) = mpsc::channel(2);
     let extractor = Extractor {
         store: services.store.clone(),
