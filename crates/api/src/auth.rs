@@ -1,33 +1,59 @@
 //! Who is calling: the deployment key (partner scope, or one organization through Basic
-//! `org_id:key`) or a user's API key (that user's organization).
+//! `org_id:key`), a user's API key, or a user's web session (cookie plus CSRF header on
+//! state-changing requests). Failed attempts are rate-limited per IP and per account.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
 use base64::Engine;
+use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
 use syncline_core::crypto::hash_api_key;
 use uuid::Uuid;
 
-use crate::{AppState, error::ApiError};
+use crate::{
+    AppState,
+    access::{Access, Action, Grant, Kind, Readable},
+    error::ApiError,
+    limits::Attempt,
+    session,
+};
+
+/// How a user proved who they are.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential {
+    ApiKey { key_id: Uuid },
+    Session { session_id: Uuid },
+}
+
+/// A signed-in user and what their roles allow.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub email: String,
+    pub access: Access,
+    pub credential: Credential,
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub enum Caller {
     /// The deployment key as Bearer: manages organizations and users.
     Partner,
-    /// The deployment key acting inside one organization (Basic `org_id:key`).
+    /// The deployment key acting inside one organization (Basic `org_id:key`): an admin there.
     Organization { organization_id: Uuid },
-    /// A user's API key.
-    User { user_id: Uuid, organization_id: Uuid, email: String, role: String },
+    /// A user, through an API key or a session.
+    User(Box<User>),
 }
 
 impl Caller {
     /// The organization the caller acts in; partner callers must name one.
     pub fn organization(&self) -> Result<Uuid, ApiError> {
         match self {
-            Self::Organization { organization_id } | Self::User { organization_id, .. } => Ok(*organization_id),
+            Self::Organization { organization_id } => Ok(*organization_id),
+            Self::User(user) => Ok(user.organization_id),
             Self::Partner => Err(ApiError::forbidden(
                 "the deployment key acts on organizations as Bearer; use Basic auth with organization_id:key to act inside one",
             )),
@@ -42,11 +68,47 @@ impl Caller {
         }
     }
 
+    /// The organization the caller administers: the deployment key inside one, or an Admin.
+    pub fn admin(&self) -> Result<Uuid, ApiError> {
+        let organization_id = self.organization()?;
+        match self {
+            Self::User(user) if !user.access.admin => Err(ApiError::forbidden("this needs the Admin role")),
+            _ => Ok(organization_id),
+        }
+    }
+
+    /// Whether the caller may do `action` to an object of `kind` carrying `policies`.
+    pub fn allows(&self, action: Action, kind: Kind, policies: &[String]) -> bool {
+        match self {
+            Self::Partner => false,
+            Self::Organization { .. } => true,
+            Self::User(user) => user.access.allows(action, kind, policies),
+        }
+    }
+
+    /// Which objects of `kind` the caller may read.
+    pub fn readable(&self, kind: Kind) -> Readable {
+        match self {
+            Self::Partner => Readable::default(),
+            Self::Organization { .. } => Readable { everywhere: true, policies: Vec::new() },
+            Self::User(user) => user.access.readable(kind),
+        }
+    }
+
+    /// 403 unless the caller may do `action` to an object of `kind` carrying `policies`.
+    pub fn check(&self, action: Action, kind: Kind, policies: &[String]) -> Result<(), ApiError> {
+        self.organization()?;
+        match self.allows(action, kind, policies) {
+            true => Ok(()),
+            false => Err(ApiError::forbidden(format!("your roles do not allow {action} on this {kind}"))),
+        }
+    }
+
     /// Whether the caller may see organization `id`.
     pub fn can_see(&self, id: Uuid) -> bool {
         match self {
             Self::Partner => true,
-            Self::Organization { organization_id } | Self::User { organization_id, .. } => *organization_id == id,
+            _ => self.organization().is_ok_and(|org| org == id),
         }
     }
 
@@ -55,55 +117,158 @@ impl Caller {
         match self {
             Self::Partner => "partner".into(),
             Self::Organization { organization_id } => format!("org:{organization_id}"),
-            Self::User { user_id, .. } => format!("user:{user_id}"),
+            Self::User(user) => format!("user:{}", user.id),
         }
     }
 }
 
 /// Compares secrets in time independent of where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
+pub fn same_secret(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
 }
 
-async fn authenticate(state: web::Data<AppState>, authorization: Option<String>) -> Result<Caller, ApiError> {
-    let header =
-        authorization.ok_or_else(|| ApiError::unauthorized("missing Authorization header (Bearer <API key>)"))?;
-    let (scheme, credentials) = header.split_once(' ').unwrap_or((header.as_str(), ""));
-    let credentials = credentials.trim();
+/// The client address failed attempts are charged to.
+pub fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// Loads what user `user_id`'s roles allow in `organization_id`.
+pub async fn load_access(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    organization_id: Uuid,
+) -> Result<Access, ApiError> {
+    let roles = client
+        .query(
+            "select r.id, r.system and r.name = 'Admin' from user_roles ur join roles r on r.id = ur.role_id
+              where ur.user_id = $1 and r.organization_id = $2",
+            &[&user_id, &organization_id],
+        )
+        .await?;
+    let role_ids: Vec<Uuid> = roles.iter().map(|r| r.get(0)).collect();
+    let role_texts: Vec<String> = role_ids.iter().map(Uuid::to_string).collect();
+    let grants = client
+        .query(
+            "select p.id, p.system, a->>'action' from policies p, jsonb_array_elements(p.policy_actions) a
+              where p.organization_id = $1
+                and exists (select 1 from jsonb_array_elements_text(a->'role_ids') r where r = any($2))",
+            &[&organization_id, &role_texts],
+        )
+        .await?;
+    Ok(Access {
+        admin: roles.iter().any(|r| r.get::<_, bool>(1)),
+        role_ids,
+        grants: grants
+            .iter()
+            .map(|g| Grant { policy: (!g.get::<_, bool>(1)).then(|| g.get(0)), action: g.get(2) })
+            .collect(),
+    })
+}
+
+/// What the request presents.
+enum Presented {
+    Bearer(String),
+    Basic(String),
+    Session(String),
+}
+
+fn presented(req: &HttpRequest) -> Result<Presented, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return match req.cookie(session::SESSION_COOKIE) {
+            Some(cookie) => Ok(Presented::Session(cookie.value().to_owned())),
+            None => Err(ApiError::unauthorized("missing Authorization header (Bearer <API key>) or session")),
+        };
+    };
+    let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    let credentials = credentials.trim().to_owned();
     match scheme.to_ascii_lowercase().as_str() {
-        "bearer" if same_secret(credentials, &state.settings.deployment_key) => Ok(Caller::Partner),
-        "bearer" => {
-            let client = state.pool.get().await?;
+        "bearer" => Ok(Presented::Bearer(credentials)),
+        "basic" => Ok(Presented::Basic(credentials)),
+        _ => Err(ApiError::unauthorized("unsupported Authorization scheme (use Bearer or Basic)")),
+    }
+}
+
+/// A failed attempt: counted against the IP (and account), then answered 401.
+async fn reject(state: &AppState, attempt: Attempt<'_>, message: &str) -> ApiError {
+    state.limiter.failed(attempt).await;
+    ApiError::unauthorized(message)
+}
+
+async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
+    let ip = client_ip(req);
+    let presented = presented(req)?;
+    let account = match &presented {
+        Presented::Basic(credentials) => basic_parts(credentials).map(|(org, _)| org),
+        _ => None,
+    };
+    let attempt = Attempt { ip: &ip, account: account.as_deref() };
+    state.limiter.check(attempt).await?;
+    let client = state.pool.get().await?;
+    match presented {
+        Presented::Bearer(key) if same_secret(&key, &state.settings.deployment_key) => Ok(Caller::Partner),
+        Presented::Bearer(key) => {
             let row = client
                 .query_opt(
-                    "update api_keys k set last_used_at = now() from users u
-                     where k.key_hash = $1 and u.id = k.user_id
-                     returning u.id, u.organization_id, u.email, u.role",
-                    &[&hash_api_key(credentials)],
+                    "select k.id, u.id, u.organization_id, u.email, k.last_used_at < now() - interval '1 minute'
+                            or k.last_used_at is null
+                       from api_keys k join users u on u.id = k.user_id
+                      where k.key_hash = $1 and k.revoked_at is null",
+                    &[&hash_api_key(&key)],
                 )
                 .await?;
-            let row = row.ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
-            Ok(Caller::User { user_id: row.get(0), organization_id: row.get(1), email: row.get(2), role: row.get(3) })
-        }
-        "basic" => {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(credentials)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
-            let (org, key) =
-                decoded.split_once(':').ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
-            if !same_secret(key, &state.settings.deployment_key) {
-                return Err(ApiError::unauthorized("the deployment key is not valid"));
+            let Some(row) = row else { return Err(reject(state, attempt, "the API key is not valid").await) };
+            let key_id: Uuid = row.get(0);
+            if row.get::<_, bool>(4) {
+                client.execute("update api_keys set last_used_at = now() where id = $1", &[&key_id]).await?;
             }
-            let organization_id = Uuid::parse_str(org).map_err(|_| ApiError::unauthorized("unknown organization"))?;
-            let client = state.pool.get().await?;
+            let (id, organization_id) = (row.get(1), row.get(2));
+            let access = load_access(&client, id, organization_id).await?;
+            let credential = Credential::ApiKey { key_id };
+            Ok(Caller::User(Box::new(User { id, organization_id, email: row.get(3), access, credential })))
+        }
+        Presented::Basic(credentials) => {
+            let Some((org, key)) = basic_parts(&credentials) else {
+                return Err(reject(state, attempt, "malformed Basic credentials").await);
+            };
+            if !same_secret(&key, &state.settings.deployment_key) {
+                return Err(reject(state, attempt, "the deployment key is not valid").await);
+            }
+            let organization_id = Uuid::parse_str(&org).map_err(|_| ApiError::unauthorized("unknown organization"))?;
             let exists = client.query_opt("select 1 from organizations where id = $1", &[&organization_id]).await?;
             exists.ok_or_else(|| ApiError::unauthorized("unknown organization"))?;
             Ok(Caller::Organization { organization_id })
         }
-        _ => Err(ApiError::unauthorized("unsupported Authorization scheme (use Bearer or Basic)")),
+        Presented::Session(token) => {
+            let Some(found) = session::find(&client, &token).await? else {
+                return Err(reject(state, attempt, "the session has ended; sign in again").await);
+            };
+            if !req.method().is_safe() {
+                let echoed = req.headers().get(session::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                if !same_secret(echoed, &found.csrf) {
+                    return Err(ApiError::forbidden(
+                        "state-changing requests made with a session must carry the X-CSRF-Token header",
+                    ));
+                }
+            }
+            let access = load_access(&client, found.user_id, found.organization_id).await?;
+            Ok(Caller::User(Box::new(User {
+                id: found.user_id,
+                organization_id: found.organization_id,
+                email: found.email,
+                access,
+                credential: Credential::Session { session_id: found.id },
+            })))
+        }
     }
+}
+
+/// `org_id:key` from Basic credentials.
+fn basic_parts(credentials: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (org, key) = decoded.split_once(':')?;
+    Some((org.to_owned(), key.to_owned()))
 }
 
 impl FromRequest for Caller {
@@ -111,11 +276,16 @@ impl FromRequest for Caller {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let req = req.clone();
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::unauthorized("not configured"))?;
-            authenticate(state, authorization).await
+            if let Some(caller) = req.extensions().get::<Caller>() {
+                return Ok(caller.clone());
+            }
+            let state =
+                req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::unauthorized("not configured"))?;
+            let caller = authenticate(state, &req).await?;
+            req.extensions_mut().insert(caller.clone());
+            Ok(caller)
         })
     }
 }

@@ -57,6 +57,11 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 
+    /// 429: a budget is used up; the caller may retry after `retry_after` seconds.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, message).with_metadata(json!({ "retry_after": retry_after }))
+    }
+
     /// Attaches metadata (e.g. the offending field).
     pub fn with_metadata(mut self, metadata: Json) -> Self {
         self.metadata = metadata;
@@ -86,7 +91,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.metadata.get("retry_after").and_then(Json::as_u64) {
+            response.insert_header((header::RETRY_AFTER, seconds));
+        }
+        response.json(json!({
             "status": self.status.as_u16(),
             "message": self.message,
             "key": self.key(),

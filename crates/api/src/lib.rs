@@ -1,10 +1,14 @@
 //! The control plane: the Polytomic-compatible REST API and the scheduler.
 
+pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod idempotency;
+pub mod limits;
 pub mod routes;
 pub mod scheduler;
+pub mod session;
 
 use std::net::TcpListener;
 
@@ -28,6 +32,7 @@ pub struct AppState {
     pub redis: apalis_redis::ConnectionManager,
     pub secrets: SecretBox,
     pub store: PayloadStore,
+    pub limiter: limits::AuthLimiter,
 }
 
 /// Largest request body accepted (connection configurations, models and syncs are small).
@@ -43,8 +48,15 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
             .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
             .wrap(middleware::ErrorHandlers::new().default_handler(error::json_errors))
+            .wrap(middleware::from_fn(audit::middleware))
             .wrap(middleware::DefaultHeaders::new().add(("X-Polytomic-Version", "2025-09-18")))
-            .wrap(middleware::Logger::new("%r %s %Dms").exclude("/status.txt"))
+            .wrap(cors(&data.settings.valid_origins))
+            // Paths only: query strings can carry sign-in codes.
+            .wrap(
+                middleware::Logger::new("%{method}xi %U %s %Dms")
+                    .custom_request_replace("method", |req| req.method().to_string())
+                    .exclude("/status.txt"),
+            )
             .wrap_fn(|req, service| {
                 let span = tracing::info_span!("request", method = %req.method(), route = %req.path());
                 service.call(req).instrument(span)
@@ -57,6 +69,18 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
     .disable_signals()
     .run();
     Ok(server)
+}
+
+/// Browsers may call the API from `VALID_ORIGINS` and `POLYTOMIC_URL` only, with credentials.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let cors = origins.iter().fold(actix_cors::Cors::default(), |cors, origin| cors.allowed_origin(origin));
+    cors.allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allowed_header(session::CSRF_HEADER)
+        .allowed_header("Idempotency-Key")
+        .allowed_header("X-Polytomic-Version")
+        .supports_credentials()
+        .max_age(3600)
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
+use syncline_api::access::SystemRole;
 use syncline_core::db;
 
 #[derive(Subcommand)]
@@ -69,27 +70,26 @@ pub async fn workspaces(command: WorkspacesCommand) -> anyhow::Result<()> {
         );
     }
     let pool = pool().await?;
-    let client = pool.get().await?;
-    let existing = client.query_opt("select id from organizations where name = $1", &[&name]).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let existing = tx.query_opt("select id from organizations where name = $1", &[&name]).await?;
     let organization_id: uuid::Uuid = match existing {
         Some(row) => row.get(0),
-        None => {
-            let org = syncline_api::routes::organizations::insert(&client, &name, domain.as_deref())
-                .await
-                .map_err(|e| anyhow::anyhow!(e.message))?;
-            serde_json::from_value(org["id"].clone())?
-        }
+        None => syncline_api::routes::organizations::insert(&tx, &name, domain.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?,
     };
     if domain.is_some() {
-        client.execute("update organizations set sso_domain = $2 where id = $1", &[&organization_id, &domain]).await?;
+        tx.execute("update organizations set sso_domain = $2 where id = $1", &[&organization_id, &domain]).await?;
     }
     let mut created = Vec::new();
     for email in &users {
-        let user = syncline_api::routes::users::upsert(&client, organization_id, email, "admin")
+        let user = syncline_api::routes::users::upsert(&tx, organization_id, email, Some(SystemRole::Admin))
             .await
             .map_err(|e| anyhow::anyhow!(e.message))?;
         created.push(user);
     }
+    tx.commit().await?;
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({"organization_id": organization_id, "name": name, "users": created}))?
@@ -109,7 +109,7 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         )
         .await?
         .with_context(|| format!("no user {user} in organization {organization}"))?;
-    let key = syncline_api::routes::users::mint_key(&client, row.get(0), row.get(1), false)
+    let (_, key) = syncline_api::routes::users::mint_key(&client, row.get(0), row.get(1), false)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     println!("{key}");

@@ -78,6 +78,9 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
     if roles.api {
         let listener = TcpListener::bind(("0.0.0.0", settings.port))
             .with_context(|| format!("cannot listen on port {}", settings.port))?;
+        let limiter = syncline_api::limits::AuthLimiter::connect(&settings.redis_url, &settings.redis_key_prefix)
+            .await
+            .context("cannot connect to Redis (is REDIS_URL reachable?)")?;
         let state = syncline_api::AppState {
             settings: settings.clone(),
             pool: pool.clone(),
@@ -85,6 +88,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             redis,
             secrets: secrets.clone(),
             store: store.clone(),
+            limiter,
         };
         let server = syncline_api::server(state, listener)?;
         let handle = server.handle();

@@ -9,9 +9,10 @@ use syncline_core::{connector::Connector, credentials, jsonschema};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{envelope, get_owned, list_owned, non_empty, owned_row, parse_id};
+use super::{authorize, check_policies, envelope, get_owned, list_owned, non_empty, parse_id};
 use crate::{
     AppState,
+    access::{Action, Kind},
     auth::Caller,
     error::{ApiError, parse_body},
     idempotency,
@@ -62,16 +63,18 @@ pub struct OpenConnection {
     pub config: Json,
 }
 
-/// Loads connection `id` of `organization_id` (404 for any other organization's).
-pub async fn open(state: &AppState, organization_id: Uuid, id: Uuid) -> Result<OpenConnection, ApiError> {
+/// Loads connection `id` for `caller` to do `action` with: 404 for other organizations'
+/// connections, 403 when the caller's roles do not allow `action`.
+pub async fn open(state: &AppState, caller: &Caller, id: Uuid, action: Action) -> Result<OpenConnection, ApiError> {
     let client = state.pool.get().await?;
     let row = client
         .query_opt(
-            "select type, configuration, secrets from connections where id = $1 and organization_id = $2",
-            &[&id, &organization_id],
+            "select type, configuration, secrets, policies from connections where id = $1 and organization_id = $2",
+            &[&id, &caller.organization()?],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
+    caller.check(action, Kind::Connection, &row.get::<_, Vec<String>>(3))?;
     let (type_id, public, sealed): (String, Json, Option<Vec<u8>>) = (row.get(0), row.get(1), row.get(2));
     let config = credentials::unseal(&public, sealed.as_deref(), &state.secrets).map_err(|e| {
         tracing::error!(connection_id = %id, error = %e, "cannot open connection secrets");
@@ -129,7 +132,7 @@ async fn checked(connector: &Arc<dyn Connector>, config: &Json, validate: bool) 
 
 #[get("/connections")]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    list_owned(&state, &caller, ("connections", COLUMNS), to_json).await
+    list_owned(&state, &caller, (Kind::Connection, COLUMNS), to_json).await
 }
 
 #[post("/connections")]
@@ -140,8 +143,11 @@ async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
+    caller.check(Action::Create, Kind::Connection, &[])?;
     idempotency::once(&state, &req, &caller, &body, async {
         let input: ConnectionBody = parse_body(&body)?;
+        let policies = input.policies.clone().unwrap_or_default();
+        check_policies(&state.pool.get().await?, org, &policies).await?;
         let name = non_empty(input.name.as_deref()).ok_or_else(|| ApiError::unprocessable("name is required"))?;
         let connector = connector(input.type_id.as_deref().ok_or_else(|| ApiError::bad_request("type is required"))?)?;
         let config = input.configuration.clone().ok_or_else(|| ApiError::unprocessable("configuration is required"))?;
@@ -152,7 +158,7 @@ async fn create(
             .query_one(
                 &format!("insert into connections (id, organization_id, name, type, configuration, secrets, healthcheck_interval, policies)
                           values ($1, $2, $3, $4, $5, $6, $7, $8) returning {COLUMNS}"),
-                &[&Uuid::new_v4(), &org, &name, &connector.spec().id, &public, &sealed, &input.healthcheck_interval, &input.policies.clone().unwrap_or_default()],
+                &[&Uuid::new_v4(), &org, &name, &connector.spec().id, &public, &sealed, &input.healthcheck_interval, &policies],
             )
             .await?;
         Ok(envelope(to_json(&row)))
@@ -170,12 +176,11 @@ struct TestBody {
 
 #[post("/connections/test")]
 async fn test(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
     let input: TestBody = parse_body(&body)?;
     let mut config = input.configuration.unwrap_or_else(|| json!({}));
     let connector = match input.connection_id {
         Some(id) => {
-            let saved = open(&state, org, id).await?;
+            let saved = open(&state, &caller, id, Action::Read).await?;
             if let (Some(base), Some(overlay)) = (saved.config.as_object(), config.as_object()) {
                 let mut merged = base.clone();
                 merged.extend(overlay.clone());
@@ -183,7 +188,10 @@ async fn test(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> R
             }
             saved.connector
         }
-        None => connector(input.type_id.as_deref().ok_or_else(|| ApiError::bad_request("type is required"))?)?,
+        None => {
+            caller.check(Action::Create, Kind::Connection, &[])?;
+            connector(input.type_id.as_deref().ok_or_else(|| ApiError::bad_request("type is required"))?)?
+        }
     };
     checked(connector, &config, true).await?;
     Ok(envelope(json!({"success": true})))
@@ -195,7 +203,7 @@ async fn get_one(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    get_owned(&state, &caller, &path, ("connections", COLUMNS, "connection"), to_json).await
+    get_owned(&state, &caller, &path, (Kind::Connection, COLUMNS), to_json).await
 }
 
 #[put("/connections/{id}")]
@@ -207,8 +215,10 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
     let id = parse_id(&path, "connection")?;
+    let saved = open(&state, &caller, id, Action::Update).await?;
     let input: ConnectionBody = parse_body(&body)?;
-    let saved = open(&state, org, id).await?;
+    let policies = input.policies.clone().unwrap_or_default();
+    check_policies(&state.pool.get().await?, org, &policies).await?;
     let name = non_empty(input.name.as_deref()).ok_or_else(|| ApiError::unprocessable("name is required"))?;
     let connector = match &input.type_id {
         Some(t) if t != saved.connector.spec().id => {
@@ -234,7 +244,7 @@ async fn update(
         .query_one(
             &format!("update connections set name = $3, configuration = $4, secrets = $5, healthcheck_interval = $6, policies = $7,
                       status = 'healthy', status_error = null, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
-            &[&id, &org, &name, &public, &sealed, &input.healthcheck_interval, &input.policies.clone().unwrap_or_default()],
+            &[&id, &org, &name, &public, &sealed, &input.healthcheck_interval, &policies],
         )
         .await?;
     Ok(envelope(to_json(&row)))
@@ -255,7 +265,7 @@ async fn remove(
     let org = caller.organization()?;
     let id = parse_id(&path, "connection")?;
     let client = state.pool.get().await?;
-    owned_row(&client, "connections", "1", id, org, "connection").await?;
+    authorize(&client, &caller, Kind::Connection, id, Action::Delete).await?;
     if !query.force.unwrap_or(false) {
         let users = client
             .query_one(

@@ -6,8 +6,13 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{Page, envelope, owned_row, parse_id};
-use crate::{AppState, auth::Caller, error::ApiError};
+use super::{Page, authorize, envelope, parse_id};
+use crate::{
+    AppState,
+    access::{Action, Kind},
+    auth::Caller,
+    error::ApiError,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list).service(get_one).service(cancel);
@@ -68,11 +73,10 @@ fn progress(row: &Row) -> Json {
     })
 }
 
-/// Checks that sync `raw` belongs to the caller's organization.
-async fn owned_sync(state: &AppState, caller: &Caller, raw: &str) -> Result<Uuid, ApiError> {
-    let org = caller.organization()?;
+/// Checks that sync `raw` belongs to the caller's organization and allows them `action`.
+async fn owned_sync(state: &AppState, caller: &Caller, raw: &str, action: Action) -> Result<Uuid, ApiError> {
     let id = parse_id(raw, "sync")?;
-    owned_row(&state.pool.get().await?, "model_syncs", "1", id, org, "sync").await?;
+    authorize(&state.pool.get().await?, caller, Kind::Sync, id, action).await?;
     Ok(id)
 }
 
@@ -91,7 +95,7 @@ async fn list(
     path: web::Path<String>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let sync_id = owned_sync(&state, &caller, &path).await?;
+    let sync_id = owned_sync(&state, &caller, &path, Action::Read).await?;
     let page = Page::parse(query.page_token.as_deref(), query.limit, 100)?;
     let (limit, offset) = page.bounds();
     let order = if query.ascending.unwrap_or(false) { "asc" } else { "desc" };
@@ -119,7 +123,7 @@ async fn get_one(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let sync_id = owned_sync(&state, &caller, &path.0).await?;
+    let sync_id = owned_sync(&state, &caller, &path.0, Action::Read).await?;
     let id = parse_id(&path.1, "execution")?;
     let client = state.pool.get().await?;
     let row = client
@@ -154,7 +158,7 @@ async fn cancel(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let sync_id = owned_sync(&state, &caller, &path.0).await?;
+    let sync_id = owned_sync(&state, &caller, &path.0, Action::Run).await?;
     let id = parse_id(&path.1, "execution")?;
     let client = state.pool.get().await?;
     client

@@ -7,12 +7,19 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::{AppState, auth::Caller, error::ApiError};
+use crate::{
+    AppState,
+    access::{Action, Kind},
+    auth::Caller,
+    error::ApiError,
+};
 
+pub mod audit_events;
 pub mod connections;
 pub mod executions;
 pub mod models;
 pub mod organizations;
+pub mod permissions;
 pub mod status;
 pub mod syncs;
 pub mod targets;
@@ -25,6 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api")
             .configure(organizations::configure)
             .configure(users::configure)
+            .configure(permissions::configure)
+            .configure(audit_events::configure)
             .configure(connections::configure)
             .configure(targets::configure)
             .configure(models::configure)
@@ -57,31 +66,67 @@ pub async fn owned_row(
     client.query_opt(&sql, &[&id, &org]).await?.ok_or_else(|| ApiError::not_found(what))
 }
 
-/// Answers one organization-scoped object of `table`, or 404 (unknown ids, and other
+/// 404 unless object `id` of `kind` belongs to the caller's organization, 403 unless the
+/// caller's roles allow `action` on it.
+pub async fn authorize(
+    client: &impl GenericClient,
+    caller: &Caller,
+    kind: Kind,
+    id: Uuid,
+    action: Action,
+) -> Result<(), ApiError> {
+    let row = owned_row(client, kind.table(), "policies", id, caller.organization()?, kind.as_str()).await?;
+    caller.check(action, kind, &row.get::<_, Vec<String>>(0))
+}
+
+/// 422 unless every id in `policies` names a policy of organization `org`.
+pub async fn check_policies(client: &impl GenericClient, org: Uuid, policies: &[String]) -> Result<(), ApiError> {
+    let ids: Vec<Uuid> = policies
+        .iter()
+        .map(|p| Uuid::parse_str(p).map_err(|_| ApiError::unprocessable(format!("policies: {p:?} is not a policy id"))))
+        .collect::<Result<_, _>>()?;
+    let found: i64 = client
+        .query_one("select count(*) from policies where organization_id = $1 and id = any($2)", &[&org, &ids])
+        .await?
+        .get(0);
+    match found as usize == ids.len() {
+        true => Ok(()),
+        false => Err(ApiError::unprocessable("policies: every entry must be a policy of this organization")),
+    }
+}
+
+/// Answers one object of `kind` the caller may read, or 404 (unknown ids, and other
 /// organizations' objects, do not exist for the caller).
 pub async fn get_owned(
     state: &AppState,
     caller: &Caller,
     raw_id: &str,
-    (table, columns, what): (&str, &str, &str),
+    (kind, columns): (Kind, &str),
     to_json: fn(&Row) -> Json,
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
-    let id = parse_id(raw_id, what)?;
-    let row = owned_row(&state.pool.get().await?, table, columns, id, org, what).await?;
+    let id = parse_id(raw_id, kind.as_str())?;
+    let columns = format!("{columns}, policies as access_policies");
+    let row = owned_row(&state.pool.get().await?, kind.table(), &columns, id, org, kind.as_str()).await?;
+    caller.check(Action::Read, kind, &row.get::<_, Vec<String>>("access_policies"))?;
     Ok(envelope(to_json(&row)))
 }
 
-/// Answers every object of `table` in the caller's organization, oldest first.
+/// Answers every object of `kind` in the caller's organization that the caller may read,
+/// oldest first.
 pub async fn list_owned(
     state: &AppState,
     caller: &Caller,
-    (table, columns): (&str, &str),
+    (kind, columns): (Kind, &str),
     to_json: fn(&Row) -> Json,
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
-    let sql = format!("select {columns} from {table} where organization_id = $1 order by created_at");
-    let rows = state.pool.get().await?.query(&sql, &[&org]).await?;
+    let readable = caller.readable(kind);
+    let sql = format!(
+        "select {columns} from {} where organization_id = $1 and ($2 or policies && $3) order by created_at",
+        kind.table()
+    );
+    let rows = state.pool.get().await?.query(&sql, &[&org, &readable.everywhere, &readable.policies]).await?;
     Ok(envelope(rows.iter().map(to_json).collect()))
 }
 

@@ -6,9 +6,10 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{connections, envelope, get_owned, list_owned, non_empty, owned_row, parse_id};
+use super::{authorize, check_policies, connections, envelope, get_owned, list_owned, non_empty, parse_id};
 use crate::{
     AppState,
+    access::{Action, Kind},
     auth::Caller,
     error::{ApiError, parse_body},
     idempotency,
@@ -59,15 +60,19 @@ struct Checked {
     fields: Json,
 }
 
-async fn check(state: &AppState, org: Uuid, input: &ModelBody, model_id: Uuid) -> Result<Checked, ApiError> {
+/// Validates a model body: its connection must be one the caller may read, its query must run.
+async fn check(state: &AppState, caller: &Caller, input: &ModelBody, model_id: Uuid) -> Result<Checked, ApiError> {
+    let org = caller.organization()?;
+    check_policies(&state.pool.get().await?, org, input.policies.as_deref().unwrap_or_default()).await?;
     let name = non_empty(input.name.as_deref()).ok_or_else(|| ApiError::bad_request("name is required"))?;
     let connection_id = input.connection_id.ok_or_else(|| ApiError::bad_request("connection_id is required"))?;
     let configuration =
         input.configuration.clone().ok_or_else(|| ApiError::bad_request("configuration is required"))?;
-    let connection = connections::open(state, org, connection_id).await.map_err(|e| match e.status.as_u16() {
-        404 => ApiError::bad_request("connection_id names no connection of this organization"),
-        _ => e,
-    })?;
+    let connection =
+        connections::open(state, caller, connection_id, Action::Read).await.map_err(|e| match e.status.as_u16() {
+            404 => ApiError::bad_request("connection_id names no connection of this organization"),
+            _ => e,
+        })?;
     let source = connection.connector.source(&connection.config)?;
     let fields = source.model_fields(&configuration).await?;
     let now = chrono::Utc::now();
@@ -98,7 +103,7 @@ async fn check(state: &AppState, org: Uuid, input: &ModelBody, model_id: Uuid) -
 
 #[get("/models")]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    list_owned(&state, &caller, ("models", COLUMNS), to_json).await
+    list_owned(&state, &caller, (Kind::Model, COLUMNS), to_json).await
 }
 
 #[post("/models")]
@@ -109,10 +114,11 @@ async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
+    caller.check(Action::Create, Kind::Model, &[])?;
     idempotency::once(&state, &req, &caller, &body, async {
         let input: ModelBody = parse_body(&body)?;
         let id = Uuid::new_v4();
-        let model = check(&state, org, &input, id).await?;
+        let model = check(&state, &caller, &input, id).await?;
         let client = state.pool.get().await?;
         let row = client
             .query_one(
@@ -131,7 +137,7 @@ async fn create(
 async fn preview(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
     let input: ModelBody = parse_body(&body)?;
-    let model = check(&state, org, &input, Uuid::nil()).await?;
+    let model = check(&state, &caller, &input, Uuid::nil()).await?;
     Ok(envelope(json!({
         "name": model.name,
         "organization_id": org,
@@ -148,7 +154,7 @@ async fn get_one(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    get_owned(&state, &caller, &path, ("models", COLUMNS, "model"), to_json).await
+    get_owned(&state, &caller, &path, (Kind::Model, COLUMNS), to_json).await
 }
 
 #[put("/models/{id}")]
@@ -162,8 +168,8 @@ async fn update(
     let id = parse_id(&path, "model")?;
     let input: ModelBody = parse_body(&body)?;
     let client = state.pool.get().await?;
-    owned_row(&client, "models", "1", id, org, "model").await?;
-    let model = check(&state, org, &input, id).await?;
+    authorize(&client, &caller, Kind::Model, id, Action::Update).await?;
+    let model = check(&state, &caller, &input, id).await?;
     let row = client
         .query_one(
             &format!("update models set connection_id = $3, name = $4, configuration = $5, fields = $6, identifier = $7, tracking_columns = $8,
@@ -190,7 +196,7 @@ async fn remove(
     let org = caller.organization()?;
     let id = parse_id(&path, "model")?;
     let client = state.pool.get().await?;
-    owned_row(&client, "models", "1", id, org, "model").await?;
+    authorize(&client, &caller, Kind::Model, id, Action::Delete).await?;
     let used: i64 = client.query_one("select count(*) from model_syncs where model_id = $1", &[&id]).await?.get(0);
     if used > 0 && !query.force.unwrap_or(false) {
         return Err(ApiError::unprocessable(format!(
@@ -206,6 +212,7 @@ async fn sample(state: web::Data<AppState>, caller: Caller, path: web::Path<Stri
     let org = caller.organization()?;
     let id = parse_id(&path, "model")?;
     let client = state.pool.get().await?;
+    authorize(&client, &caller, Kind::Model, id, Action::Read).await?;
     let row = client
         .query_opt(
             "select connection_id, configuration from models where id = $1 and organization_id = $2",
@@ -213,7 +220,7 @@ async fn sample(state: web::Data<AppState>, caller: Caller, path: web::Path<Stri
         )
         .await?
         .ok_or_else(|| ApiError::not_found("model"))?;
-    let connection = connections::open(&state, org, row.get(0)).await?;
+    let connection = connections::open(&state, &caller, row.get(0), Action::Read).await?;
     let source = connection.connector.source(&connection.config)?;
     let records = source.sample(&row.get::<_, Json>(1), 10).await?;
     let records: Vec<Json> = records.into_iter().map(|r| json!({ id.to_string(): r })).collect();

@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 use syncline_core::connector::SyncMode;
 
 use super::{connections, envelope, parse_id};
-use crate::{AppState, auth::Caller, error::ApiError};
+use crate::{AppState, access::Action, auth::Caller, error::ApiError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(objects).service(fields);
@@ -35,8 +35,8 @@ async fn objects(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let connection = connections::open(&state, org, parse_id(&path, "connection")?).await?;
+    let id = parse_id(&path, "connection")?;
+    let connection = connections::open(&state, &caller, id, Action::Read).await?;
     let destination = connection.connector.destination(&connection.config)?;
     let modes = modes(destination.modes());
     let objects: Vec<Json> = destination
@@ -60,9 +60,9 @@ async fn fields(
     path: web::Path<String>,
     query: web::Query<FieldsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
     let target = query.target.clone().ok_or_else(|| ApiError::bad_request("the target query parameter is required"))?;
-    let connection = connections::open(&state, org, parse_id(&path, "connection")?).await?;
+    let id = parse_id(&path, "connection")?;
+    let connection = connections::open(&state, &caller, id, Action::Read).await?;
     let destination = connection.connector.destination(&connection.config)?;
     let fields = destination.target_fields(&target).await.map_err(|e| match e.kind {
         syncline_core::connector::ErrorKind::NotFound => ApiError::not_found("target object"),

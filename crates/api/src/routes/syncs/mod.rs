@@ -15,9 +15,10 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use self::validate::validate;
-use super::{Page, envelope, executions as execution_routes, get_owned, owned_row, parse_id};
+use super::{Page, authorize, envelope, executions as execution_routes, get_owned, parse_id};
 use crate::{
     AppState,
+    access::{Action, Kind},
     auth::Caller,
     error::{ApiError, parse_body},
     idempotency,
@@ -103,6 +104,7 @@ async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
+    let readable = caller.readable(Kind::Sync);
     let page = Page::parse(query.page_token.as_deref(), query.limit, 50)?;
     let (limit, offset) = page.bounds();
     let client = state.pool.get().await?;
@@ -111,9 +113,18 @@ async fn list(
             &format!(
                 "select {COLUMNS} from model_syncs where organization_id = $1 and ($2::bool is null or active = $2)
                       and ($3::text is null or mode = $3) and ($4::uuid is null or target_connection_id = $4)
-                      order by updated_at desc, id limit $5 offset $6"
+                      and ($7 or policies && $8) order by updated_at desc, id limit $5 offset $6"
             ),
-            &[&org, &query.active, &query.mode, &query.target_connection_id, &limit, &offset],
+            &[
+                &org,
+                &query.active,
+                &query.mode,
+                &query.target_connection_id,
+                &limit,
+                &offset,
+                &readable.everywhere,
+                &readable.policies,
+            ],
         )
         .await?;
     Ok(page.respond(&rows, list_item))
@@ -127,15 +138,16 @@ async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
+    caller.check(Action::Create, Kind::Sync, &[])?;
     idempotency::once(&state, &req, &caller, &body, async {
-        let valid = validate(&state, org, &body).await?;
+        let valid = validate(&state, &caller, &body).await?;
         let client = state.pool.get().await?;
         let row = client
             .query_one(
-                &format!("insert into model_syncs (id, organization_id, model_id, target_connection_id, name, active, mode, spec, next_run_at)
-                          values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {COLUMNS}"),
+                &format!("insert into model_syncs (id, organization_id, model_id, target_connection_id, name, active, mode, spec, next_run_at, policies)
+                          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning {COLUMNS}"),
                 &[&Uuid::new_v4(), &org, &valid.model_id, &valid.spec.target.connection_id, &valid.name, &valid.active,
-                  &valid.spec.mode.as_str(), &valid.echo, &valid.next_run_at],
+                  &valid.spec.mode.as_str(), &valid.echo, &valid.next_run_at, &valid.policies],
             )
             .await?;
         Ok(envelope(to_json(&row)))
@@ -149,7 +161,7 @@ async fn get_one(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    get_owned(&state, &caller, &path, ("model_syncs", COLUMNS, "sync"), to_json).await
+    get_owned(&state, &caller, &path, (Kind::Sync, COLUMNS), to_json).await
 }
 
 #[put("/syncs/{id}")]
@@ -162,14 +174,14 @@ async fn update(
     let org = caller.organization()?;
     let id = parse_id(&path, "sync")?;
     let client = state.pool.get().await?;
-    owned_row(&client, "model_syncs", "1", id, org, "sync").await?;
-    let valid = validate(&state, org, &body).await?;
+    authorize(&client, &caller, Kind::Sync, id, Action::Update).await?;
+    let valid = validate(&state, &caller, &body).await?;
     let row = client
         .query_one(
             &format!("update model_syncs set model_id = $3, target_connection_id = $4, name = $5, active = $6, mode = $7, spec = $8,
-                      next_run_at = $9, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
+                      next_run_at = $9, policies = $10, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
             &[&id, &org, &valid.model_id, &valid.spec.target.connection_id, &valid.name, &valid.active,
-              &valid.spec.mode.as_str(), &valid.echo, &valid.next_run_at],
+              &valid.spec.mode.as_str(), &valid.echo, &valid.next_run_at, &valid.policies],
         )
         .await?;
     Ok(envelope(to_json(&row)))
@@ -180,6 +192,7 @@ async fn remove(state: web::Data<AppState>, caller: Caller, path: web::Path<Stri
     let org = caller.organization()?;
     let id = parse_id(&path, "sync")?;
     let client = state.pool.get().await?;
+    authorize(&client, &caller, Kind::Sync, id, Action::Delete).await?;
     let row = client
         .query_opt(
             "delete from model_syncs where id = $1 and organization_id = $2 returning snapshot_path",
@@ -240,7 +253,7 @@ async fn start(
     idempotency::once(&state, &req, &caller, &body, async {
         let input: StartBody = parse_body(&body)?;
         let client = state.pool.get().await?;
-        owned_row(&client, "model_syncs", "1", id, org, "sync").await?;
+        authorize(&client, &caller, Kind::Sync, id, Action::Run).await?;
         Ok(envelope(start_execution(&state, org, id, "manual", input.resync.unwrap_or(false)).await?))
     })
     .await
@@ -251,6 +264,7 @@ async fn status(state: web::Data<AppState>, caller: Caller, path: web::Path<Stri
     let org = caller.organization()?;
     let id = parse_id(&path, "sync")?;
     let client = state.pool.get().await?;
+    authorize(&client, &caller, Kind::Sync, id, Action::Read).await?;
     let sync = client
         .query_opt("select next_run_at from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
         .await?
@@ -288,6 +302,7 @@ async fn activate(
     let input: ActivateBody = parse_body(&body)?;
     let active = input.active.ok_or_else(|| ApiError::unprocessable("active is required"))?;
     let client = state.pool.get().await?;
+    authorize(&client, &caller, Kind::Sync, id, Action::Update).await?;
     let row = client
         .query_opt("select spec from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
         .await?
@@ -307,10 +322,9 @@ async fn activate(
 
 #[post("/syncs/{id}/cancel")]
 async fn cancel(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
     let id = parse_id(&path, "sync")?;
     let client = state.pool.get().await?;
-    owned_row(&client, "model_syncs", "1", id, org, "sync").await?;
+    authorize(&client, &caller, Kind::Sync, id, Action::Run).await?;
     let message = match execution_routes::request_cancel(&state, id, None).await? {
         0 => "no execution is running",
         _ => "cancel requested",

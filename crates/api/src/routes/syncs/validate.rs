@@ -10,8 +10,10 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    access::{Action, Kind},
+    auth::Caller,
     error::{ApiError, parse_body},
-    routes::{connections, non_empty},
+    routes::{authorize, check_policies, connections, non_empty},
 };
 
 /// A sync body checked against its model and destination.
@@ -21,6 +23,7 @@ pub(super) struct Valid {
     pub(super) spec: SyncSpec,
     pub(super) echo: Json,
     pub(super) model_id: Uuid,
+    pub(super) policies: Vec<String>,
     pub(super) next_run_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -33,7 +36,9 @@ fn invalid(message: String, field: &str) -> ApiError {
     ApiError::unprocessable(message).with_metadata(json!({ "field": field }))
 }
 
-pub(super) async fn validate(state: &AppState, org: Uuid, body: &[u8]) -> Result<Valid, ApiError> {
+/// Checks a sync body; its model and target connection must be ones the caller may read.
+pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Valid, ApiError> {
+    let org = caller.organization()?;
     let mut echo: Json = parse_body(body)?;
     let object = echo.as_object_mut().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     object.retain(|_, v| !v.is_null());
@@ -71,6 +76,12 @@ pub(super) async fn validate(state: &AppState, org: Uuid, body: &[u8]) -> Result
         return Err(invalid("every mapped field must come from the same model".into(), "fields"));
     }
     let client = state.pool.get().await?;
+    let policies: Vec<String> = match echo.get("policies") {
+        Some(p) => serde_json::from_value(p.clone()).map_err(|e| invalid(format!("policies: {e}"), "policies"))?,
+        None => Vec::new(),
+    };
+    check_policies(&client, org, &policies).await?;
+    authorize(&client, caller, Kind::Model, model_id, Action::Read).await?;
     let model = client
         .query_opt("select fields from models where id = $1 and organization_id = $2", &[&model_id, &org])
         .await?
@@ -96,7 +107,7 @@ pub(super) async fn validate(state: &AppState, org: Uuid, body: &[u8]) -> Result
         .clone()
         .filter(|o| !o.is_empty())
         .ok_or_else(|| invalid("target.object is required".into(), "target.object"))?;
-    let destination = connections::open(state, org, spec.target.connection_id).await?;
+    let destination = connections::open(state, caller, spec.target.connection_id, Action::Read).await?;
     if !destination.connector.spec().capabilities.destination {
         return Err(invalid(
             format!("a {} connection cannot be a sync target", destination.connector.spec().id),
@@ -144,5 +155,5 @@ pub(super) async fn validate(state: &AppState, org: Uuid, body: &[u8]) -> Result
             None
         }
     };
-    Ok(Valid { name, active, spec, echo, model_id, next_run_at })
+    Ok(Valid { name, active, spec, echo, model_id, policies, next_run_at })
 }

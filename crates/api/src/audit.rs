@@ -1,0 +1,176 @@
+//! The audit log: who did what to which object, and when.
+//!
+//! A middleware records every successful state-changing `/api` request, naming the action after
+//! the route (`POST /api/connections` is `connection.create`, `PUT /api/syncs/{id}` is
+//! `sync.update`, `POST /api/syncs/{id}/cancel` is `sync.cancel`), so a new route is audited
+//! without further code. Sign-ins are recorded by the sign-in flow itself.
+
+use actix_web::{
+    Error, HttpMessage,
+    body::{MessageBody, to_bytes},
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+};
+use deadpool_postgres::GenericClient;
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    auth::{Caller, client_ip},
+};
+
+/// One audit event.
+pub struct Event<'a> {
+    pub organization_id: Option<Uuid>,
+    pub caller: &'a Caller,
+    pub action: String,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    pub ip: &'a str,
+}
+
+/// Writes `event`.
+pub async fn record(client: &impl GenericClient, event: Event<'_>) -> Result<(), tokio_postgres::Error> {
+    let (actor_type, actor_id, actor_email) = match event.caller {
+        Caller::Partner => ("partner", None, None),
+        Caller::Organization { .. } => ("organization", None, None),
+        Caller::User(user) => ("user", Some(user.id), Some(user.email.as_str())),
+    };
+    client
+        .execute(
+            "insert into audit_events (id, organization_id, actor_type, actor_id, actor_email, action, object_type, object_id, ip)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &Uuid::new_v4(),
+                &event.organization_id,
+                &actor_type,
+                &actor_id,
+                &actor_email,
+                &event.action,
+                &event.object_type,
+                &event.object_id,
+                &event.ip,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// What a route does: the action name, the object type and the path parameter naming the object.
+#[derive(Debug, PartialEq)]
+struct Description {
+    action: String,
+    object_type: String,
+    id_param: Option<String>,
+}
+
+/// Collections whose name after an object id is a nested collection, not a verb.
+const COLLECTIONS: &[&str] = &["connections", "models", "syncs", "executions", "users", "keys", "roles", "policies"];
+
+/// Names the action of `method` on route `pattern` (e.g. `/api/syncs/{id}/cancel`).
+fn describe(method: &str, pattern: &str) -> Option<Description> {
+    let mut segments: Vec<&str> = pattern.strip_prefix("/api/")?.split('/').collect();
+    let is_param = |s: &str| s.starts_with('{');
+    // A trailing literal that is not a collection is a verb on what precedes it
+    // (`/syncs/{id}/cancel`, `/connections/test`).
+    let last = *segments.last()?;
+    let verb = match segments.len() > 1 && !is_param(last) && !COLLECTIONS.contains(&last) {
+        true => segments.pop(),
+        false => None,
+    };
+    let (collection, id_param) = match segments.as_slice() {
+        [.., collection, param] if is_param(param) => (*collection, Some(param.trim_matches(['{', '}']).to_owned())),
+        [.., collection] => (*collection, None),
+        [] => return None,
+    };
+    let verb = verb.map(str::to_owned).unwrap_or_else(|| match method {
+        "POST" => "create".into(),
+        "PUT" | "PATCH" => "update".into(),
+        "DELETE" => "delete".into(),
+        other => other.to_ascii_lowercase(),
+    });
+    let object_type = singular(collection);
+    Some(Description { action: format!("{object_type}.{verb}"), object_type, id_param })
+}
+
+fn singular(collection: &str) -> String {
+    match collection {
+        "policies" => "policy".into(),
+        other => other.strip_suffix('s').unwrap_or(other).replace('-', "_"),
+    }
+}
+
+/// Records successful state-changing API requests (see the module docs).
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let description = match req.method().is_safe() {
+        true => None,
+        false => req.match_pattern().and_then(|p| describe(req.method().as_str(), &p)),
+    };
+    let res = next.call(req).await?;
+    let Some(description) = description.filter(|_| res.status().is_success()) else {
+        return Ok(res.map_into_boxed_body());
+    };
+    let (req, res) = res.into_parts();
+    let (res, body) = res.into_parts();
+    let body = to_bytes(body).await.unwrap_or_default();
+    let caller = req.extensions().get::<Caller>().cloned();
+    if let (Some(caller), Some(state)) = (caller, req.app_data::<actix_web::web::Data<AppState>>()) {
+        let created: Option<Json> = serde_json::from_slice(&body).ok();
+        let created_id = created.as_ref().and_then(|b| b["data"]["id"].as_str()).map(str::to_owned);
+        let param = |name: &str| req.match_info().get(name).map(str::to_owned);
+        let object_id = description.id_param.as_deref().and_then(param).or(created_id);
+        let organization_id = caller.organization().ok().or_else(|| {
+            let named = param("org_id")
+                .or_else(|| (description.object_type == "organization").then(|| object_id.clone()).flatten());
+            named.and_then(|id| Uuid::parse_str(&id).ok())
+        });
+        let event = Event {
+            organization_id,
+            caller: &caller,
+            action: description.action,
+            object_type: Some(description.object_type),
+            object_id,
+            ip: &client_ip(&req),
+        };
+        let written = match state.pool.get().await {
+            Ok(client) => record(&client, event).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot write an audit event");
+        }
+    }
+    Ok(ServiceResponse::new(req, res.set_body(body).map_into_boxed_body()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(method: &str, pattern: &str) -> (String, Option<String>) {
+        let d = describe(method, pattern).expect("an API route");
+        (d.action, d.id_param)
+    }
+
+    #[test]
+    fn names_actions_after_routes() {
+        assert_eq!(action("POST", "/api/connections"), ("connection.create".into(), None));
+        assert_eq!(action("PUT", "/api/connections/{id}"), ("connection.update".into(), Some("id".into())));
+        assert_eq!(action("DELETE", "/api/syncs/{id}"), ("sync.delete".into(), Some("id".into())));
+        assert_eq!(action("POST", "/api/syncs/{id}/cancel"), ("sync.cancel".into(), Some("id".into())));
+        assert_eq!(action("POST", "/api/syncs/{id}/executions"), ("execution.create".into(), None));
+        assert_eq!(
+            action("POST", "/api/syncs/{sync_id}/executions/{id}/cancel"),
+            ("execution.cancel".into(), Some("id".into()))
+        );
+        assert_eq!(action("POST", "/api/organizations/{org_id}/users/{id}/keys"), ("key.create".into(), None));
+        assert_eq!(action("POST", "/api/connections/test"), ("connection.test".into(), None));
+        assert_eq!(action("PUT", "/api/permissions/policies/{id}"), ("policy.update".into(), Some("id".into())));
+        assert_eq!(action("POST", "/api/model-preview"), ("model_preview.create".into(), None));
+        assert!(describe("POST", "/auth/logout").is_none());
+    }
+}
