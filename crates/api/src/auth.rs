@@ -60,6 +60,15 @@ impl Caller {
         }
     }
 
+    /// Requires partner scope to act on organization `id`; an organization the caller does not
+    /// belong to does not exist for them (404).
+    pub fn partner_on(&self, id: Uuid) -> Result<(), ApiError> {
+        match self.can_see(id) {
+            true => self.partner(),
+            false => Err(ApiError::not_found("organization")),
+        }
+    }
+
     /// Requires partner scope.
     pub fn partner(&self) -> Result<(), ApiError> {
         match self {

@@ -171,16 +171,16 @@ async fn update(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    caller.partner()?;
     let id = parse_id(&path, "organization")?;
+    caller.partner_on(id)?;
     let input: OrganizationBody = parse_body(&body)?;
     Ok(envelope(store_settings(&state.pool.get().await?, &state.secrets, id, &input).await?))
 }
 
 #[delete("/organizations/{id}")]
 async fn remove(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    caller.partner()?;
     let id = parse_id(&path, "organization")?;
+    caller.partner_on(id)?;
     let client = state.pool.get().await?;
     let row = client.query_opt(&format!("delete from organizations where id = $1 returning {COLUMNS}"), &[&id]).await?;
     Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("organization"))?)))

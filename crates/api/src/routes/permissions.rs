@@ -223,9 +223,9 @@ async fn update_role(
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.admin()?;
     let id = parse_id(&path, "role")?;
-    let name = parse_body::<PermissionBody>(&body)?.name(org)?;
     let client = state.pool.get().await?;
     custom(&client, &ROLES, id, org).await?;
+    let name = parse_body::<PermissionBody>(&body)?.name(org)?;
     let row = client
         .query_one(
             &format!("update roles set name = $2, updated_at = now() where id = $1 returning {}", ROLES.columns),
@@ -296,10 +296,10 @@ async fn update_policy(
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.admin()?;
     let id = parse_id(&path, "policy")?;
-    let input: PermissionBody = parse_body(&body)?;
-    let name = input.name(org)?;
     let client = state.pool.get().await?;
     custom(&client, &POLICIES, id, org).await?;
+    let input: PermissionBody = parse_body(&body)?;
+    let name = input.name(org)?;
     let actions = policy_actions(&client, org, &input).await?;
     let row = client
         .query_one(

@@ -155,8 +155,8 @@ async fn keeps_an_admin(client: &impl GenericClient, organization_id: Uuid) -> R
 
 /// The organization a partner route names, checked to exist.
 async fn partner_org(state: &AppState, caller: &Caller, raw: &str) -> Result<Uuid, ApiError> {
-    caller.partner()?;
     let id = parse_id(raw, "organization")?;
+    caller.partner_on(id)?;
     let client = state.pool.get().await?;
     client
         .query_opt("select 1 from organizations where id = $1", &[&id])

@@ -121,27 +121,10 @@ async fn organizations_are_isolated_and_secrets_never_leave() {
     )
     .await;
 
-    for path in [
-        format!("/api/connections/{conn}"),
-        format!("/api/models/{model_id}"),
-        format!("/api/models/{model_id}/sample"),
-        format!("/api/syncs/{sync_id}"),
-        format!("/api/syncs/{sync_id}/status"),
-        format!("/api/syncs/{sync_id}/executions"),
-        format!("/api/connections/{conn}/modelsync/targetobjects"),
-    ] {
-        let (status, body) = bob.send("GET", &path, None).await;
-        assert_eq!(status, 404, "bob must not see {path}: {body}");
-    }
-    for (method, path) in [
-        ("DELETE", format!("/api/connections/{conn}")),
-        ("POST", format!("/api/syncs/{sync_id}/executions")),
-        ("DELETE", format!("/api/syncs/{sync_id}")),
-    ] {
-        let (status, _) = bob.send(method, &path, Some(json!({}))).await;
-        assert_eq!(status, 404, "bob must not {method} {path}");
-    }
+    // Every route is walked in `access.rs`; here, one of each kind of refusal.
     let (status, _) = bob.send("GET", &format!("/api/syncs/{sync_id}"), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = bob.send("DELETE", &format!("/api/models/{model_id}"), None).await;
     assert_eq!(status, 404);
     alice.ok("GET", &format!("/api/syncs/{sync_id}"), None).await;
 

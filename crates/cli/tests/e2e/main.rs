@@ -1,6 +1,7 @@
 //! End-to-end tests: real `syncline` processes against the local PostgreSQL and Redis.
 //! Each test has its own state database, Redis key prefix and payload directory.
 
+mod access;
 mod api_errors;
 mod api_resources;
 mod cli;

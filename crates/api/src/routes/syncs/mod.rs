@@ -299,10 +299,10 @@ async fn activate(
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
     let id = parse_id(&path, "sync")?;
-    let input: ActivateBody = parse_body(&body)?;
-    let active = input.active.ok_or_else(|| ApiError::unprocessable("active is required"))?;
     let client = state.pool.get().await?;
     authorize(&client, &caller, Kind::Sync, id, Action::Update).await?;
+    let input: ActivateBody = parse_body(&body)?;
+    let active = input.active.ok_or_else(|| ApiError::unprocessable("active is required"))?;
     let row = client
         .query_opt("select spec from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
         .await?
