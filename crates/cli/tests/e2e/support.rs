@@ -216,10 +216,19 @@ impl Process {
     }
 }
 
+/// Whether `text` holds a password made by [`password`].
+pub fn holds_a_password(text: &str) -> bool {
+    text.match_indices("pw-").any(|(at, _)| text[at..].chars().take(64).collect::<String>().contains("-secret"))
+}
+
 impl Drop for Process {
+    /// Stops the process, and checks that no connection password reached its log.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            assert!(!holds_a_password(&self.log_text()), "a connection password was logged: {}", self.log.display());
+        }
     }
 }
 
