@@ -2,6 +2,7 @@
 
 mod demo;
 mod provision;
+mod secrets;
 mod serve;
 
 use std::process::ExitCode;
@@ -39,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: provision::KeysCommand,
     },
+    /// Manage secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
+    },
     /// Run the end-to-end demo against a running API: sample data, connections, a model, a sync.
     Demo(demo::DemoArgs),
 }
@@ -63,6 +69,7 @@ async fn main() -> ExitCode {
         Command::Migrate => provision::migrate().await,
         Command::Workspaces { command } => provision::workspaces(command).await,
         Command::Keys { command } => provision::keys(command).await,
+        Command::Secrets { command } => secrets::run(command).await,
         Command::Demo(args) => demo::run(args).await,
     };
     match result {

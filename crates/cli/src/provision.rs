@@ -41,7 +41,12 @@ pub enum KeysCommand {
 async fn pool() -> anyhow::Result<db::DbPool> {
     let url = std::env::var("DATABASE_URL")
         .context("configuration error: DATABASE_URL is required (postgres://user:pass@host:5432/db)")?;
-    let pool = db::pool(&url, 2)?;
+    migrated_pool(&url).await
+}
+
+/// A small pool on `url`, with pending migrations applied first.
+pub async fn migrated_pool(url: &str) -> anyhow::Result<db::DbPool> {
+    let pool = db::pool(url, 2)?;
     db::migrate(&pool).await.context("cannot migrate the database (is DATABASE_URL reachable?)")?;
     Ok(pool)
 }

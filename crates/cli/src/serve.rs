@@ -3,7 +3,7 @@
 use std::{net::TcpListener, time::Duration};
 
 use anyhow::{Context, bail};
-use syncline_core::{Settings, crypto::SecretBox, db, payload::PayloadStore, queue, telemetry};
+use syncline_core::{Settings, db, payload::PayloadStore, queue, telemetry};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -66,7 +66,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             .await
             .context("cannot connect to Redis (is REDIS_URL reachable?)")?;
     let store = PayloadStore::open(&settings.job_payload_path)?;
-    let secrets = SecretBox::new(&settings.deployment_key);
+    let secrets = settings.secret_box();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();

@@ -7,6 +7,8 @@ use std::{collections::HashMap, fmt, time::Duration};
 
 use url::Url;
 
+use crate::crypto::SecretBox;
+
 /// Log verbosity accepted by `LOG_LEVEL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -51,6 +53,10 @@ pub struct Settings {
     pub root_user: String,
     pub deployment: String,
     pub deployment_key: String,
+    /// Secret the key sealing stored secrets derives from (`ENCRYPTION_KEY`, else `DEPLOYMENT_KEY`).
+    pub encryption_key: String,
+    /// Earlier encryption secrets (`PREVIOUS_ENCRYPTION_KEYS`): they open values, never seal them.
+    pub previous_encryption_keys: Vec<String>,
     pub google_client_id: String,
     pub google_client_secret: String,
     pub port: u16,
@@ -130,13 +136,26 @@ impl Settings {
             .unwrap_or_default();
         valid_origins.push(public_url.origin().ascii_serialization());
         let threshold: u64 = env.number("LONGSYNC_THRESHOLD", 0, 0)?;
+        let deployment_key = env.required("DEPLOYMENT_KEY", "(the deployment key)")?;
+        let previous_encryption_keys: Vec<String> = env
+            .get("PREVIOUS_ENCRYPTION_KEYS")
+            .map(|list| list.split(',').map(|k| k.trim().to_owned()).collect())
+            .unwrap_or_default();
+        if previous_encryption_keys.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                "PREVIOUS_ENCRYPTION_KEYS",
+                "has an empty entry (expected a comma list of earlier encryption keys)",
+            ));
+        }
         Ok(Self {
             database_url,
             redis_url,
             public_url,
             root_user: env.required("ROOT_USER", "(the first admin's email)")?,
             deployment: env.required("DEPLOYMENT", "(the deployment id)")?,
-            deployment_key: env.required("DEPLOYMENT_KEY", "(the deployment key)")?,
+            encryption_key: env.get("ENCRYPTION_KEY").unwrap_or_else(|| deployment_key.clone()),
+            previous_encryption_keys,
+            deployment_key,
             google_client_id: env.required("GOOGLE_CLIENT_ID", "(OAuth client id for sign-in)")?,
             google_client_secret: env.required("GOOGLE_CLIENT_SECRET", "(OAuth client secret for sign-in)")?,
             port: env.number("PORT", 5100, 1)?,
@@ -149,6 +168,11 @@ impl Settings {
             worker_heartbeat: Duration::from_secs(env.number("WORKER_HEARTBEAT_SECONDS", 10, 1)?),
             warnings,
         })
+    }
+
+    /// The keyring sealing secrets at rest: the current encryption key and the previous ones.
+    pub fn secret_box(&self) -> SecretBox {
+        SecretBox::new(&self.encryption_key, &self.previous_encryption_keys)
     }
 }
 
@@ -245,6 +269,32 @@ mod tests {
         let mut vars = base();
         vars.insert("JOB_PAYLOAD_PATH".into(), "ftp://x".into());
         assert!(error_for(vars).starts_with("configuration error: JOB_PAYLOAD_PATH"));
+    }
+
+    #[test]
+    fn encryption_key_defaults_to_the_deployment_key() {
+        let s = Settings::from_vars(&base()).expect("valid settings");
+        assert_eq!((s.encryption_key.as_str(), s.previous_encryption_keys.len()), ("k", 0));
+        let sealed = s.secret_box().seal(b"secret");
+
+        let mut vars = base();
+        vars.insert("ENCRYPTION_KEY".into(), "new".into());
+        vars.insert("PREVIOUS_ENCRYPTION_KEYS".into(), " older , k ".into());
+        let s = Settings::from_vars(&vars).expect("rotated keys");
+        assert_eq!(s.encryption_key, "new");
+        assert_eq!(s.previous_encryption_keys, vec!["older", "k"]);
+        assert_eq!(s.secret_box().open(&sealed).expect("the deployment key is a previous key"), b"secret");
+        assert!(!format!("{s:?}").contains("older"), "keys stay out of Debug");
+    }
+
+    #[test]
+    fn rejects_an_empty_previous_key() {
+        let mut vars = base();
+        vars.insert("PREVIOUS_ENCRYPTION_KEYS".into(), "a,,b".into());
+        assert_eq!(
+            error_for(vars),
+            "configuration error: PREVIOUS_ENCRYPTION_KEYS has an empty entry (expected a comma list of earlier encryption keys)"
+        );
     }
 
     #[test]

@@ -46,7 +46,7 @@ mod tests {
             capabilities: Capabilities::default(),
             config_schema: json!({"properties": {"host": {"type": "string"}, "password": {"type": "string", "writeOnly": true}}}),
         };
-        let sb = SecretBox::new("key");
+        let sb = SecretBox::new("key", &[]);
         let config = json!({"host": "db", "password": "pw-123"});
         let (public, sealed) = seal(&spec, &config, &sb);
         assert_eq!(public, json!({"host": "db"}));

@@ -9,31 +9,20 @@ use serde_json::Value as Json;
 
 use crate::support::{Api, Install};
 
-fn syncline(install: &Install, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_syncline"))
-        .args(args)
-        .env_clear()
-        .envs(install.env(5100))
-        .output()
-        .expect("run syncline");
-    assert!(output.status.success(), "syncline {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("utf-8")
-}
-
 #[tokio::test]
 async fn provisioning_is_idempotent_and_minted_keys_work() {
     let install = Install::new().await;
     let args =
         ["workspaces", "provision", "--name", "Acme", "--users", "a@acme.io,b@acme.io", "--domain", "acme.io", "--yes"];
-    let first: Json = serde_json::from_str(&syncline(&install, &args)).expect("json");
-    let again: Json = serde_json::from_str(&syncline(&install, &args)).expect("json");
+    let first: Json = serde_json::from_str(&install.run(&args)).expect("json");
+    let again: Json = serde_json::from_str(&install.run(&args)).expect("json");
     assert_eq!(first["organization_id"], again["organization_id"], "the same organization");
     assert_eq!(first["users"], again["users"], "the same users");
     assert_eq!(first["users"].as_array().map(Vec::len), Some(2));
-    let migrate = syncline(&install, &["migrate"]);
+    let migrate = install.run(&["migrate"]);
     assert_eq!(migrate.trim(), "database is up to date");
 
-    let key = syncline(&install, &["keys", "create", "--organization", "Acme", "--user", "B@acme.io"]);
+    let key = install.run(&["keys", "create", "--organization", "Acme", "--user", "B@acme.io"]);
     let process = install.spawn("api").await;
     let me = Api::new(process.base(), key.trim()).ok("GET", "/api/me", None).await;
     assert_eq!((me["email"].as_str(), me["is_user"].as_bool()), (Some("b@acme.io"), Some(true)));

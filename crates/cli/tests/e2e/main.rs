@@ -11,5 +11,6 @@ mod model_sync;
 mod payload_s3;
 mod recovery;
 mod scheduler;
+mod secrets;
 mod support;
 mod telemetry;

@@ -156,6 +156,26 @@ impl Install {
         process
     }
 
+    /// Runs the admin command `syncline args` with this installation's environment; returns
+    /// whether it succeeded, its stdout and its stderr.
+    pub fn command(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_syncline"))
+            .args(args)
+            .env_clear()
+            .envs(self.env(5100))
+            .output()
+            .expect("run syncline");
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("utf-8");
+        (output.status.success(), text(output.stdout), text(output.stderr))
+    }
+
+    /// Runs `syncline args` like [`Install::command`] and expects it to succeed; returns stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.command(args);
+        assert!(ok, "syncline {args:?} failed: {stderr}");
+        stdout
+    }
+
     /// The API of a process, acting with the deployment key.
     pub fn partner(&self, process: &Process) -> Api {
         Api::new(process.base(), &self.key)
@@ -243,6 +263,11 @@ pub struct Api {
 impl Api {
     pub fn new(base: String, token: &str) -> Self {
         Self { http: reqwest::Client::new(), base, auth: format!("Bearer {token}") }
+    }
+
+    /// The same credential against another process (e.g. one restarted with other settings).
+    pub fn at(&self, process: &Process) -> Self {
+        Self { http: self.http.clone(), base: process.base(), auth: self.auth.clone() }
     }
 
     pub fn with_auth(&self, auth: &str) -> Self {
