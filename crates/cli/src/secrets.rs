@@ -5,10 +5,9 @@ use clap::Subcommand;
 use syncline_core::Settings;
 
 /// Every column holding values sealed with the settings' `SecretBox`, as (table, column): a
-/// nullable `bytea` in a table keyed by a uuid `id`. Add each new sealed column here (e.g.
-/// `("organizations", "client_secret")` once migration V3 adds it), or rotation leaves its values
-/// under the old key.
-const SEALED_COLUMNS: &[(&str, &str)] = &[("connections", "secrets")];
+/// nullable `bytea` in a table keyed by a uuid `id`. Add each new sealed column here, or
+/// rotation leaves its values under the old key.
+const SEALED_COLUMNS: &[(&str, &str)] = &[("connections", "secrets"), ("organizations", "client_secret")];
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {

@@ -72,6 +72,19 @@ async fn rotation_moves_secrets_to_the_current_key() {
     usable(&scene, &connections, &sync_id).await;
     let under_a = sealed(&scene.install).await;
     assert_eq!(under_a.len(), 2);
+    // An organization's OIDC client secret is sealed too, and never answered.
+    let sso = json!({"name": "sso", "client_id": "cid", "client_secret": "oidc-client-secret"});
+    let org = scene.install.partner(&scene.process).ok("POST", "/api/organizations", Some(sso)).await;
+    assert!(!org.to_string().contains("oidc-client-secret") && org["client_id"] == "cid", "{org}");
+    let stored = scene
+        .install
+        .db
+        .client()
+        .await
+        .query_one("select client_secret from organizations where name = 'sso'", &[])
+        .await;
+    let stored: Vec<u8> = stored.expect("organization").get(0);
+    assert!(!stored.windows(18).any(|w| w == b"oidc-client-secret"), "the client secret is stored encrypted");
 
     restart(&mut scene, b, &[a]).await;
     usable(&scene, &connections, &sync_id).await;
@@ -89,7 +102,7 @@ async fn rotation_moves_secrets_to_the_current_key() {
     scene.install.extra_env = keys(b, &[a]);
     for _ in 0..2 {
         let out = scene.install.run(&["secrets", "rotate"]);
-        assert_eq!(out.trim(), "re-encrypted 2 secrets with the current key");
+        assert_eq!(out.trim(), "re-encrypted 3 secrets with the current key");
     }
     let under_b = sealed(&scene.install).await;
     assert!(under_b.iter().zip(&under_a).all(|(b, a)| b.0 == a.0 && b.1 != a.1), "every secret was re-sealed");
