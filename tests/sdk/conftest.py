@@ -89,6 +89,8 @@ class SynclineServer:
     pg_user: str
     log_path: Path
     process: subprocess.Popen
+    # Every connection password handed out; none may appear in the server log.
+    passwords: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def source_dsn(self) -> str:
@@ -112,6 +114,7 @@ class SynclineServer:
         The server uses trust auth for loopback TCP, so the password is never checked; it is
         there so the tests can verify that it is never echoed back by the API.
         """
+        self.passwords.append(password)
         return {
             "hostname": self.pg_host,
             "port": self.pg_port,
@@ -267,6 +270,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynclineServer]
     )
 
     proc: Optional[subprocess.Popen] = None
+    server_info: Optional[SynclineServer] = None
     try:
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(
@@ -279,7 +283,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynclineServer]
                 start_new_session=True,  # own process group: clean signalling at teardown
             )
         _wait_until_ready(proc, base_url, log_path)
-        yield SynclineServer(
+        server_info = SynclineServer(
             base_url=base_url,
             deployment_key=deployment_key,
             dsn=admin_dsn,
@@ -292,10 +296,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynclineServer]
             log_path=log_path,
             process=proc,
         )
+        yield server_info
     finally:
         if proc is not None:
             _stop(proc)
         _drop_databases_quietly(admin_dsn, databases)
+    logged = log_path.read_text(errors="replace")
+    leaked = [p for p in server_info.passwords if p in logged] if server_info else []
+    assert not leaked, f"connection passwords reached the server log {log_path}"
 
 
 @pytest.fixture(scope="session")

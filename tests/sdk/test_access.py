@@ -162,7 +162,7 @@ def tenants(server, admin):
 
 
 def pg_config(server: SynclineServer) -> dict:
-    return server.postgres_configuration(server.source_db, "pw")
+    return server.postgres_configuration(server.source_db, f"access-pw-{random_suffix(16)}")
 
 
 def actions_of(policy) -> set[tuple[str, frozenset]]:
