@@ -322,3 +322,29 @@ async fn failed_authentication_is_rate_limited() {
     drop(process);
     install.finish().await;
 }
+
+#[tokio::test]
+async fn browsers_may_call_only_from_configured_origins() {
+    let mut install = Install::new().await;
+    install.extra_env = vec![("VALID_ORIGINS".into(), "https://ui.example.com, https://admin.example.com".into())];
+    let process = install.spawn("api").await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{}/api/connections", process.base()))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "x-csrf-token, content-type")
+            .send()
+    };
+    for origin in ["https://ui.example.com", "https://admin.example.com"] {
+        let answer = preflight(origin).await.expect("preflight");
+        let allowed = answer.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok());
+        assert_eq!(allowed, Some(origin), "{origin} is configured");
+        let credentials = answer.headers().get("access-control-allow-credentials").and_then(|v| v.to_str().ok());
+        assert_eq!(credentials, Some("true"));
+    }
+    let answer = preflight("https://evil.example.com").await.expect("preflight");
+    assert!(answer.headers().get("access-control-allow-origin").is_none(), "other origins get no CORS grant");
+    drop(process);
+    install.finish().await;
+}
