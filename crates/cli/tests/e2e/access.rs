@@ -286,6 +286,20 @@ async fn the_audit_log_records_who_did_what() {
 
     let only = admin.ok("GET", &format!("/api/audit-events?action=sync.create&object_id={sync}"), None).await;
     assert_eq!(only.as_array().map(Vec::len), Some(1));
+
+    // Keys record their last use and can be revoked.
+    let keys_path = format!("/api/organization/users/{}/keys", id(&me));
+    let keys = admin.ok("GET", &keys_path, None).await;
+    let entry = |keys: &Json, key_id: &str| keys.as_array().and_then(|k| k.iter().find(|k| k["id"] == key_id)).cloned();
+    assert!(entry(&keys, &id(&key)).expect("listed")["last_used_at"].is_null(), "the new key was never used");
+    assert_eq!(keys.as_array().map(|k| k.iter().filter(|k| k["last_used_at"].is_string()).count()), Some(1), "{keys}");
+    let second = admin.with_auth(&format!("Bearer {}", key["value"].as_str().expect("value")));
+    second.ok("GET", "/api/me", None).await;
+    admin.ok("DELETE", &format!("{keys_path}/{}", id(&key)), None).await;
+    let (status, _) = second.send("GET", "/api/me", None).await;
+    assert_eq!(status, 401, "a revoked key no longer works");
+    let keys = admin.ok("GET", &keys_path, None).await;
+    assert!(entry(&keys, &id(&key)).expect("listed")["revoked_at"].is_string(), "{keys}");
     scene.finish().await;
 }
 
