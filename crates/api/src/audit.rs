@@ -6,10 +6,11 @@
 //! without further code. Sign-ins are recorded by the sign-in flow itself.
 
 use actix_web::{
-    Error, HttpMessage,
+    Error, HttpMessage, HttpRequest,
     body::{MessageBody, to_bytes},
     dev::{ServiceRequest, ServiceResponse},
     middleware::Next,
+    web,
 };
 use deadpool_postgres::GenericClient;
 use serde_json::Value as Json;
@@ -117,34 +118,34 @@ pub async fn middleware(
     let (req, res) = res.into_parts();
     let (res, body) = res.into_parts();
     let body = to_bytes(body).await.unwrap_or_default();
-    let caller = req.extensions().get::<Caller>().cloned();
-    if let (Some(caller), Some(state)) = (caller, req.app_data::<actix_web::web::Data<AppState>>()) {
-        let created: Option<Json> = serde_json::from_slice(&body).ok();
-        let created_id = created.as_ref().and_then(|b| b["data"]["id"].as_str()).map(str::to_owned);
-        let param = |name: &str| req.match_info().get(name).map(str::to_owned);
-        let object_id = description.id_param.as_deref().and_then(param).or(created_id);
-        let organization_id = caller.organization().ok().or_else(|| {
-            let named = param("org_id")
-                .or_else(|| (description.object_type == "organization").then(|| object_id.clone()).flatten());
-            named.and_then(|id| Uuid::parse_str(&id).ok())
-        });
-        let event = Event {
-            organization_id,
-            caller: &caller,
-            action: description.action,
-            object_type: Some(description.object_type),
-            object_id,
-            ip: &client_ip(&req),
-        };
-        let written = match state.pool.get().await {
-            Ok(client) => record(&client, event).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = written {
-            tracing::error!(error = %e, "cannot write an audit event");
-        }
+    if let Err(e) = write(&req, description, &body).await {
+        tracing::error!(error = %e, "cannot write an audit event");
     }
     Ok(ServiceResponse::new(req, res.set_body(body).map_into_boxed_body()))
+}
+
+/// Writes the event of a successful request that answered `body`.
+async fn write(req: &HttpRequest, description: Description, body: &[u8]) -> Result<(), String> {
+    let caller = req.extensions().get::<Caller>().cloned();
+    let (Some(caller), Some(state)) = (caller, req.app_data::<web::Data<AppState>>()) else { return Ok(()) };
+    let param = |name: &str| req.match_info().get(name).map(str::to_owned);
+    let created = serde_json::from_slice::<Json>(body).ok().and_then(|b| b["data"]["id"].as_str().map(str::to_owned));
+    let object_id = description.id_param.as_deref().and_then(param).or(created);
+    // Partner requests belong to the organization they name or create.
+    let organization_id = caller.organization().ok().or_else(|| {
+        let named = param("org_id").or_else(|| object_id.clone().filter(|_| description.object_type == "organization"));
+        named.and_then(|id| Uuid::parse_str(&id).ok())
+    });
+    let event = Event {
+        organization_id,
+        caller: &caller,
+        action: description.action,
+        object_type: Some(description.object_type),
+        object_id,
+        ip: &client_ip(req),
+    };
+    let client = state.pool.get().await.map_err(|e| e.to_string())?;
+    record(&client, event).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
