@@ -4,7 +4,7 @@
 demo:
     scripts/demo.sh
 
-# Run every test: Rust unit and end-to-end tests, then the Polytomic SDK suite.
+# Run every test: Rust unit and end-to-end tests, then the Polytomic SDK and sign-in suites.
 test:
     scripts/test.sh
 

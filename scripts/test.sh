@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and end-to-end tests, then the official Polytomic Python SDK
-# against a real server. Sets up what is missing first (PostgreSQL, Redis, just, the Python venv).
+# against a real server, then web sign-in against a real OpenID Connect provider. Sets up what is
+# missing first (PostgreSQL, Redis, just, the Python venv).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,8 +14,13 @@ echo "== cargo test (unit and end-to-end)"
 cargo test --workspace --locked 2>&1 | tee target/test-rust.log
 rust_passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/test-rust.log | awk '{s += $4} END {print s + 0}')
 
-echo "== Polytomic SDK compatibility (polytomic==25.9.10)"
-SYNCLINE_BIN="$PWD/target/debug/syncline" .venv/bin/pytest tests/sdk -q -p no:cacheprovider 2>&1 | tee target/test-sdk.log
-sdk_passed=$(grep -Eo '[0-9]+ passed' target/test-sdk.log | tail -n1 | awk '{print $1}')
+# The Python suites against the built server: the official Polytomic SDK (polytomic==25.9.10),
+# then web sign-in against a real OpenID Connect provider (oidc-provider-mock).
+python_passed=0
+for suite in sdk signin; do
+    echo "== tests/$suite"
+    SYNCLINE_BIN="$PWD/target/debug/syncline" .venv/bin/pytest "tests/$suite" -q -p no:cacheprovider 2>&1 | tee "target/test-$suite.log"
+    python_passed=$((python_passed + $(grep -Eo '[0-9]+ passed' "target/test-$suite.log" | tail -n1 | awk '{print $1}')))
+done
 
-echo "$((rust_passed + sdk_passed)) passed, 0 failed"
+echo "$((rust_passed + python_passed)) passed, 0 failed"

@@ -79,6 +79,7 @@ impl ApiError {
             413 => "payload_too_large",
             422 => "unprocessable_entity",
             429 => "too_many_requests",
+            502 => "bad_gateway",
             503 => "service_unavailable",
             _ => "internal_error",
         }

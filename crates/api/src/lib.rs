@@ -9,6 +9,7 @@ pub mod limits;
 pub mod routes;
 pub mod scheduler;
 pub mod session;
+pub mod signin;
 
 use std::net::TcpListener;
 
@@ -40,10 +41,12 @@ const MAX_BODY: usize = 1 << 20;
 
 /// Builds the HTTP server on `listener`; it drains in-flight requests for up to 30 s on stop.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let provider = web::Data::new(signin::Provider::new(&state.settings).map_err(std::io::Error::other)?);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(provider.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
             .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
@@ -62,6 +65,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
                 service.call(req).instrument(span)
             })
             .configure(routes::configure)
+            .configure(signin::configure)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

@@ -30,6 +30,7 @@ pub fn random_token() -> String {
 
 /// A session that was just opened: the values to hand to the browser.
 pub struct NewSession {
+    pub id: Uuid,
     pub token: String,
     pub csrf: String,
 }
@@ -50,13 +51,13 @@ pub async fn open(
     organization_id: Uuid,
     ip: &str,
 ) -> Result<NewSession, ApiError> {
-    let session = NewSession { token: random_token(), csrf: random_token() };
+    let session = NewSession { id: Uuid::new_v4(), token: random_token(), csrf: random_token() };
     client
         .execute(
             "insert into sessions (id, token_hash, user_id, organization_id, csrf_token, ip, expires_at)
              values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
             &[
-                &Uuid::new_v4(),
+                &session.id,
                 &hash_api_key(&session.token),
                 &user_id,
                 &organization_id,

@@ -44,6 +44,9 @@ impl ConfigError {
     }
 }
 
+/// The issuer sign-in uses unless `OIDC_ISSUER_URL` names another.
+const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
 /// Settings shared by every role.
 #[derive(Clone)]
 pub struct Settings {
@@ -57,8 +60,10 @@ pub struct Settings {
     pub encryption_key: String,
     /// Earlier encryption secrets (`PREVIOUS_ENCRYPTION_KEYS`): they open values, never seal them.
     pub previous_encryption_keys: Vec<String>,
-    pub google_client_id: String,
-    pub google_client_secret: String,
+    /// The OpenID Connect issuer users sign in with (Google unless `OIDC_ISSUER_URL` names another).
+    pub oidc_issuer_url: String,
+    pub oidc_client_id: String,
+    pub oidc_client_secret: String,
     pub port: u16,
     pub job_payload_path: String,
     pub log_level: LogLevel,
@@ -80,6 +85,8 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("public_url", &self.public_url.as_str())
             .field("deployment", &self.deployment)
+            .field("oidc_issuer_url", &self.oidc_issuer_url)
+            .field("oidc_client_id", &self.oidc_client_id)
             .field("port", &self.port)
             .field("job_payload_path", &self.job_payload_path)
             .finish_non_exhaustive()
@@ -147,6 +154,10 @@ impl Settings {
                 "has an empty entry (expected a comma list of earlier encryption keys)",
             ));
         }
+        let oidc_issuer_url = env.get("OIDC_ISSUER_URL").unwrap_or_else(|| GOOGLE_ISSUER.into());
+        parse_url("OIDC_ISSUER_URL", &oidc_issuer_url, &["http", "https"])?;
+        let google_client_id = env.required("GOOGLE_CLIENT_ID", "(OAuth client id for sign-in)")?;
+        let google_client_secret = env.required("GOOGLE_CLIENT_SECRET", "(OAuth client secret for sign-in)")?;
         Ok(Self {
             database_url,
             redis_url,
@@ -156,8 +167,9 @@ impl Settings {
             encryption_key: env.get("ENCRYPTION_KEY").unwrap_or_else(|| deployment_key.clone()),
             previous_encryption_keys,
             deployment_key,
-            google_client_id: env.required("GOOGLE_CLIENT_ID", "(OAuth client id for sign-in)")?,
-            google_client_secret: env.required("GOOGLE_CLIENT_SECRET", "(OAuth client secret for sign-in)")?,
+            oidc_issuer_url,
+            oidc_client_id: env.get("OIDC_CLIENT_ID").unwrap_or(google_client_id),
+            oidc_client_secret: env.get("OIDC_CLIENT_SECRET").unwrap_or(google_client_secret),
             port: env.number("PORT", 5100, 1)?,
             job_payload_path,
             log_level,
@@ -295,6 +307,40 @@ mod tests {
             error_for(vars),
             "configuration error: PREVIOUS_ENCRYPTION_KEYS has an empty entry (expected a comma list of earlier encryption keys)"
         );
+    }
+
+    #[test]
+    fn oidc_defaults_to_google() {
+        let s = Settings::from_vars(&base()).expect("valid settings");
+        assert_eq!(s.oidc_issuer_url, "https://accounts.google.com");
+        assert_eq!((s.oidc_client_id.as_str(), s.oidc_client_secret.as_str()), ("id", "secret"));
+        let mut vars = base();
+        vars.insert("OIDC_ISSUER_URL".into(), "http://127.0.0.1:9400".into());
+        vars.insert("OIDC_CLIENT_ID".into(), "oidc-id".into());
+        vars.insert("OIDC_CLIENT_SECRET".into(), "oidc-secret".into());
+        let s = Settings::from_vars(&vars).expect("valid settings");
+        assert_eq!(s.oidc_issuer_url, "http://127.0.0.1:9400");
+        assert_eq!((s.oidc_client_id.as_str(), s.oidc_client_secret.as_str()), ("oidc-id", "oidc-secret"));
+    }
+
+    #[test]
+    fn oidc_issuer_must_be_a_web_url() {
+        let mut vars = base();
+        vars.insert("OIDC_ISSUER_URL".into(), "accounts.google.com".into());
+        assert!(error_for(vars).starts_with("configuration error: OIDC_ISSUER_URL is not a valid URL"));
+        let mut vars = base();
+        vars.insert("OIDC_ISSUER_URL".into(), "ftp://idp.example.com".into());
+        assert!(error_for(vars).contains("OIDC_ISSUER_URL must use one of the schemes http, https"));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let mut vars = base();
+        vars.insert("OIDC_CLIENT_SECRET".into(), "oidc-secret-value".into());
+        vars.insert("DEPLOYMENT_KEY".into(), "deployment-key-value".into());
+        let shown = format!("{:?}", Settings::from_vars(&vars).expect("valid settings"));
+        assert!(shown.contains("oidc_client_id"));
+        assert!(!shown.contains("oidc-secret-value") && !shown.contains("deployment-key-value"), "{shown}");
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! Who may sign in, in this order: an existing user (in their oldest membership); the root user
+//! (`ROOT_USER`), who becomes an Admin of the oldest organization, created and named after
+//! `DEPLOYMENT` when there is none; a verified email of an organization's SSO domain, which
+//! joins it as a Member. Anyone else is turned away and nothing is created.
+
+use actix_web::http::StatusCode;
+use deadpool_postgres::GenericClient;
+use syncline_core::Settings;
+use uuid::Uuid;
+
+use super::provider::Identity;
+use crate::{
+    access::SystemRole,
+    error::ApiError,
+    routes::{organizations, users},
+};
+
+/// The user a sign-in opens a session for, and where.
+pub struct Membership {
+    pub user_id: Uuid,
+    pub organization_id: Uuid,
+}
+
+/// Admits `identity` (see the module docs); run it in a transaction, as it may create an
+/// organization and a user.
+pub async fn admit(
+    client: &impl GenericClient,
+    settings: &Settings,
+    identity: &Identity,
+) -> Result<Membership, ApiError> {
+    if identity.email_verified == Some(false) {
+        return Err(ApiError::forbidden("the identity provider has not verified this email address"));
+    }
+    let email = identity.email.as_str();
+    let existing = client
+        .query_opt(
+            "select id, organization_id from users where lower(email) = lower($1) order by created_at, id limit 1",
+            &[&email],
+        )
+        .await?;
+    if let Some(row) = existing {
+        return Ok(Membership { user_id: row.get(0), organization_id: row.get(1) });
+    }
+    if email.to_lowercase() == settings.root_user.to_lowercase() {
+        let oldest = client.query_opt("select id from organizations order by created_at, id limit 1", &[]).await?;
+        let organization_id = match oldest {
+            Some(row) => row.get(0),
+            None => organizations::insert(client, &settings.deployment, None).await?,
+        };
+        return join(client, organization_id, email, SystemRole::Admin).await;
+    }
+    if identity.email_verified == Some(true)
+        && let Some((_, domain)) = email.rsplit_once('@')
+        && let Some(row) = client
+            .query_opt(
+                "select id from organizations where lower(sso_domain) = lower($1) order by created_at, id limit 1",
+                &[&domain],
+            )
+            .await?
+    {
+        return join(client, row.get(0), email, SystemRole::Member).await;
+    }
+    Err(ApiError::forbidden("no organization has a user with this email"))
+}
+
+/// Adds `email` to `organization_id` with `role`.
+async fn join(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    email: &str,
+    role: SystemRole,
+) -> Result<Membership, ApiError> {
+    let mut user = users::upsert(client, organization_id, email, Some(role)).await?;
+    let user_id = serde_json::from_value(user["id"].take())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the new user has no id: {e}")))?;
+    Ok(Membership { user_id, organization_id })
+}
