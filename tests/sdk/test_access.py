@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import uuid
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 from polytomic import PolicyAction, Polytomic
@@ -36,7 +36,10 @@ from polytomic.errors import (
     UnprocessableEntityError,
 )
 
-from conftest import SynclineServer, random_suffix
+from support import random_suffix
+
+if TYPE_CHECKING:
+    from conftest import SynclineServer
 
 NO_RETRY = {"max_retries": 0}
 
