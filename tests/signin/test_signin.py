@@ -281,3 +281,28 @@ def test_unreachable_provider_does_not_stop_the_api(start_syncline):
     fresh = start_syncline(f"http://127.0.0.1:{support.free_tcp_port()}")
     assert_error(requests.get(f"{fresh.base_url}/auth/login", allow_redirects=False), 503, "cannot be reached")
     assert_error(requests.get(f"{fresh.base_url}/auth", params={"state": "x", "code": "y"}), 400, "unknown")
+
+
+def test_sessions_end_when_idle_too_long_or_too_old(server, oidc_provider, acme):
+    """Idle timeout 8 hours, absolute lifetime 7 days (moved back in the state database)."""
+    for moved in (
+        "last_seen_at = now() - interval '8 hours 1 minute'",
+        "expires_at = now() - interval '1 second'",
+    ):
+        browser = Browser(server)
+        assert browser.sign_in(acme.member).status_code == 303
+        assert browser.api("GET", "/api/me").status_code == 200
+        user_id = browser.api("GET", "/api/me").json()["data"]["id"]
+        server.sql(f"update sessions set {moved} where user_id = %s returning id", user_id)
+        assert_error(browser.api("GET", "/api/me"), 401, "the session has ended")
+
+
+def test_deleting_the_user_ends_their_sessions(server, oidc_provider, acme):
+    email = f"leaver-{secrets.token_hex(4)}@acme.test"
+    user = server.partner("POST", f"/api/organizations/{acme.id}/users", email=email)
+    oidc_provider.set_user(email, email_verified=True)
+    browser = Browser(server)
+    assert browser.sign_in(email).status_code == 303
+    assert browser.api("GET", "/api/me").status_code == 200
+    server.partner("DELETE", f"/api/organizations/{acme.id}/users/{user['id']}")
+    assert_error(browser.api("GET", "/api/me"), 401, "the session has ended")
