@@ -172,6 +172,54 @@ async fn remove(state: &AppState, caller: &Caller, table: &Table, raw: &str) -> 
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Creates (`id` is `None`) or updates a role or a policy from `body`: its name, and for
+/// policies its actions. System ones cannot be updated.
+async fn save(
+    state: &AppState,
+    caller: &Caller,
+    table: &Table,
+    id: Option<&str>,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let org = caller.admin()?;
+    let client = state.pool.get().await?;
+    let id = match id {
+        Some(raw) => {
+            let id = parse_id(raw, table.what)?;
+            custom(&client, table, id, org).await?;
+            Some(id)
+        }
+        None => None,
+    };
+    let input: PermissionBody = parse_body(body)?;
+    let name = input.name(org)?;
+    let actions = match table.name {
+        "policies" => Some(policy_actions(&client, org, &input).await?),
+        _ => None,
+    };
+    let (columns, values) = match actions {
+        Some(_) => ("name, policy_actions", "$3, $4"),
+        None => ("name", "$3"),
+    };
+    let sql = match id {
+        None => format!(
+            "insert into {} (id, organization_id, {columns}) values ($1, $2, {values}) returning {}",
+            table.name, table.columns
+        ),
+        Some(_) => format!(
+            "update {} set ({columns}, updated_at) = row({values}, now()) where id = $1 and organization_id = $2 returning {}",
+            table.name, table.columns
+        ),
+    };
+    let id = id.unwrap_or_else(Uuid::new_v4);
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id, &org, &name];
+    if let Some(actions) = &actions {
+        params.push(actions);
+    }
+    let row = client.query_one(&sql, &params).await.map_err(|e| name_taken(e, table.what))?;
+    Ok(envelope((table.to_json)(&row)))
+}
+
 #[get("/permissions/roles")]
 async fn list_roles(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     list(&state, &caller, &ROLES).await
@@ -184,25 +232,8 @@ async fn create_role(
     caller: Caller,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.admin()?;
-    idempotency::once(&state, &req, &caller, &body, async {
-        let name = parse_body::<PermissionBody>(&body)?.name(org)?;
-        let row = state
-            .pool
-            .get()
-            .await?
-            .query_one(
-                &format!(
-                    "insert into roles (id, organization_id, name) values ($1, $2, $3) returning {}",
-                    ROLES.columns
-                ),
-                &[&Uuid::new_v4(), &org, &name],
-            )
-            .await
-            .map_err(|e| name_taken(e, "role"))?;
-        Ok(envelope(role_json(&row)))
-    })
-    .await
+    caller.admin()?;
+    idempotency::once(&state, &req, &caller, &body, save(&state, &caller, &ROLES, None, &body)).await
 }
 
 #[get("/permissions/roles/{id}")]
@@ -221,19 +252,7 @@ async fn update_role(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.admin()?;
-    let id = parse_id(&path, "role")?;
-    let client = state.pool.get().await?;
-    custom(&client, &ROLES, id, org).await?;
-    let name = parse_body::<PermissionBody>(&body)?.name(org)?;
-    let row = client
-        .query_one(
-            &format!("update roles set name = $2, updated_at = now() where id = $1 returning {}", ROLES.columns),
-            &[&id, &name],
-        )
-        .await
-        .map_err(|e| name_taken(e, "role"))?;
-    Ok(envelope(role_json(&row)))
+    save(&state, &caller, &ROLES, Some(&path), &body).await
 }
 
 #[delete("/permissions/roles/{id}")]
@@ -257,25 +276,8 @@ async fn create_policy(
     caller: Caller,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.admin()?;
-    idempotency::once(&state, &req, &caller, &body, async {
-        let input: PermissionBody = parse_body(&body)?;
-        let name = input.name(org)?;
-        let client = state.pool.get().await?;
-        let actions = policy_actions(&client, org, &input).await?;
-        let row = client
-            .query_one(
-                &format!(
-                    "insert into policies (id, organization_id, name, policy_actions) values ($1, $2, $3, $4) returning {}",
-                    POLICIES.columns
-                ),
-                &[&Uuid::new_v4(), &org, &name, &actions],
-            )
-            .await
-            .map_err(|e| name_taken(e, "policy"))?;
-        Ok(envelope(policy_json(&row)))
-    })
-    .await
+    caller.admin()?;
+    idempotency::once(&state, &req, &caller, &body, save(&state, &caller, &POLICIES, None, &body)).await
 }
 
 #[get("/permissions/policies/{id}")]
@@ -294,24 +296,7 @@ async fn update_policy(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.admin()?;
-    let id = parse_id(&path, "policy")?;
-    let client = state.pool.get().await?;
-    custom(&client, &POLICIES, id, org).await?;
-    let input: PermissionBody = parse_body(&body)?;
-    let name = input.name(org)?;
-    let actions = policy_actions(&client, org, &input).await?;
-    let row = client
-        .query_one(
-            &format!(
-                "update policies set name = $2, policy_actions = $3, updated_at = now() where id = $1 returning {}",
-                POLICIES.columns
-            ),
-            &[&id, &name, &actions],
-        )
-        .await
-        .map_err(|e| name_taken(e, "policy"))?;
-    Ok(envelope(policy_json(&row)))
+    save(&state, &caller, &POLICIES, Some(&path), &body).await
 }
 
 #[delete("/permissions/policies/{id}")]

@@ -41,17 +41,11 @@ async fn member(install: &Install, process: &Process, org_id: &str, email: &str)
     (user_id, Api::new(process.base(), key["value"].as_str().expect("key")))
 }
 
-fn id(value: &Json) -> String {
-    value["id"].as_str().expect("id").to_owned()
-}
-
-#[tokio::test]
-async fn every_route_hides_other_organizations_objects() {
-    // Organization B and one object of every kind.
-    let scene = Scene::new("api", "bravo", "create table users (id bigint primary key, email text)").await;
-    let (install, process, b) = (&scene.install, &scene.process, &scene.api);
+/// An organization (its Admin's API is `scene.api`) with a connection, a model and a sync.
+async fn scene_with_sync(name: &str) -> (Scene, String, String) {
+    let scene = Scene::new("api", name, "create table users (id bigint primary key, email text)").await;
     let (model, sync) = model_and_sync(
-        b,
+        &scene.api,
         &scene.conn,
         &scene.conn,
         "select id, email from users",
@@ -60,6 +54,18 @@ async fn every_route_hides_other_organizations_objects() {
         "updateOrCreate",
     )
     .await;
+    (scene, model, sync)
+}
+
+fn id(value: &Json) -> String {
+    value["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn every_route_hides_other_organizations_objects() {
+    // Organization B and one object of every kind.
+    let (scene, model, sync) = scene_with_sync("bravo").await;
+    let (install, process, b) = (&scene.install, &scene.process, &scene.api);
     let execution = id(&b.ok("POST", &format!("/api/syncs/{sync}/executions"), Some(json!({}))).await);
     let (b_user, _) = member(install, process, &scene.org_id, "member@bravo.test").await;
     let b_key = id(&b.ok("POST", &format!("/api/organization/users/{b_user}/keys"), None).await);
@@ -150,18 +156,8 @@ async fn every_route_hides_other_organizations_objects() {
 
 #[tokio::test]
 async fn members_need_a_role_for_guarded_routes() {
-    let scene = Scene::new("api", "acme", "create table users (id bigint primary key, email text)").await;
+    let (scene, model, sync) = scene_with_sync("acme").await;
     let (install, process, admin) = (&scene.install, &scene.process, &scene.api);
-    let (model, sync) = model_and_sync(
-        admin,
-        &scene.conn,
-        &scene.conn,
-        "select id, email from users",
-        "public.users",
-        &["email"],
-        "updateOrCreate",
-    )
-    .await;
     let (member_id, member) = member(install, process, &scene.org_id, "member@acme.test").await;
 
     // The Default policy lets Members read everything and change nothing.
@@ -243,18 +239,8 @@ async fn members_need_a_role_for_guarded_routes() {
 
 #[tokio::test]
 async fn the_audit_log_records_who_did_what() {
-    let scene = Scene::new("api", "audited", "create table users (id bigint primary key, email text)").await;
+    let (scene, _, sync) = scene_with_sync("audited").await;
     let admin = &scene.api;
-    let (_, sync) = model_and_sync(
-        admin,
-        &scene.conn,
-        &scene.conn,
-        "select id, email from users",
-        "public.users",
-        &["email"],
-        "updateOrCreate",
-    )
-    .await;
     let execution = admin.ok("POST", &format!("/api/syncs/{sync}/executions"), Some(json!({}))).await;
     let me = admin.ok("GET", "/api/me", None).await;
     let key = admin.ok("POST", &format!("/api/organization/users/{}/keys", id(&me)), None).await;
