@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
-use syncline_api::access::SystemRole;
+use syncline_api::{access::SystemRole, routes::users};
 use syncline_core::db;
 
 #[derive(Subcommand)]
@@ -89,10 +89,11 @@ pub async fn workspaces(command: WorkspacesCommand) -> anyhow::Result<()> {
     }
     let mut created = Vec::new();
     for email in &users {
-        let user = syncline_api::routes::users::upsert(&tx, organization_id, email, Some(SystemRole::Admin))
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message))?;
-        created.push(user);
+        let user = async {
+            let id = users::upsert(&tx, organization_id, email, Some(SystemRole::Admin)).await?;
+            users::fetch(&tx, organization_id, id).await
+        };
+        created.push(user.await.map_err(|e| anyhow::anyhow!(e.message))?);
     }
     tx.commit().await?;
     println!(
@@ -114,9 +115,8 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         )
         .await?
         .with_context(|| format!("no user {user} in organization {organization}"))?;
-    let (_, key) = syncline_api::routes::users::mint_key(&client, row.get(0), row.get(1), false)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let (_, key) =
+        users::mint_key(&client, row.get(0), row.get(1), false).await.map_err(|e| anyhow::anyhow!(e.message))?;
     println!("{key}");
     Ok(())
 }

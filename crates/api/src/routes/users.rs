@@ -55,7 +55,8 @@ fn to_json(row: &Row) -> Json {
     })
 }
 
-async fn fetch(client: &impl GenericClient, organization_id: Uuid, id: Uuid) -> Result<Json, ApiError> {
+/// User `id` of `organization_id` in the API shape, or 404.
+pub async fn fetch(client: &impl GenericClient, organization_id: Uuid, id: Uuid) -> Result<Json, ApiError> {
     let sql = format!("{SELECT} where u.id = $1 and u.organization_id = $2 group by u.id");
     let row = client.query_opt(&sql, &[&id, &organization_id]).await?;
     Ok(to_json(&row.ok_or_else(|| ApiError::not_found("user"))?))
@@ -165,14 +166,15 @@ async fn partner_org(state: &AppState, caller: &Caller, raw: &str) -> Result<Uui
     Ok(id)
 }
 
-/// Creates a user in `organization_id` with `role`, or returns the existing one with that email
-/// unchanged. Without a role, an organization's first user becomes its Admin, later ones Members.
+/// Creates a user in `organization_id` with `role`, or finds the existing one with that email
+/// (unchanged); answers its id. Without a role, an organization's first user becomes its Admin,
+/// later ones Members.
 pub async fn upsert(
     client: &impl GenericClient,
     organization_id: Uuid,
     email: &str,
     role: Option<SystemRole>,
-) -> Result<Json, ApiError> {
+) -> Result<Uuid, ApiError> {
     let inserted = client
         .query_opt(
             "insert into users (id, organization_id, email) values ($1, $2, $3)
@@ -180,7 +182,7 @@ pub async fn upsert(
             &[&Uuid::new_v4(), &organization_id, &email],
         )
         .await?;
-    let id: Uuid = match inserted {
+    let id = match inserted {
         Some(row) => {
             let id = row.get(0);
             let first: bool = client
@@ -199,7 +201,7 @@ pub async fn upsert(
             .await?
             .get(0),
     };
-    fetch(client, organization_id, id).await
+    Ok(id)
 }
 
 /// Mints an API key for `user_id`; with `replace`, the user's earlier keys are revoked first.
@@ -255,8 +257,7 @@ async fn create_in(
             return Err(ApiError::unprocessable(format!("a user with email {email} already exists")));
         }
         let roles = chosen_roles(&tx, organization_id, &input).await?;
-        let user = upsert(&tx, organization_id, &email, None).await?;
-        let id = Uuid::parse_str(user["id"].as_str().unwrap_or_default()).unwrap_or_default();
+        let id = upsert(&tx, organization_id, &email, None).await?;
         if let Some(roles) = roles {
             set_roles(&tx, id, &roles).await?;
         }

@@ -3,7 +3,6 @@
 //! `DEPLOYMENT` when there is none; a verified email of an organization's SSO domain, which
 //! joins it as a Member. Anyone else is turned away and nothing is created.
 
-use actix_web::http::StatusCode;
 use deadpool_postgres::GenericClient;
 use syncline_core::Settings;
 use uuid::Uuid;
@@ -70,8 +69,6 @@ async fn join(
     email: &str,
     role: SystemRole,
 ) -> Result<Membership, ApiError> {
-    let mut user = users::upsert(client, organization_id, email, Some(role)).await?;
-    let user_id = serde_json::from_value(user["id"].take())
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the new user has no id: {e}")))?;
+    let user_id = users::upsert(client, organization_id, email, Some(role)).await?;
     Ok(Membership { user_id, organization_id })
 }
