@@ -126,7 +126,7 @@ pub fn default_policy_actions(admin: Uuid, member: Uuid) -> Json {
 }
 
 /// One action a user's roles receive from one policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct Grant {
     /// The granting policy; `None` for the system policy, which applies to every object.
     pub policy: Option<Uuid>,

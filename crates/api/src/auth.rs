@@ -141,43 +141,38 @@ pub fn client_ip(req: &HttpRequest) -> String {
     req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
-/// Loads what user `user_id`'s roles allow in `organization_id`.
+/// Loads what user `user_id`'s roles allow in `organization_id`, in one query: the roles, and
+/// each policy action bound to one of them (system policies grant without a policy id).
 pub async fn load_access(
     client: &impl GenericClient,
     user_id: Uuid,
     organization_id: Uuid,
 ) -> Result<Access, ApiError> {
-    let roles = client
-        .query(
-            "select r.id, r.system and r.name = 'Admin' from user_roles ur join roles r on r.id = ur.role_id
-              where ur.user_id = $1 and r.organization_id = $2",
+    let row = client
+        .query_one(
+            "with mine as (select r.id, r.system and r.name = 'Admin' as admin from user_roles ur
+                             join roles r on r.id = ur.role_id where ur.user_id = $1 and r.organization_id = $2)
+             select array(select id from mine), coalesce((select bool_or(admin) from mine), false),
+                    coalesce((select jsonb_agg(jsonb_build_object('policy', case when p.system then null else p.id end,
+                                                                  'action', a->'action'))
+                                from policies p, jsonb_array_elements(p.policy_actions) a
+                               where p.organization_id = $2
+                                 and exists (select 1 from jsonb_array_elements_text(a->'role_ids') r
+                                              join mine on mine.id::text = r)), '[]')",
             &[&user_id, &organization_id],
         )
         .await?;
-    let role_ids: Vec<Uuid> = roles.iter().map(|r| r.get(0)).collect();
-    let role_texts: Vec<String> = role_ids.iter().map(Uuid::to_string).collect();
-    let grants = client
-        .query(
-            "select p.id, p.system, a->>'action' from policies p, jsonb_array_elements(p.policy_actions) a
-              where p.organization_id = $1
-                and exists (select 1 from jsonb_array_elements_text(a->'role_ids') r where r = any($2))",
-            &[&organization_id, &role_texts],
-        )
-        .await?;
-    Ok(Access {
-        admin: roles.iter().any(|r| r.get::<_, bool>(1)),
-        role_ids,
-        grants: grants
-            .iter()
-            .map(|g| Grant { policy: (!g.get::<_, bool>(1)).then(|| g.get(0)), action: g.get(2) })
-            .collect(),
-    })
+    let grants: Vec<Grant> = serde_json::from_value(row.get(2)).map_err(|e| {
+        ApiError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, format!("a stored policy is malformed: {e}"))
+    })?;
+    Ok(Access { role_ids: row.get(0), admin: row.get(1), grants })
 }
 
 /// What the request presents.
 enum Presented {
     Bearer(String),
-    Basic(String),
+    /// `org_id:key`, or `None` when malformed.
+    Basic(Option<(String, String)>),
     Session(String),
 }
 
@@ -193,7 +188,7 @@ fn presented(req: &HttpRequest) -> Result<Presented, ApiError> {
     let credentials = credentials.trim().to_owned();
     match scheme.to_ascii_lowercase().as_str() {
         "bearer" => Ok(Presented::Bearer(credentials)),
-        "basic" => Ok(Presented::Basic(credentials)),
+        "basic" => Ok(Presented::Basic(basic_parts(&credentials))),
         _ => Err(ApiError::unauthorized("unsupported Authorization scheme (use Bearer or Basic)")),
     }
 }
@@ -208,14 +203,14 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, Api
     let ip = client_ip(req);
     let presented = presented(req)?;
     let account = match &presented {
-        Presented::Basic(credentials) => basic_parts(credentials).map(|(org, _)| org),
+        Presented::Basic(Some((org, _))) => Some(org.as_str()),
         _ => None,
     };
-    let attempt = Attempt { ip: &ip, account: account.as_deref() };
+    let attempt = Attempt { ip: &ip, account };
     state.limiter.check(attempt).await?;
     let client = state.pool.get().await?;
-    match presented {
-        Presented::Bearer(key) if same_secret(&key, &state.settings.deployment_key) => Ok(Caller::Partner),
+    match &presented {
+        Presented::Bearer(key) if same_secret(key, &state.settings.deployment_key) => Ok(Caller::Partner),
         Presented::Bearer(key) => {
             let row = client
                 .query_opt(
@@ -223,7 +218,7 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, Api
                             or k.last_used_at is null
                        from api_keys k join users u on u.id = k.user_id
                       where k.key_hash = $1 and k.revoked_at is null",
-                    &[&hash_api_key(&key)],
+                    &[&hash_api_key(key)],
                 )
                 .await?;
             let Some(row) = row else { return Err(reject(state, attempt, "the API key is not valid").await) };
@@ -236,20 +231,18 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, Api
             let credential = Credential::ApiKey { key_id };
             Ok(Caller::User(Box::new(User { id, organization_id, email: row.get(3), access, credential })))
         }
-        Presented::Basic(credentials) => {
-            let Some((org, key)) = basic_parts(&credentials) else {
-                return Err(reject(state, attempt, "malformed Basic credentials").await);
-            };
-            if !same_secret(&key, &state.settings.deployment_key) {
+        Presented::Basic(None) => Err(reject(state, attempt, "malformed Basic credentials").await),
+        Presented::Basic(Some((org, key))) => {
+            if !same_secret(key, &state.settings.deployment_key) {
                 return Err(reject(state, attempt, "the deployment key is not valid").await);
             }
-            let organization_id = Uuid::parse_str(&org).map_err(|_| ApiError::unauthorized("unknown organization"))?;
+            let organization_id = Uuid::parse_str(org).map_err(|_| ApiError::unauthorized("unknown organization"))?;
             let exists = client.query_opt("select 1 from organizations where id = $1", &[&organization_id]).await?;
             exists.ok_or_else(|| ApiError::unauthorized("unknown organization"))?;
             Ok(Caller::Organization { organization_id })
         }
         Presented::Session(token) => {
-            let Some(found) = session::find(&client, &token).await? else {
+            let Some(found) = session::find(&client, token).await? else {
                 return Err(reject(state, attempt, "the session has ended; sign in again").await);
             };
             if !req.method().is_safe() {

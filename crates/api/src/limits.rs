@@ -51,20 +51,19 @@ impl AuthLimiter {
 
     /// 429 when the IP or the account has used up its budget of failures.
     pub async fn check(&self, attempt: Attempt<'_>) -> Result<(), ApiError> {
-        for (key, budget) in self.keys(attempt) {
-            match self.redis.get::<Option<i64>, _>(&key).await {
-                Ok(Some(failures)) if failures >= budget => {
-                    let ttl: i64 = self.redis.ttl(&key).await.unwrap_or(WINDOW_SECONDS);
-                    return Err(ApiError::too_many_requests(
-                        "too many failed authentication attempts; try again later",
-                        ttl.max(1) as u64,
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "auth rate limit unavailable"),
+        let keys = self.keys(attempt);
+        let names: Vec<String> = keys.iter().map(|(key, _)| key.clone()).collect();
+        let failures: Vec<Option<i64>> = match self.redis.mget(names).await {
+            Ok(failures) => failures,
+            Err(e) => {
+                tracing::warn!(error = %e, "auth rate limit unavailable");
+                return Ok(());
             }
-        }
-        Ok(())
+        };
+        let spent = keys.iter().zip(failures).find(|((_, budget), failures)| failures.is_some_and(|f| f >= *budget));
+        let Some(((key, _), _)) = spent else { return Ok(()) };
+        let ttl: i64 = self.redis.ttl(key).await.unwrap_or(WINDOW_SECONDS);
+        Err(ApiError::too_many_requests("too many failed authentication attempts; try again later", ttl.max(1) as u64))
     }
 
     /// Charges one failed attempt to the IP and the account.

@@ -70,24 +70,30 @@ pub async fn open(
     Ok(session)
 }
 
-/// The live session the cookie `token` names, marking it used; `None` when unknown, revoked or
-/// expired.
+/// The live session the cookie `token` names; `None` when unknown, revoked or expired. Its last
+/// use is written at most once a minute, so most requests only read.
 pub async fn find(client: &impl GenericClient, token: &str) -> Result<Option<ActiveSession>, ApiError> {
     let row = client
         .query_opt(
-            "update sessions s set last_seen_at = now() from users u
+            "select s.id, s.user_id, s.organization_id, u.email, s.csrf_token,
+                    s.last_seen_at < now() - interval '1 minute'
+               from sessions s join users u on u.id = s.user_id
               where s.token_hash = $1 and s.revoked_at is null and s.expires_at > now()
-                and s.last_seen_at > now() - make_interval(secs => $2) and u.id = s.user_id
-             returning s.id, s.user_id, s.organization_id, u.email, s.csrf_token",
+                and s.last_seen_at > now() - make_interval(secs => $2)",
             &[&hash_api_key(token), &IDLE_TIMEOUT.as_secs_f64()],
         )
         .await?;
-    Ok(row.map(|r| ActiveSession {
-        id: r.get(0),
-        user_id: r.get(1),
-        organization_id: r.get(2),
-        email: r.get(3),
-        csrf: r.get(4),
+    let Some(row) = row else { return Ok(None) };
+    let id: Uuid = row.get(0);
+    if row.get::<_, bool>(5) {
+        client.execute("update sessions set last_seen_at = now() where id = $1", &[&id]).await?;
+    }
+    Ok(Some(ActiveSession {
+        id,
+        user_id: row.get(1),
+        organization_id: row.get(2),
+        email: row.get(3),
+        csrf: row.get(4),
     }))
 }
 
