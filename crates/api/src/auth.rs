@@ -2,12 +2,12 @@
 //! `org_id:key`), a user's API key, or a user's web session (cookie plus CSRF header on
 //! state-changing requests). Failed attempts are rate-limited per IP and per account.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::{future::Future, net::IpAddr, pin::Pin};
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
 use base64::Engine;
 use deadpool_postgres::GenericClient;
+use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use syncline_core::crypto::hash_api_key;
 use uuid::Uuid;
@@ -136,9 +136,32 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
 }
 
-/// The client address failed attempts are charged to.
+/// The client's address: the TCP peer, or, when the peer is one of `TRUSTED_PROXIES`, the
+/// address those proxies name in `X-Forwarded-For`.
 pub fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else { return "unknown".into() };
+    let trusted = req.app_data::<web::Data<AppState>>().map(|s| s.settings.trusted_proxies.as_slice());
+    let forwarded: Vec<&str> =
+        req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
+    forwarded_client(peer, &forwarded, trusted.unwrap_or_default()).to_string()
+}
+
+/// Walks `X-Forwarded-For` from the nearest hop while the hop that added it is a trusted proxy:
+/// the first address not trusted (or the farthest one named) is the client. Hops written by
+/// the client itself are never believed.
+fn forwarded_client(peer: IpAddr, forwarded: &[&str], trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        if !is_trusted(&client) {
+            break;
+        }
+        match hop.trim().parse() {
+            Ok(ip) => client = ip,
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// Loads what user `user_id`'s roles allow in `organization_id`, in one query: the roles, and
@@ -193,10 +216,10 @@ fn presented(req: &HttpRequest) -> Result<Presented, ApiError> {
     }
 }
 
-/// A failed attempt: counted against the IP (and account), then answered 401.
+/// A failed attempt: counted against the IP (and account), then answered 401 (429 once the
+/// budget is spent).
 async fn reject(state: &AppState, attempt: Attempt<'_>, message: &str) -> ApiError {
-    state.limiter.failed(attempt).await;
-    ApiError::unauthorized(message)
+    state.limiter.failed(attempt, ApiError::unauthorized(message)).await
 }
 
 async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
@@ -207,7 +230,6 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, Api
         _ => None,
     };
     let attempt = Attempt { ip: &ip, account };
-    state.limiter.check(attempt).await?;
     let client = state.pool.get().await?;
     match &presented {
         Presented::Bearer(key) if same_secret(key, &state.settings.deployment_key) => Ok(Caller::Partner),
@@ -289,5 +311,26 @@ impl FromRequest for Caller {
             req.extensions_mut().insert(caller.clone());
             Ok(caller)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn believes_forwarded_for_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let hops = ["203.0.113.7", "10.0.0.2"];
+        assert_eq!(forwarded_client(ip("10.0.0.1"), &hops, &trusted), ip("203.0.113.7"), "through two proxies");
+        assert_eq!(forwarded_client(ip("198.51.100.1"), &hops, &trusted), ip("198.51.100.1"), "untrusted peer");
+        let spoofed = ["1.2.3.4", "203.0.113.7"];
+        assert_eq!(forwarded_client(ip("10.0.0.1"), &spoofed, &trusted), ip("203.0.113.7"), "client-written hops");
+        assert_eq!(forwarded_client(ip("10.0.0.1"), &["junk"], &trusted), ip("10.0.0.1"));
+        assert_eq!(forwarded_client(ip("10.0.0.1"), &hops, &[]), ip("10.0.0.1"), "no trusted proxies");
     }
 }

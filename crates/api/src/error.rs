@@ -106,9 +106,25 @@ impl ResponseError for ApiError {
 }
 
 impl From<DbError> for ApiError {
+    /// A value the database refuses (class 22, data exceptions; 54, limits such as an index
+    /// row too large) is the caller's mistake: 422 with the database's words. A pool with no
+    /// free connection in time is 503 with `Retry-After`. Anything else is 503 and logged.
     fn from(e: DbError) -> Self {
-        tracing::error!(error = %e, "state database error");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the state database is unavailable")
+        match &e {
+            DbError::Query(q) if q.code().is_some_and(|c| matches!(&c.code()[..2], "22" | "54")) => {
+                let message = q.as_db_error().map_or_else(|| q.to_string(), |db| db.message().to_owned());
+                Self::unprocessable(format!("a value is not valid: {message}"))
+            }
+            DbError::Pool(deadpool_postgres::PoolError::Timeout(_)) => {
+                tracing::warn!("every state database connection is busy");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "the server is busy; retry shortly")
+                    .with_metadata(json!({ "retry_after": 1 }))
+            }
+            _ => {
+                tracing::error!(error = %e, "state database error");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "the state database is unavailable")
+            }
+        }
     }
 }
 
@@ -129,15 +145,19 @@ impl From<ConnectorError> for ApiError {
         match e.kind {
             ErrorKind::Invalid => Self::bad_request(e.message),
             ErrorKind::NotFound => Self::unprocessable(e.message),
-            ErrorKind::Unavailable => Self::unprocessable(e.message),
+            ErrorKind::Unavailable | ErrorKind::Refused => Self::unprocessable(e.message),
         }
     }
 }
 
-/// Parses a JSON body, answering 400 with serde's description of what is wrong.
+/// Parses a JSON body: 400 with serde's description of what is wrong with its shape or types,
+/// 422 naming the field whose text is refused (see [`crate::input::check_body`]).
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid request body: {e}"));
+    let value: Json = serde_json::from_slice(body).map_err(invalid)?;
+    crate::input::check_body(&value)?;
+    serde_json::from_value(value).map_err(invalid)
 }
 
 /// Rewrites an error response that is not already the JSON error object (those actix answers

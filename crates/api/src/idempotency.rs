@@ -1,6 +1,9 @@
 //! `Idempotency-Key` on creating POSTs: the first outcome for a key is replayed for 24 hours,
 //! a request still in flight under the same key answers 409, and a key reused for a different
 //! request answers 422. Server errors are not remembered, so a retry can succeed.
+//!
+//! No state-database connection is held while the handler runs (it takes its own): a request
+//! holds at most one at a time.
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, body::MessageBody, http::StatusCode};
 use sha2::{Digest, Sha256};
@@ -41,36 +44,77 @@ where
             &[&scope, &key, &request],
         )
         .await?;
-    if claimed == 0 {
-        let row = client
-            .query_one(
-                "select request, status, body from idempotency_keys where scope = $1 and key = $2",
-                &[&scope, &key],
-            )
-            .await?;
-        let (stored, status, body): (String, Option<i32>, Option<Vec<u8>>) = (row.get(0), row.get(1), row.get(2));
-        if stored != request {
-            return Err(ApiError::unprocessable("this Idempotency-Key was already used for a different request"));
-        }
-        let Some(status) = status else {
-            return Err(ApiError::conflict("a request with this Idempotency-Key is still in progress"));
-        };
-        let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-        return Ok(HttpResponse::build(status).content_type("application/json").body(body.unwrap_or_default()));
+    if claimed == 1 {
+        drop(client);
+        return run_and_remember(state, &scope, &key, handler).await;
     }
+    let row = client
+        .query_one("select request, status, body from idempotency_keys where scope = $1 and key = $2", &[&scope, &key])
+        .await?;
+    let (stored, status, body): (String, Option<i32>, Option<Vec<u8>>) = (row.get(0), row.get(1), row.get(2));
+    if stored != request {
+        return Err(ApiError::unprocessable("this Idempotency-Key was already used for a different request"));
+    }
+    let Some(status) = status else {
+        return Err(ApiError::conflict("a request with this Idempotency-Key is still in progress"));
+    };
+    let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+    Ok(HttpResponse::build(status).content_type("application/json").body(body.unwrap_or_default()))
+}
+
+/// Runs the handler of a freshly claimed key and stores its outcome (or frees the key after a
+/// server error). If the request is dropped midway (the client went away), the claim is
+/// released so the key is not stuck "in progress".
+async fn run_and_remember<F>(state: &AppState, scope: &str, key: &str, handler: F) -> Result<HttpResponse, ApiError>
+where
+    F: Future<Output = Result<HttpResponse, ApiError>>,
+{
+    let mut release = Release { pool: state.pool.clone(), scope: scope.to_owned(), key: key.to_owned(), armed: true };
     let response = handler.await.unwrap_or_else(|e| e.error_response());
     let status = response.status();
     if status.is_server_error() {
-        client.execute("delete from idempotency_keys where scope = $1 and key = $2", &[&scope, &key]).await?;
         return Ok(response);
     }
     let (head, body) = response.into_parts();
     let bytes = body.try_into_bytes().unwrap_or_default();
-    client
+    release.armed = false;
+    state
+        .pool
+        .get()
+        .await?
         .execute(
             "update idempotency_keys set status = $3, body = $4 where scope = $1 and key = $2",
             &[&scope, &key, &(status.as_u16() as i32), &bytes.to_vec()],
         )
         .await?;
     Ok(head.set_body(bytes).map_into_boxed_body())
+}
+
+/// Deletes a claimed key when dropped before the outcome was stored.
+struct Release {
+    pool: syncline_core::db::DbPool,
+    scope: String,
+    key: String,
+    /// Cleared once the outcome is being stored.
+    armed: bool,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let pool = self.pool.clone();
+        let (scope, key) = (std::mem::take(&mut self.scope), std::mem::take(&mut self.key));
+        tokio::spawn(async move {
+            let deleted = async {
+                let client = pool.get().await?;
+                client.execute("delete from idempotency_keys where scope = $1 and key = $2", &[&scope, &key]).await?;
+                Ok::<_, ApiError>(())
+            };
+            if let Err(e) = deleted.await {
+                tracing::warn!(error = %e, "could not release an idempotency key");
+            }
+        });
+    }
 }

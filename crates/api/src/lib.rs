@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod idempotency;
+pub mod input;
 pub mod limits;
 pub mod routes;
 pub mod scheduler;
@@ -19,7 +20,9 @@ use actix_web::{
     http::header,
     middleware, web,
 };
-use syncline_core::{Settings, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::SyncQueue};
+use syncline_core::{
+    Settings, connector::Context, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::SyncQueue,
+};
 use tracing::Instrument;
 
 use crate::error::ApiError;
@@ -29,6 +32,8 @@ use crate::error::ApiError;
 pub struct AppState {
     pub settings: Settings,
     pub pool: DbPool,
+    /// Where connections may go and how long calls to customer systems may take.
+    pub connector: Context,
     pub queue: SyncQueue,
     pub redis: apalis_redis::ConnectionManager,
     pub secrets: SecretBox,
@@ -52,6 +57,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
             .wrap(middleware::ErrorHandlers::new().default_handler(error::json_errors))
             .wrap(middleware::from_fn(audit::middleware))
+            .wrap(middleware::from_fn(input::query_strings))
             .wrap(middleware::DefaultHeaders::new().add(("X-Polytomic-Version", "2025-09-18")))
             .wrap(cors(&data.settings.valid_origins))
             // Paths only: query strings can carry sign-in codes.

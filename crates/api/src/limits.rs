@@ -1,6 +1,8 @@
 //! Abuse limits on authentication: failed sign-ins and credential attempts are counted in Redis
-//! per client IP and per account (an organization named in Basic auth, an email at sign-in) over
-//! a fixed window; past the budget, further attempts answer 429 until the window ends.
+//! per client IP and per account from that IP (an organization named in Basic auth, an email at
+//! sign-in) over a fixed window; past the budget, further failed attempts answer 429 until the
+//! window ends. Only failures are limited: a valid credential always gets in, so nobody is
+//! locked out by someone else's failures, from the same address or against the same account.
 //!
 //! Counting is best effort: when Redis cannot be reached the attempt is let through and logged,
 //! so an outage of the cache never locks every user out.
@@ -14,7 +16,7 @@ use crate::error::ApiError;
 const WINDOW_SECONDS: i64 = 300;
 /// Failed attempts one IP address may make per window.
 const PER_IP: i64 = 30;
-/// Failed attempts against one account per window.
+/// Failed attempts against one account from one IP per window.
 const PER_ACCOUNT: i64 = 10;
 
 /// Who a failed attempt is charged to.
@@ -43,14 +45,27 @@ impl AuthLimiter {
         let mut keys = vec![(format!("{}:ip:{}", self.prefix, attempt.ip), PER_IP)];
         if let Some(account) = attempt.account {
             // Accounts are hashed so emails do not sit in the cache in clear.
-            let digest = hex::encode(Sha256::digest(account.to_lowercase().as_bytes()));
+            let source = format!("{}\0{}", account.to_lowercase(), attempt.ip);
+            let digest = hex::encode(Sha256::digest(source.as_bytes()));
             keys.push((format!("{}:account:{digest}", self.prefix), PER_ACCOUNT));
         }
         keys
     }
 
+    /// A failed attempt: 429 when its IP or account had already used up the budget, otherwise
+    /// the attempt is charged and `error` is the answer.
+    pub async fn failed(&self, attempt: Attempt<'_>, error: ApiError) -> ApiError {
+        match self.check(attempt).await {
+            Err(limited) => limited,
+            Ok(()) => {
+                self.charge(attempt).await;
+                error
+            }
+        }
+    }
+
     /// 429 when the IP or the account has used up its budget of failures.
-    pub async fn check(&self, attempt: Attempt<'_>) -> Result<(), ApiError> {
+    async fn check(&self, attempt: Attempt<'_>) -> Result<(), ApiError> {
         let keys = self.keys(attempt);
         let names: Vec<String> = keys.iter().map(|(key, _)| key.clone()).collect();
         let failures: Vec<Option<i64>> = match self.redis.mget(names).await {
@@ -67,7 +82,7 @@ impl AuthLimiter {
     }
 
     /// Charges one failed attempt to the IP and the account.
-    pub async fn failed(&self, attempt: Attempt<'_>) {
+    async fn charge(&self, attempt: Attempt<'_>) {
         for (key, _) in self.keys(attempt) {
             let pipeline = self.redis.pipeline();
             let queued: Result<(), _> = pipeline.incr(&key).await;

@@ -46,7 +46,7 @@ async fn pool() -> anyhow::Result<db::DbPool> {
 
 /// A small pool on `url`, with pending migrations applied first.
 pub async fn migrated_pool(url: &str) -> anyhow::Result<db::DbPool> {
-    let pool = db::pool(url, 2)?;
+    let pool = db::pool(url, 2, std::time::Duration::from_secs(30))?;
     db::migrate(&pool).await.context("cannot migrate the database (is DATABASE_URL reachable?)")?;
     Ok(pool)
 }
@@ -54,7 +54,7 @@ pub async fn migrated_pool(url: &str) -> anyhow::Result<db::DbPool> {
 pub async fn migrate() -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL")
         .context("configuration error: DATABASE_URL is required (postgres://user:pass@host:5432/db)")?;
-    let applied = db::migrate(&db::pool(&url, 1)?).await?;
+    let applied = db::migrate(&db::pool(&url, 1, std::time::Duration::from_secs(30))?).await?;
     match applied.len() {
         0 => println!("database is up to date"),
         n => println!("applied {n} migration(s): {}", applied.join(", ")),

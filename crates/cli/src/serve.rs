@@ -56,8 +56,11 @@ async fn termination() {
 pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
     let roles = parse_roles(role)?;
     let (settings, telemetry) = settings()?;
-    let pool = db::pool(&settings.database_url, 16)?;
-    let applied = db::migrate(&pool).await.context("cannot migrate the database (is DATABASE_URL reachable?)")?;
+    // Each role has a pool of its own, so a burst of API requests cannot take the connections
+    // workers need to keep their leases, nor the other way round.
+    let pools = settings.pools;
+    let pool = |size| db::pool(&settings.database_url, size, pools.wait);
+    let applied = db::migrate(&pool(1)?).await.context("cannot migrate the database (is DATABASE_URL reachable?)")?;
     if !applied.is_empty() {
         info!(migrations = ?applied, "database migrated");
     }
@@ -67,6 +70,10 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             .context("cannot connect to Redis (is REDIS_URL reachable?)")?;
     let store = PayloadStore::open(&settings.job_payload_path)?;
     let secrets = settings.secret_box();
+    let connector = syncline_core::connector::Context {
+        egress: std::sync::Arc::new(settings.egress()),
+        deadlines: settings.deadlines,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -83,7 +90,8 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             .context("cannot connect to Redis (is REDIS_URL reachable?)")?;
         let state = syncline_api::AppState {
             settings: settings.clone(),
-            pool: pool.clone(),
+            pool: pool(pools.api)?,
+            connector: connector.clone(),
             queue: sync_queue.clone(),
             redis,
             secrets: secrets.clone(),
@@ -102,10 +110,12 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
     }
     if roles.worker {
         let services = syncline_worker::Services {
-            pool: pool.clone(),
+            pool: pool(pools.worker)?,
             store,
             secrets,
             queue: sync_queue.clone(),
+            connector,
+            slots: std::sync::Arc::new(syncline_worker::OrganizationSlots::new(settings.worker_organization_slots)),
             heartbeat: settings.worker_heartbeat,
             batch_rows: syncline_worker::BATCH_ROWS,
             batch_bytes: syncline_worker::BATCH_BYTES,
@@ -113,7 +123,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
         tasks.spawn(syncline_worker::run(services, settings.worker_concurrency, stopped()));
     }
     if roles.scheduler {
-        let (pool, queue) = (pool.clone(), sync_queue.clone());
+        let (pool, queue) = (pool(pools.scheduler)?, sync_queue.clone());
         let stop = stopped();
         tasks.spawn(async move {
             syncline_api::scheduler::run(pool, queue, Duration::from_secs(1), stop).await;

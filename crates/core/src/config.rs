@@ -7,7 +7,10 @@ use std::{collections::HashMap, fmt, time::Duration};
 
 use url::Url;
 
-use crate::crypto::SecretBox;
+use crate::{
+    crypto::SecretBox,
+    egress::{Egress, Rule},
+};
 
 /// Log verbosity accepted by `LOG_LEVEL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,35 @@ impl ConfigError {
 /// The issuer sign-in uses unless `OIDC_ISSUER_URL` names another.
 const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 
+/// How many state-database connections each role's pool holds, and how long a caller waits
+/// for one before the answer is 503 (a busy database never hangs the API).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSizes {
+    pub api: usize,
+    pub worker: usize,
+    pub scheduler: usize,
+    pub wait: Duration,
+}
+
+/// Deadlines of calls to customer systems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Resolving, connecting, TLS and authenticating (`CONNECTION_CONNECT_TIMEOUT_SECONDS`).
+    pub connect: Duration,
+    /// A call made while an API request waits: tests, samples, previews, listings
+    /// (`CONNECTION_QUERY_TIMEOUT_SECONDS`); also the statement timeout of model queries.
+    pub query: Duration,
+    /// During a sync, the longest wait for the next answer of a customer system: the next
+    /// part of a read, a batch write (`CONNECTION_IDLE_TIMEOUT_SECONDS`).
+    pub idle: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(10), query: Duration::from_secs(30), idle: Duration::from_secs(600) }
+    }
+}
+
 /// Settings shared by every role.
 #[derive(Clone)]
 pub struct Settings {
@@ -76,6 +108,18 @@ pub struct Settings {
     pub worker_concurrency: usize,
     /// Worker heartbeat; an execution whose worker missed three is handed to another.
     pub worker_heartbeat: Duration,
+    /// Executions of one organization a worker process runs at once while others may wait.
+    pub worker_organization_slots: usize,
+    /// State-database connections each role may hold, and how long a request waits for one.
+    pub pools: PoolSizes,
+    /// Deadlines of every call to a customer system.
+    pub deadlines: Deadlines,
+    /// `CONNECTION_ALLOWED_NETWORKS`: when set, the only networks and hosts connections reach.
+    pub connection_allowed: Vec<Rule>,
+    /// `CONNECTION_DENIED_NETWORKS`: networks and hosts connections never reach.
+    pub connection_denied: Vec<Rule>,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Deprecation notices gathered while reading, logged once telemetry is up.
     pub warnings: Vec<String>,
 }
@@ -158,6 +202,20 @@ impl Settings {
         parse_url("OIDC_ISSUER_URL", &oidc_issuer_url, &["http", "https"])?;
         let google_client_id = env.required("GOOGLE_CLIENT_ID", "(OAuth client id for sign-in)")?;
         let google_client_secret = env.required("GOOGLE_CLIENT_SECRET", "(OAuth client secret for sign-in)")?;
+        let worker_concurrency = env.number("WORKER_CONCURRENCY", 2, 1)?;
+        let defaults = Deadlines::default();
+        let seconds = |var, default: Duration| env.number(var, default.as_secs(), 1).map(Duration::from_secs);
+        let deadlines = Deadlines {
+            connect: seconds("CONNECTION_CONNECT_TIMEOUT_SECONDS", defaults.connect)?,
+            query: seconds("CONNECTION_QUERY_TIMEOUT_SECONDS", defaults.query)?,
+            idle: seconds("CONNECTION_IDLE_TIMEOUT_SECONDS", defaults.idle)?,
+        };
+        let pools = PoolSizes {
+            api: env.number("API_POOL_SIZE", 16, 2)?,
+            worker: env.number("WORKER_POOL_SIZE", 2 * worker_concurrency + 2, 2)?,
+            scheduler: env.number("SCHEDULER_POOL_SIZE", 2, 1)?,
+            wait: Duration::from_secs(env.number("DATABASE_POOL_TIMEOUT_SECONDS", 5, 1)?),
+        };
         Ok(Self {
             database_url,
             redis_url,
@@ -176,10 +234,27 @@ impl Settings {
             valid_origins,
             longsync_threshold: (threshold > 0).then(|| Duration::from_secs(threshold * 60)),
             redis_key_prefix: env.get("REDIS_KEY_PREFIX").unwrap_or_else(|| "syncline".into()),
-            worker_concurrency: env.number("WORKER_CONCURRENCY", 2, 1)?,
+            worker_concurrency,
             worker_heartbeat: Duration::from_secs(env.number("WORKER_HEARTBEAT_SECONDS", 10, 1)?),
+            worker_organization_slots: env.number("WORKER_ORGANIZATION_SLOTS", worker_concurrency.div_ceil(2), 1)?,
+            pools,
+            deadlines,
+            connection_allowed: env
+                .list("CONNECTION_ALLOWED_NETWORKS", "a network (10.0.0.0/8), an address or a host name")?,
+            connection_denied: env
+                .list("CONNECTION_DENIED_NETWORKS", "a network (10.0.0.0/8), an address or a host name")?,
+            trusted_proxies: env
+                .list("TRUSTED_PROXIES", "a network (10.0.0.0/8) or an address")?
+                .into_iter()
+                .map(|net: Network| net.0)
+                .collect(),
             warnings,
         })
+    }
+
+    /// Where connections may go: never the state database, and as the operator's lists say.
+    pub fn egress(&self) -> Egress {
+        Egress::new(&self.database_url, self.connection_allowed.clone(), self.connection_denied.clone())
     }
 
     /// The keyring sealing secrets at rest: the current encryption key and the previous ones.
@@ -199,6 +274,18 @@ impl Env<'_> {
         self.get(var).ok_or_else(|| ConfigError::new(var, format!("is required {expected}")))
     }
 
+    /// A comma list of `T`s (empty when unset); a bad entry names the variable and `expected`.
+    fn list<T: std::str::FromStr>(&self, var: &'static str, expected: &str) -> Result<Vec<T>, ConfigError> {
+        let Some(raw) = self.get(var) else { return Ok(Vec::new()) };
+        raw.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry.parse().map_err(|_| ConfigError::new(var, format!("has {entry:?}, which is not {expected}")))
+            })
+            .collect()
+    }
+
     /// A whole number of at least `min`, or `default` when unset.
     fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
         &self,
@@ -210,6 +297,20 @@ impl Env<'_> {
         match raw.parse::<T>() {
             Ok(n) if n >= min => Ok(n),
             _ => Err(ConfigError::new(var, format!("must be a whole number of at least {min}, not {raw:?}"))),
+        }
+    }
+}
+
+/// A network or a single address (`10.0.0.0/8`, `10.1.2.3`).
+struct Network(ipnet::IpNet);
+
+impl std::str::FromStr for Network {
+    type Err = ();
+
+    fn from_str(raw: &str) -> Result<Self, ()> {
+        match raw.parse::<ipnet::IpNet>() {
+            Ok(net) => Ok(Self(net)),
+            Err(_) => raw.parse::<std::net::IpAddr>().map(|ip| Self(ip.into())).map_err(drop),
         }
     }
 }
@@ -353,5 +454,23 @@ mod tests {
         assert_eq!(s.warnings, vec!["EXECUTOR_CACHE_URL is deprecated: set REDIS_URL instead"]);
         vars.insert("CACHE_URL".into(), "redis://newer:6379".into());
         assert_eq!(Settings::from_vars(&vars).expect("fallback").redis_url, "redis://newer:6379");
+    }
+
+    #[test]
+    fn reads_connection_policy_and_deadlines() {
+        let mut vars = base();
+        vars.insert("CONNECTION_ALLOWED_NETWORKS".into(), "10.0.0.0/8, db.example.com".into());
+        vars.insert("TRUSTED_PROXIES".into(), "10.0.0.1".into());
+        vars.insert("CONNECTION_QUERY_TIMEOUT_SECONDS".into(), "3".into());
+        let s = Settings::from_vars(&vars).expect("valid settings");
+        assert_eq!(s.connection_allowed.len(), 2);
+        assert_eq!(s.trusted_proxies, vec!["10.0.0.1/32".parse::<ipnet::IpNet>().expect("net")]);
+        assert_eq!(s.deadlines.query, Duration::from_secs(3));
+        assert_eq!((s.pools.api, s.pools.worker, s.worker_organization_slots), (16, 6, 1));
+        vars.insert("CONNECTION_DENIED_NETWORKS".into(), "10.0.0.0/40".into());
+        assert_eq!(
+            error_for(vars),
+            "configuration error: CONNECTION_DENIED_NETWORKS has \"10.0.0.0/40\", which is not a network (10.0.0.0/8), an address or a host name"
+        );
     }
 }

@@ -6,14 +6,67 @@
 //! per-record failures). Connectors never persist state: the worker owns checkpoints and diff
 //! snapshots and commits them only after the destination accepted the writes.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::record::{Field, RecordBatch, Schema};
+use crate::{
+    config::Deadlines,
+    egress::{Egress, EgressError},
+    record::{Field, RecordBatch, Schema},
+};
+
+/// What every connector gets from the process: where its connections may go and how long any
+/// call to its system may take.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub egress: Arc<Egress>,
+    pub deadlines: Deadlines,
+}
+
+/// Where a connection goes and as whom. A stored secret is only ever sent to the endpoint it
+/// was stored for; the egress policy decides whether the endpoint may be reached at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    /// The database, for database servers (the state database is refused by name too).
+    pub database: Option<String>,
+    pub user: Option<String>,
+}
+
+impl Endpoint {
+    /// Whether a secret stored for `self` may be sent to `other`: the same host, port and user.
+    pub fn same_recipient(&self, other: &Endpoint) -> bool {
+        self.host.eq_ignore_ascii_case(&other.host) && self.port == other.port && self.user == other.user
+    }
+
+    /// Checks the endpoint against the egress policy without connecting. A host that does not
+    /// resolve now is no refusal: connecting resolves and checks again.
+    pub async fn check(&self, ctx: &Context) -> Result<(), ConnectorError> {
+        let limit = ctx.deadlines.connect;
+        match ctx.egress.resolve(&self.host, self.port, self.database.as_deref(), limit).await {
+            Err(EgressError::Refused(why)) => Err(ConnectorError::refused(why)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs `work`, failing as unavailable when it takes longer than `limit`; the error says that
+/// `what` did not answer. Dropping `work` at the deadline drops whatever it was waiting on.
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    work: impl Future<Output = Result<T, ConnectorError>>,
+) -> Result<T, ConnectorError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectorError::unavailable(format!("{what} did not answer within {} s", limit.as_secs()))),
+    }
+}
 
 /// What kind of failure a connector hit, which decides the API status and whether to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +77,8 @@ pub enum ErrorKind {
     NotFound,
     /// The upstream could not be reached or refused us for now; a retry may succeed.
     Unavailable,
+    /// The egress policy forbids reaching the system (Syncline's own database, a denied network).
+    Refused,
 }
 
 /// A connector failure with a message fit for the user (it names object, field and record).
@@ -43,6 +98,11 @@ impl ConnectorError {
     /// A missing object.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { kind: ErrorKind::NotFound, message: message.into() }
+    }
+
+    /// A connection the egress policy does not let through.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Refused, message: message.into() }
     }
 
     /// A transient failure.
@@ -232,11 +292,14 @@ pub trait Connector: Send + Sync {
     fn spec(&self) -> &ConnectorSpec;
 
     /// Checks that a configuration reaches its system.
-    async fn check(&self, config: &Json) -> Result<(), ConnectorError>;
+    async fn check(&self, ctx: &Context, config: &Json) -> Result<(), ConnectorError>;
 
     /// Opens the connection as a source, if the type is one.
-    fn source(&self, config: &Json) -> Result<Arc<dyn Source>, ConnectorError>;
+    fn source(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Source>, ConnectorError>;
 
     /// Opens the connection as a destination, if the type is one.
-    fn destination(&self, config: &Json) -> Result<Arc<dyn Destination>, ConnectorError>;
+    fn destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Destination>, ConnectorError>;
+
+    /// Where a configuration connects, and as whom.
+    fn endpoint(&self, config: &Json) -> Result<Endpoint, ConnectorError>;
 }

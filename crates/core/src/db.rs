@@ -1,6 +1,8 @@
 //! PostgreSQL access: the connection pool and schema migrations.
 
-use deadpool_postgres::{Config as PoolConfig, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::time::Duration;
+
+use deadpool_postgres::{Config as PoolConfig, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::NoTls;
 
 mod embedded {
@@ -31,12 +33,15 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Opens a pool of at most `size` connections to `url`.
-pub fn pool(url: &str, size: usize) -> Result<DbPool, DbError> {
+/// Opens a pool of at most `size` connections to `url`. A caller waits at most `wait` for a
+/// free connection (and as long again to open one); then it gets [`DbError::Pool`] with a
+/// timeout, never an endless wait.
+pub fn pool(url: &str, size: usize, wait: Duration) -> Result<DbPool, DbError> {
     let mut cfg = PoolConfig::new();
     cfg.url = Some(url.to_owned());
     cfg.manager = Some(ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    cfg.pool = Some(deadpool_postgres::PoolConfig::new(size));
+    let timeouts = Timeouts { wait: Some(wait), create: Some(wait), recycle: Some(wait) };
+    cfg.pool = Some(deadpool_postgres::PoolConfig { max_size: size, timeouts, ..Default::default() });
     cfg.create_pool(Some(Runtime::Tokio1), NoTls).map_err(|e| DbError::Setup(e.to_string()))
 }
 

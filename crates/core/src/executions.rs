@@ -52,6 +52,19 @@ pub async fn create(
     Ok(id)
 }
 
+/// The organization of `execution_id` while it still waits or runs (`None` once it ended or
+/// when it does not exist).
+pub async fn waiting_organization(pool: &DbPool, execution_id: Uuid) -> Result<Option<Uuid>, DbError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "select organization_id from sync_executions where id = $1 and status = any($2)",
+            &[&execution_id, &ACTIVE],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// An execution this worker now owns.
 #[derive(Debug, Clone)]
 pub struct Claim {

@@ -6,6 +6,7 @@ pub mod connector;
 pub mod credentials;
 pub mod crypto;
 pub mod db;
+pub mod egress;
 pub mod executions;
 pub mod jsonschema;
 pub mod numeric;

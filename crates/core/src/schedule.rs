@@ -44,7 +44,10 @@ impl Schedule {
             }
         };
         let cron = cron::Schedule::from_str(&expression).map_err(|e| format!("schedule is not valid ({e})"))?;
-        Ok(cron.after(&now).next())
+        match cron.after(&now).next() {
+            Some(next) => Ok(Some(next)),
+            None => Err("schedule can never run (no date matches it)".into()),
+        }
     }
 }
 
@@ -73,6 +76,16 @@ mod tests {
         assert_eq!(schedule("daily", Some("30"), Some("10")).next_after(now), Ok(at(10, 30)));
         let custom = Schedule { minute: Some("*/10".into()), ..schedule("custom", None, None) };
         assert_eq!(custom.next_after(now), Ok(at(10, 20)));
+    }
+
+    #[test]
+    fn rejects_schedules_that_never_fire() {
+        let february_30 = Schedule {
+            day_of_month: Some("30".into()),
+            month: Some("2".into()),
+            ..schedule("custom", Some("0"), Some("0"))
+        };
+        assert_eq!(february_30.next_after(Utc::now()), Err("schedule can never run (no date matches it)".into()));
     }
 
     #[test]

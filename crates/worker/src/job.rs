@@ -15,12 +15,30 @@ use crate::{
     pipeline::{self, RunEnd, Stop},
 };
 
+/// How long a job whose organization holds all its slots waits before it is queued again.
+const DEFER: Duration = Duration::from_secs(1);
+
 /// Handles one delivery of a [`SyncJob`]. Deliveries of an execution that another worker owns
-/// or that already ended are acknowledged without doing anything.
+/// or that already ended are acknowledged without doing anything. An execution whose
+/// organization already holds its share of this worker's slots goes back to the queue.
 #[tracing::instrument(name = "execution", skip_all, fields(execution_id = %job.execution_id))]
 pub async fn handle(job: SyncJob, services: Data<Arc<Services>>, worker: WorkerContext) -> Result<(), BoxDynError> {
     let services: &Services = &services;
     let worker_name = worker.name().to_owned();
+    let Some(organization) = executions::waiting_organization(&services.pool, job.execution_id).await? else {
+        return Ok(());
+    };
+    let Some(_slot) = services.slots.take(organization) else {
+        let queue = services.queue.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DEFER).await;
+            // If this push is lost the scheduler pushes the still-queued execution again.
+            if let Err(e) = queue::enqueue(&queue, job.execution_id).await {
+                warn!(execution_id = %job.execution_id, error = %e, "cannot queue a deferred execution again");
+            }
+        });
+        return Ok(());
+    };
     let Some(claim) = executions::claim(&services.pool, job.execution_id, &worker_name, services.lease()).await? else {
         return Ok(());
     };

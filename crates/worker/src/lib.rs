@@ -10,12 +10,13 @@ mod job;
 mod load;
 mod pipeline;
 mod plan;
+mod slots;
 mod snapshot;
 
 use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::{BackendExt, Event, EventListenerExt, WorkerBuilder, WorkerBuilderExt};
-use syncline_core::{crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::SyncQueue};
+use syncline_core::{connector::Context, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::SyncQueue};
 use tracing::{error, info};
 
 /// What every job handler shares.
@@ -25,6 +26,10 @@ pub struct Services {
     pub store: PayloadStore,
     pub secrets: SecretBox,
     pub queue: SyncQueue,
+    /// Where connections may go and the deadlines of calls to customer systems.
+    pub connector: Context,
+    /// Slots of this process one organization may hold at once.
+    pub slots: Arc<slots::OrganizationSlots>,
     pub heartbeat: Duration,
     /// Upper bounds of one record batch.
     pub batch_rows: usize,
@@ -37,6 +42,8 @@ impl Services {
         self.heartbeat * 3
     }
 }
+
+pub use slots::OrganizationSlots;
 
 /// Default record-batch bounds: large enough to amortise round trips, small enough to keep a
 /// worker's memory to a few tens of megabytes whatever the table size.

@@ -65,7 +65,9 @@ pub fn snapshot_dir(sync_id: Uuid, execution_id: Uuid) -> String {
 /// Most identities remembered for resending; past this the next run resends everything.
 const MAX_RETRY_IDENTITIES: usize = 10_000;
 
-/// Runs the execution until it finishes or `stop` says otherwise.
+/// Runs the execution until it finishes or `stop` says otherwise. A stop ends the run at once,
+/// wherever it is: dropping it closes its connections, which asks the source and destination
+/// to stop what they were doing, and a batch not yet committed is never committed.
 pub async fn run(
     services: &Services,
     execution_id: Uuid,
@@ -74,8 +76,37 @@ pub async fn run(
     worker: &str,
     stop: watch::Receiver<Option<Stop>>,
 ) -> RunEnd {
-    let progress = Arc::new(Progress::default());
     let mut counts = Counts::default();
+    let mut signal = stop.clone();
+    let stopped = tokio::select! {
+        end = execute(services, execution_id, sync_id, resync, worker, stop, &mut counts) => Err(end),
+        stop = signal.wait_for(Option::is_some) => Ok(stop.ok().and_then(|s| *s).unwrap_or(Stop::Lost)),
+    };
+    match stopped {
+        Ok(stop) => RunEnd::Stopped { stop, counts },
+        Err(end) => end,
+    }
+}
+
+/// Aborts a task when dropped, so a stopped run leaves nothing running.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn execute(
+    services: &Services,
+    execution_id: Uuid,
+    sync_id: Uuid,
+    resync: bool,
+    worker: &str,
+    stop: watch::Receiver<Option<Stop>>,
+    counts: &mut Counts,
+) -> RunEnd {
+    let progress = Arc::new(Progress::default());
     let failed = |error: String, counts: Counts| RunEnd::Finished {
         outcome: Outcome::Failed { error },
         counts,
@@ -83,7 +114,7 @@ pub async fn run(
     };
     let plan = match plan::load(services, sync_id).await {
         Ok(plan) => plan,
-        Err(error) => return failed(error, counts),
+        Err(error) => return failed(error, *counts),
     };
     match plan.source.estimate_rows(&plan.model).await {
         Ok(Some(estimate)) => {
@@ -96,14 +127,15 @@ pub async fn run(
     }
     let prepared = match prepare(services, &plan, execution_id, sync_id, resync, progress.clone()).await {
         Ok(prepared) => prepared,
-        Err(error) => return failed(error, counts),
+        Err(error) => return failed(error, *counts),
     };
     let Prepared { layout, writer, extract, chunks } = prepared;
+    let _abort = AbortOnDrop(extract.abort_handle());
     let loader = Loader { services, execution_id, worker, layout: &layout, progress: &progress };
-    match loader.run(writer, chunks, stop, &mut counts).await {
+    match loader.run(writer, chunks, stop, counts).await {
         Ok(LoadEnd::Drained(failures)) => match extract.await {
             Ok(Ok(snapshot)) => {
-                progress.add_to(&mut counts);
+                progress.add_to(counts);
                 let retry: Vec<Json> = failures
                     .iter()
                     .map(|(key, insert)| json!(RetryIdentity { key: hex::encode(key), insert: *insert }))
@@ -113,14 +145,14 @@ pub async fn run(
                     snapshot: if keep { snapshot } else { None },
                     retry_identities: if keep { retry } else { vec![] },
                 };
-                RunEnd::Finished { outcome, counts, superseded: plan.snapshot_path.clone() }
+                RunEnd::Finished { outcome, counts: *counts, superseded: plan.snapshot_path.clone() }
             }
-            Ok(Err(error)) => failed(error, counts),
-            Err(e) => failed(format!("extract stage crashed: {e}"), counts),
+            Ok(Err(error)) => failed(error, *counts),
+            Err(e) => failed(format!("extract stage crashed: {e}"), *counts),
         },
         Ok(LoadEnd::Stopped(stop)) => {
             extract.abort();
-            RunEnd::Stopped { stop, counts }
+            RunEnd::Stopped { stop, counts: *counts }
         }
         Err(error) => {
             extract.abort();
@@ -129,7 +161,7 @@ pub async fn run(
                 Ok(Err(extract_error)) => extract_error,
                 _ => error,
             };
-            failed(error, counts)
+            failed(error, *counts)
         }
     }
 }

@@ -58,11 +58,11 @@ pub async fn load(services: &Services, sync_id: Uuid) -> Result<Plan, String> {
     let (source_type, target_type): (String, String) = (row.get(4), row.get(7));
     let source = syncline_connectors::get(&source_type)
         .ok_or_else(|| format!("connection type {source_type:?} is not supported"))?
-        .source(&open(4)?)
+        .source(&services.connector, &open(4)?)
         .map_err(|e| e.message)?;
     let destination = syncline_connectors::get(&target_type)
         .ok_or_else(|| format!("connection type {target_type:?} is not supported"))?
-        .destination(&open(7)?)
+        .destination(&services.connector, &open(7)?)
         .map_err(|e| e.message)?;
     let retry: Vec<RetryIdentity> = serde_json::from_value(row.get(2)).unwrap_or_default();
     Ok(Plan {

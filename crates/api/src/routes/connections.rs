@@ -9,13 +9,13 @@ use syncline_core::{connector::Connector, credentials, jsonschema};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{authorize, check_policies, envelope, get_owned, list_owned, non_empty, parse_id};
+use super::{authorize, check_policies, envelope, get_owned, list_owned, parse_id};
 use crate::{
     AppState,
     access::{Action, Kind},
     auth::Caller,
     error::{ApiError, parse_body},
-    idempotency,
+    idempotency, input,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -120,12 +120,51 @@ struct ConnectionBody {
     validate: Option<bool>,
 }
 
-/// Validates a configuration against the type's schema and, unless told not to, tries it.
-async fn checked(connector: &Arc<dyn Connector>, config: &Json, validate: bool) -> Result<(), ApiError> {
+/// Validates a configuration against the type's schema and the egress policy and, unless told
+/// not to, tries it.
+async fn checked(
+    state: &AppState,
+    connector: &Arc<dyn Connector>,
+    config: &Json,
+    validate: bool,
+) -> Result<(), ApiError> {
     jsonschema::validate(&connector.spec().config_schema, config, "configuration")
         .map_err(|message| ApiError::unprocessable(message).with_metadata(json!({"type": connector.spec().id})))?;
+    connector.endpoint(config)?.check(&state.connector).await?;
     if validate {
-        connector.check(config).await.map_err(|e| ApiError::unprocessable(format!("connection test failed: {e}")))?;
+        connector
+            .check(&state.connector, config)
+            .await
+            .map_err(|e| ApiError::unprocessable(format!("connection test failed: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Fills in the secrets `config` leaves out from the `saved` configuration, which clients never
+/// see to send back — but only while `config` goes to the same host, port and user: a stored
+/// secret is never sent anywhere else. Otherwise 422 naming the secrets to give again.
+fn keep_secrets(connector: &Arc<dyn Connector>, saved: &Json, config: &mut Json) -> Result<(), ApiError> {
+    let missing: Vec<String> = connector
+        .spec()
+        .secret_fields()
+        .into_iter()
+        .filter(|field| config.get(field).is_none_or(Json::is_null) && saved.get(field).is_some())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !connector.endpoint(saved)?.same_recipient(&connector.endpoint(config)?) {
+        let fields: Vec<String> = missing.iter().map(|f| format!("configuration.{f}")).collect();
+        return Err(ApiError::unprocessable(format!(
+            "{} must be given again: the connection now goes to another host, port or user, and stored secrets only go where they were stored for",
+            fields.join(", ")
+        ))
+        .with_metadata(json!({ "field": fields[0] })));
+    }
+    if let Some(object) = config.as_object_mut() {
+        for field in missing {
+            object.insert(field.clone(), saved[&field].clone());
+        }
     }
     Ok(())
 }
@@ -148,10 +187,10 @@ async fn create(
         let input: ConnectionBody = parse_body(&body)?;
         let policies = input.policies.clone().unwrap_or_default();
         check_policies(&state.pool.get().await?, org, &policies).await?;
-        let name = non_empty(input.name.as_deref()).ok_or_else(|| ApiError::unprocessable("name is required"))?;
+        let name = input::name(input.name.as_deref(), "name")?;
         let connector = connector(input.type_id.as_deref().ok_or_else(|| ApiError::bad_request("type is required"))?)?;
         let config = input.configuration.clone().ok_or_else(|| ApiError::unprocessable("configuration is required"))?;
-        checked(connector, &config, input.validate.unwrap_or(true)).await?;
+        checked(&state, connector, &config, input.validate.unwrap_or(true)).await?;
         let (public, sealed) = credentials::seal(connector.spec(), &config, &state.secrets);
         let client = state.pool.get().await?;
         let row = client
@@ -174,18 +213,23 @@ struct TestBody {
     connection_id: Option<Uuid>,
 }
 
+/// Tries a configuration. With `connection_id`, the configuration given is laid over the saved
+/// one; using the saved secrets needs the `update` permission on it and the same endpoint.
 #[post("/connections/test")]
 async fn test(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let input: TestBody = parse_body(&body)?;
     let mut config = input.configuration.unwrap_or_else(|| json!({}));
     let connector = match input.connection_id {
         Some(id) => {
-            let saved = open(&state, &caller, id, Action::Read).await?;
+            let saved = open(&state, &caller, id, Action::Update).await?;
+            let secrets = saved.connector.spec().secret_fields();
             if let (Some(base), Some(overlay)) = (saved.config.as_object(), config.as_object()) {
                 let mut merged = base.clone();
+                merged.retain(|field, _| !secrets.contains(field));
                 merged.extend(overlay.clone());
                 config = Json::Object(merged);
             }
+            keep_secrets(saved.connector, &saved.config, &mut config)?;
             saved.connector
         }
         None => {
@@ -193,7 +237,7 @@ async fn test(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> R
             connector(input.type_id.as_deref().ok_or_else(|| ApiError::bad_request("type is required"))?)?
         }
     };
-    checked(connector, &config, true).await?;
+    checked(&state, connector, &config, true).await?;
     Ok(envelope(json!({"success": true})))
 }
 
@@ -219,7 +263,7 @@ async fn update(
     let input: ConnectionBody = parse_body(&body)?;
     let policies = input.policies.clone().unwrap_or_default();
     check_policies(&state.pool.get().await?, org, &policies).await?;
-    let name = non_empty(input.name.as_deref()).ok_or_else(|| ApiError::unprocessable("name is required"))?;
+    let name = input::name(input.name.as_deref(), "name")?;
     let connector = match &input.type_id {
         Some(t) if t != saved.connector.spec().id => {
             return Err(ApiError::unprocessable("a connection's type cannot change"));
@@ -227,17 +271,8 @@ async fn update(
         _ => saved.connector,
     };
     let mut config = input.configuration.clone().ok_or_else(|| ApiError::unprocessable("configuration is required"))?;
-    // Secrets left out of an update keep their stored value (clients never see them to send back).
-    if let Some(object) = config.as_object_mut() {
-        for field in connector.spec().secret_fields() {
-            if object.get(&field).is_none_or(Json::is_null)
-                && let Some(value) = saved.config.get(&field)
-            {
-                object.insert(field, value.clone());
-            }
-        }
-    }
-    checked(connector, &config, input.validate.unwrap_or(true)).await?;
+    keep_secrets(connector, &saved.config, &mut config)?;
+    checked(&state, connector, &config, input.validate.unwrap_or(true)).await?;
     let (public, sealed) = credentials::seal(connector.spec(), &config, &state.secrets);
     let client = state.pool.get().await?;
     let row = client

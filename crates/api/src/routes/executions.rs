@@ -1,6 +1,7 @@
 //! Model sync executions: list, get and cancel.
 
 use actix_web::{HttpResponse, get, post, web};
+use deadpool_postgres::GenericClient;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
@@ -137,8 +138,11 @@ async fn get_one(
 
 /// Cancels the unfinished executions of `sync_id` matching `execution`: waiting ones end at
 /// once, running ones are asked to stop. Returns how many were affected.
-pub async fn request_cancel(state: &AppState, sync_id: Uuid, execution: Option<Uuid>) -> Result<u64, ApiError> {
-    let client = state.pool.get().await?;
+pub async fn request_cancel(
+    client: &impl GenericClient,
+    sync_id: Uuid,
+    execution: Option<Uuid>,
+) -> Result<u64, ApiError> {
     let count = client
         .execute(
             "update sync_executions set
@@ -165,7 +169,7 @@ async fn cancel(
         .query_opt("select 1 from sync_executions where id = $1 and sync_id = $2", &[&id, &sync_id])
         .await?
         .ok_or_else(|| ApiError::not_found("execution"))?;
-    let message = match request_cancel(&state, sync_id, Some(id)).await? {
+    let message = match request_cancel(&client, sync_id, Some(id)).await? {
         0 => "the execution is not running",
         _ => "cancel requested",
     };

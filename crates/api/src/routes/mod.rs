@@ -130,11 +130,6 @@ pub async fn list_owned(
     Ok(envelope(rows.iter().map(to_json).collect()))
 }
 
-/// A trimmed, non-empty text field.
-pub fn non_empty(value: Option<&str>) -> Option<String> {
-    value.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
-}
-
 /// One page of a list: `page_token` is an opaque offset.
 pub struct Page {
     offset: i64,
@@ -142,15 +137,20 @@ pub struct Page {
 }
 
 impl Page {
-    /// Reads the page from the query; `limit` defaults to and is capped at `max`.
+    /// Reads the page from the query; `limit` defaults to and is capped at `max`. A token this
+    /// API did not hand out answers 422.
     pub fn parse(token: Option<&str>, limit: Option<i64>, max: i64) -> Result<Self, ApiError> {
         let offset = match token.filter(|t| !t.is_empty()) {
             Some(token) => base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(token)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| ApiError::bad_request("page_token is not valid"))?,
+                .and_then(|s| s.parse::<i64>().ok())
+                .filter(|offset| *offset >= 0)
+                .ok_or_else(|| {
+                    ApiError::unprocessable("page_token is not valid: pass the next_page_token of a previous page")
+                        .with_metadata(json!({"field": "page_token"}))
+                })?,
             None => 0,
         };
         Ok(Self { offset, limit: limit.unwrap_or(max).clamp(1, max) })

@@ -6,13 +6,13 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{authorize, check_policies, connections, envelope, get_owned, list_owned, non_empty, parse_id};
+use super::{authorize, check_policies, connections, envelope, get_owned, list_owned, parse_id};
 use crate::{
     AppState,
     access::{Action, Kind},
     auth::Caller,
     error::{ApiError, parse_body},
-    idempotency,
+    idempotency, input,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -64,7 +64,7 @@ struct Checked {
 async fn check(state: &AppState, caller: &Caller, input: &ModelBody, model_id: Uuid) -> Result<Checked, ApiError> {
     let org = caller.organization()?;
     check_policies(&state.pool.get().await?, org, input.policies.as_deref().unwrap_or_default()).await?;
-    let name = non_empty(input.name.as_deref()).ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let name = input::name(input.name.as_deref(), "name")?;
     let connection_id = input.connection_id.ok_or_else(|| ApiError::bad_request("connection_id is required"))?;
     let configuration =
         input.configuration.clone().ok_or_else(|| ApiError::bad_request("configuration is required"))?;
@@ -73,7 +73,7 @@ async fn check(state: &AppState, caller: &Caller, input: &ModelBody, model_id: U
             404 => ApiError::bad_request("connection_id names no connection of this organization"),
             _ => e,
         })?;
-    let source = connection.connector.source(&connection.config)?;
+    let source = connection.connector.source(&state.connector, &connection.config)?;
     let fields = source.model_fields(&configuration).await?;
     let now = chrono::Utc::now();
     let unique = input.identifier.as_deref();
@@ -167,10 +167,13 @@ async fn update(
     let org = caller.organization()?;
     let id = parse_id(&path, "model")?;
     let input: ModelBody = parse_body(&body)?;
-    let client = state.pool.get().await?;
-    authorize(&client, &caller, Kind::Model, id, Action::Update).await?;
+    authorize(&state.pool.get().await?, &caller, Kind::Model, id, Action::Update).await?;
+    // No state-database connection is held while the source checks the query.
     let model = check(&state, &caller, &input, id).await?;
-    let row = client
+    let row = state
+        .pool
+        .get()
+        .await?
         .query_one(
             &format!("update models set connection_id = $3, name = $4, configuration = $5, fields = $6, identifier = $7, tracking_columns = $8,
                       labels = $9, policies = $10, version = version + 1, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
@@ -211,17 +214,19 @@ async fn remove(
 async fn sample(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
     let id = parse_id(&path, "model")?;
-    let client = state.pool.get().await?;
-    authorize(&client, &caller, Kind::Model, id, Action::Read).await?;
-    let row = client
-        .query_opt(
-            "select connection_id, configuration from models where id = $1 and organization_id = $2",
-            &[&id, &org],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("model"))?;
+    let row = {
+        let client = state.pool.get().await?;
+        authorize(&client, &caller, Kind::Model, id, Action::Read).await?;
+        client
+            .query_opt(
+                "select connection_id, configuration from models where id = $1 and organization_id = $2",
+                &[&id, &org],
+            )
+            .await?
+            .ok_or_else(|| ApiError::not_found("model"))?
+    };
     let connection = connections::open(&state, &caller, row.get(0), Action::Read).await?;
-    let source = connection.connector.source(&connection.config)?;
+    let source = connection.connector.source(&state.connector, &connection.config)?;
     let records = source.sample(&row.get::<_, Json>(1), 10).await?;
     let records: Vec<Json> = records.into_iter().map(|r| json!({ id.to_string(): r })).collect();
     Ok(envelope(json!({"records": records, "warnings": []})))

@@ -8,7 +8,7 @@ use syncline_core::crypto::SecretBox;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{envelope, non_empty, parse_id};
+use super::{envelope, parse_id};
 use crate::{
     AppState,
     access::{SystemRole, default_policy_actions},
@@ -47,7 +47,7 @@ struct OrganizationBody {
 
 impl OrganizationBody {
     fn name(&self) -> Result<String, ApiError> {
-        non_empty(self.name.as_deref()).ok_or_else(|| ApiError::unprocessable("name is required"))
+        crate::input::name(self.name.as_deref(), "name")
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{envelope, non_empty, parse_id};
+use super::{envelope, parse_id};
 use crate::{
     AppState,
     access::validate_action,
@@ -87,7 +87,7 @@ impl PermissionBody {
         if self.organization_id.is_some_and(|id| id != org) {
             return Err(ApiError::not_found("organization"));
         }
-        non_empty(self.name.as_deref()).ok_or_else(|| ApiError::unprocessable("name is required"))
+        crate::input::name(self.name.as_deref(), "name")
     }
 }
 

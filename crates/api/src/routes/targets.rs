@@ -37,7 +37,7 @@ async fn objects(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path, "connection")?;
     let connection = connections::open(&state, &caller, id, Action::Read).await?;
-    let destination = connection.connector.destination(&connection.config)?;
+    let destination = connection.connector.destination(&state.connector, &connection.config)?;
     let modes = modes(destination.modes());
     let objects: Vec<Json> = destination
         .target_objects()
@@ -63,7 +63,7 @@ async fn fields(
     let target = query.target.clone().ok_or_else(|| ApiError::bad_request("the target query parameter is required"))?;
     let id = parse_id(&path, "connection")?;
     let connection = connections::open(&state, &caller, id, Action::Read).await?;
-    let destination = connection.connector.destination(&connection.config)?;
+    let destination = connection.connector.destination(&state.connector, &connection.config)?;
     let fields = destination.target_fields(&target).await.map_err(|e| match e.kind {
         syncline_core::connector::ErrorKind::NotFound => ApiError::not_found("target object"),
         _ => e.into(),

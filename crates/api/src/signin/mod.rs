@@ -76,10 +76,8 @@ async fn callback(
 ) -> Result<HttpResponse, ApiError> {
     let ip = client_ip(&req);
     let by_ip = Attempt { ip: &ip, account: None };
-    state.limiter.check(by_ip).await?;
     let (identity, return_to) = counted(&state, by_ip, verify(&req, &state, &provider, query.into_inner())).await?;
     let by_account = Attempt { ip: &ip, account: Some(&identity.email) };
-    state.limiter.check(by_account).await?;
     counted(&state, by_account, sign_in(&state, &identity, &ip, &return_to)).await
 }
 
@@ -170,19 +168,16 @@ async fn logout(state: web::Data<AppState>, caller: Caller) -> Result<HttpRespon
 }
 
 /// Charges a failed attempt when `work` answers a client error (not for outages of the provider
-/// or the database).
+/// or the database); past the budget the answer is 429.
 async fn counted<T>(
     state: &AppState,
     attempt: Attempt<'_>,
     work: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    let result = work.await;
-    if let Err(e) = &result
-        && e.status.is_client_error()
-    {
-        state.limiter.failed(attempt).await;
+    match work.await {
+        Err(e) if e.status.is_client_error() => Err(state.limiter.failed(attempt, e).await),
+        result => result,
     }
-    result
 }
 
 /// The sign-in cookie, scoped to `/auth`.

@@ -289,36 +289,68 @@ async fn the_audit_log_records_who_did_what() {
     scene.finish().await;
 }
 
+/// `Authorization` and `X-Forwarded-For` of one request.
+async fn from(process: &Process, auth: &str, client: &str) -> (u16, Json) {
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/connections", process.base()))
+        .header("Authorization", auth)
+        .header("X-Forwarded-For", client)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Json::Null))
+}
+
 #[tokio::test]
-async fn failed_authentication_is_rate_limited() {
-    let install = Install::new().await;
+async fn failed_authentication_is_rate_limited_without_locking_out_the_innocent() {
+    // The test talks through a "proxy" (itself, on loopback) that names the client.
+    let mut install = Install::new().await;
+    install.extra_env = vec![("TRUSTED_PROXIES".into(), "127.0.0.1".into())];
     let process = install.spawn("api").await;
     let (org, api) = organization(&install, &process, "limited").await;
-
-    // Per account: wrong deployment keys against one organization.
     let basic = |key: &str| {
         use base64::Engine;
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{org}:{key}")))
     };
+
+    // Per account and source: wrong deployment keys against one organization from one client.
     let mut statuses = Vec::new();
     for _ in 0..11 {
-        statuses.push(api.with_auth(&basic("wrong")).send("GET", "/api/connections", None).await.0);
+        statuses.push(from(&process, &basic("wrong"), "203.0.113.5").await.0);
     }
     assert_eq!(&statuses[..10], &[401; 10]);
-    assert_eq!(statuses[10], 429, "the 11th failure against one account is refused");
-    let (status, answer) = api.with_auth(&basic(&install.key)).send("GET", "/api/connections", None).await;
-    assert_eq!(status, 429, "the account stays locked for the window, even with the right key: {answer}");
-    assert_eq!(answer["key"], "too_many_requests");
+    assert_eq!(statuses[10], 429, "the 11th failure against one account from one client is refused");
+    let (status, answer) = from(&process, &basic("wrong"), "203.0.113.5").await;
+    assert_eq!((status, answer["key"].as_str()), (429, Some("too_many_requests")), "{answer}");
     assert!(answer["metadata"]["retry_after"].as_u64().is_some_and(|s| s > 0 && s <= 300), "{answer}");
+    let (status, _) = from(&process, &basic("wrong"), "203.0.113.6").await;
+    assert_eq!(status, 401, "another client's attempts against the account are not locked out");
+    let (status, answer) = from(&process, &basic(&install.key), "203.0.113.5").await;
+    assert_eq!(status, 200, "the right key still works from the locked client: {answer}");
 
     // Per IP: wrong API keys.
-    let mut last = 0;
-    for _ in 0..30 {
-        last = api.with_auth("Bearer sk_wrong").send("GET", "/api/me", None).await.0;
+    let mut statuses = Vec::new();
+    for _ in 0..31 {
+        statuses.push(from(&process, "Bearer sk_wrong", "198.51.100.7").await.0);
     }
-    assert_eq!(last, 429, "the IP's budget of 30 failures is used up");
-    let (status, _) = api.send("GET", "/api/me", None).await;
-    assert_eq!(status, 429, "further attempts from the IP wait for the window");
+    assert_eq!((&statuses[..30], statuses[30]), (&[401; 30][..], 429), "the IP's budget of 30 failures is used up");
+    let (status, _) = from(&process, "Bearer sk_wrong", "198.51.100.7").await;
+    assert_eq!(status, 429, "further failures from the IP wait for the window");
+    let valid = api.send("GET", "/api/me", None).await;
+    assert_eq!(valid.0, 200, "a valid key works from anywhere: {}", valid.1);
+    let user_key = format!("Bearer {}", api.token());
+    assert_eq!(from(&process, &user_key, "198.51.100.7").await.0, 200, "a valid key works from the failing address");
+    drop(process);
+
+    // Without trusted proxies, X-Forwarded-For is the client's own claim and changes nothing.
+    install.extra_env.clear();
+    let process = install.spawn("api").await;
+    let mut last = 0;
+    for i in 0..31 {
+        last = from(&process, "Bearer sk_wrong", &format!("192.0.2.{i}")).await.0;
+    }
+    assert_eq!(last, 429, "failures are charged to the TCP peer, whatever the header says");
     drop(process);
     install.finish().await;
 }

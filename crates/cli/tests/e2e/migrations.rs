@@ -9,7 +9,9 @@ async fn concurrent_migrators_apply_each_migration_once() {
     let test_db = TestDb::new().await;
     let runs = (0..4).map(|_| {
         let url = test_db.url.clone();
-        tokio::spawn(async move { db::migrate(&db::pool(&url, 1).expect("pool")).await.expect("migrate") })
+        tokio::spawn(async move {
+            db::migrate(&db::pool(&url, 1, std::time::Duration::from_secs(30)).expect("pool")).await.expect("migrate")
+        })
     });
     let mut applied = Vec::new();
     for run in runs {

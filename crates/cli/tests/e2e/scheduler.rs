@@ -41,7 +41,7 @@ async fn a_due_sync_starts_once_across_replicas() {
     let replicas = (0..4).map(|_| {
         let (url, prefix) = (install.db.url.clone(), install.prefix.clone());
         tokio::spawn(async move {
-            let pool = db::pool(&url, 2).expect("pool");
+            let pool = db::pool(&url, 2, std::time::Duration::from_secs(30)).expect("pool");
             let (sync_queue, _) =
                 queue::connect(&redis_url(), &prefix, std::time::Duration::from_secs(1)).await.expect("queue");
             syncline_api::scheduler::run_due(&pool, &sync_queue).await.expect("run due")

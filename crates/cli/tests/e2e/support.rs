@@ -270,6 +270,11 @@ impl Api {
         Self { http: self.http.clone(), base: process.base(), auth: self.auth.clone() }
     }
 
+    /// The bearer token this client sends.
+    pub fn token(&self) -> &str {
+        self.auth.strip_prefix("Bearer ").unwrap_or_default()
+    }
+
     pub fn with_auth(&self, auth: &str) -> Self {
         Self { http: self.http.clone(), base: self.base.clone(), auth: auth.to_owned() }
     }

@@ -1,40 +1,151 @@
-//! Opening connections and turning database errors into connector errors.
+//! Opening connections, running statements under deadlines, and turning database errors into
+//! connector errors.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use syncline_core::connector::ConnectorError;
-use tokio_postgres::{Client, Config, NoTls, error::SqlState};
+use syncline_core::{
+    connector::{ConnectorError, Context, within},
+    egress::EgressError,
+};
+use tokio_postgres::{CancelToken, Client, Config, NoTls, error::SqlState};
 
 use super::PostgresConfig;
 
-/// Connects with the configured credentials, over TLS when `ssl` is set.
-pub(super) async fn connect(cfg: &PostgresConfig) -> Result<Client, ConnectorError> {
+/// An open connection to a customer database.
+pub(super) struct Connection {
+    pub(super) client: Client,
+    /// Deadlines of this connection's calls.
+    pub(super) ctx: Context,
+}
+
+/// Connects with the configured credentials, over TLS when `ssl` is set. The host is resolved
+/// and checked against the egress policy first and the connection goes to the checked address
+/// only; resolving, connecting and authenticating together take at most the connect deadline.
+pub(super) async fn connect(ctx: &Context, cfg: &PostgresConfig) -> Result<Connection, ConnectorError> {
+    let target = format!("{}:{}/{}", cfg.hostname, cfg.port, cfg.database);
+    let limit = ctx.deadlines.connect;
+    let tls = match cfg.ssl {
+        true => Some(tls()?),
+        false => None,
+    };
+    let client = within(limit, &target, async {
+        let addrs =
+            ctx.egress.resolve(&cfg.hostname, cfg.port, Some(&cfg.database), limit).await.map_err(|e| match e {
+                EgressError::Refused(why) => ConnectorError::refused(why),
+                unresolved => ConnectorError::unavailable(unresolved.to_string()),
+            })?;
+        let mut last = None;
+        for addr in addrs {
+            match open(cfg, addr.ip(), tls.clone()).await {
+                Ok(client) => return Ok(client),
+                Err(e) => last = Some(e),
+            }
+        }
+        let e = last.map_or_else(|| "no address".into(), |e| message(&e));
+        Err(ConnectorError::unavailable(format!("cannot connect to {target}: {e}")))
+    })
+    .await?;
+    Ok(Connection { client, ctx: ctx.clone() })
+}
+
+type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+
+/// TLS verified against the web's root certificates.
+fn tls() -> Result<Tls, ConnectorError> {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectorError::invalid(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Tls::new(config))
+}
+
+/// Opens one connection to `ip` (the checked address of `cfg.hostname`, which TLS still
+/// verifies the certificate against).
+async fn open(cfg: &PostgresConfig, ip: std::net::IpAddr, tls: Option<Tls>) -> Result<Client, tokio_postgres::Error> {
     let mut pg = Config::new();
-    pg.host(&cfg.hostname).port(cfg.port).dbname(&cfg.database).user(&cfg.username);
-    pg.application_name("syncline").connect_timeout(std::time::Duration::from_secs(10));
+    pg.host(&cfg.hostname).hostaddr(ip).port(cfg.port).dbname(&cfg.database).user(&cfg.username);
+    pg.application_name("syncline").keepalives(true).keepalives_idle(Duration::from_secs(30));
     if let Some(password) = &cfg.password {
         pg.password(password);
     }
-    let target = format!("{}:{}/{}", cfg.hostname, cfg.port, cfg.database);
-    let unreachable =
-        |e: tokio_postgres::Error| ConnectorError::unavailable(format!("cannot connect to {target}: {}", message(&e)));
-    let client = if cfg.ssl {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ConnectorError::invalid(format!("TLS setup: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let (client, connection) =
-            pg.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls)).await.map_err(unreachable)?;
+    let Some(tls) = tls else {
+        let (client, connection) = pg.connect(NoTls).await?;
         tokio::spawn(connection);
-        client
-    } else {
-        let (client, connection) = pg.connect(NoTls).await.map_err(unreachable)?;
-        tokio::spawn(connection);
-        client
+        return Ok(client);
     };
+    let (client, connection) = pg.connect(tls).await?;
+    tokio::spawn(connection);
     Ok(client)
+}
+
+impl Connection {
+    /// Runs `work` on this connection within `limit`. If it does not finish in time, or the
+    /// caller stops waiting (a cancel drops it), the server is asked to cancel the statement,
+    /// so no work goes on there after Syncline stopped waiting for it.
+    pub(super) async fn run<T>(
+        &self,
+        limit: Duration,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, ConnectorError> {
+        self.guard(limit, async { work.await.map_err(|e| error(&e)) }).await
+    }
+
+    /// [`Connection::run`] for work that already speaks in connector errors.
+    pub(super) async fn guard<T>(
+        &self,
+        limit: Duration,
+        work: impl Future<Output = Result<T, ConnectorError>>,
+    ) -> Result<T, ConnectorError> {
+        let guard = CancelOnDrop::new(&self.client);
+        let result = within(limit, "the database", work).await;
+        if result.is_ok() {
+            guard.disarm();
+        }
+        result
+    }
+
+    /// [`Connection::run`] with the deadline of a short call: tests, samples, previews and
+    /// catalog lookups.
+    pub(super) async fn interactive<T>(
+        &self,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, ConnectorError> {
+        self.run(self.ctx.deadlines.query, work).await
+    }
+
+    /// Opens a read-only transaction whose statements stop after `limit` on the server too, for
+    /// running users' model queries (they may read, never write).
+    pub(super) async fn read_only(&self, limit: Option<Duration>) -> Result<(), ConnectorError> {
+        let timeout = limit.map_or(String::new(), |l| format!("; set local statement_timeout = {}", l.as_millis()));
+        self.interactive(self.client.batch_execute(&format!("start transaction read only{timeout}"))).await
+    }
+}
+
+/// Asks the server to cancel the running statement when dropped, unless disarmed.
+pub(super) struct CancelOnDrop(Option<CancelToken>);
+
+impl CancelOnDrop {
+    pub(super) fn new(client: &Client) -> Self {
+        Self(Some(client.cancel_token()))
+    }
+
+    pub(super) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(token) = self.0.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // The token goes to the address the connection was opened to (already checked).
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(10), token.cancel_query(NoTls)).await;
+            });
+        }
+    }
 }
 
 /// The database's own message, with its detail when it has one.

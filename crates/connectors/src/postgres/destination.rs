@@ -7,25 +7,26 @@ use bytes::Bytes;
 use futures::SinkExt;
 use syncline_core::{
     connector::{
-        BatchWriter, ConnectorError, Destination, RecordFailure, SyncMode, TargetField, TargetObject, WriteRequest,
+        BatchWriter, ConnectorError, Context, Destination, ErrorKind, RecordFailure, SyncMode, TargetField,
+        TargetObject, WriteRequest,
     },
     record::RecordBatch,
 };
-use tokio_postgres::Client;
 
 use super::{
     PostgresConfig,
-    client::{self, quote_ident, split_object},
+    client::{self, Connection, quote_ident, split_object},
     copy, types,
 };
 
 pub(super) struct PostgresDestination {
+    ctx: Context,
     config: PostgresConfig,
 }
 
 impl PostgresDestination {
-    pub(super) fn new(config: PostgresConfig) -> Self {
-        Self { config }
+    pub(super) fn new(ctx: Context, config: PostgresConfig) -> Self {
+        Self { ctx, config }
     }
 }
 
@@ -38,19 +39,18 @@ struct Column {
     required: bool,
 }
 
-async fn columns(client: &Client, object: &str) -> Result<Vec<Column>, ConnectorError> {
+async fn columns(conn: &Connection, object: &str) -> Result<Vec<Column>, ConnectorError> {
     let (schema, table) = split_object(object);
-    let rows = client
-        .query(
+    let rows = conn
+        .interactive(conn.client.query(
             "select a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull and not a.atthasdef and a.attidentity = '',
                     a.atttypid
              from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
              where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
              order by a.attnum",
             &[&schema, &table],
-        )
-        .await
-        .map_err(|e| client::error(&e))?;
+        ))
+        .await?;
     if rows.is_empty() {
         return Err(ConnectorError::not_found(format!("target object {object:?} does not exist")));
     }
@@ -61,35 +61,33 @@ async fn columns(client: &Client, object: &str) -> Result<Vec<Column>, Connector
 }
 
 /// Whether `column` alone is covered by a unique index or constraint of `object`.
-async fn has_unique_index(client: &Client, object: &str, column: &str) -> Result<bool, ConnectorError> {
+async fn has_unique_index(conn: &Connection, object: &str, column: &str) -> Result<bool, ConnectorError> {
     let (schema, table) = split_object(object);
-    let row = client
-        .query_one(
+    let row = conn
+        .interactive(conn.client.query_one(
             "select exists (select 1 from pg_index i join pg_class c on c.oid = i.indrelid
                join pg_namespace n on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid and a.attnum = i.indkey[0]
                where n.nspname = $1 and c.relname = $2 and i.indisunique and i.indnkeyatts = 1 and i.indpred is null
                  and a.attname = $3)",
             &[&schema, &table, &column],
-        )
-        .await
-        .map_err(|e| client::error(&e))?;
+        ))
+        .await?;
     Ok(row.get(0))
 }
 
 #[async_trait]
 impl Destination for PostgresDestination {
     async fn target_objects(&self) -> Result<Vec<TargetObject>, ConnectorError> {
-        let client = client::connect(&self.config).await?;
-        let rows = client
-            .query(
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        let rows = conn
+            .interactive(conn.client.query(
                 "select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
                  where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
                    and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
                  order by 1",
                 &[],
-            )
-            .await
-            .map_err(|e| client::error(&e))?;
+            ))
+            .await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -100,8 +98,8 @@ impl Destination for PostgresDestination {
     }
 
     async fn target_fields(&self, object: &str) -> Result<Vec<TargetField>, ConnectorError> {
-        let client = client::connect(&self.config).await?;
-        Ok(columns(&client, object)
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        Ok(columns(&conn, object)
             .await?
             .into_iter()
             .map(|c| TargetField {
@@ -122,8 +120,8 @@ impl Destination for PostgresDestination {
     }
 
     async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {
-        let client = client::connect(&self.config).await?;
-        let writer = PostgresWriter::open(client, request).await?;
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        let writer = PostgresWriter::open(conn, request).await?;
         Ok(Box::new(writer))
     }
 }
@@ -143,7 +141,7 @@ fn api_type(data_type: &str) -> &'static str {
 }
 
 struct PostgresWriter {
-    client: Client,
+    conn: Connection,
     /// Statements applying the staged batch, in order.
     apply: Vec<String>,
     /// `COPY` straight into the table, when every column takes the records' binary format as is
@@ -157,8 +155,9 @@ const STAGE: &str = "syncline_stage";
 const KEYS: &str = "syncline_keys";
 
 impl PostgresWriter {
-    async fn open(client: Client, req: WriteRequest) -> Result<Self, ConnectorError> {
-        let target_columns = columns(&client, &req.object).await?;
+    async fn open(conn: Connection, req: WriteRequest) -> Result<Self, ConnectorError> {
+        let target_columns = columns(&conn, &req.object).await?;
+        let client = &conn.client;
         for target in &req.targets {
             if !target_columns.iter().any(|c| &c.name == target) {
                 return Err(ConnectorError::invalid(format!("field {target:?} does not exist on {}", req.object)));
@@ -177,7 +176,7 @@ impl PostgresWriter {
             .map(|(i, f)| format!("c{i} {}", f.field_type.postgres_name()))
             .collect();
         let create_stage = format!("create temporary table {STAGE} ({})", stage_columns.join(", "));
-        client.batch_execute(&create_stage).await.map_err(|e| client::error(&e))?;
+        conn.interactive(client.batch_execute(&create_stage)).await?;
 
         let targets: Vec<String> = req.targets.iter().map(|t| quote_ident(t)).collect();
         let staged: Vec<String> = (0..targets.len()).map(|i| format!("s.c{i}")).collect();
@@ -185,7 +184,7 @@ impl PostgresWriter {
         let insert =
             format!("insert into {table} as t ({}) select {} from {STAGE} as s", targets.join(", "), staged.join(", "));
         let unique = match req.identity {
-            Some(key) => has_unique_index(&client, &req.object, &req.targets[key]).await?,
+            Some(key) => has_unique_index(&conn, &req.object, &req.targets[key]).await?,
             None => false,
         };
         // New records can skip staging when the table takes their binary format as is and either
@@ -226,18 +225,16 @@ impl PostgresWriter {
         };
         // Preparing each statement checks the mapping's types against the table up front.
         for statement in &apply {
-            client
-                .prepare(statement)
-                .await
-                .map_err(|e| ConnectorError::invalid(format!("{}: {}", req.object, client::message(&e))))?;
+            conn.interactive(client.prepare(statement)).await.map_err(|e| match e.kind {
+                ErrorKind::Invalid => ConnectorError::invalid(format!("{}: {}", req.object, e.message)),
+                _ => e,
+            })?;
         }
         let delete = match (req.mode, req.identity) {
             (SyncMode::Replace, Some(key)) => {
                 let key_type = req.schema.fields[key].field_type.postgres_name();
-                client
-                    .batch_execute(&format!("create temporary table {KEYS} (k {key_type})"))
-                    .await
-                    .map_err(|e| client::error(&e))?;
+                conn.interactive(client.batch_execute(&format!("create temporary table {KEYS} (k {key_type})")))
+                    .await?;
                 Some(format!(
                     "delete from {table} as t using {KEYS} as k where t.{} = k.k",
                     quote_ident(&req.targets[key])
@@ -245,12 +242,12 @@ impl PostgresWriter {
             }
             _ => None,
         };
-        Ok(Self { client, apply, direct, delete })
+        Ok(Self { conn, apply, direct, delete })
     }
 
     /// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) with `tuples` as its data.
     async fn copy(&self, statement: &str, tuples: Bytes) -> Result<(), tokio_postgres::Error> {
-        let sink = self.client.copy_in::<_, Bytes>(statement).await?;
+        let sink = self.conn.client.copy_in::<_, Bytes>(statement).await?;
         futures::pin_mut!(sink);
         for part in [Bytes::from_static(copy::HEADER), tuples, Bytes::from_static(copy::TRAILER)] {
             sink.feed(part).await?;
@@ -262,14 +259,19 @@ impl PostgresWriter {
     /// Copies a batch of new records straight into the table; `false` if the database refused
     /// (a record already exists, or breaks a constraint), with nothing written.
     async fn copy_new(&self, statement: &str, batch: &RecordBatch) -> Result<bool, ConnectorError> {
-        self.client.batch_execute("savepoint syncline_direct").await.map_err(|e| client::error(&e))?;
+        self.conn.client.batch_execute("savepoint syncline_direct").await.map_err(|e| client::error(&e))?;
         match self.copy(statement, batch.data().clone()).await {
             Ok(()) => {
-                self.client.batch_execute("release savepoint syncline_direct").await.map_err(|e| client::error(&e))?;
+                self.conn
+                    .client
+                    .batch_execute("release savepoint syncline_direct")
+                    .await
+                    .map_err(|e| client::error(&e))?;
                 Ok(true)
             }
             Err(e) if client::is_data_error(&e) => {
-                self.client
+                self.conn
+                    .client
                     .batch_execute("rollback to savepoint syncline_direct; release savepoint syncline_direct")
                     .await
                     .map_err(|e| client::error(&e))?;
@@ -288,22 +290,24 @@ impl PostgresWriter {
     ) -> Result<(), ConnectorError> {
         let mut pending = vec![range];
         while let Some(range) = pending.pop() {
-            self.client.batch_execute("savepoint syncline_batch").await.map_err(|e| client::error(&e))?;
+            self.conn.client.batch_execute("savepoint syncline_batch").await.map_err(|e| client::error(&e))?;
             let attempt = async {
                 self.copy(&format!("copy {STAGE} from stdin (format binary)"), batch.slice_data(range.clone())).await?;
                 for statement in &self.apply {
-                    self.client.execute(statement.as_str(), &[]).await?;
+                    self.conn.client.execute(statement.as_str(), &[]).await?;
                 }
-                self.client.batch_execute(&format!("truncate {STAGE}")).await
+                self.conn.client.batch_execute(&format!("truncate {STAGE}")).await
             };
             match attempt.await {
                 Ok(()) => self
+                    .conn
                     .client
                     .batch_execute("release savepoint syncline_batch")
                     .await
                     .map_err(|e| client::error(&e))?,
                 Err(e) if client::is_data_error(&e) => {
-                    self.client
+                    self.conn
+                        .client
                         .batch_execute("rollback to savepoint syncline_batch; release savepoint syncline_batch")
                         .await
                         .map_err(|e| client::error(&e))?;
@@ -329,18 +333,25 @@ impl BatchWriter for PostgresWriter {
         if batch.is_empty() {
             return Ok(failures);
         }
-        self.client.batch_execute("begin").await.map_err(|e| client::error(&e))?;
-        let result = match &self.direct {
-            Some(direct) if new_records => match self.copy_new(direct, batch).await {
-                Ok(true) => Ok(()),
-                Ok(false) => self.apply_range(batch, 0..batch.len(), &mut failures).await,
-                Err(e) => Err(e),
-            },
-            _ => self.apply_range(batch, 0..batch.len(), &mut failures).await,
+        // Dropped before the commit (a cancel, the deadline), the transaction never commits and
+        // the server is asked to stop the statement in flight.
+        let this = &*self;
+        let work = async {
+            this.conn.client.batch_execute("begin").await.map_err(|e| client::error(&e))?;
+            let result = match &this.direct {
+                Some(direct) if new_records => match this.copy_new(direct, batch).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => this.apply_range(batch, 0..batch.len(), &mut failures).await,
+                    Err(e) => Err(e),
+                },
+                _ => this.apply_range(batch, 0..batch.len(), &mut failures).await,
+            };
+            let end = if result.is_ok() { "commit" } else { "rollback" };
+            this.conn.client.batch_execute(end).await.map_err(|e| client::error(&e))?;
+            result
         };
-        let end = if result.is_ok() { "commit" } else { "rollback" };
-        self.client.batch_execute(end).await.map_err(|e| client::error(&e))?;
-        result.map(|()| failures)
+        self.conn.guard(self.conn.ctx.deadlines.idle, work).await?;
+        Ok(failures)
     }
 
     async fn delete(&mut self, keys: &RecordBatch) -> Result<(), ConnectorError> {
@@ -348,17 +359,20 @@ impl BatchWriter for PostgresWriter {
             return Err(ConnectorError::invalid("deletes are only written in replace mode"));
         };
         let run = async {
-            self.client.batch_execute("begin").await?;
+            self.conn.client.batch_execute("begin").await?;
             self.copy(&format!("copy {KEYS} from stdin (format binary)"), keys.data().clone()).await?;
-            self.client.execute(delete.as_str(), &[]).await?;
-            self.client.batch_execute(&format!("truncate {KEYS}; commit")).await
+            self.conn.client.execute(delete.as_str(), &[]).await?;
+            self.conn.client.batch_execute(&format!("truncate {KEYS}; commit")).await
         };
-        match run.await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = self.client.batch_execute("rollback").await;
-                Err(client::error(&e))
+        let run = async {
+            match run.await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = self.conn.client.batch_execute("rollback").await;
+                    Err(client::error(&e))
+                }
             }
-        }
+        };
+        self.conn.guard(self.conn.ctx.deadlines.idle, run).await
     }
 }

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use syncline_core::connector::{Capabilities, Connector, ConnectorError, ConnectorSpec, Destination, Source};
+use syncline_core::connector::{
+    Capabilities, Connector, ConnectorError, ConnectorSpec, Context, Destination, Endpoint, Source,
+};
 
 pub use client::quote_ident;
 
@@ -93,17 +95,22 @@ impl Connector for Postgres {
         &self.spec
     }
 
-    async fn check(&self, config: &Json) -> Result<(), ConnectorError> {
-        let client = client::connect(&PostgresConfig::parse(config)?).await?;
-        client.simple_query("select 1").await.map_err(|e| client::error(&e))?;
+    async fn check(&self, ctx: &Context, config: &Json) -> Result<(), ConnectorError> {
+        let conn = client::connect(ctx, &PostgresConfig::parse(config)?).await?;
+        conn.interactive(conn.client.simple_query("select 1")).await?;
         Ok(())
     }
 
-    fn source(&self, config: &Json) -> Result<Arc<dyn Source>, ConnectorError> {
-        Ok(Arc::new(source::PostgresSource::new(PostgresConfig::parse(config)?)))
+    fn source(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Source>, ConnectorError> {
+        Ok(Arc::new(source::PostgresSource::new(ctx.clone(), PostgresConfig::parse(config)?)))
     }
 
-    fn destination(&self, config: &Json) -> Result<Arc<dyn Destination>, ConnectorError> {
-        Ok(Arc::new(destination::PostgresDestination::new(PostgresConfig::parse(config)?)))
+    fn destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Destination>, ConnectorError> {
+        Ok(Arc::new(destination::PostgresDestination::new(ctx.clone(), PostgresConfig::parse(config)?)))
+    }
+
+    fn endpoint(&self, config: &Json) -> Result<Endpoint, ConnectorError> {
+        let cfg = PostgresConfig::parse(config)?;
+        Ok(Endpoint { host: cfg.hostname, port: cfg.port, database: Some(cfg.database), user: Some(cfg.username) })
     }
 }

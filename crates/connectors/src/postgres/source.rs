@@ -7,24 +7,33 @@ use bytes::BytesMut;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value as Json};
 use syncline_core::{
-    connector::{BatchStream, ConnectorError, ReadRequest, Source},
+    connector::{BatchStream, ConnectorError, Context, ReadRequest, Source, within},
     record::{Field, FieldType, RecordBatch, Schema, tuple_len},
 };
-use tokio_postgres::{Client, types::Type};
+use tokio_postgres::types::Type;
 
 use super::{
     PostgresConfig,
-    client::{self, quote_ident, split_object},
+    client::{self, CancelOnDrop, Connection, quote_ident, split_object},
     copy, types,
 };
 
 pub(super) struct PostgresSource {
+    ctx: Context,
     config: PostgresConfig,
 }
 
 impl PostgresSource {
-    pub(super) fn new(config: PostgresConfig) -> Self {
-        Self { config }
+    pub(super) fn new(ctx: Context, config: PostgresConfig) -> Self {
+        Self { ctx, config }
+    }
+
+    /// A connection in a read-only transaction whose statements end after the interactive
+    /// deadline, for looking at a model while an API request waits.
+    async fn look(&self) -> Result<Connection, ConnectorError> {
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        conn.read_only(Some(self.ctx.deadlines.query)).await?;
+        Ok(conn)
     }
 }
 
@@ -41,30 +50,29 @@ fn model_sql(model: &Json) -> Result<String, ConnectorError> {
 }
 
 /// The model's columns and their types, from the database's description of the query.
-async fn describe(client: &Client, sql: &str) -> Result<Vec<(String, Type)>, ConnectorError> {
-    let statement = client.prepare(&format!("select * from ({sql}) as m")).await.map_err(|e| client::error(&e))?;
+async fn describe(conn: &Connection, sql: &str) -> Result<Vec<(String, Type)>, ConnectorError> {
+    let statement = conn.interactive(conn.client.prepare(&format!("select * from ({sql}) as m"))).await?;
     Ok(statement.columns().iter().map(|c| (c.name().to_owned(), c.type_().clone())).collect())
 }
 
 #[async_trait]
 impl Source for PostgresSource {
     async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError> {
-        let client = client::connect(&self.config).await?;
-        let columns = describe(&client, &model_sql(model)?).await?;
+        let columns = describe(&self.look().await?, &model_sql(model)?).await?;
         Ok(columns.into_iter().map(|(name, ty)| Field { field_type: types::field_type(&ty), name }).collect())
     }
 
     async fn estimate_rows(&self, model: &Json) -> Result<Option<u64>, ConnectorError> {
-        let client = client::connect(&self.config).await?;
+        let conn = self.look().await?;
         let sql = format!("explain (format json) select * from ({}) as m", model_sql(model)?);
-        let plan: Json = client.query_one(&sql, &[]).await.map_err(|e| client::error(&e))?.get(0);
+        let plan: Json = conn.interactive(conn.client.query_one(&sql, &[])).await?.get(0);
         Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|rows| rows as u64))
     }
 
     async fn sample(&self, model: &Json, limit: usize) -> Result<Vec<Map<String, Json>>, ConnectorError> {
-        let client = client::connect(&self.config).await?;
+        let conn = self.look().await?;
         let sql = format!("select to_jsonb(m) from ({}) as m limit {limit}", model_sql(model)?);
-        let rows = client.query(&sql, &[]).await.map_err(|e| client::error(&e))?;
+        let rows = conn.interactive(conn.client.query(&sql, &[])).await?;
         Ok(rows
             .iter()
             .filter_map(|row| match row.get::<_, Json>(0) {
@@ -75,9 +83,12 @@ impl Source for PostgresSource {
     }
 
     async fn read(&self, request: ReadRequest) -> Result<(Arc<Schema>, BatchStream), ConnectorError> {
-        let client = client::connect(&self.config).await?;
+        // Models only read; the stream has no statement timeout (a large model reads for long)
+        // but fails when the database goes quiet for longer than the idle deadline.
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        conn.read_only(None).await?;
         let sql = model_sql(&request.model)?;
-        let columns = describe(&client, &sql).await?;
+        let columns = describe(&conn, &sql).await?;
         let mut fields = Vec::with_capacity(request.fields.len());
         let mut select = Vec::with_capacity(request.fields.len());
         for name in &request.fields {
@@ -104,9 +115,9 @@ impl Source for PostgresSource {
         let copy_sql =
             format!("copy (select {} from ({sql}) as m{order}) to stdout (format binary)", select.join(", "));
         let schema = Arc::new(Schema { fields });
-        let copy_stream = client.copy_out(&copy_sql).await.map_err(|e| client::error(&e))?;
+        let copy_stream = conn.run(self.ctx.deadlines.idle, conn.client.copy_out(&copy_sql)).await?;
         let batches = Batcher::new(schema.clone(), request.batch_rows, request.batch_bytes)
-            .run(copy_stream.map_err(|e| client::error(&e)), client);
+            .run(copy_stream.map_err(|e| client::error(&e)), conn);
         Ok((schema, batches))
     }
 }
@@ -136,22 +147,28 @@ impl Batcher {
         }
     }
 
+    /// Batches `chunks`, waiting at most the idle deadline for each. The connection moves into
+    /// the stream so it stays open while it is read; dropping the stream before its end (a
+    /// cancel, a failure downstream) asks the database to stop the `COPY`.
     fn run(
         self,
         chunks: impl futures::Stream<Item = Result<bytes::Bytes, ConnectorError>> + Send + 'static,
-        client: Client,
+        conn: Connection,
     ) -> BatchStream {
-        // The client is moved into the stream so the connection stays open while it is read.
-        let state = (self, Box::pin(chunks), false, client);
-        stream::try_unfold(state, |(mut this, mut chunks, mut done, client)| async move {
+        let guard = CancelOnDrop::new(&conn.client);
+        let state = (self, Box::pin(chunks), false, (conn, Some(guard)));
+        stream::try_unfold(state, |(mut this, mut chunks, mut done, (conn, mut guard))| async move {
             loop {
                 if let Some(batch) = this.cut(done)? {
-                    return Ok(Some((batch, (this, chunks, done, client))));
+                    return Ok(Some((batch, (this, chunks, done, (conn, guard)))));
                 }
                 if done {
+                    if let Some(guard) = guard.take() {
+                        guard.disarm();
+                    }
                     return Ok(None);
                 }
-                match chunks.next().await {
+                match within(conn.ctx.deadlines.idle, "the database", async { Ok(chunks.next().await) }).await? {
                     Some(chunk) => this.buf.extend_from_slice(&chunk?),
                     None => done = true,
                 }

@@ -173,10 +173,13 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let org = caller.organization()?;
     let id = parse_id(&path, "sync")?;
-    let client = state.pool.get().await?;
-    authorize(&client, &caller, Kind::Sync, id, Action::Update).await?;
+    authorize(&state.pool.get().await?, &caller, Kind::Sync, id, Action::Update).await?;
+    // No state-database connection is held while the destination is asked about the target.
     let valid = validate(&state, &caller, &body).await?;
-    let row = client
+    let row = state
+        .pool
+        .get()
+        .await?
         .query_one(
             &format!("update model_syncs set model_id = $3, target_connection_id = $4, name = $5, active = $6, mode = $7, spec = $8,
                       next_run_at = $9, policies = $10, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
@@ -252,8 +255,7 @@ async fn start(
     let id = parse_id(&path, "sync")?;
     idempotency::once(&state, &req, &caller, &body, async {
         let input: StartBody = parse_body(&body)?;
-        let client = state.pool.get().await?;
-        authorize(&client, &caller, Kind::Sync, id, Action::Run).await?;
+        authorize(&state.pool.get().await?, &caller, Kind::Sync, id, Action::Run).await?;
         Ok(envelope(start_execution(&state, org, id, "manual", input.resync.unwrap_or(false)).await?))
     })
     .await
@@ -325,7 +327,7 @@ async fn cancel(state: web::Data<AppState>, caller: Caller, path: web::Path<Stri
     let id = parse_id(&path, "sync")?;
     let client = state.pool.get().await?;
     authorize(&client, &caller, Kind::Sync, id, Action::Run).await?;
-    let message = match execution_routes::request_cancel(&state, id, None).await? {
+    let message = match execution_routes::request_cancel(&client, id, None).await? {
         0 => "no execution is running",
         _ => "cancel requested",
     };

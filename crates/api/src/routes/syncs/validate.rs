@@ -13,7 +13,8 @@ use crate::{
     access::{Action, Kind},
     auth::Caller,
     error::{ApiError, parse_body},
-    routes::{authorize, check_policies, connections, non_empty},
+    input,
+    routes::{authorize, check_policies, connections},
 };
 
 /// A sync body checked against its model and destination.
@@ -42,8 +43,7 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
     let mut echo: Json = parse_body(body)?;
     let object = echo.as_object_mut().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     object.retain(|_, v| !v.is_null());
-    let name = non_empty(object.get("name").and_then(Json::as_str))
-        .ok_or_else(|| invalid("name is required".into(), "name"))?;
+    let name = input::name(object.get("name").and_then(Json::as_str), "name")?;
     let mode_name = object.get("mode").and_then(Json::as_str).unwrap_or_default();
     let mode = SyncMode::parse(mode_name).ok_or_else(|| {
         let known: Vec<&str> = SyncMode::ALL.iter().map(|m| m.as_str()).collect();
@@ -59,7 +59,11 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
         }
     }
     object.entry("schedule").or_insert_with(|| json!({"frequency": "manual"}));
-    let active = object.get("active").and_then(Json::as_bool).unwrap_or(true);
+    let active = match object.get("active") {
+        None => true,
+        Some(Json::Bool(active)) => *active,
+        Some(_) => return Err(invalid("active must be true or false".into(), "active")),
+    };
     object.insert("active".into(), json!(active));
     let spec: SyncSpec =
         serde_json::from_value(echo.clone()).map_err(|e| ApiError::bad_request(format!("invalid sync: {e}")))?;
@@ -75,17 +79,19 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
     if sources.iter().any(|s| s.model_id != model_id) {
         return Err(invalid("every mapped field must come from the same model".into(), "fields"));
     }
-    let client = state.pool.get().await?;
     let policies: Vec<String> = match echo.get("policies") {
         Some(p) => serde_json::from_value(p.clone()).map_err(|e| invalid(format!("policies: {e}"), "policies"))?,
         None => Vec::new(),
     };
-    check_policies(&client, org, &policies).await?;
-    authorize(&client, caller, Kind::Model, model_id, Action::Read).await?;
-    let model = client
-        .query_opt("select fields from models where id = $1 and organization_id = $2", &[&model_id, &org])
-        .await?
-        .ok_or_else(|| ApiError::not_found("model"))?;
+    let model = {
+        let client = state.pool.get().await?;
+        check_policies(&client, org, &policies).await?;
+        authorize(&client, caller, Kind::Model, model_id, Action::Read).await?;
+        client
+            .query_opt("select fields from models where id = $1 and organization_id = $2", &[&model_id, &org])
+            .await?
+            .ok_or_else(|| ApiError::not_found("model"))?
+    };
     let model_fields: Vec<String> = model
         .get::<_, Json>(0)
         .as_array()
@@ -114,7 +120,7 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
             "target.connection_id",
         ));
     }
-    let destination = destination.connector.destination(&destination.config)?;
+    let destination = destination.connector.destination(&state.connector, &destination.config)?;
     let target_fields = destination.target_fields(&target_object).await.map_err(|e| match e.kind {
         ErrorKind::NotFound => invalid(format!("target object {target_object:?} does not exist"), "target.object"),
         _ => e.into(),
@@ -148,12 +154,7 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
         }
         _ => {}
     }
-    let next_run_at = match active {
-        true => spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?,
-        false => {
-            spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?;
-            None
-        }
-    };
+    let next_run = spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?;
+    let next_run_at = next_run.filter(|_| active);
     Ok(Valid { name, active, spec, echo, model_id, policies, next_run_at })
 }

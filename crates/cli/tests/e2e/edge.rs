@@ -1,0 +1,163 @@
+//! The edge of the API: bad input is refused with 422 naming the field before it reaches the
+//! database, and bursts of requests never exhaust the state-database pool for good.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value as Json, json};
+
+use crate::support::{Api, Install, Scene, model_and_sync, server_url};
+
+fn refused(status: u16, body: &Json, part: &str) {
+    assert_eq!(status, 422, "refused with 422: {body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(part), "{message:?} should say {part:?}");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_naming_the_field() {
+    let scene = Scene::new("api", "edge", "create table users (id bigint primary key, email text)").await;
+    let api = scene.api.clone();
+    let (model_id, sync_id) = model_and_sync(
+        &api,
+        &scene.conn,
+        &scene.conn,
+        "select id, email from users",
+        "public.users",
+        &["email"],
+        "updateOrCreate",
+    )
+    .await;
+    let url = reqwest::Url::parse(&server_url()).expect("url");
+    let configuration = json!({"hostname": "127.0.0.1\u{0}", "port": url.port().unwrap_or(5432), "database": scene.data.name,
+                               "username": "postgres", "password": "pw-e-secret", "ssl": false});
+
+    let (s, b) = api
+        .send("POST", "/api/connections", Some(json!({"name": "a\u{0}b", "type": "postgresql", "configuration": {}})))
+        .await;
+    refused(s, &b, "name must not contain NUL bytes or control characters");
+    assert_eq!(b["metadata"]["field"], "name");
+    let (s, b) = api
+        .send(
+            "POST",
+            "/api/connections",
+            Some(json!({"name": "x", "type": "postgresql", "configuration": configuration})),
+        )
+        .await;
+    refused(s, &b, "configuration.hostname must not contain NUL bytes");
+    let (s, b) = api.send("POST", "/api/organization/users", Some(json!({"email": "a\u{0}@b.c"}))).await;
+    refused(s, &b, "email must not contain NUL bytes");
+    let (s, b) =
+        api.send("POST", "/api/connections", Some(json!({"name": "n".repeat(900_000), "type": "postgresql"}))).await;
+    refused(s, &b, "name must be at most");
+    let (s, b) = api
+        .send(
+            "PUT",
+            &format!("/api/models/{model_id}"),
+            Some(json!({"name": "m".repeat(256), "connection_id": scene.conn,
+        "configuration": {"query": "select id, email from users"}})),
+        )
+        .await;
+    refused(s, &b, "name must be at most 255 characters");
+
+    for query in ["mode=%00", "page_token=%01x", &format!("mode={}", "m".repeat(300))] {
+        let (s, b) = api.send("GET", &format!("/api/syncs?{query}"), None).await;
+        refused(s, &b, "query parameter");
+    }
+    let negative = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("-5");
+    for token in [negative.as_str(), "bm90LWEtbnVtYmVy", "%%%"] {
+        let (s, b) = api.send("GET", &format!("/api/syncs?page_token={token}"), None).await;
+        refused(s, &b, "page_token is not valid");
+        let (s, b) = api.send("GET", &format!("/api/syncs/{sync_id}/executions?page_token={token}"), None).await;
+        refused(s, &b, "page_token is not valid");
+    }
+
+    let sync = api.ok("GET", &format!("/api/syncs/{sync_id}"), None).await;
+    let with = |key: &str, value: Json| {
+        let mut body = sync.clone();
+        body[key] = value;
+        body
+    };
+    let (s, b) = api.send("PUT", &format!("/api/syncs/{sync_id}"), Some(with("active", json!("yes")))).await;
+    refused(s, &b, "active must be true or false");
+    let february_30 = json!({"frequency": "custom", "minute": "0", "hour": "0", "day_of_month": "30", "month": "2"});
+    let (s, b) = api.send("PUT", &format!("/api/syncs/{sync_id}"), Some(with("schedule", february_30))).await;
+    refused(s, &b, "can never run");
+    let (s, b) = api.send("PUT", &format!("/api/syncs/{sync_id}"), Some(with("name", json!("two\nlines")))).await;
+    refused(s, &b, "name must be one line");
+    scene.finish().await;
+}
+
+/// Sends `count` requests at once; answers each status and the longest wait.
+async fn burst(requests: Vec<(Api, String, Json, String)>) -> (Vec<u16>, Duration) {
+    let started = Instant::now();
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(api, path, body, key)| tokio::spawn(async move { api.send_with_key("POST", &path, body, &key).await.0 }))
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("request"));
+    }
+    (statuses, started.elapsed())
+}
+
+async fn status_answers_quickly(api: &Api) {
+    let started = Instant::now();
+    let (status, _) = api.with_auth("").send("GET", "/status.txt", None).await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "status took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn bursts_never_exhaust_the_pool_for_good() {
+    let mut install = Install::new().await;
+    install.extra_env = vec![("API_POOL_SIZE".into(), "3".into())];
+    let scene = Scene::with(install, "api", "burst", "create table users (id bigint primary key, email text)").await;
+    let api = scene.api.clone();
+    let url = reqwest::Url::parse(&server_url()).expect("url");
+    let configuration = json!({"hostname": "127.0.0.1", "port": url.port().unwrap_or(5432), "database": scene.data.name,
+                               "username": "postgres", "password": "pw-b-secret", "ssl": false});
+
+    // Concurrent creates, each under its own idempotency key, each testing its connection.
+    let creates = (0..24)
+        .map(|i| {
+            let body = json!({"name": format!("c{i}"), "type": "postgresql", "configuration": configuration});
+            (api.clone(), "/api/connections".to_owned(), body, format!("create-key-{i:04}"))
+        })
+        .collect();
+    let (statuses, took) = burst(creates).await;
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 200).count() >= 20, "most creates succeed: {statuses:?}");
+    assert!(took < Duration::from_secs(60), "the burst took {took:?}");
+    status_answers_quickly(&api).await;
+
+    // Concurrent starts of different syncs (no worker runs: they stay queued).
+    let mut starts = Vec::new();
+    for i in 0..40 {
+        let (_, sync_id) = model_and_sync(
+            &api,
+            &scene.conn,
+            &scene.conn,
+            "select id, email from users",
+            "public.users",
+            &["email"],
+            "updateOrCreate",
+        )
+        .await;
+        starts.push((api.clone(), format!("/api/syncs/{sync_id}/executions"), json!({}), format!("start-key-{i:04}")));
+    }
+    let (statuses, _) = burst(starts).await;
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 200).count() >= 30, "most starts succeed: {statuses:?}");
+    status_answers_quickly(&api).await;
+
+    let state = scene.install.db.client().await;
+    let queued: i64 = state
+        .query_one("select count(*) from sync_executions where status = 'queued'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(queued as usize, statuses.iter().filter(|s| **s == 200).count(), "every accepted start is queued once");
+    scene.finish().await;
+}
