@@ -4,15 +4,7 @@
 use base64::Engine;
 use serde_json::{Value as Json, json};
 
-use crate::support::{Scene, model_and_sync, organization, password};
-
-fn assert_error(status: u16, body: &Json, expected: u16, message_part: &str) {
-    assert_eq!(status, expected, "status for {body}");
-    assert_eq!(body["status"], expected, "the body repeats the status: {body}");
-    assert!(body["key"].is_string() && body["metadata"].is_object(), "error object shape: {body}");
-    let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains(message_part), "message {message:?} should contain {message_part:?}");
-}
+use crate::support::{Scene, assert_error, model_and_sync, organization, password};
 
 #[tokio::test]
 async fn bad_input_gets_clear_json_errors() {

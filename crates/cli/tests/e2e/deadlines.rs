@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use crate::support::{
-    Api, Install, Scene, TestDb, model_and_sync, organization, pg_connection, server_url, wait_for_end,
+    Api, Install, Scene, TestDb, model_and_sync, organization, pg_config, pg_connection, users_sync, wait_for_end,
 };
 
 /// A server that accepts connections and never answers; it keeps them open while it lives.
@@ -26,10 +26,7 @@ async fn tarpit() -> (u16, tokio::task::JoinHandle<()>) {
 /// Points connection `id` at `port` on this host (giving the password again, as a new port
 /// needs), without testing it.
 async fn point_at(api: &Api, id: &str, database: &str, port: u16) {
-    let url = reqwest::Url::parse(&server_url()).expect("url");
-    let user = if url.username().is_empty() { "postgres" } else { url.username() };
-    let configuration = json!({"hostname": "127.0.0.1", "port": port, "database": database, "username": user,
-                               "password": crate::support::password("db"), "ssl": false});
+    let configuration = pg_config("127.0.0.1", port, database, "db");
     api.ok(
         "PUT",
         &format!("/api/connections/{id}"),
@@ -55,16 +52,7 @@ async fn a_silent_server_costs_one_deadline() {
     let scene =
         Scene::with(install, "api,worker", "deadline", "create table users (id bigint primary key, email text)").await;
     let api = scene.api.clone();
-    let (model_id, sync_id) = model_and_sync(
-        &api,
-        &scene.conn,
-        &scene.conn,
-        "select id, email from users",
-        "public.users",
-        &["email"],
-        "updateOrCreate",
-    )
-    .await;
+    let (model_id, sync_id) = users_sync(&api, &scene.conn, &scene.conn).await;
     let (port, _held) = tarpit().await;
     point_at(&api, &scene.conn, &scene.data.name, port).await;
 
@@ -132,16 +120,7 @@ async fn stuck_syncs_cancel_and_never_starve_other_organizations() {
     let source = pg_connection(&api, "silent", &data).await;
     let mut stuck = Vec::new();
     for _ in 0..2 {
-        let (_, sync_id) = model_and_sync(
-            &api,
-            &source,
-            &scene.conn,
-            "select id, email from users",
-            "public.users",
-            &["email"],
-            "updateOrCreate",
-        )
-        .await;
+        let (_, sync_id) = users_sync(&api, &source, &scene.conn).await;
         stuck.push(sync_id);
     }
     point_at(&api, &source, &data, port).await;
@@ -162,16 +141,7 @@ async fn stuck_syncs_cancel_and_never_starve_other_organizations() {
         .await
         .expect("data");
     let conn = pg_connection(&other, "other", &other_data.name).await;
-    let (_, sync_id) = model_and_sync(
-        &other,
-        &conn,
-        &conn,
-        "select id, email from users",
-        "public.users",
-        &["email"],
-        "updateOrCreate",
-    )
-    .await;
+    let (_, sync_id) = users_sync(&other, &conn, &conn).await;
     let done = crate::support::run_sync(&other, &sync_id, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "completed", "{done}");
 
@@ -232,5 +202,33 @@ async fn a_cancel_stops_a_slow_write_and_commits_nothing_after_it() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let written: i64 = data.query_one("select count(*) from users", &[]).await.expect("count").get(0);
     assert_eq!(written, 0, "nothing was committed after the cancel");
+    scene.finish().await;
+}
+
+#[tokio::test]
+async fn model_queries_only_read_and_stop_in_time() {
+    let mut install = Install::new().await;
+    install.extra_env = vec![("CONNECTION_QUERY_TIMEOUT_SECONDS".into(), "2".into())];
+    let scene = Scene::with(install, "api", "readonly", "create table users (id bigint primary key, email text)").await;
+    scene.data.client().await.batch_execute("insert into users values (1, 'a@x')").await.expect("row");
+    let api = scene.api.clone();
+    let model = |query: &str| json!({"name": "m", "connection_id": scene.conn, "configuration": {"query": query}});
+
+    // A model whose function writes: described fine, refused when it runs.
+    let add = "create function add_user() returns bigint language sql as 'insert into users values (2, ''b@x'') returning id'";
+    scene.data.client().await.batch_execute(add).await.expect("function");
+    let writes = api.ok("POST", "/api/models", Some(model("select add_user() as id"))).await;
+    let (s, b) = api.send("GET", &format!("/api/models/{}/sample", writes["id"].as_str().expect("id")), None).await;
+    assert!((400..500).contains(&s), "a model that writes is refused: {b}");
+    assert!(b["message"].as_str().unwrap_or_default().contains("read-only transaction"), "{b}");
+
+    let slow = api.ok("POST", "/api/models", Some(model("select id, pg_sleep(30)::text as nap from users"))).await;
+    let (s, b, took) =
+        timed(&api, "GET", &format!("/api/models/{}/sample", slow["id"].as_str().expect("id")), None).await;
+    assert_eq!(s, 422, "{b}");
+    assert!(took < Duration::from_secs(8), "the sample stopped after {took:?}");
+    let count: i64 =
+        scene.data.client().await.query_one("select count(*) from users", &[]).await.expect("count").get(0);
+    assert_eq!(count, 1, "the model query wrote nothing");
     scene.finish().await;
 }

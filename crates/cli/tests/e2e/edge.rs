@@ -6,36 +6,20 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value as Json, json};
 
-use crate::support::{Api, Install, Scene, model_and_sync, server_url};
-
-fn refused(status: u16, body: &Json, part: &str) {
-    assert_eq!(status, 422, "refused with 422: {body}");
-    let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains(part), "{message:?} should say {part:?}");
-}
+use crate::support::{Api, Install, Scene, assert_error, pg_config, server_address, users_sync};
 
 #[tokio::test]
 async fn bad_input_is_refused_naming_the_field() {
     let scene = Scene::new("api", "edge", "create table users (id bigint primary key, email text)").await;
     let api = scene.api.clone();
-    let (model_id, sync_id) = model_and_sync(
-        &api,
-        &scene.conn,
-        &scene.conn,
-        "select id, email from users",
-        "public.users",
-        &["email"],
-        "updateOrCreate",
-    )
-    .await;
-    let url = reqwest::Url::parse(&server_url()).expect("url");
-    let configuration = json!({"hostname": "127.0.0.1\u{0}", "port": url.port().unwrap_or(5432), "database": scene.data.name,
-                               "username": "postgres", "password": "pw-e-secret", "ssl": false});
+    let (model_id, sync_id) = users_sync(&api, &scene.conn, &scene.conn).await;
+    let (_, port) = server_address();
+    let configuration = pg_config("127.0.0.1\u{0}", port, &scene.data.name, "e");
 
     let (s, b) = api
         .send("POST", "/api/connections", Some(json!({"name": "a\u{0}b", "type": "postgresql", "configuration": {}})))
         .await;
-    refused(s, &b, "name must not contain NUL bytes or control characters");
+    assert_error(s, &b, 422, "name must not contain NUL bytes or control characters");
     assert_eq!(b["metadata"]["field"], "name");
     let (s, b) = api
         .send(
@@ -44,12 +28,12 @@ async fn bad_input_is_refused_naming_the_field() {
             Some(json!({"name": "x", "type": "postgresql", "configuration": configuration})),
         )
         .await;
-    refused(s, &b, "configuration.hostname must not contain NUL bytes");
+    assert_error(s, &b, 422, "configuration.hostname must not contain NUL bytes");
     let (s, b) = api.send("POST", "/api/organization/users", Some(json!({"email": "a\u{0}@b.c"}))).await;
-    refused(s, &b, "email must not contain NUL bytes");
+    assert_error(s, &b, 422, "email must not contain NUL bytes");
     let (s, b) =
         api.send("POST", "/api/connections", Some(json!({"name": "n".repeat(900_000), "type": "postgresql"}))).await;
-    refused(s, &b, "name must be at most");
+    assert_error(s, &b, 422, "name must be at most");
     let (s, b) = api
         .send(
             "PUT",
@@ -58,18 +42,18 @@ async fn bad_input_is_refused_naming_the_field() {
         "configuration": {"query": "select id, email from users"}})),
         )
         .await;
-    refused(s, &b, "name must be at most 255 characters");
+    assert_error(s, &b, 422, "name must be at most 255 characters");
 
     for query in ["mode=%00", "page_token=%01x", &format!("mode={}", "m".repeat(300))] {
         let (s, b) = api.send("GET", &format!("/api/syncs?{query}"), None).await;
-        refused(s, &b, "query parameter");
+        assert_error(s, &b, 422, "query parameter");
     }
     let negative = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("-5");
     for token in [negative.as_str(), "bm90LWEtbnVtYmVy", "%%%"] {
         let (s, b) = api.send("GET", &format!("/api/syncs?page_token={token}"), None).await;
-        refused(s, &b, "page_token is not valid");
+        assert_error(s, &b, 422, "page_token is not valid");
         let (s, b) = api.send("GET", &format!("/api/syncs/{sync_id}/executions?page_token={token}"), None).await;
-        refused(s, &b, "page_token is not valid");
+        assert_error(s, &b, 422, "page_token is not valid");
     }
 
     let sync = api.ok("GET", &format!("/api/syncs/{sync_id}"), None).await;
@@ -79,12 +63,12 @@ async fn bad_input_is_refused_naming_the_field() {
         body
     };
     let (s, b) = api.send("PUT", &format!("/api/syncs/{sync_id}"), Some(with("active", json!("yes")))).await;
-    refused(s, &b, "active must be true or false");
+    assert_error(s, &b, 422, "active must be true or false");
     let february_30 = json!({"frequency": "custom", "minute": "0", "hour": "0", "day_of_month": "30", "month": "2"});
     let (s, b) = api.send("PUT", &format!("/api/syncs/{sync_id}"), Some(with("schedule", february_30))).await;
-    refused(s, &b, "can never run");
+    assert_error(s, &b, 422, "can never run");
     let (s, b) = api.send("PUT", &format!("/api/syncs/{sync_id}"), Some(with("name", json!("two\nlines")))).await;
-    refused(s, &b, "name must be one line");
+    assert_error(s, &b, 422, "name must be one line");
     scene.finish().await;
 }
 
@@ -115,9 +99,8 @@ async fn bursts_never_exhaust_the_pool_for_good() {
     install.extra_env = vec![("API_POOL_SIZE".into(), "3".into())];
     let scene = Scene::with(install, "api", "burst", "create table users (id bigint primary key, email text)").await;
     let api = scene.api.clone();
-    let url = reqwest::Url::parse(&server_url()).expect("url");
-    let configuration = json!({"hostname": "127.0.0.1", "port": url.port().unwrap_or(5432), "database": scene.data.name,
-                               "username": "postgres", "password": "pw-b-secret", "ssl": false});
+    let (host, port) = server_address();
+    let configuration = pg_config(&host, port, &scene.data.name, "b");
 
     // Concurrent creates, each under its own idempotency key, each testing its connection.
     let creates = (0..24)
@@ -135,16 +118,7 @@ async fn bursts_never_exhaust_the_pool_for_good() {
     // Concurrent starts of different syncs (no worker runs: they stay queued).
     let mut starts = Vec::new();
     for i in 0..40 {
-        let (_, sync_id) = model_and_sync(
-            &api,
-            &scene.conn,
-            &scene.conn,
-            "select id, email from users",
-            "public.users",
-            &["email"],
-            "updateOrCreate",
-        )
-        .await;
+        let (_, sync_id) = users_sync(&api, &scene.conn, &scene.conn).await;
         starts.push((api.clone(), format!("/api/syncs/{sync_id}/executions"), json!({}), format!("start-key-{i:04}")));
     }
     let (statuses, _) = burst(starts).await;

@@ -6,26 +6,20 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value as Json, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Scene, model_and_sync, password, pg_connection, server_url, wait_for_end};
+use crate::support::{
+    Scene, assert_error, password, pg_config, pg_connection, server_address, users_sync, wait_for_end,
+};
 
 /// A PostgreSQL connection configuration for `database` on `host:port`.
 fn config(host: &str, port: u16, database: &str) -> Json {
-    let url = reqwest::Url::parse(&server_url()).expect("server url");
-    let user = if url.username().is_empty() { "postgres" } else { url.username() };
-    json!({"hostname": host, "port": port, "database": database, "username": user, "password": "pw-x-secret", "ssl": false})
-}
-
-fn refused(status: u16, body: &Json, part: &str) {
-    assert_eq!(status, 422, "refused with 422: {body}");
-    let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains(part), "{message:?} should say {part:?}");
+    pg_config(host, port, database, "x")
 }
 
 #[tokio::test]
 async fn the_state_database_is_out_of_reach() {
     let scene = Scene::new("api", "egress", "create table users (id bigint primary key)").await;
     let (api, state_db) = (scene.api.clone(), scene.install.db.name.clone());
-    let port = reqwest::Url::parse(&server_url()).expect("url").port().unwrap_or(5432);
+    let (_, port) = server_address();
     let create = |configuration: Json, validate: bool| {
         let api = api.clone();
         async move {
@@ -37,13 +31,13 @@ async fn the_state_database_is_out_of_reach() {
     for host in ["127.0.0.1", "localhost", "127.0.0.2", "0.0.0.0"] {
         for validate in [true, false] {
             let (s, b) = create(config(host, port, &state_db), validate).await;
-            refused(s, &b, "Syncline's own state database");
+            assert_error(s, &b, 422, "Syncline's own state database");
         }
     }
     let (s, b) = create(config("/var/run/postgresql", port, &state_db), false).await;
-    refused(s, &b, "Unix socket");
+    assert_error(s, &b, 422, "Unix socket");
     let (s, b) = create(config("169.254.169.254", 5432, "x"), false).await;
-    refused(s, &b, "metadata");
+    assert_error(s, &b, 422, "metadata");
     let (s, b) = api
         .send(
             "POST",
@@ -51,12 +45,12 @@ async fn the_state_database_is_out_of_reach() {
             Some(json!({"type": "postgresql", "configuration": config("localhost", port, &state_db)})),
         )
         .await;
-    refused(s, &b, "state database");
+    assert_error(s, &b, 422, "state database");
 
     // Moving an existing connection onto the state database is refused as well.
     let moved = json!({"name": "db", "configuration": config("localhost", port, &state_db)});
     let (s, b) = api.send("PUT", &format!("/api/connections/{}", scene.conn), Some(moved)).await;
-    refused(s, &b, "state database");
+    assert_error(s, &b, 422, "state database");
     let state = scene.install.db.client().await;
     let row = state
         .query_one("select configuration->>'database' from connections where id = $1::text::uuid", &[&scene.conn])
@@ -70,16 +64,7 @@ async fn the_state_database_is_out_of_reach() {
 async fn operators_decide_which_networks_connections_reach() {
     let scene = Scene::new("api,worker", "nets", "create table users (id bigint primary key, email text)").await;
     scene.data.client().await.batch_execute("insert into users values (1, 'a@x')").await.expect("rows");
-    let (_, sync_id) = model_and_sync(
-        &scene.api,
-        &scene.conn,
-        &scene.conn,
-        "select id, email from users",
-        "public.users",
-        &["email"],
-        "updateOrCreate",
-    )
-    .await;
+    let (_, sync_id) = users_sync(&scene.api, &scene.conn, &scene.conn).await;
     let Scene { mut install, process, api, data, .. } = scene;
     drop(process);
 
@@ -100,7 +85,7 @@ async fn operators_decide_which_networks_connections_reach() {
             Some(json!({"name": "y", "type": "postgresql", "configuration": config("127.0.0.1", 5432, &data.name)})),
         )
         .await;
-    refused(s, &b, "not in CONNECTION_ALLOWED_NETWORKS");
+    assert_error(s, &b, 422, "not in CONNECTION_ALLOWED_NETWORKS");
     drop(process);
 
     install.extra_env = vec![("CONNECTION_DENIED_NETWORKS".into(), "127.0.0.0/8".into())];
@@ -113,7 +98,7 @@ async fn operators_decide_which_networks_connections_reach() {
             Some(json!({"type": "postgresql", "configuration": config("127.0.0.1", 5432, &data.name)})),
         )
         .await;
-    refused(s, &b, "is in CONNECTION_DENIED_NETWORKS");
+    assert_error(s, &b, 422, "is in CONNECTION_DENIED_NETWORKS");
     drop(process);
     data.drop_now().await;
     install.finish().await;
@@ -183,7 +168,7 @@ async fn stored_secrets_only_go_where_they_were_stored_for() {
     let (s, b) = api
         .send("POST", "/api/connections/test", Some(json!({"connection_id": conn, "configuration": elsewhere})))
         .await;
-    refused(s, &b, "configuration.password must be given again");
+    assert_error(s, &b, 422, "configuration.password must be given again");
     assert_eq!(b["metadata"]["field"], "configuration.password");
     let mut moved = config("127.0.0.1", port, &scene.data.name);
     moved.as_object_mut().expect("object").remove("password");
@@ -194,7 +179,7 @@ async fn stored_secrets_only_go_where_they_were_stored_for() {
             Some(json!({"name": "db", "configuration": moved.clone(), "validate": false})),
         )
         .await;
-    refused(s, &b, "configuration.password must be given again");
+    assert_error(s, &b, 422, "configuration.password must be given again");
     let mut other_user = config("127.0.0.1", 5432, &scene.data.name);
     other_user["username"] = json!("someone_else");
     other_user.as_object_mut().expect("object").remove("password");
@@ -205,7 +190,7 @@ async fn stored_secrets_only_go_where_they_were_stored_for() {
             Some(json!({"name": "db", "configuration": other_user, "validate": false})),
         )
         .await;
-    refused(s, &b, "configuration.password must be given again");
+    assert_error(s, &b, 422, "configuration.password must be given again");
 
     // The same server and user keep the stored password (renaming the database is fine).
     let (s, b) =

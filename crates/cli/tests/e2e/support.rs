@@ -370,17 +370,24 @@ pub fn password(label: &str) -> String {
     format!("pw-{label}-secret")
 }
 
+/// The configuration of a PostgreSQL connection to `database` at `host:port` (the test server's
+/// user), with the password [`password`] makes for `label`.
+pub fn pg_config(host: &str, port: u16, database: &str, label: &str) -> Json {
+    let url = reqwest::Url::parse(&server_url()).expect("server url");
+    let user = if url.username().is_empty() { "postgres" } else { url.username() };
+    json!({"hostname": host, "port": port, "database": database, "username": user, "password": password(label), "ssl": false})
+}
+
+/// The test server's host and port.
+pub fn server_address() -> (String, u16) {
+    let url = reqwest::Url::parse(&server_url()).expect("server url");
+    (url.host_str().unwrap_or("127.0.0.1").to_owned(), url.port().unwrap_or(5432))
+}
+
 /// A PostgreSQL connection to database `name` on the test server.
 pub async fn pg_connection(api: &Api, label: &str, database: &str) -> String {
-    let url = reqwest::Url::parse(&server_url()).expect("server url");
-    let config = json!({
-        "hostname": url.host_str().unwrap_or("127.0.0.1"),
-        "port": url.port().unwrap_or(5432),
-        "database": database,
-        "username": if url.username().is_empty() { "postgres" } else { url.username() },
-        "password": password(label),
-        "ssl": false,
-    });
+    let (host, port) = server_address();
+    let config = pg_config(&host, port, database, label);
     let c = api
         .ok("POST", "/api/connections", Some(json!({"name": label, "type": "postgresql", "configuration": config})))
         .await;
@@ -420,6 +427,22 @@ pub async fn model_and_sync(
         )
         .await;
     (model_id, sync["id"].as_str().expect("sync id").to_owned())
+}
+
+/// A model of `select id, email from users` on `source`, synced into `public.users` of
+/// `target` (identity `id`, mode updateOrCreate).
+pub async fn users_sync(api: &Api, source: &str, target: &str) -> (String, String) {
+    model_and_sync(api, source, target, "select id, email from users", "public.users", &["email"], "updateOrCreate")
+        .await
+}
+
+/// Checks an error answer: its status, the JSON error object's shape, and part of its message.
+pub fn assert_error(status: u16, body: &Json, expected: u16, message_part: &str) {
+    assert_eq!(status, expected, "status for {body}");
+    assert_eq!(body["status"], expected, "the body repeats the status: {body}");
+    assert!(body["key"].is_string() && body["metadata"].is_object(), "error object shape: {body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(message_part), "message {message:?} should contain {message_part:?}");
 }
 
 /// Starts the sync and waits (up to `timeout`) for the execution to end; returns it.
