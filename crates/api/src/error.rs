@@ -178,3 +178,16 @@ pub fn json_errors<B: MessageBody + 'static>(res: ServiceResponse<B>) -> actix_w
         Ok(ServiceResponse::new(req, response).map_into_right_body())
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_pool_says_when_to_retry() {
+        let busy = deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait);
+        let response = ApiError::from(busy).error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+    }
+}

@@ -15,6 +15,8 @@ use crate::error::ApiError;
 pub const NAME_MAX: usize = 255;
 /// Longest other text value (a SQL query, a configuration value), in characters.
 pub const TEXT_MAX: usize = 100_000;
+/// Longest query parameter value (sign-in callbacks carry the provider's code), in characters.
+pub const QUERY_MAX: usize = 4_096;
 
 fn invalid(field: &str, problem: &str) -> ApiError {
     ApiError::unprocessable(format!("{field} {problem}")).with_metadata(json!({ "field": field }))
@@ -73,7 +75,8 @@ pub fn name(value: Option<&str>, field: &str) -> Result<String, ApiError> {
 }
 
 /// Middleware: refuses a query string whose parameters hold NUL bytes or control characters,
-/// or are longer than [`NAME_MAX`] characters, before any handler reads them.
+/// or are longer than [`QUERY_MAX`] characters (names: [`NAME_MAX`]), before any handler reads
+/// them.
 pub async fn query_strings(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -81,8 +84,8 @@ pub async fn query_strings(
     for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
         check_text("query parameter", &key, NAME_MAX)?;
         let field = format!("query parameter {key}");
-        check_text(&field, &value, NAME_MAX).map_err(|_| {
-            invalid(&field, &format!("must be at most {NAME_MAX} characters without NUL bytes or control characters"))
+        check_text(&field, &value, QUERY_MAX).map_err(|_| {
+            invalid(&field, &format!("must be at most {QUERY_MAX} characters without NUL bytes or control characters"))
         })?;
     }
     next.call(req).await
