@@ -62,10 +62,7 @@ pub async fn within<T>(
     what: &str,
     work: impl Future<Output = Result<T, ConnectorError>>,
 ) -> Result<T, ConnectorError> {
-    match tokio::time::timeout(limit, work).await {
-        Ok(result) => result,
-        Err(_) => Err(ConnectorError::unavailable(format!("{what} did not answer within {} s", limit.as_secs()))),
-    }
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| Err(ConnectorError::timed_out(what, limit)))
 }
 
 /// What kind of failure a connector hit, which decides the API status and whether to retry.
@@ -103,6 +100,11 @@ impl ConnectorError {
     /// A connection the egress policy does not let through.
     pub fn refused(message: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Refused, message: message.into() }
+    }
+
+    /// `what` did not answer within `limit` (transient).
+    pub fn timed_out(what: &str, limit: Duration) -> Self {
+        Self::unavailable(format!("{what} did not answer within {} s", limit.as_secs()))
     }
 
     /// A transient failure.

@@ -79,6 +79,8 @@ pub async fn run(
     let mut counts = Counts::default();
     let mut signal = stop.clone();
     let stopped = tokio::select! {
+        // A run that finished as the stop came is kept: its writes are done.
+        biased;
         end = execute(services, execution_id, sync_id, resync, worker, stop, &mut counts) => Err(end),
         stop = signal.wait_for(Option::is_some) => Ok(stop.ok().and_then(|s| *s).unwrap_or(Stop::Lost)),
     };

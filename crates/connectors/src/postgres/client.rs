@@ -99,10 +99,10 @@ impl Connection {
         work: impl Future<Output = Result<T, ConnectorError>>,
     ) -> Result<T, ConnectorError> {
         let guard = CancelOnDrop::new(&self.client);
-        let result = within(limit, "the database", work).await;
-        if result.is_ok() {
-            guard.disarm();
-        }
+        let done = tokio::time::timeout(limit, work).await;
+        let Ok(result) = done else { return Err(ConnectorError::timed_out("the database", limit)) };
+        // It finished (well or not): nothing is left to cancel.
+        guard.disarm();
         result
     }
 
