@@ -7,15 +7,17 @@ pub mod error;
 pub mod idempotency;
 pub mod input;
 pub mod limits;
+pub mod route_table;
 pub mod routes;
 pub mod scheduler;
 pub mod session;
 pub mod signin;
+pub mod status;
 
 use std::net::TcpListener;
 
 use actix_web::{
-    App, HttpResponse, HttpServer,
+    App, HttpServer,
     dev::{Server, Service},
     http::header,
     middleware, web,
@@ -70,9 +72,10 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
                 let span = tracing::info_span!("request", method = %req.method(), route = %req.path());
                 service.call(req).instrument(span)
             })
+            .service(status::status)
             .configure(routes::configure)
             .configure(signin::configure)
-            .default_service(web::to(not_found))
+            .default_service(web::to(route_table::no_route))
     })
     .listen(listener)?
     .shutdown_timeout(30)
@@ -91,12 +94,4 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         .allowed_header("X-Polytomic-Version")
         .supports_credentials()
         .max_age(3600)
-}
-
-async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    let allowed = req.headers().get(header::ALLOW).is_some();
-    if allowed {
-        return Err(ApiError::new(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
-    }
-    Err(ApiError::not_found(&format!("route {} {}", req.method(), req.path())))
 }

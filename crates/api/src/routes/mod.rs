@@ -1,4 +1,5 @@
-//! The REST routes, grouped by resource.
+//! The REST routes under `/api`, grouped by resource. Every route of this directory is under
+//! `/api`: `build.rs` relies on it for the route table.
 
 use actix_web::{HttpResponse, web};
 use base64::Engine;
@@ -20,14 +21,12 @@ pub mod executions;
 pub mod models;
 pub mod organizations;
 pub mod permissions;
-pub mod status;
 pub mod syncs;
 pub mod targets;
 pub mod users;
 
-/// Registers every route.
+/// Registers the `/api` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(status::status);
     cfg.service(
         web::scope("/api")
             .configure(organizations::configure)
