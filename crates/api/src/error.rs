@@ -2,10 +2,13 @@
 
 use actix_web::{
     HttpResponse, ResponseError,
-    body::{MessageBody, to_bytes},
-    dev::ServiceResponse,
-    http::{StatusCode, header},
-    middleware::ErrorHandlerResponse,
+    body::{MessageBody, to_bytes_limited},
+    dev::{ServiceRequest, ServiceResponse},
+    http::{
+        StatusCode,
+        header::{self, HeaderValue},
+    },
+    middleware::Next,
 };
 use serde_json::{Value as Json, json};
 use syncline_core::{
@@ -68,6 +71,16 @@ impl ApiError {
         self
     }
 
+    /// The error object `{"status", "message", "key", "metadata"}`.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "status": self.status.as_u16(),
+            "message": self.message,
+            "key": self.key(),
+            "metadata": self.metadata,
+        })
+    }
+
     fn key(&self) -> &'static str {
         match self.status.as_u16() {
             400 => "bad_request",
@@ -75,10 +88,12 @@ impl ApiError {
             403 => "forbidden",
             404 => "not_found",
             405 => "method_not_allowed",
+            408 => "request_timeout",
             409 => "conflict",
             413 => "payload_too_large",
             422 => "unprocessable_entity",
             429 => "too_many_requests",
+            431 => "request_header_fields_too_large",
             502 => "bad_gateway",
             503 => "service_unavailable",
             _ => "internal_error",
@@ -96,12 +111,7 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.metadata.get("retry_after").and_then(Json::as_u64) {
             response.insert_header((header::RETRY_AFTER, seconds));
         }
-        response.json(json!({
-            "status": self.status.as_u16(),
-            "message": self.message,
-            "key": self.key(),
-            "metadata": self.metadata,
-        }))
+        response.json(self.to_json())
     }
 }
 
@@ -160,23 +170,48 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_json::from_value(value).map_err(invalid)
 }
 
-/// Rewrites an error response that is not already the JSON error object (those actix answers
-/// itself, such as 413 for an oversized body) into one, keeping its status and text.
-pub fn json_errors<B: MessageBody + 'static>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+/// Largest error body [`json_errors`] reads to keep its text as the message.
+const MAX_ERROR_TEXT: usize = 64 * 1024;
+
+/// Middleware, outermost: every error the app answers is the JSON error object. An error response
+/// that is not JSON yet (actix's own, such as 413 for an oversized body) is rewritten keeping its
+/// status, headers and text; an error returned instead of a response (actix-cors refusing a
+/// preflight) becomes the object too. JSON error bodies from handlers pass through untouched.
+pub async fn json_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> actix_web::Result<ServiceResponse<impl MessageBody>> {
+    let res = match next.call(req).await {
+        Ok(res) => res,
+        Err(e) => {
+            let status = e.as_response_error().status_code();
+            return Err(ApiError::new(status, message(status, &e.to_string())).into());
+        }
+    };
     let is_json =
         res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
-        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
-    }
     let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return Ok(res.map_into_left_body());
+    }
     let (req, res) = res.into_parts();
-    Ok(ErrorHandlerResponse::Future(Box::pin(async move {
-        let text =
-            to_bytes(res.into_body()).await.map(|b| String::from_utf8_lossy(&b).trim().to_owned()).unwrap_or_default();
-        let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
-        let response = ApiError::new(status, message).error_response();
-        Ok(ServiceResponse::new(req, response).map_into_right_body())
-    })))
+    let (mut head, body) = res.into_parts();
+    let text = match to_bytes_limited(body, MAX_ERROR_TEXT).await {
+        Ok(Ok(text)) => String::from_utf8_lossy(&text).into_owned(),
+        _ => String::new(),
+    };
+    let error = ApiError::new(status, message(status, &text));
+    head.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let res = head.set_body(error.to_json().to_string());
+    Ok(ServiceResponse::new(req, res).map_into_right_body())
+}
+
+/// `text`, trimmed, or the status's reason when there is none.
+fn message(status: StatusCode, text: &str) -> String {
+    match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        text => text.to_owned(),
+    }
 }
 
 #[cfg(test)]

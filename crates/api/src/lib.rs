@@ -57,7 +57,6 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
             .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
-            .wrap(middleware::ErrorHandlers::new().default_handler(error::json_errors))
             .wrap(middleware::from_fn(audit::middleware))
             .wrap(middleware::from_fn(input::query_strings))
             .wrap(middleware::DefaultHeaders::new().add(("X-Polytomic-Version", "2025-09-18")))
@@ -72,6 +71,8 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
                 let span = tracing::info_span!("request", method = %req.method(), route = %req.path());
                 service.call(req).instrument(span)
             })
+            // Outermost, so that errors of every other layer (CORS refusals) are JSON too.
+            .wrap(middleware::from_fn(error::json_errors))
             .service(status::status)
             .configure(routes::configure)
             .configure(signin::configure)
