@@ -4,6 +4,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod http_front;
 pub mod idempotency;
 pub mod input;
 pub mod limits;
@@ -17,7 +18,7 @@ pub mod status;
 use std::net::TcpListener;
 
 use actix_web::{
-    App, HttpServer,
+    App,
     dev::{Server, Service},
     http::header,
     middleware, web,
@@ -50,13 +51,14 @@ const MAX_BODY: usize = 1 << 20;
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
     let provider = web::Data::new(signin::Provider::new(&state.settings).map_err(std::io::Error::other)?);
     let data = web::Data::new(state);
-    let server = HttpServer::new(move || {
+    http_front::serve(listener, move || {
         App::new()
             .app_data(data.clone())
             .app_data(provider.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
             .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
+            .wrap(middleware::from_fn(http_front::body_timeout::middleware))
             .wrap(middleware::from_fn(audit::middleware))
             .wrap(middleware::from_fn(input::query_strings))
             .wrap(middleware::DefaultHeaders::new().add(("X-Polytomic-Version", "2025-09-18")))
@@ -78,11 +80,6 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .configure(signin::configure)
             .default_service(web::to(route_table::no_route))
     })
-    .listen(listener)?
-    .shutdown_timeout(30)
-    .disable_signals()
-    .run();
-    Ok(server)
 }
 
 /// Browsers may call the API from `VALID_ORIGINS` and `POLYTOMIC_URL` only, with credentials.
