@@ -12,6 +12,7 @@ mod egress;
 mod migrations;
 mod model_sync;
 mod payload_s3;
+mod protocol;
 mod recovery;
 mod scheduler;
 mod secrets;
