@@ -46,7 +46,7 @@ pub async fn handle(job: SyncJob, services: Data<Arc<Services>>, worker: WorkerC
     let (stop_tx, stop_rx) = watch::channel(None);
     let keeper =
         tokio::spawn(keep_lease(services.clone(), claim.execution_id, worker_name.clone(), worker.clone(), stop_tx));
-    let end = pipeline::run(services, claim.execution_id, claim.sync_id, claim.resync, &worker_name, stop_rx).await;
+    let end = pipeline::run(services, &claim, &worker_name, stop_rx).await;
     keeper.abort();
     settle(services, &claim, &worker_name, end).await
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{BatchWriter, SyncMode, WriteRequest},
-    executions::{self, Counts, Outcome},
+    executions::{self, Claim, Counts, Outcome},
     record::Schema,
 };
 use tokio::sync::{mpsc, watch};
@@ -68,20 +68,13 @@ const MAX_RETRY_IDENTITIES: usize = 10_000;
 /// Runs the execution until it finishes or `stop` says otherwise. A stop ends the run at once,
 /// wherever it is: dropping it closes its connections, which asks the source and destination
 /// to stop what they were doing, and a batch not yet committed is never committed.
-pub async fn run(
-    services: &Services,
-    execution_id: Uuid,
-    sync_id: Uuid,
-    resync: bool,
-    worker: &str,
-    stop: watch::Receiver<Option<Stop>>,
-) -> RunEnd {
+pub async fn run(services: &Services, claim: &Claim, worker: &str, stop: watch::Receiver<Option<Stop>>) -> RunEnd {
     let mut counts = Counts::default();
     let mut signal = stop.clone();
     let stopped = tokio::select! {
         // A run that finished as the stop came is kept: its writes are done.
         biased;
-        end = execute(services, execution_id, sync_id, resync, worker, stop, &mut counts) => Err(end),
+        end = execute(services, claim, worker, stop, &mut counts) => Err(end),
         stop = signal.wait_for(Option::is_some) => Ok(stop.ok().and_then(|s| *s).unwrap_or(Stop::Lost)),
     };
     match stopped {
@@ -101,13 +94,12 @@ impl Drop for AbortOnDrop {
 
 async fn execute(
     services: &Services,
-    execution_id: Uuid,
-    sync_id: Uuid,
-    resync: bool,
+    claim: &Claim,
     worker: &str,
     stop: watch::Receiver<Option<Stop>>,
     counts: &mut Counts,
 ) -> RunEnd {
+    let Claim { execution_id, sync_id, resync, .. } = *claim;
     let progress = Arc::new(Progress::default());
     let failed = |error: String, counts: Counts| RunEnd::Finished {
         outcome: Outcome::Failed { error },
