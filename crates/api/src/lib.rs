@@ -63,6 +63,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .wrap(middleware::from_fn(input::query_strings))
             .wrap(middleware::DefaultHeaders::new().add(("X-Polytomic-Version", "2025-09-18")))
             .wrap(cors(&data.settings.valid_origins))
+            .wrap(middleware::from_fn(http_front::client_gone::middleware))
             // Paths only: query strings can carry sign-in codes.
             .wrap(
                 middleware::Logger::new("%{method}xi %U %s %Dms")

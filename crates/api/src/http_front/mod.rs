@@ -3,6 +3,7 @@
 //! an idle timeout on request bodies ([`body_timeout`]).
 
 pub mod body_timeout;
+pub mod client_gone;
 mod protocol_errors;
 
 use std::{fmt, future::ready, net::TcpListener, time::Duration};
@@ -13,7 +14,7 @@ use actix_service::{IntoServiceFactory, Service, ServiceFactory, ServiceFactoryE
 use actix_web::dev::AppConfig;
 use tokio::net::TcpStream;
 
-use self::protocol_errors::JsonProtocolErrors;
+use self::{client_gone::Watched, protocol_errors::JsonProtocolErrors};
 
 /// How long a client may take to send a request head (actix-web's default); then 408.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,6 +50,10 @@ where
             .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
             .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
             .local_addr(addr)
+            // Requests learn when their client closes the connection (see `client_gone`).
+            .on_connect_ext(|io: &Watched<JsonProtocolErrors<TcpStream>>, data| {
+                data.insert(io.client_gone());
+            })
             // Idle keep-alive connections close at once on a graceful stop.
             .graceful_shutdown_signal(move || {
                 let shutdown = shutdown.clone();
@@ -57,7 +62,7 @@ where
             .h1(app);
         fn_service(|io: TcpStream| {
             let peer = io.peer_addr().ok();
-            ready(Ok::<_, DispatchError>((JsonProtocolErrors::new(io), peer)))
+            ready(Ok::<_, DispatchError>((Watched::new(JsonProtocolErrors::new(io)), peer)))
         })
         .and_then(http)
     })?;

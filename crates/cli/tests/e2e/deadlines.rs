@@ -7,21 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use crate::support::{
-    Api, Install, Scene, TestDb, model_and_sync, organization, pg_config, pg_connection, users_sync, wait_for_end,
+    Api, Install, Scene, TestDb, model_and_sync, organization, pg_config, pg_connection, tarpit, users_sync,
+    wait_for_end,
 };
-
-/// A server that accepts connections and never answers; it keeps them open while it lives.
-async fn tarpit() -> (u16, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            open.push(socket);
-        }
-    });
-    (port, held)
-}
 
 /// Points connection `id` at `port` on this host (giving the password again, as a new port
 /// needs), without testing it.

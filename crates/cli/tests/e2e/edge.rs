@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value as Json, json};
 
-use crate::support::{Api, Install, Scene, assert_error, pg_config, server_address, users_sync};
+use crate::support::{Api, Install, Scene, assert_error, pg_config, server_address, tarpit, users_sync};
 
 #[tokio::test]
 async fn bad_input_is_refused_naming_the_field() {
@@ -133,5 +133,33 @@ async fn bursts_never_exhaust_the_pool_for_good() {
         .expect("count")
         .get(0);
     assert_eq!(queued as usize, statuses.iter().filter(|s| **s == 200).count(), "every accepted start is queued once");
+    scene.finish().await;
+}
+
+#[tokio::test]
+async fn a_request_dropped_by_its_client_releases_what_it_held() {
+    let mut install = Install::new().await;
+    install.extra_env =
+        vec![("API_POOL_SIZE".into(), "2".into()), ("CONNECTION_CONNECT_TIMEOUT_SECONDS".into(), "120".into())];
+    let scene = Scene::with(install, "api", "dropped", "create table users (id bigint primary key)").await;
+    let (port, _held) = tarpit().await;
+    let body = json!({"name": "silent", "type": "postgresql", "configuration": pg_config("127.0.0.1", port, "x", "d")});
+    // Clients that give up on a create waiting for a silent server, under idempotency keys.
+    for i in 0..6 {
+        let key = format!("dropped-key-{i:04}");
+        let request = scene.api.send_with_key("POST", "/api/connections", body.clone(), &key);
+        assert!(tokio::time::timeout(Duration::from_millis(500), request).await.is_err(), "the create waits");
+    }
+    status_answers_quickly(&scene.api).await;
+    let state = scene.install.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let claimed: i64 = state.query_one("select count(*) from idempotency_keys", &[]).await.expect("count").get(0);
+        if claimed == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{claimed} idempotency keys stay claimed by requests nobody waits for");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     scene.finish().await;
 }

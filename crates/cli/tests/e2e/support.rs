@@ -370,6 +370,19 @@ pub fn password(label: &str) -> String {
     format!("pw-{label}-secret")
 }
 
+/// A server that accepts connections and never answers; it keeps them open while it lives.
+pub async fn tarpit() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    (port, held)
+}
+
 /// The configuration of a PostgreSQL connection to `database` at `host:port` (the test server's
 /// user), with the password [`password`] makes for `label`.
 pub fn pg_config(host: &str, port: u16, database: &str, label: &str) -> Json {
