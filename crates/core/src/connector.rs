@@ -49,7 +49,7 @@ impl Endpoint {
     pub async fn check(&self, ctx: &Context) -> Result<(), ConnectorError> {
         let limit = ctx.deadlines.connect;
         match ctx.egress.resolve(&self.host, self.port, self.database.as_deref(), limit).await {
-            Err(EgressError::Refused(why)) => Err(ConnectorError::refused(why)),
+            Err(refused @ EgressError::Refused(_)) => Err(refused.into()),
             _ => Ok(()),
         }
     }
@@ -110,6 +110,16 @@ impl ConnectorError {
     /// A transient failure.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Unavailable, message: message.into() }
+    }
+}
+
+impl From<EgressError> for ConnectorError {
+    /// A refusal of the egress policy; a host that does not resolve is unavailable for now.
+    fn from(e: EgressError) -> Self {
+        match e {
+            EgressError::Refused(why) => Self::refused(why),
+            unresolved => Self::unavailable(unresolved.to_string()),
+        }
     }
 }
 

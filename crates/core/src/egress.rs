@@ -146,14 +146,19 @@ impl Egress {
         if addrs.is_empty() {
             return Err(unresolved("no addresses".into()));
         }
+        // The state server's addresses, and whether it is this host (then any local address is it).
         let state = match (&self.state, database) {
-            (Some(state), Some(db)) if state.port == port && state.database == db => Some(state.addresses(limit).await),
+            (Some(state), Some(db)) if state.port == port && state.database == db => {
+                let addrs = state.addresses(limit).await;
+                let local = addrs.is_empty() || addrs.iter().any(is_local);
+                Some((addrs, local))
+            }
             _ => None,
         };
         for addr in &addrs {
             let ip = canonical(addr.ip());
-            if let Some(state) = &state
-                && (state.contains(&ip) || (state.is_empty() || state.iter().any(is_local)) && is_local(&ip))
+            if let Some((state, local)) = &state
+                && (state.contains(&ip) || *local && is_local(&ip))
             {
                 return Err(EgressError::Refused(format!(
                     "{host}:{port} is Syncline's own state database; connections cannot reach it"

@@ -3,10 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use syncline_core::{
-    connector::{ConnectorError, Context, within},
-    egress::EgressError,
-};
+use syncline_core::connector::{ConnectorError, Context, within};
 use tokio_postgres::{CancelToken, Client, Config, NoTls, error::SqlState};
 
 use super::PostgresConfig;
@@ -29,11 +26,7 @@ pub(super) async fn connect(ctx: &Context, cfg: &PostgresConfig) -> Result<Conne
         false => None,
     };
     let client = within(limit, &target, async {
-        let addrs =
-            ctx.egress.resolve(&cfg.hostname, cfg.port, Some(&cfg.database), limit).await.map_err(|e| match e {
-                EgressError::Refused(why) => ConnectorError::refused(why),
-                unresolved => ConnectorError::unavailable(unresolved.to_string()),
-            })?;
+        let addrs = ctx.egress.resolve(&cfg.hostname, cfg.port, Some(&cfg.database), limit).await?;
         let mut last = None;
         for addr in addrs {
             match open(cfg, addr.ip(), tls.clone()).await {
