@@ -9,7 +9,6 @@ pub mod db;
 pub mod egress;
 pub mod executions;
 pub mod jsonschema;
-pub mod numeric;
 pub mod payload;
 pub mod queue;
 pub mod record;

@@ -1,0 +1,183 @@
+//! The destination side of the contract: describing and shaping target objects, and writing
+//! batches whose records each carry their operation.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::ConnectorError;
+use crate::record::{Field, RecordBatch, Schema};
+
+/// Model sync modes (the Polytomic `mode` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SyncMode {
+    Create,
+    Update,
+    UpdateOrCreate,
+    Replace,
+    Append,
+}
+
+impl SyncMode {
+    /// Every supported mode.
+    pub const ALL: [SyncMode; 5] = [Self::Create, Self::Update, Self::UpdateOrCreate, Self::Replace, Self::Append];
+
+    /// The wire name (`updateOrCreate`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::UpdateOrCreate => "updateOrCreate",
+            Self::Replace => "replace",
+            Self::Append => "append",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// Whether the mode matches records on an identity.
+    pub fn requires_identity(self) -> bool {
+        self != Self::Append
+    }
+}
+
+/// A field of a destination object.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetField {
+    pub id: String,
+    pub name: String,
+    /// Polytomic type name (`string`, `number`, …).
+    #[serde(rename = "type")]
+    pub field_type: String,
+    /// The destination's own type name.
+    pub source_type: String,
+    pub required: bool,
+    pub createable: bool,
+    pub updateable: bool,
+    pub supports_identity: bool,
+}
+
+/// An object a destination can write to (a table, a CRM object).
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetObject {
+    pub id: String,
+    pub name: String,
+}
+
+/// The object a write needs: its name, fields and identity.
+#[derive(Debug, Clone)]
+pub struct ObjectSpec {
+    pub object: String,
+    pub fields: Vec<Field>,
+    pub key: Vec<String>,
+}
+
+/// One change [`Destination::apply`] makes (or would make, in a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    /// What it does, for people: `create table public.users (…)`.
+    pub description: String,
+}
+
+/// What happens to one record. Whether it turns out to exist decides the rest, by the
+/// writer's mode: an `Insert` of an existing record updates it (or leaves it, in `create`
+/// mode); an `Update` of a missing one does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    /// The record is new as far as the sync knows.
+    Insert,
+    /// The record was delivered before and changed.
+    Update,
+    /// Either.
+    Upsert,
+    /// The record must go.
+    Delete,
+}
+
+/// The operations of a batch's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operations {
+    /// Every record has this operation.
+    All(Operation),
+    /// One per record, in order.
+    Each(Vec<Operation>),
+}
+
+impl Operations {
+    /// The operation of record `index`.
+    pub fn of(&self, index: usize) -> Operation {
+        match self {
+            Self::All(op) => *op,
+            Self::Each(ops) => ops[index],
+        }
+    }
+}
+
+/// Records to write with their operations. Delete records hold the identity fields only
+/// ([`WriteRequest::key_schema`]), so a delete batch never mixes with other operations.
+#[derive(Debug, Clone)]
+pub struct WriteBatch {
+    pub records: RecordBatch,
+    pub operations: Operations,
+}
+
+/// How a sync writes: the object, the mode, and which target field each record field fills.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub object: String,
+    pub mode: SyncMode,
+    /// Schema of incoming records.
+    pub schema: Arc<Schema>,
+    /// Target field for each schema field, same order.
+    pub targets: Vec<String>,
+    /// Positions in the schema of the identity fields, if the mode matches on an identity.
+    pub identity: Vec<usize>,
+}
+
+impl WriteRequest {
+    /// The schema of delete records: the identity fields alone.
+    pub fn key_schema(&self) -> Schema {
+        Schema { fields: self.identity.iter().map(|i| self.schema.fields[*i].clone()).collect() }
+    }
+}
+
+/// A record the destination rejected; `index` is its position in the written batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    pub index: usize,
+    pub message: String,
+}
+
+/// Writes batches into one destination object.
+#[async_trait]
+pub trait BatchWriter: Send {
+    /// Applies every record of `batch` and returns the ones rejected (each index at most once,
+    /// within the batch). Writing the same batch twice leaves the same result, except in append
+    /// mode. A failure of the whole batch (connection lost) is an error instead.
+    async fn write(&mut self, batch: &WriteBatch) -> Result<Vec<RecordFailure>, ConnectorError>;
+}
+
+/// Writes to a connection.
+#[async_trait]
+pub trait Destination: Send + Sync {
+    /// Objects a model sync can target.
+    async fn target_objects(&self) -> Result<Vec<TargetObject>, ConnectorError>;
+
+    /// The fields of `object`.
+    async fn target_fields(&self, object: &str) -> Result<Vec<TargetField>, ConnectorError>;
+
+    /// Creates `spec`'s object, or adds the fields it lacks; with `dry_run`, only says what it
+    /// would do. Fields the object has and the spec does not are left alone.
+    async fn apply(&self, spec: &ObjectSpec, dry_run: bool) -> Result<Vec<Action>, ConnectorError>;
+
+    /// Modes this destination supports.
+    fn modes(&self) -> &'static [SyncMode];
+
+    /// Opens a writer, checking up front that the mapping fits the object.
+    async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError>;
+}

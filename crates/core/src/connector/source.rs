@@ -1,0 +1,96 @@
+//! The source side of the contract: reading models and streams as batches and checkpoints.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde_json::Value as Json;
+
+use super::{Catalog, ConnectorError};
+use crate::record::{Field, RecordBatch, Schema};
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub enum Readable {
+    /// A model: its configuration (e.g. `{"query": "select …"}`).
+    Model(Json),
+    /// A stream of the catalog, by name.
+    Stream(String),
+}
+
+/// Resume an incremental read after a saved position.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    /// The cursor field (one of the stream's `cursor_fields`).
+    pub field: String,
+    /// The last value read, as JSON; `None` reads from the beginning.
+    pub after: Option<Json>,
+}
+
+/// One of `count` disjoint slices of a stream; together they cover it exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// A read of a model or stream.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub readable: Readable,
+    /// The fields to return, in order.
+    pub fields: Vec<String>,
+    /// Identity fields to sort by (see [`crate::record::key`] for the order); records with a
+    /// NULL in one come last. Only asked of sources whose reads can be sorted.
+    pub order_by: Vec<String>,
+    pub cursor: Option<Cursor>,
+    pub partition: Option<Partition>,
+    /// The state the source handed out in its last checkpoint of this read, if any.
+    pub state: Option<Json>,
+    /// Upper bounds of one batch.
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+}
+
+impl ReadRequest {
+    /// A plain read of `readable`'s `fields`, unsorted, from the start.
+    pub fn new(readable: Readable, fields: Vec<String>, batch_rows: usize, batch_bytes: usize) -> Self {
+        Self { readable, fields, order_by: vec![], cursor: None, partition: None, state: None, batch_rows, batch_bytes }
+    }
+}
+
+/// What a read yields, in order.
+#[derive(Debug)]
+pub enum ReadEvent {
+    Batch(RecordBatch),
+    /// Everything before this point is read; saving `state` (and resuming with it) continues
+    /// after it. A checkpoint is only durable once the records before it are.
+    Checkpoint(Json),
+}
+
+/// A read in progress.
+pub struct Reading {
+    pub schema: Arc<Schema>,
+    /// Whether records come sorted by `order_by` (a source may decline to sort).
+    pub sorted: bool,
+    pub events: BoxStream<'static, Result<ReadEvent, ConnectorError>>,
+}
+
+/// Reads from a connection.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The streams this connection offers.
+    async fn discover(&self) -> Result<Catalog, ConnectorError>;
+
+    /// The fields a model configuration yields; a bad query fails with the system's message.
+    async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError>;
+
+    /// The system's estimate of how many records `readable` yields, if it has one.
+    async fn estimate_rows(&self, readable: &Readable) -> Result<Option<u64>, ConnectorError>;
+
+    /// Up to `limit` records of the model as JSON objects.
+    async fn sample(&self, model: &Json, limit: usize) -> Result<Vec<serde_json::Map<String, Json>>, ConnectorError>;
+
+    /// Starts a read: batches bounded by `request.batch_rows`/`batch_bytes`, and checkpoints.
+    async fn read(&self, request: ReadRequest) -> Result<Reading, ConnectorError>;
+}
