@@ -2,18 +2,18 @@
 
 use std::sync::{Arc, LazyLock};
 
-use syncline_core::connector::Connector;
+use syncline_core::connector::{DynConnector, register};
 
 pub mod postgres;
 
-static REGISTRY: LazyLock<Vec<Arc<dyn Connector>>> = LazyLock::new(|| vec![Arc::new(postgres::Postgres::new())]);
+static REGISTRY: LazyLock<Vec<Arc<dyn DynConnector>>> = LazyLock::new(|| vec![register(postgres::Postgres)]);
 
 /// Every connection type this build supports.
-pub fn all() -> &'static [Arc<dyn Connector>] {
+pub fn all() -> &'static [Arc<dyn DynConnector>] {
     &REGISTRY
 }
 
 /// The connection type with id `id`.
-pub fn get(id: &str) -> Option<&'static Arc<dyn Connector>> {
+pub fn get(id: &str) -> Option<&'static Arc<dyn DynConnector>> {
     REGISTRY.iter().find(|c| c.spec().id == id)
 }

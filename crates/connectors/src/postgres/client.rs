@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use syncline_core::connector::{ConnectorError, Context, within};
+use syncline_core::connector::{ConnectorError, Context, ErrorClass, within};
 use tokio_postgres::{CancelToken, Client, Config, NoTls, error::SqlState};
 
 use super::PostgresConfig;
@@ -34,8 +34,10 @@ pub(super) async fn connect(ctx: &Context, cfg: &PostgresConfig) -> Result<Conne
                 Err(e) => last = Some(e),
             }
         }
-        let e = last.map_or_else(|| "no address".into(), |e| message(&e));
-        Err(ConnectorError::unavailable(format!("cannot connect to {target}: {e}")))
+        Err(match last {
+            Some(e) => error(&e).context(format_args!("cannot connect to {target}")),
+            None => ConnectorError::transient(format!("cannot connect to {target}: no address")),
+        })
     })
     .await?;
     Ok(Connection { client, ctx: ctx.clone() })
@@ -48,7 +50,7 @@ fn tls() -> Result<Tls, ConnectorError> {
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectorError::invalid(format!("TLS setup: {e}")))?
+        .map_err(|e| ConnectorError::config(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Tls::new(config))
@@ -61,7 +63,7 @@ async fn open(cfg: &PostgresConfig, ip: std::net::IpAddr, tls: Option<Tls>) -> R
     pg.host(&cfg.hostname).hostaddr(ip).port(cfg.port).dbname(&cfg.database).user(&cfg.username);
     pg.application_name("syncline").keepalives(true).keepalives_idle(Duration::from_secs(30));
     if let Some(password) = &cfg.password {
-        pg.password(password);
+        pg.password(password.expose());
     }
     let Some(tls) = tls else {
         let (client, connection) = pg.connect(NoTls).await?;
@@ -161,15 +163,27 @@ pub(super) fn is_data_error(e: &tokio_postgres::Error) -> bool {
     })
 }
 
-/// A connector error for a failed statement: user-caused errors are permanent.
+/// A connector error for a failed statement or connection, classed by its SQLSTATE: refused
+/// credentials are auth errors, a missing table or database is not found, a bad statement is
+/// a configuration error, bad data is permanent; lost connections, timeouts, deadlocks and a
+/// server short of resources are transient.
 pub(super) fn error(e: &tokio_postgres::Error) -> ConnectorError {
-    if e.as_db_error().is_some() && is_data_error(e) {
-        ConnectorError::invalid(message(e))
-    } else if e.code() == Some(&SqlState::UNDEFINED_TABLE) {
-        ConnectorError::not_found(message(e))
-    } else {
-        ConnectorError::unavailable(message(e))
-    }
+    let Some(code) = e.code() else {
+        return ConnectorError::transient(message(e)).caused_by(clone(e));
+    };
+    let class = match (code, &code.code()[..2]) {
+        (c, _) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_CATALOG_NAME => ErrorClass::NotFound,
+        (_, "28") => ErrorClass::Auth,
+        (_, "42") => ErrorClass::Config,
+        (_, "08" | "40" | "53" | "57") => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
+    };
+    ConnectorError::new(class, message(e)).caused_by(clone(e))
+}
+
+/// The error as an owned cause (tokio-postgres errors cannot be cloned).
+fn clone(e: &tokio_postgres::Error) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
 /// Quotes an identifier for SQL.

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use futures::SinkExt;
 use syncline_core::{
     connector::{
-        BatchWriter, ConnectorError, Context, Destination, ErrorKind, RecordFailure, SyncMode, TargetField,
-        TargetObject, WriteRequest,
+        Action, BatchWriter, ConnectorError, Context, Destination, ErrorClass, ObjectSpec, Operation, Operations,
+        RecordFailure, SyncMode, TargetField, TargetObject, WriteBatch, WriteRequest,
     },
     record::RecordBatch,
 };
@@ -54,25 +54,37 @@ async fn columns(conn: &Connection, object: &str) -> Result<Vec<Column>, Connect
     if rows.is_empty() {
         return Err(ConnectorError::not_found(format!("target object {object:?} does not exist")));
     }
-    Ok(rows
-        .iter()
-        .map(|r| Column { name: r.get(0), data_type: r.get(1), required: r.get(2), type_oid: r.get(3) })
-        .collect())
+    rows.iter()
+        .map(|r| {
+            Ok(Column {
+                name: r.try_get(0)?,
+                data_type: r.try_get(1)?,
+                required: r.try_get(2)?,
+                type_oid: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| client::error(&e))
 }
 
-/// Whether `column` alone is covered by a unique index or constraint of `object`.
-async fn has_unique_index(conn: &Connection, object: &str, column: &str) -> Result<bool, ConnectorError> {
+/// Whether `columns` together (in any order, nothing else) are covered by a unique index or
+/// constraint of `object`.
+async fn has_unique_index(conn: &Connection, object: &str, columns: &[&str]) -> Result<bool, ConnectorError> {
     let (schema, table) = split_object(object);
+    let mut sorted: Vec<&str> = columns.to_vec();
+    sorted.sort_unstable();
     let row = conn
         .interactive(conn.client.query_one(
             "select exists (select 1 from pg_index i join pg_class c on c.oid = i.indrelid
-               join pg_namespace n on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid and a.attnum = i.indkey[0]
-               where n.nspname = $1 and c.relname = $2 and i.indisunique and i.indnkeyatts = 1 and i.indpred is null
-                 and a.attname = $3)",
-            &[&schema, &table, &column],
+               join pg_namespace n on n.oid = c.relnamespace
+               where n.nspname = $1 and c.relname = $2 and i.indisunique and i.indpred is null
+                 and i.indnatts = cardinality($3::text[])
+                 and (select array_agg(a.attname::text order by a.attname::text) from pg_attribute a
+                      where a.attrelid = c.oid and a.attnum = any(i.indkey::int2[])) = $3::text[])",
+            &[&schema, &table, &sorted],
         ))
         .await?;
-    Ok(row.get(0))
+    row.try_get(0).map_err(|e| client::error(&e))
 }
 
 #[async_trait]
@@ -113,6 +125,41 @@ impl Destination for PostgresDestination {
                 supports_identity: true,
             })
             .collect())
+    }
+
+    async fn apply(&self, spec: &ObjectSpec, dry_run: bool) -> Result<Vec<Action>, ConnectorError> {
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        let (schema, table) = split_object(&spec.object);
+        let name = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
+        let statements = match columns(&conn, &spec.object).await {
+            Err(e) if e.class == ErrorClass::NotFound => {
+                let mut definitions: Vec<String> = spec
+                    .fields
+                    .iter()
+                    .map(|f| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name()))
+                    .collect();
+                if !spec.key.is_empty() {
+                    let key: Vec<String> = spec.key.iter().map(|k| quote_ident(k)).collect();
+                    definitions.push(format!("primary key ({})", key.join(", ")));
+                }
+                vec![format!("create table {name} ({})", definitions.join(", "))]
+            }
+            Err(e) => return Err(e),
+            Ok(existing) => spec
+                .fields
+                .iter()
+                .filter(|f| !existing.iter().any(|c| c.name == f.name))
+                .map(|f| {
+                    format!("alter table {name} add column {} {}", quote_ident(&f.name), f.field_type.postgres_name())
+                })
+                .collect(),
+        };
+        if !dry_run {
+            for statement in &statements {
+                conn.interactive(conn.client.batch_execute(statement)).await?;
+            }
+        }
+        Ok(statements.into_iter().map(|description| Action { description }).collect())
     }
 
     fn modes(&self) -> &'static [SyncMode] {
@@ -160,13 +207,13 @@ impl PostgresWriter {
         let client = &conn.client;
         for target in &req.targets {
             if !target_columns.iter().any(|c| &c.name == target) {
-                return Err(ConnectorError::invalid(format!("field {target:?} does not exist on {}", req.object)));
+                return Err(ConnectorError::config(format!("field {target:?} does not exist on {}", req.object)));
             }
         }
         let (schema, table) = split_object(&req.object);
         let table = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
         let binary_compatible = req.targets.iter().zip(&req.schema.fields).all(|(target, field)| {
-            target_columns.iter().any(|c| &c.name == target && types::accepts_binary(c.type_oid, field.field_type))
+            target_columns.iter().any(|c| &c.name == target && types::accepts_binary(c.type_oid, &field.field_type))
         });
         let stage_columns: Vec<String> = req
             .schema
@@ -183,10 +230,8 @@ impl PostgresWriter {
 
         let insert =
             format!("insert into {table} as t ({}) select {} from {STAGE} as s", targets.join(", "), staged.join(", "));
-        let unique = match req.identity {
-            Some(key) => has_unique_index(&conn, &req.object, &req.targets[key]).await?,
-            None => false,
-        };
+        let identity: Vec<&str> = req.identity.iter().map(|i| req.targets[*i].as_str()).collect();
+        let unique = !identity.is_empty() && has_unique_index(&conn, &req.object, &identity).await?;
         // New records can skip staging when the table takes their binary format as is and either
         // nothing is matched (append) or a unique index turns an existing record into an error.
         let direct = match req.mode {
@@ -195,19 +240,22 @@ impl PostgresWriter {
             _ => binary_compatible && unique,
         }
         .then(|| format!("copy {table} ({}) from stdin (format binary)", targets.join(", ")));
-        let apply = match (req.mode, req.identity) {
+        let apply = match (req.mode, req.identity.is_empty()) {
             (SyncMode::Append, _) => vec![insert],
-            (_, None) => return Err(ConnectorError::invalid(format!("mode {} needs an identity", req.mode.as_str()))),
-            (mode, Some(key)) => {
-                let id = &targets[key];
-                let others: Vec<usize> = (0..targets.len()).filter(|i| *i != key).collect();
-                let matches = format!("t.{id} = s.c{key}");
+            (_, true) => return Err(ConnectorError::config(format!("mode {} needs an identity", req.mode.as_str()))),
+            (mode, false) => {
+                let key = &req.identity;
+                let ids: Vec<&str> = key.iter().map(|i| targets[*i].as_str()).collect();
+                let others: Vec<usize> = (0..targets.len()).filter(|i| !key.contains(i)).collect();
+                let matches: Vec<String> = key.iter().map(|i| format!("t.{} = s.c{i}", targets[*i])).collect();
+                let matches = matches.join(" and ");
                 let update = (!others.is_empty()).then(|| {
                     let set: Vec<String> = others.iter().map(|i| format!("{} = s.c{i}", targets[*i])).collect();
                     format!("update {table} as t set {} from {STAGE} as s where {matches}", set.join(", "))
                 });
+                let conflict = ids.join(", ");
                 let insert_new = if unique {
-                    format!("{insert} on conflict ({id}) do nothing")
+                    format!("{insert} on conflict ({conflict}) do nothing")
                 } else {
                     format!("{insert} where not exists (select 1 from {table} as t where {matches})")
                 };
@@ -217,7 +265,7 @@ impl PostgresWriter {
                     _ if unique && !others.is_empty() => {
                         let set: Vec<String> =
                             others.iter().map(|i| format!("{0} = excluded.{0}", targets[*i])).collect();
-                        vec![format!("{insert} on conflict ({id}) do update set {}", set.join(", "))]
+                        vec![format!("{insert} on conflict ({conflict}) do update set {}", set.join(", "))]
                     }
                     _ => update.into_iter().chain([insert_new]).collect(),
                 }
@@ -225,20 +273,24 @@ impl PostgresWriter {
         };
         // Preparing each statement checks the mapping's types against the table up front.
         for statement in &apply {
-            conn.interactive(client.prepare(statement)).await.map_err(|e| match e.kind {
-                ErrorKind::Invalid => ConnectorError::invalid(format!("{}: {}", req.object, e.message)),
+            conn.interactive(client.prepare(statement)).await.map_err(|e| match e.class {
+                ErrorClass::Config | ErrorClass::Permanent => e.context(&req.object),
                 _ => e,
             })?;
         }
-        let delete = match (req.mode, req.identity) {
-            (SyncMode::Replace, Some(key)) => {
-                let key_type = req.schema.fields[key].field_type.postgres_name();
-                conn.interactive(client.batch_execute(&format!("create temporary table {KEYS} (k {key_type})")))
-                    .await?;
-                Some(format!(
-                    "delete from {table} as t using {KEYS} as k where t.{} = k.k",
-                    quote_ident(&req.targets[key])
-                ))
+        let delete = match req.mode {
+            SyncMode::Replace => {
+                let columns: Vec<String> = req
+                    .identity
+                    .iter()
+                    .enumerate()
+                    .map(|(n, i)| format!("k{n} {}", req.schema.fields[*i].field_type.postgres_name()))
+                    .collect();
+                let create = format!("create temporary table {KEYS} ({})", columns.join(", "));
+                conn.interactive(client.batch_execute(&create)).await?;
+                let matches: Vec<String> =
+                    req.identity.iter().enumerate().map(|(n, i)| format!("t.{} = k.k{n}", targets[*i])).collect();
+                Some(format!("delete from {table} as t using {KEYS} as k where {}", matches.join(" and ")))
             }
             _ => None,
         };
@@ -328,23 +380,32 @@ impl PostgresWriter {
 
 #[async_trait]
 impl BatchWriter for PostgresWriter {
-    async fn write(&mut self, batch: &RecordBatch, new_records: bool) -> Result<Vec<RecordFailure>, ConnectorError> {
+    async fn write(&mut self, batch: &WriteBatch) -> Result<Vec<RecordFailure>, ConnectorError> {
+        let records = &batch.records;
         let mut failures = Vec::new();
-        if batch.is_empty() {
+        if records.is_empty() {
             return Ok(failures);
         }
+        let new_records = match &batch.operations {
+            Operations::All(Operation::Delete) => return self.delete(records).await.map(|()| failures),
+            Operations::All(op) => *op == Operation::Insert,
+            Operations::Each(ops) if ops.contains(&Operation::Delete) => {
+                return Err(ConnectorError::permanent("a batch mixes deletes with other operations"));
+            }
+            Operations::Each(ops) => ops.iter().all(|op| *op == Operation::Insert),
+        };
         // Dropped before the commit (a cancel, the deadline), the transaction never commits and
         // the server is asked to stop the statement in flight.
         let this = &*self;
         let work = async {
             this.conn.client.batch_execute("begin").await.map_err(|e| client::error(&e))?;
             let result = match &this.direct {
-                Some(direct) if new_records => match this.copy_new(direct, batch).await {
+                Some(direct) if new_records => match this.copy_new(direct, records).await {
                     Ok(true) => Ok(()),
-                    Ok(false) => this.apply_range(batch, 0..batch.len(), &mut failures).await,
+                    Ok(false) => this.apply_range(records, 0..records.len(), &mut failures).await,
                     Err(e) => Err(e),
                 },
-                _ => this.apply_range(batch, 0..batch.len(), &mut failures).await,
+                _ => this.apply_range(records, 0..records.len(), &mut failures).await,
             };
             let end = if result.is_ok() { "commit" } else { "rollback" };
             this.conn.client.batch_execute(end).await.map_err(|e| client::error(&e))?;
@@ -353,10 +414,13 @@ impl BatchWriter for PostgresWriter {
         self.conn.guard(self.conn.ctx.deadlines.idle, work).await?;
         Ok(failures)
     }
+}
 
-    async fn delete(&mut self, keys: &RecordBatch) -> Result<(), ConnectorError> {
+impl PostgresWriter {
+    /// Deletes the records whose identities `keys` holds.
+    async fn delete(&self, keys: &RecordBatch) -> Result<(), ConnectorError> {
         let Some(delete) = &self.delete else {
-            return Err(ConnectorError::invalid("deletes are only written in replace mode"));
+            return Err(ConnectorError::config("deletes are only written in replace mode"));
         };
         let run = async {
             self.conn.client.batch_execute("begin").await?;

@@ -13,24 +13,38 @@ mod types;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Value as Json, json};
 use syncline_core::connector::{
-    Capabilities, Connector, ConnectorError, ConnectorSpec, Context, Destination, Endpoint, Source,
+    Capabilities, Connector, ConnectorError, Context, Destination, Endpoint, ParameterValue, Secret, Source,
 };
 
 pub use client::quote_ident;
 
+/// PostgreSQL
+///
 /// Settings of a PostgreSQL connection (the Polytomic `postgresql` configuration).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "PostgreSQL")]
 pub struct PostgresConfig {
+    /// Host name or address of the server.
+    #[schemars(length(min = 1))]
     pub hostname: String,
+    /// TCP port of the server.
     #[serde(default = "default_port")]
+    #[schemars(range(min = 1))]
     pub port: u16,
+    /// Database to connect to.
+    #[schemars(length(min = 1))]
     pub database: String,
+    /// User to connect as.
+    #[schemars(length(min = 1))]
     pub username: String,
+    /// Password of the user.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
+    /// Whether to require TLS.
     #[serde(default = "default_ssl")]
     pub ssl: bool,
 }
@@ -43,74 +57,62 @@ fn default_ssl() -> bool {
     true
 }
 
-impl PostgresConfig {
-    fn parse(config: &Json) -> Result<Self, ConnectorError> {
-        serde_json::from_value(config.clone()).map_err(|e| ConnectorError::invalid(format!("configuration: {e}")))
-    }
-}
-
 /// The `postgresql` connection type.
-#[derive(Debug)]
-pub struct Postgres {
-    spec: ConnectorSpec,
-}
-
-impl Postgres {
-    /// The connection type with its configuration schema.
-    pub fn new() -> Self {
-        let spec = ConnectorSpec {
-            id: "postgresql",
-            name: "PostgreSQL",
-            capabilities: Capabilities { source: true, destination: true, ..Capabilities::default() },
-            config_schema: json!({
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "$id": "postgresql",
-                "title": "PostgreSQL",
-                "type": "object",
-                "required": ["hostname", "database", "username", "password"],
-                "additionalProperties": false,
-                "properties": {
-                    "hostname": {"type": "string", "minLength": 1, "title": "Host"},
-                    "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 5432, "title": "Port"},
-                    "database": {"type": "string", "minLength": 1, "title": "Database"},
-                    "username": {"type": "string", "minLength": 1, "title": "Username"},
-                    "password": {"type": "string", "title": "Password", "writeOnly": true},
-                    "ssl": {"type": "boolean", "default": true, "title": "Use TLS"}
-                }
-            }),
-        };
-        Self { spec }
-    }
-}
-
-impl Default for Postgres {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+#[derive(Debug, Default)]
+pub struct Postgres;
 
 #[async_trait]
 impl Connector for Postgres {
-    fn spec(&self) -> &ConnectorSpec {
-        &self.spec
+    type Config = PostgresConfig;
+    const ID: &'static str = "postgresql";
+    const NAME: &'static str = "PostgreSQL";
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { source: true, destination: true, ..Capabilities::default() }
     }
 
-    async fn check(&self, ctx: &Context, config: &Json) -> Result<(), ConnectorError> {
-        let conn = client::connect(ctx, &PostgresConfig::parse(config)?).await?;
+    fn endpoint(&self, cfg: &PostgresConfig) -> Endpoint {
+        Endpoint {
+            host: cfg.hostname.clone(),
+            port: cfg.port,
+            database: Some(cfg.database.clone()),
+            user: Some(cfg.username.clone()),
+        }
+    }
+
+    async fn check(&self, ctx: &Context, config: &PostgresConfig) -> Result<(), ConnectorError> {
+        let conn = client::connect(ctx, config).await?;
         conn.interactive(conn.client.simple_query("select 1")).await?;
         Ok(())
     }
 
-    fn source(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Source>, ConnectorError> {
-        Ok(Arc::new(source::PostgresSource::new(ctx.clone(), PostgresConfig::parse(config)?)))
+    /// `database`: the databases of the server; `schema`: the schemas of the database.
+    async fn parameter_values(
+        &self,
+        ctx: &Context,
+        config: &PostgresConfig,
+        field: &str,
+    ) -> Result<Option<Vec<ParameterValue>>, ConnectorError> {
+        let sql = match field {
+            "database" => "select datname from pg_database where datallowconn and not datistemplate order by 1",
+            "schema" => {
+                "select nspname::text from pg_namespace where nspname not in ('pg_catalog', 'information_schema')
+                   and nspname not like 'pg_toast%' and nspname not like 'pg_temp%' order by 1"
+            }
+            _ => return Ok(None),
+        };
+        let conn = client::connect(ctx, config).await?;
+        let rows = conn.interactive(conn.client.query(sql, &[])).await?;
+        let names = rows.iter().map(|r| r.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>();
+        let names = names.map_err(|e| client::error(&e))?;
+        Ok(Some(names.into_iter().map(|name| ParameterValue { label: name.clone(), value: name.into() }).collect()))
     }
 
-    fn destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Destination>, ConnectorError> {
-        Ok(Arc::new(destination::PostgresDestination::new(ctx.clone(), PostgresConfig::parse(config)?)))
+    fn source(&self, ctx: &Context, config: PostgresConfig) -> Result<Arc<dyn Source>, ConnectorError> {
+        Ok(Arc::new(source::PostgresSource::new(ctx.clone(), config)))
     }
 
-    fn endpoint(&self, config: &Json) -> Result<Endpoint, ConnectorError> {
-        let cfg = PostgresConfig::parse(config)?;
-        Ok(Endpoint { host: cfg.hostname, port: cfg.port, database: Some(cfg.database), user: Some(cfg.username) })
+    fn destination(&self, ctx: &Context, config: PostgresConfig) -> Result<Arc<dyn Destination>, ConnectorError> {
+        Ok(Arc::new(destination::PostgresDestination::new(ctx.clone(), config)))
     }
 }

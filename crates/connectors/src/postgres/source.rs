@@ -1,4 +1,5 @@
-//! Reading models: `COPY (SELECT … FROM (<model>) m ORDER BY <identity>) TO STDOUT (FORMAT binary)`.
+//! Reading models and tables: `COPY (SELECT … FROM (<model>) m [WHERE cursor/partition]
+//! ORDER BY <identity>) TO STDOUT (FORMAT binary)`, cut into batches without decoding.
 
 use std::sync::Arc;
 
@@ -7,7 +8,10 @@ use bytes::BytesMut;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value as Json};
 use syncline_core::{
-    connector::{BatchStream, ConnectorError, Context, ReadRequest, Source, within},
+    connector::{
+        Catalog, ConnectorError, Context, Cursor, Partition, ReadEvent, ReadRequest, Readable, Reading, Source, Stream,
+        StreamCapabilities, within,
+    },
     record::{Field, FieldType, RecordBatch, Schema, tuple_len},
 };
 use tokio_postgres::types::Type;
@@ -17,6 +21,8 @@ use super::{
     client::{self, CancelOnDrop, Connection, quote_ident, split_object},
     copy, types,
 };
+
+type Batches = futures::stream::BoxStream<'static, Result<RecordBatch, ConnectorError>>;
 
 pub(super) struct PostgresSource {
     ctx: Context,
@@ -43,10 +49,27 @@ fn model_sql(model: &Json) -> Result<String, ConnectorError> {
         return Ok(query.trim_end_matches(';').trim_end().to_owned());
     }
     if let Some(table) = model["table"].as_str().filter(|t| !t.is_empty()) {
-        let (schema, table) = split_object(table);
-        return Ok(format!("select * from {}.{}", quote_ident(&schema), quote_ident(&table)));
+        return Ok(table_sql(table));
     }
-    Err(ConnectorError::invalid("configuration.query (a SQL query) or configuration.table is required"))
+    Err(ConnectorError::config("configuration.query (a SQL query) or configuration.table is required"))
+}
+
+fn table_sql(table: &str) -> String {
+    let (schema, table) = split_object(table);
+    format!("select * from {}.{}", quote_ident(&schema), quote_ident(&table))
+}
+
+/// The SQL of what a read names.
+fn readable_sql(readable: &Readable) -> Result<String, ConnectorError> {
+    match readable {
+        Readable::Model(model) => model_sql(model),
+        Readable::Stream(table) => Ok(table_sql(table)),
+    }
+}
+
+/// Quotes a string literal for SQL.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// The model's columns and their types, from the database's description of the query.
@@ -55,17 +78,75 @@ async fn describe(conn: &Connection, sql: &str) -> Result<Vec<(String, Type)>, C
     Ok(statement.columns().iter().map(|c| (c.name().to_owned(), c.type_().clone())).collect())
 }
 
+/// Whether values of a column of type `ty` only grow, as a cursor's must be comparable.
+fn can_be_cursor(ty: &FieldType) -> bool {
+    matches!(
+        ty,
+        FieldType::Int16
+            | FieldType::Int32
+            | FieldType::Int64
+            | FieldType::Date
+            | FieldType::Timestamp
+            | FieldType::TimestampTz
+    )
+}
+
+/// The tables and views of the database with their columns and primary keys.
+async fn catalog(conn: &Connection) -> Result<Catalog, ConnectorError> {
+    let rows = conn
+        .interactive(conn.client.query(
+            "select n.nspname || '.' || c.relname, a.attname::text, a.atttypid,
+                    coalesce(a.attnum = any(k.conkey), false)
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+             left join pg_constraint k on k.conrelid = c.oid and k.contype = 'p'
+             where c.relkind in ('r', 'p', 'v', 'm') and n.nspname not in ('pg_catalog', 'information_schema')
+               and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
+             order by 1, a.attnum",
+            &[],
+        ))
+        .await?;
+    let mut streams: Vec<Stream> = Vec::new();
+    for row in &rows {
+        let (name, column, oid, key): (String, String, u32, bool) = (
+            row.try_get(0).map_err(|e| client::error(&e))?,
+            row.try_get(1).map_err(|e| client::error(&e))?,
+            row.try_get(2).map_err(|e| client::error(&e))?,
+            row.try_get(3).map_err(|e| client::error(&e))?,
+        );
+        if streams.last().is_none_or(|s| s.name != name) {
+            let capabilities = StreamCapabilities { sorted_reads: true, partitionable: true, ..Default::default() };
+            streams.push(Stream { name, fields: vec![], key: vec![], capabilities });
+        }
+        let stream = streams.last_mut().expect("pushed above");
+        let field_type = Type::from_oid(oid).map_or(FieldType::Text, |t| types::field_type(&t));
+        if can_be_cursor(&field_type) {
+            stream.capabilities.cursor_fields.push(column.clone());
+        }
+        if key {
+            stream.key.push(column.clone());
+        }
+        stream.fields.push(Field { name: column, field_type });
+    }
+    Ok(Catalog { streams })
+}
+
 #[async_trait]
 impl Source for PostgresSource {
+    async fn discover(&self) -> Result<Catalog, ConnectorError> {
+        catalog(&self.look().await?).await
+    }
+
     async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError> {
         let columns = describe(&self.look().await?, &model_sql(model)?).await?;
         Ok(columns.into_iter().map(|(name, ty)| Field { field_type: types::field_type(&ty), name }).collect())
     }
 
-    async fn estimate_rows(&self, model: &Json) -> Result<Option<u64>, ConnectorError> {
+    async fn estimate_rows(&self, readable: &Readable) -> Result<Option<u64>, ConnectorError> {
         let conn = self.look().await?;
-        let sql = format!("explain (format json) select * from ({}) as m", model_sql(model)?);
-        let plan: Json = conn.interactive(conn.client.query_one(&sql, &[])).await?.get(0);
+        let sql = format!("explain (format json) select * from ({}) as m", readable_sql(readable)?);
+        let plan: Json =
+            conn.interactive(conn.client.query_one(&sql, &[])).await?.try_get(0).map_err(|e| client::error(&e))?;
         Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|rows| rows as u64))
     }
 
@@ -73,53 +154,120 @@ impl Source for PostgresSource {
         let conn = self.look().await?;
         let sql = format!("select to_jsonb(m) from ({}) as m limit {limit}", model_sql(model)?);
         let rows = conn.interactive(conn.client.query(&sql, &[])).await?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| match row.get::<_, Json>(0) {
-                Json::Object(map) => Some(map),
-                _ => None,
-            })
-            .collect())
+        let mut sample = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Json::Object(map) = row.try_get::<_, Json>(0).map_err(|e| client::error(&e))? {
+                sample.push(map);
+            }
+        }
+        Ok(sample)
     }
 
-    async fn read(&self, request: ReadRequest) -> Result<(Arc<Schema>, BatchStream), ConnectorError> {
-        // Models only read; the stream has no statement timeout (a large model reads for long)
+    async fn read(&self, request: ReadRequest) -> Result<Reading, ConnectorError> {
+        // Reads only read; the stream has no statement timeout (a large model reads for long)
         // but fails when the database goes quiet for longer than the idle deadline.
         let conn = client::connect(&self.ctx, &self.config).await?;
         conn.read_only(None).await?;
-        let sql = model_sql(&request.model)?;
+        let sql = readable_sql(&request.readable)?;
         let columns = describe(&conn, &sql).await?;
+        let column = |name: &str| {
+            columns
+                .iter()
+                .find(|(column, _)| column == name)
+                .map(|(_, ty)| ty)
+                .ok_or_else(|| ConnectorError::config(format!("the model has no field {name:?}")))
+        };
         let mut fields = Vec::with_capacity(request.fields.len());
         let mut select = Vec::with_capacity(request.fields.len());
         for name in &request.fields {
-            let (_, ty) = columns
-                .iter()
-                .find(|(column, _)| column == name)
-                .ok_or_else(|| ConnectorError::invalid(format!("the model has no field {name:?}")))?;
-            let column = format!("m.{}", quote_ident(name));
-            let field_type = types::field_type(ty);
-            select.push(if types::native(ty).is_some() { column } else { format!("{column}::text") });
-            fields.push(Field { name: name.clone(), field_type });
+            let ty = column(name)?;
+            let quoted = format!("m.{}", quote_ident(name));
+            select.push(if types::native(ty).is_some() { quoted } else { format!("{quoted}::text") });
+            fields.push(Field { name: name.clone(), field_type: types::field_type(ty) });
         }
-        let order = match &request.order_by {
-            Some(key) => {
-                let index =
-                    request.fields.iter().position(|f| f == key).ok_or_else(|| {
-                        ConnectorError::invalid(format!("the identity {key:?} is not a selected field"))
-                    })?;
-                let collate = if fields[index].field_type == FieldType::Text { " collate \"C\"" } else { "" };
-                format!(" order by ({}){collate} nulls last", select[index])
-            }
-            None => String::new(),
+        let position = |name: &str| {
+            request
+                .fields
+                .iter()
+                .position(|f| f == name)
+                .ok_or_else(|| ConnectorError::config(format!("{name:?} is not a selected field")))
         };
+        let mut filters = Vec::new();
+        let mut order = Vec::new();
+        for key in &request.order_by {
+            let index = position(key)?;
+            let collate = if fields[index].field_type == FieldType::Text { " collate \"C\"" } else { "" };
+            order.push(format!("({}){collate} nulls last", select[index]));
+        }
+        let cursor = match &request.cursor {
+            Some(Cursor { field, after }) => {
+                let index = position(field)?;
+                if !can_be_cursor(&fields[index].field_type) {
+                    return Err(ConnectorError::config(format!(
+                        "{field:?} cannot be a cursor: it is not a number, date or timestamp"
+                    )));
+                }
+                let ty = column(field)?.name().to_owned();
+                if let Some(after) = after {
+                    let text = match after {
+                        Json::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    filters.push(format!("{} > {}::{ty}", select[index], quote_literal(&text)));
+                }
+                filters.push(format!("{} is not null", select[index]));
+                if order.is_empty() {
+                    order.push(select[index].clone());
+                }
+                Some(index)
+            }
+            None => None,
+        };
+        if let Some(Partition { index, count }) = request.partition {
+            if count == 0 || index >= count {
+                return Err(ConnectorError::config(format!("partition {index} of {count} does not exist")));
+            }
+            filters.push(format!("((hashtextextended(m::text, 0) % {count}) + {count}) % {count} = {index}"));
+        }
+        let filter = if filters.is_empty() { String::new() } else { format!(" where {}", filters.join(" and ")) };
+        let order = if order.is_empty() { String::new() } else { format!(" order by {}", order.join(", ")) };
         let copy_sql =
-            format!("copy (select {} from ({sql}) as m{order}) to stdout (format binary)", select.join(", "));
+            format!("copy (select {} from ({sql}) as m{filter}{order}) to stdout (format binary)", select.join(", "));
         let schema = Arc::new(Schema { fields });
         let copy_stream = conn.run(self.ctx.deadlines.idle, conn.client.copy_out(&copy_sql)).await?;
         let batches = Batcher::new(schema.clone(), request.batch_rows, request.batch_bytes)
             .run(copy_stream.map_err(|e| client::error(&e)), conn);
-        Ok((schema, batches))
+        let sorted = !request.order_by.is_empty();
+        Ok(Reading { schema, sorted, events: with_checkpoints(batches, cursor) })
     }
+}
+
+/// Each batch, followed by a checkpoint holding the cursor's value in its last record when the
+/// read has a cursor (records come in cursor order then).
+fn with_checkpoints(
+    batches: Batches,
+    cursor: Option<usize>,
+) -> futures::stream::BoxStream<'static, Result<ReadEvent, ConnectorError>> {
+    batches
+        .flat_map(move |batch| {
+            let events = match (batch, cursor) {
+                (Err(e), _) => vec![Err(e)],
+                (Ok(batch), None) => vec![Ok(ReadEvent::Batch(batch))],
+                (Ok(batch), Some(index)) => {
+                    let last = batch.len().checked_sub(1).map(|i| batch.record(i).get(index));
+                    match last {
+                        Some(Err(e)) => vec![Err(ConnectorError::permanent(e.to_string()))],
+                        Some(Ok(value)) => {
+                            let state = serde_json::json!({ "cursor": value.to_json() });
+                            vec![Ok(ReadEvent::Batch(batch)), Ok(ReadEvent::Checkpoint(state))]
+                        }
+                        None => vec![Ok(ReadEvent::Batch(batch))],
+                    }
+                }
+            };
+            stream::iter(events)
+        })
+        .boxed()
 }
 
 /// Cuts a binary `COPY` byte stream into record batches, scanning each byte once.
@@ -154,7 +302,7 @@ impl Batcher {
         self,
         chunks: impl futures::Stream<Item = Result<bytes::Bytes, ConnectorError>> + Send + 'static,
         conn: Connection,
-    ) -> BatchStream {
+    ) -> Batches {
         let guard = CancelOnDrop::new(&conn.client);
         let state = (self, Box::pin(chunks), false, (conn, Some(guard)));
         stream::try_unfold(state, |(mut this, mut chunks, mut done, (conn, mut guard))| async move {
@@ -194,7 +342,7 @@ impl Batcher {
                 ended = true;
                 break;
             }
-            match tuple_len(rest, fields).map_err(|e| ConnectorError::invalid(format!("COPY stream: {e}")))? {
+            match tuple_len(rest, fields).map_err(|e| ConnectorError::permanent(format!("COPY stream: {e}")))? {
                 Some(len) => {
                     self.scanned += len;
                     self.rows += 1;
@@ -205,7 +353,7 @@ impl Batcher {
         let full = self.rows >= self.max_rows || self.scanned >= self.max_bytes;
         if !(full || ended || done) || self.rows == 0 {
             if done && !ended && self.rows == 0 && !self.buf.is_empty() && !copy::is_trailer(&self.buf) {
-                return Err(ConnectorError::unavailable("COPY stream ended in the middle of a record"));
+                return Err(ConnectorError::transient("COPY stream ended in the middle of a record"));
             }
             return Ok(None);
         }
@@ -213,7 +361,7 @@ impl Batcher {
         (self.rows, self.scanned) = (0, 0);
         RecordBatch::from_tuples(self.schema.clone(), data)
             .map(Some)
-            .map_err(|e| ConnectorError::invalid(format!("COPY stream: {e}")))
+            .map_err(|e| ConnectorError::permanent(format!("COPY stream: {e}")))
     }
 }
 

@@ -32,9 +32,7 @@ pub use destination::{
 };
 pub use error::{ConnectorError, ErrorClass};
 pub use source::{Cursor, Partition, ReadEvent, ReadRequest, Readable, Reading, Source};
-pub use spec::{
-    Capabilities, Connector, ConnectorSpec, DynConnector, ParameterValue, Secret, config_schema, register,
-};
+pub use spec::{Capabilities, Connector, ConnectorSpec, DynConnector, ParameterValue, Secret, config_schema, register};
 
 /// What every connector call gets from the process: where connections may go, how long a call
 /// may take, when to give up, the rate budgets shared by everything using one credential, an
@@ -128,4 +126,3 @@ pub async fn within<T>(
 ) -> Result<T, ConnectorError> {
     tokio::time::timeout(limit, work).await.unwrap_or_else(|_| Err(ConnectorError::timed_out(what, limit)))
 }
-

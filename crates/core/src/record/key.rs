@@ -13,8 +13,7 @@ use super::{FieldType, Record, Schema, Value};
 
 /// Whether values of `ty` can be part of an identity.
 pub fn supports(ty: &FieldType) -> bool {
-    width(ty).is_some()
-        || matches!(ty, FieldType::Bool | FieldType::Uuid | FieldType::Text | FieldType::Bytes)
+    width(ty).is_some() || matches!(ty, FieldType::Bool | FieldType::Uuid | FieldType::Text | FieldType::Bytes)
 }
 
 /// The byte width of the signed integer encoding of `ty`, for the types ordered as integers.
@@ -124,7 +123,8 @@ impl KeyLayout {
         for (n, (_, name, ty)) in self.fields.iter().enumerate() {
             let (value, tail) = match (width(ty), ty) {
                 (Some(w), _) => {
-                    let bytes: [u8; 8] = rest.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| malformed(name))?;
+                    let bytes: [u8; 8] =
+                        rest.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| malformed(name))?;
                     let v = (u64::from_be_bytes(bytes) ^ SIGN).to_be_bytes();
                     (v[8 - w..].to_vec(), &rest[8..])
                 }
@@ -234,7 +234,8 @@ mod tests {
         ];
         let (_, k) = keys(&[FieldType::Int32, FieldType::Text], &rows);
         assert!(k.windows(2).all(|w| w[0] < w[1]), "{k:?}");
-        let rows = vec![vec![text("a"), Value::Int(9)], vec![text("a\0"), Value::Int(1)], vec![text("ab"), Value::Int(0)]];
+        let rows =
+            vec![vec![text("a"), Value::Int(9)], vec![text("a\0"), Value::Int(1)], vec![text("ab"), Value::Int(0)]];
         let (layout, k) = keys(&[FieldType::Text, FieldType::Int64], &rows);
         assert!(k.windows(2).all(|w| w[0] < w[1]), "{k:?}");
         assert_eq!(layout.display(&k[1]), "k0=a\0, k1=1");

@@ -138,7 +138,8 @@ mod tests {
 
     #[test]
     fn encodes_what_it_decodes() {
-        for text in ["123.45", "-120000", "0.005", "0", "NaN", "99999999999999999999999999.9999999999", "-0.1000", "10000"]
+        for text in
+            ["123.45", "-120000", "0.005", "0", "NaN", "99999999999999999999999999.9999999999", "-0.1000", "10000"]
         {
             let mut out = BytesMut::new();
             encode(text, &mut out).expect(text);

@@ -188,7 +188,9 @@ impl Value {
             Value::Null => Json::Null,
             Value::Bool(v) => Json::Bool(*v),
             Value::Int(v) => Json::from(*v),
-            Value::Float(v) => serde_json::Number::from_f64(*v).map_or_else(|| Json::String(v.to_string()), Json::Number),
+            Value::Float(v) => {
+                serde_json::Number::from_f64(*v).map_or_else(|| Json::String(v.to_string()), Json::Number)
+            }
             Value::Json(v) => v.clone(),
             Value::List(items) => Json::Array(items.iter().map(Value::to_json).collect()),
             other => Json::String(other.to_string()),
@@ -304,7 +306,8 @@ mod tests {
 
     #[test]
     fn every_type_round_trips() {
-        let ts = NaiveDate::from_ymd_opt(1969, 7, 20).and_then(|d| d.and_hms_micro_opt(20, 17, 40, 123_456)).expect("ts");
+        let ts =
+            NaiveDate::from_ymd_opt(1969, 7, 20).and_then(|d| d.and_hms_micro_opt(20, 17, 40, 123_456)).expect("ts");
         round_trip(FieldType::Bool, Value::Bool(true));
         round_trip(FieldType::Int16, Value::Int(-7));
         round_trip(FieldType::Int32, Value::Int(i32::MIN as i64));
@@ -344,6 +347,9 @@ mod tests {
     fn text_parses_into_the_field_type() {
         let mut out = BytesMut::new();
         Value::Text("2024-02-29 10:00:00.5".into()).encode(&FieldType::Timestamp, &mut out).expect("parses");
-        assert_eq!(Value::decode(&FieldType::Timestamp, Some(&out)).expect("decodes").to_string(), "2024-02-29 10:00:00.500");
+        assert_eq!(
+            Value::decode(&FieldType::Timestamp, Some(&out)).expect("decodes").to_string(),
+            "2024-02-29 10:00:00.500"
+        );
     }
 }
