@@ -12,7 +12,7 @@ use actix_web::{
 };
 use serde_json::{Value as Json, json};
 use syncline_core::{
-    connector::{ConnectorError, ErrorKind},
+    connector::{ConnectorError, ErrorClass},
     db::DbError,
 };
 
@@ -151,11 +151,20 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 }
 
 impl From<ConnectorError> for ApiError {
+    /// A customer system's failure, by class: a wrong request (bad SQL) is 400; refused
+    /// credentials, a missing object or an unreachable system make the request unprocessable
+    /// (422, never our own 401/404/503); a rate limit is 429 with the system's `retry_after`.
     fn from(e: ConnectorError) -> Self {
-        match e.kind {
-            ErrorKind::Invalid => Self::bad_request(e.message),
-            ErrorKind::NotFound => Self::unprocessable(e.message),
-            ErrorKind::Unavailable | ErrorKind::Refused => Self::unprocessable(e.message),
+        let class = json!({ "class": e.class.as_str() });
+        match e.class {
+            ErrorClass::Config => Self::bad_request(e.message).with_metadata(class),
+            ErrorClass::RateLimited { retry_after } => {
+                let seconds = retry_after.map_or(1, |after| after.as_secs().max(1));
+                Self::too_many_requests(e.message, seconds)
+            }
+            ErrorClass::Auth | ErrorClass::NotFound | ErrorClass::Transient | ErrorClass::Permanent => {
+                Self::unprocessable(e.message).with_metadata(class)
+            }
         }
     }
 }

@@ -70,10 +70,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             .context("cannot connect to Redis (is REDIS_URL reachable?)")?;
     let store = PayloadStore::open(&settings.job_payload_path)?;
     let secrets = settings.secret_box();
-    let connector = syncline_core::connector::Context {
-        egress: std::sync::Arc::new(settings.egress()),
-        deadlines: settings.deadlines,
-    };
+    let connector = syncline_core::connector::Context::new(std::sync::Arc::new(settings.egress()), settings.deadlines);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();

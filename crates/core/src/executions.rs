@@ -14,7 +14,10 @@ use std::time::Duration;
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::db::{DbError, DbPool};
+use crate::{
+    connector::ErrorClass,
+    db::{DbError, DbPool},
+};
 
 /// Statuses in which an execution still occupies its sync.
 pub const ACTIVE: &[&str] = &["created", "queued", "running", "canceling"];
@@ -220,6 +223,8 @@ pub enum Outcome {
     Canceled,
     Failed {
         error: String,
+        /// What kind of failure ended the run (recorded as `error_class`).
+        class: ErrorClass,
     },
 }
 
@@ -234,21 +239,22 @@ pub async fn finish(
 ) -> Result<bool, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let (status, errors) = match outcome {
-        Outcome::Completed { .. } if counts.errors > 0 => ("completed_with_errors", vec![]),
-        Outcome::Completed { .. } => ("completed", vec![]),
-        Outcome::Canceled => ("canceled", vec![]),
-        Outcome::Failed { error } => ("failed", vec![error.clone()]),
+    let (status, errors, class) = match outcome {
+        Outcome::Completed { .. } if counts.errors > 0 => ("completed_with_errors", vec![], None),
+        Outcome::Completed { .. } => ("completed", vec![], None),
+        Outcome::Canceled => ("canceled", vec![], None),
+        Outcome::Failed { error, class } => ("failed", vec![error.clone()], Some(class.as_str())),
     };
     let errors = serde_json::json!(errors);
     let sql = format!(
-        "update sync_executions set {SET_COUNTS}, status = $10, errors = $11, completed_at = now(), lease_until = null
+        "update sync_executions set {SET_COUNTS}, status = $10, errors = $11, error_class = $12, completed_at = now(),
+            lease_until = null
          where id = $1 and worker = $2 and status in ('running', 'canceling') returning sync_id"
     );
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = [&execution_id as _, &worker as _]
         .into_iter()
         .chain(counts.params())
-        .chain([&status as _, &errors as _])
+        .chain([&status as _, &errors as _, &class as _])
         .collect();
     let row = tx.query_opt(&sql, &params).await?;
     let Some(row) = row else { return Ok(false) };
@@ -272,6 +278,24 @@ pub async fn finish(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Records that the run of `execution_id` failed with a retryable `class` and is tried again:
+/// the retry count goes up and the records the failed try rejected are forgotten.
+pub async fn record_retry(pool: &DbPool, execution_id: Uuid, worker: &str, class: ErrorClass) -> Result<i32, DbError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "update sync_executions set retries = retries + 1, error_class = $3, updated_at = now()
+             where id = $1 and worker = $2 and status = 'running' returning retries",
+            &[&execution_id, &worker, &class.as_str()],
+        )
+        .await?;
+    client.execute("delete from record_errors where execution_id = $1", &[&execution_id]).await?;
+    Ok(match row {
+        Some(row) => row.try_get("retries")?,
+        None => 0,
+    })
 }
 
 /// Returns the execution to the queue (the worker is shutting down) so another worker takes it.

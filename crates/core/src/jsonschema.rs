@@ -1,7 +1,8 @@
 //! Validation of connection configurations against a connector's JSON Schema.
 //!
 //! Covers the subset connector schemas use: `type`, `properties`, `required`,
-//! `additionalProperties: false`, `enum`, `minimum`/`maximum` and `minLength`.
+//! `additionalProperties: false` (or `{"not": {}}`, the same in the form the Polytomic SDK
+//! parses), `enum`, `minimum`/`maximum` and `minLength`.
 
 use serde_json::Value;
 
@@ -54,7 +55,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), String>
             match properties.and_then(|p| p.get(name)) {
                 Some(_) if item.is_null() => {}
                 Some(sub) => validate(sub, item, &format!("{path}.{name}"))?,
-                None if schema["additionalProperties"] == Value::Bool(false) => {
+                None if denies_others(&schema["additionalProperties"]) => {
                     return Err(format!("{path}.{name} is not a known setting"));
                 }
                 None => {}
@@ -62,6 +63,11 @@ pub fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+/// Whether an `additionalProperties` schema accepts nothing.
+fn denies_others(schema: &Value) -> bool {
+    *schema == Value::Bool(false) || schema.get("not").is_some_and(|not| not.as_object().is_some_and(|o| o.is_empty()))
 }
 
 #[cfg(test)]
@@ -87,6 +93,16 @@ mod tests {
     #[test]
     fn accepts_a_valid_configuration() {
         assert_eq!(validate(&schema(), &json!({"hostname": "db", "port": 5432, "ssl": null}), "configuration"), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_not_schema_denies_other_properties_too() {
+        let mut sdk_form = schema();
+        sdk_form["additionalProperties"] = json!({"not": {}});
+        assert_eq!(
+            validate(&sdk_form, &json!({"hostname": "db", "port": 1, "colour": 1}), "configuration"),
+            Err("configuration.colour is not a known setting".to_owned())
+        );
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub struct Identity {
     pub function: String,
 }
 
+/// Several identity mappings (Polytomic `identities`); `strategy` says how they combine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Identities {
+    pub mappings: Vec<Identity>,
+    /// `and`: a record matches when every mapping matches (a composite identity); `priority`:
+    /// the first mapping that matches wins.
+    #[serde(default)]
+    pub strategy: Option<String>,
+}
+
 /// Where a sync writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
@@ -62,15 +72,28 @@ pub struct SyncSpec {
     #[serde(default)]
     pub identity: Option<Identity>,
     #[serde(default)]
+    pub identities: Option<Identities>,
+    #[serde(default)]
     pub schedule: Schedule,
 }
 
 impl SyncSpec {
-    /// The model fields to read and the target field each fills, identity first when there is one.
+    /// The identity mappings records are matched on, all of which must match: `identities`
+    /// when given, else the single `identity`.
+    pub fn identity_mappings(&self) -> Vec<&Identity> {
+        match &self.identities {
+            Some(identities) if !identities.mappings.is_empty() => identities.mappings.iter().collect(),
+            _ => self.identity.iter().collect(),
+        }
+    }
+
+    /// The model fields to read and the target field each fills, identity fields first.
     pub fn columns(&self) -> Vec<(String, String)> {
         let mut columns: Vec<(String, String)> = Vec::new();
-        if let Some(identity) = &self.identity {
-            columns.push((identity.source.field.clone(), identity.target.clone()));
+        for identity in self.identity_mappings() {
+            if !columns.iter().any(|(_, target)| target == &identity.target) {
+                columns.push((identity.source.field.clone(), identity.target.clone()));
+            }
         }
         for mapping in &self.fields {
             if let Some(source) = &mapping.source

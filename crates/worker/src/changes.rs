@@ -3,12 +3,15 @@
 //!
 //! A chunk file is `u8 kind` (`U` upserts, `D` deletes), `u32 record count`, `u32 length of the
 //! tuples`, the encoded record tuples, then for upserts one op byte per record (`I` insert,
-//! `U` update).
+//! `U` update). A delete chunk's tuples hold the identity fields alone.
 
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use syncline_core::record::{RecordBatch, RecordError, Schema};
+use syncline_core::record::{
+    RecordBatch, RecordError, Schema,
+    key::{KeyError, KeyLayout},
+};
 
 /// What a chunk asks the destination to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,19 +66,18 @@ impl UpsertChunk {
     }
 }
 
-/// Encodes a delete chunk: each key becomes a one-field record.
-pub fn encode_deletes(keys: &[Bytes]) -> Bytes {
-    let tuples_len: usize = keys.iter().map(|k| 6 + k.len()).sum();
-    let mut out = BytesMut::with_capacity(HEADER_LEN + tuples_len);
-    out.put_u8(b'D');
-    out.put_u32(keys.len() as u32);
-    out.put_u32(tuples_len as u32);
+/// Encodes a delete chunk: each identity key becomes a record of its identity fields.
+pub fn encode_deletes(layout: &KeyLayout, keys: &[Bytes]) -> Result<Bytes, KeyError> {
+    let mut out = BytesMut::with_capacity(HEADER_LEN + keys.iter().map(|k| 8 + k.len()).sum::<usize>());
+    out.put_bytes(0, HEADER_LEN);
     for key in keys {
-        out.put_i16(1);
-        out.put_i32(key.len() as i32);
-        out.put_slice(key);
+        layout.tuple(key, &mut out)?;
     }
-    out.freeze()
+    let tuples_len = (out.len() - HEADER_LEN) as u32;
+    out[0] = b'D';
+    out[1..5].copy_from_slice(&(keys.len() as u32).to_be_bytes());
+    out[5..9].copy_from_slice(&tuples_len.to_be_bytes());
+    Ok(out.freeze())
 }
 
 /// Decodes a chunk; `schema` is the record schema (deletes use `key_schema`).
@@ -113,6 +115,7 @@ mod tests {
     #[test]
     fn round_trips_both_kinds() {
         let schema = Arc::new(Schema { fields: vec![Field { name: "id".into(), field_type: FieldType::Int64 }] });
+        let layout = KeyLayout::new(&schema, &["id".into()]).expect("layout");
         let mut builder = RecordBatchBuilder::with_capacity(schema.clone(), 64);
         builder.push_values([Some(&7i64.to_be_bytes()[..])]);
         builder.push_values([Some(&9i64.to_be_bytes()[..])]);
@@ -122,11 +125,19 @@ mod tests {
         upserts.push(batch.record(1).as_bytes(), false);
         let chunk = decode(upserts.finish(), &schema, &schema).expect("upserts");
         assert_eq!((chunk.kind, chunk.inserts, chunk.records.len()), (ChunkKind::Upserts, vec![true, false], 2));
-        let keys: Vec<Bytes> = batch.records().map(|r| Bytes::copy_from_slice(r.value(0).expect("key"))).collect();
-        let chunk = decode(encode_deletes(&keys), &schema, &schema).expect("deletes");
+        let keys: Vec<Bytes> = batch
+            .records()
+            .map(|r| {
+                let mut key = Vec::new();
+                layout.encode(&r, &mut key).expect("key");
+                Bytes::from(key)
+            })
+            .collect();
+        let deletes = encode_deletes(&layout, &keys).expect("encodes");
+        let chunk = decode(deletes.clone(), &schema, &schema).expect("deletes");
         assert_eq!((chunk.kind, chunk.records.len()), (ChunkKind::Deletes, 2));
-        assert_eq!(chunk.records.record(1).value(0), Some(&9i64.to_be_bytes()[..]));
-        let mut truncated = encode_deletes(&keys).to_vec();
+        assert_eq!(chunk.records.record(1).raw(0), Some(&9i64.to_be_bytes()[..]));
+        let mut truncated = deletes.to_vec();
         truncated.truncate(truncated.len() - 1);
         assert!(decode(Bytes::from(truncated), &schema, &schema).is_err());
     }

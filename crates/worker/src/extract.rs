@@ -1,5 +1,6 @@
-//! The extract stage: reads the model in identity order, merges it against the previous
-//! snapshot, and writes the records to deliver as change chunks and the new snapshot.
+//! The extract stage: reads the model in identity order (sorting it first when the source
+//! cannot), merges it against the previous snapshot, and writes the records to deliver as
+//! change chunks and the new snapshot.
 
 use std::sync::{
     Arc,
@@ -9,11 +10,14 @@ use std::sync::{
 use bytes::Bytes;
 use futures::StreamExt;
 use syncline_core::{
-    connector::{BatchStream, SyncMode},
+    connector::{ConnectorError, ReadEvent, SyncMode},
     db::DbPool,
     executions::{self, Counts},
     payload::PayloadStore,
-    record::{Field, KeyOrder, Record, Schema, Value},
+    record::{
+        Record, RecordBatch,
+        key::{KeyError, KeyLayout},
+    },
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -22,7 +26,47 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::{
     changes::{self, UpsertChunk},
     snapshot::{Change, Differ, SnapshotWriter},
+    sort::{Sorted, Sorter},
 };
+
+type Events = futures::stream::BoxStream<'static, Result<ReadEvent, ConnectorError>>;
+
+/// The records to diff, in identity order: as the source sends them, or sorted by the worker
+/// (which reads the whole source first, inside the extract stage).
+pub(crate) enum Input {
+    Stream(Events),
+    Sorting(Sorter, Events),
+    Sorted(Sorted),
+}
+
+impl Input {
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
+        match self {
+            Input::Sorting(..) => {
+                let Input::Sorting(sorter, events) =
+                    std::mem::replace(self, Input::Stream(futures::stream::empty().boxed()))
+                else {
+                    unreachable!("matched above")
+                };
+                *self = Input::Sorted(sorter.sort(events).await?);
+                Box::pin(self.next_batch()).await
+            }
+            Input::Sorted(sorted) => sorted.next_batch().await,
+            Input::Stream(events) => loop {
+                match events.next().await.transpose()? {
+                    Some(ReadEvent::Batch(batch)) => return Ok(Some(batch)),
+                    Some(ReadEvent::Checkpoint(_)) => continue,
+                    None => return Ok(None),
+                }
+            },
+        }
+    }
+}
+
+/// A failure of the payload store or the state database while extracting (may clear by itself).
+fn transient(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::transient(e.to_string())
+}
 
 /// Counters the extract stage shares with the load stage.
 #[derive(Default)]
@@ -36,7 +80,6 @@ pub(crate) struct Progress {
 pub(crate) struct Extractor {
     pub(crate) store: PayloadStore,
     pub(crate) dir: String,
-    pub(crate) snapshot_dir: String,
     pub(crate) mode: SyncMode,
     pub(crate) batch_rows: usize,
     pub(crate) fingerprint: String,
@@ -63,48 +106,44 @@ enum Verdict {
 }
 
 /// The diff state of one run: the previous snapshot being merged, the new one being written.
-struct Diffing {
-    differ: Differ,
-    order: KeyOrder,
-    snapshot: SnapshotWriter,
-    last_key: Option<Vec<u8>>,
+pub(crate) struct Diffing {
+    pub(crate) differ: Differ,
+    pub(crate) layout: KeyLayout,
+    pub(crate) snapshot: SnapshotWriter,
+    pub(crate) key: Vec<u8>,
+    pub(crate) last_key: Option<Vec<u8>>,
 }
 
 impl Diffing {
-    /// Classifies a record by its identity (field 0); NULL and repeated identities are rejected.
-    async fn classify(
-        &mut self,
-        record: Record<'_>,
-        identity: &Field,
-        deleted: &mut Vec<Bytes>,
-    ) -> Result<Verdict, String> {
-        let Some(key) = record.value(0) else {
-            return Ok(Verdict::Rejected(
-                "null".into(),
-                format!("{} is null: every record needs an identity", identity.name),
-            ));
-        };
+    /// Classifies a record by its identity; NULL and repeated identities are rejected.
+    async fn classify(&mut self, record: Record<'_>, deleted: &mut Vec<Bytes>) -> Result<Verdict, ConnectorError> {
+        match self.layout.encode(&record, &mut self.key) {
+            Ok(()) => {}
+            Err(e @ KeyError::Null(_)) => return Ok(Verdict::Rejected("null".into(), e.to_string())),
+            Err(e) => return Ok(Verdict::Rejected(format!("record {}", record.index() + 1), e.to_string())),
+        }
+        let key = &self.key;
         if let Some(last) = &mut self.last_key {
-            match self.order.compare(last, key) {
+            match last.as_slice().cmp(key) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => {
-                    let value = Value::decode(identity.field_type, Some(key)).to_string();
-                    let message = format!(
-                        "{}={value}: the model has this identity more than once; the first record was synced",
-                        identity.name
-                    );
-                    return Ok(Verdict::Rejected(value, message));
+                    let identity = self.layout.display(key);
+                    let message =
+                        format!("{identity}: the model has this identity more than once; the first record was synced");
+                    return Ok(Verdict::Rejected(identity, message));
                 }
-                std::cmp::Ordering::Greater => return Err("the source returned records out of identity order".into()),
+                std::cmp::Ordering::Greater => {
+                    return Err(ConnectorError::permanent("the source returned records out of identity order"));
+                }
             }
             last.clear();
             last.extend_from_slice(key);
         } else {
-            self.last_key = Some(key.to_vec());
+            self.last_key = Some(key.clone());
         }
         let hash = xxh3_64(record.as_bytes());
-        self.snapshot.push(key, hash).await.map_err(|e| e.to_string())?;
-        Ok(Verdict::Changed(self.differ.classify(key, hash, deleted).await.map_err(|e| e.to_string())?))
+        self.snapshot.push(key, hash).await.map_err(transient)?;
+        Ok(Verdict::Changed(self.differ.classify(key, hash, deleted).await.map_err(transient)?))
     }
 }
 
@@ -122,26 +161,17 @@ impl Extractor {
     /// Reads, diffs and writes change chunks; returns the new snapshot's directory.
     pub(crate) async fn run(
         mut self,
-        mut stream: BatchStream,
-        differ: Option<(Differ, KeyOrder)>,
-        schema: Arc<Schema>,
-    ) -> Result<Option<String>, String> {
-        let mut diffing = differ.map(|(differ, order)| Diffing {
-            differ,
-            order,
-            snapshot: SnapshotWriter::new(self.store.clone(), self.snapshot_dir.clone()),
-            last_key: None,
-        });
-        let identity = &schema.fields[0];
+        mut input: Input,
+        mut diffing: Option<Diffing>,
+    ) -> Result<Option<String>, ConnectorError> {
         let mut deleted: Vec<Bytes> = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| e.message)?;
+        while let Some(batch) = input.next_batch().await? {
             self.progress.read.fetch_add(batch.len() as i64, Ordering::Relaxed);
             let mut chunk = UpsertChunk::with_capacity(batch.data().len());
             let mut rejected = Vec::new();
             for record in batch.records() {
                 let change = match &mut diffing {
-                    Some(diffing) => match diffing.classify(record, identity, &mut deleted).await? {
+                    Some(diffing) => match diffing.classify(record, &mut deleted).await? {
                         Verdict::Changed(change) => change,
                         Verdict::Rejected(identity, message) => {
                             rejected.push((identity, message));
@@ -156,40 +186,42 @@ impl Extractor {
             }
             if !rejected.is_empty() {
                 self.progress.rejected.fetch_add(rejected.len() as i64, Ordering::Relaxed);
-                executions::record_errors(&self.pool, self.execution_id, &rejected).await.map_err(|e| e.to_string())?;
+                executions::record_errors(&self.pool, self.execution_id, &rejected).await.map_err(transient)?;
             }
             if !chunk.is_empty() {
                 self.send(chunk.finish()).await?;
             }
-            if self.mode != SyncMode::Replace {
-                deleted.clear();
-            } else if deleted.len() >= self.batch_rows {
-                self.send_deletes(&mut deleted).await?;
+            match (&diffing, self.mode) {
+                (Some(diffing), SyncMode::Replace) if deleted.len() >= self.batch_rows => {
+                    self.send_deletes(&diffing.layout, &mut deleted).await?
+                }
+                (_, SyncMode::Replace) => {}
+                _ => deleted.clear(),
             }
         }
         let Some(mut diffing) = diffing else { return Ok(None) };
         if self.mode == SyncMode::Replace {
-            diffing.differ.remaining(&mut deleted).await.map_err(|e| e.to_string())?;
-            self.send_deletes(&mut deleted).await?;
+            diffing.differ.remaining(&mut deleted).await.map_err(transient)?;
+            self.send_deletes(&diffing.layout, &mut deleted).await?;
         }
-        let snapshot =
-            diffing.snapshot.finish(diffing.order, self.fingerprint.clone()).await.map_err(|e| e.to_string())?;
+        let snapshot = diffing.snapshot.finish(self.fingerprint.clone()).await.map_err(transient)?;
         Ok(Some(snapshot))
     }
 
-    async fn send_deletes(&mut self, deleted: &mut Vec<Bytes>) -> Result<(), String> {
+    async fn send_deletes(&mut self, layout: &KeyLayout, deleted: &mut Vec<Bytes>) -> Result<(), ConnectorError> {
         if deleted.is_empty() {
             return Ok(());
         }
-        let chunk = changes::encode_deletes(deleted);
+        let chunk = changes::encode_deletes(layout, deleted)
+            .map_err(|e| ConnectorError::permanent(format!("snapshot: {e}")))?;
         deleted.clear();
         self.send(chunk).await
     }
 
-    async fn send(&mut self, chunk: Bytes) -> Result<(), String> {
+    async fn send(&mut self, chunk: Bytes) -> Result<(), ConnectorError> {
         let key = format!("{}/{:06}.bin", self.dir, self.seq);
         self.seq += 1;
-        self.store.put(&key, chunk).await.map_err(|e| e.to_string())?;
+        self.store.put(&key, chunk).await.map_err(transient)?;
         // A closed channel means the load stage stopped; it reports why.
         let _ = self.tx.send(key).await;
         Ok(())

@@ -1,10 +1,13 @@
-//! The queue handler: claim an execution, keep its lease, run it, and finish or hand it back.
+//! The queue handler: claim an execution, keep its lease, run it (again, after a transient
+//! failure), and finish or hand it back — whether the run ends, fails, or panics.
 
-use std::{sync::Arc, time::Duration};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
+use futures::FutureExt;
 use syncline_core::{
-    executions::{self, Claim, Lease, Outcome},
+    connector::{ConnectorError, ErrorClass},
+    executions::{self, Claim, Counts, Lease, Outcome},
     queue::{self, SyncJob},
 };
 use tokio::sync::watch;
@@ -12,8 +15,16 @@ use tracing::{info, warn};
 
 use crate::{
     Services,
+    abort::AbortOnDrop,
     pipeline::{self, RunEnd, Stop},
 };
+
+/// Tries of one claim after a transient or rate-limited failure, before it fails for good.
+const MAX_RETRIES: u32 = 3;
+/// Waits before each retry (unless the system said how long to wait), doubling from the first.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait for a retry, whatever a system asks for.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// How long a job whose organization holds all its slots waits before it is queued again.
 const DEFER: Duration = Duration::from_secs(1);
@@ -46,9 +57,66 @@ pub async fn handle(job: SyncJob, services: Data<Arc<Services>>, worker: WorkerC
     let (stop_tx, stop_rx) = watch::channel(None);
     let keeper =
         tokio::spawn(keep_lease(services.clone(), claim.execution_id, worker_name.clone(), worker.clone(), stop_tx));
-    let end = pipeline::run(services, &claim, &worker_name, stop_rx).await;
-    keeper.abort();
+    let keeper = AbortOnDrop(keeper.abort_handle());
+    let end = run_with_retries(services, &claim, &worker_name, stop_rx).await;
+    drop(keeper);
     settle(services, &claim, &worker_name, end).await
+}
+
+/// Runs the execution, again after a retryable failure (bounded, with backoff that honours
+/// the system's `retry_after`). A panic anywhere in the run ends it as a permanent failure.
+async fn run_with_retries(
+    services: &Services,
+    claim: &Claim,
+    worker: &str,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> RunEnd {
+    let mut backoff = FIRST_BACKOFF;
+    for retry in 0.. {
+        let run = AssertUnwindSafe(pipeline::run(services, claim, worker, stop.clone())).catch_unwind();
+        let end = run.await.unwrap_or_else(|panic| crashed(&panic));
+        let class = match &end {
+            RunEnd::Finished { outcome: Outcome::Failed { class, .. }, .. } if class.is_retryable() => *class,
+            _ => return end,
+        };
+        if retry == MAX_RETRIES {
+            return end;
+        }
+        if let Err(e) = executions::record_retry(&services.pool, claim.execution_id, worker, class).await {
+            warn!(execution_id = %claim.execution_id, error = %e, "cannot record a retry");
+            return end;
+        }
+        let wait = match class {
+            ErrorClass::RateLimited { retry_after: Some(after) } => after.min(MAX_BACKOFF),
+            _ => backoff,
+        };
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        warn!(execution_id = %claim.execution_id, class = class.as_str(), retry = retry + 1, wait_ms = wait.as_millis() as u64,
+              "run failed; trying again");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            stopped = stop.wait_for(Option::is_some) => {
+                let stop = stopped.ok().and_then(|s| *s).unwrap_or(Stop::Lost);
+                return RunEnd::Stopped { stop, counts: Counts::default() };
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// The end of a run that panicked: a permanent failure naming the panic.
+fn crashed(panic: &(dyn std::any::Any + Send)) -> RunEnd {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let error = ConnectorError::permanent(format!("the run crashed: {what}"));
+    RunEnd::Finished {
+        outcome: Outcome::Failed { error: error.message, class: error.class },
+        counts: Counts::default(),
+        superseded: None,
+    }
 }
 
 /// Records how the run ended and removes the payloads no run will read again.
@@ -66,7 +134,7 @@ async fn settle(services: &Services, claim: &Claim, worker_name: &str, end: RunE
                     info!(%execution_id, inserted = counts.inserted, updated = counts.updated, deleted = counts.deleted,
                           errors = counts.errors, "execution completed");
                 }
-                Outcome::Failed { error } => {
+                Outcome::Failed { error, .. } => {
                     leftovers.push(pipeline::snapshot_dir(sync_id, execution_id));
                     warn!(%execution_id, %error, "execution failed");
                 }

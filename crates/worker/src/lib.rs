@@ -4,6 +4,7 @@
 //! delivered twice runs once, and an execution whose worker died is taken over once its lease
 //! expires. On SIGTERM a worker stops taking jobs and hands its running executions back.
 
+mod abort;
 mod changes;
 mod extract;
 mod job;
@@ -12,6 +13,7 @@ mod pipeline;
 mod plan;
 mod slots;
 mod snapshot;
+mod sort;
 
 use std::{sync::Arc, time::Duration};
 

@@ -4,9 +4,9 @@
 use std::{collections::HashMap, sync::Arc};
 
 use syncline_core::{
-    connector::BatchWriter,
+    connector::{BatchWriter, ConnectorError, Operation, Operations, WriteBatch},
     executions::{self, Counts, Lease},
-    record::{Schema, Value},
+    record::{Schema, key::KeyLayout},
 };
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -22,7 +22,13 @@ use crate::{
 pub(crate) struct Layout {
     pub(crate) schema: Arc<Schema>,
     pub(crate) key_schema: Arc<Schema>,
-    pub(crate) has_identity: bool,
+    /// The identity, if the mode matches records on one.
+    pub(crate) identity: Option<KeyLayout>,
+}
+
+/// A failure of the payload store or the state database while loading (may clear by itself).
+fn transient(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::transient(e.to_string())
 }
 
 /// How the load stage ended.
@@ -50,7 +56,7 @@ impl Loader<'_> {
         mut chunks: mpsc::Receiver<String>,
         mut stop: watch::Receiver<Option<Stop>>,
         counts: &mut Counts,
-    ) -> Result<LoadEnd, String> {
+    ) -> Result<LoadEnd, ConnectorError> {
         let mut rejected = HashMap::new();
         loop {
             if let Some(signal) = *stop.borrow() {
@@ -61,22 +67,26 @@ impl Loader<'_> {
                 _ = stop.changed() => continue,
             };
             let Some(key) = key else { break };
-            let bytes = self.services.store.get(&key).await.map_err(|e| e.to_string())?;
+            let bytes = self.services.store.get(&key).await.map_err(transient)?;
             let layout = self.layout;
-            let chunk =
-                changes::decode(bytes, &layout.schema, &layout.key_schema).map_err(|e| format!("{key}: {e}"))?;
+            let chunk = changes::decode(bytes, &layout.schema, &layout.key_schema)
+                .map_err(|e| ConnectorError::permanent(format!("{key}: {e}")))?;
             match chunk.kind {
-                ChunkKind::Upserts => self.upsert(writer.as_mut(), &chunk, counts, &mut rejected).await?,
+                ChunkKind::Upserts => self.upsert(writer.as_mut(), chunk, counts, &mut rejected).await?,
                 ChunkKind::Deletes => {
-                    writer.delete(&chunk.records).await.map_err(|e| e.message)?;
-                    let n = chunk.records.len() as i64;
+                    let batch = WriteBatch { records: chunk.records, operations: Operations::All(Operation::Delete) };
+                    let failures = writer.write(&batch).await?;
+                    if let Some(failure) = failures.first() {
+                        return Err(ConnectorError::permanent(format!("a delete failed: {}", failure.message)));
+                    }
+                    let n = batch.records.len() as i64;
                     (counts.changed, counts.deleted, counts.written) =
                         (counts.changed + n, counts.deleted + n, counts.written + n);
                 }
             }
             self.progress.add_to(counts);
             let lease = executions::record_progress(&self.services.pool, self.execution_id, self.worker, counts).await;
-            match lease.map_err(|e| e.to_string())? {
+            match lease.map_err(transient)? {
                 Lease::Held => {}
                 Lease::CancelRequested => return Ok(LoadEnd::Stopped(Stop::Cancel)),
                 Lease::Lost => return Ok(LoadEnd::Stopped(Stop::Lost)),
@@ -85,36 +95,56 @@ impl Loader<'_> {
         Ok(LoadEnd::Drained(rejected.into_iter().collect()))
     }
 
-    /// Writes an upsert chunk and records the records the destination rejected.
+    /// Writes an upsert chunk and records the records the destination rejected. A failure the
+    /// destination reports for a record the chunk does not have is its mistake, and fails the run.
     async fn upsert(
         &self,
         writer: &mut dyn BatchWriter,
-        chunk: &Chunk,
+        chunk: Chunk,
         counts: &mut Counts,
         rejected: &mut HashMap<Vec<u8>, bool>,
-    ) -> Result<(), String> {
-        let all_new = chunk.inserts.iter().all(|insert| *insert);
-        let failures = writer.write(&chunk.records, all_new).await.map_err(|e| e.message)?;
-        let mut failed = vec![false; chunk.records.len()];
+    ) -> Result<(), ConnectorError> {
+        let operations = match chunk.inserts.iter().all(|insert| *insert) {
+            true => Operations::All(Operation::Insert),
+            false => Operations::Each(
+                chunk
+                    .inserts
+                    .iter()
+                    .map(|insert| if *insert { Operation::Insert } else { Operation::Update })
+                    .collect(),
+            ),
+        };
+        let batch = WriteBatch { records: chunk.records, operations };
+        let failures = writer.write(&batch).await?;
+        let records = &batch.records;
+        let mut failed = vec![false; records.len()];
         let mut errors = Vec::with_capacity(failures.len());
-        let identity = &self.layout.schema.fields[0];
         for failure in failures {
-            failed[failure.index] = true;
-            let (name, message) = match self.layout.has_identity {
-                true => {
-                    let key = chunk.records.record(failure.index).value(0).unwrap_or_default();
-                    rejected.insert(key.to_vec(), chunk.inserts[failure.index]);
-                    let value = Value::decode(identity.field_type, Some(key)).to_string();
-                    (value.clone(), format!("{}={value}: {}", identity.name, failure.message))
+            let Some(record) = records.get(failure.index) else {
+                return Err(ConnectorError::permanent(format!(
+                    "the destination reported a failure for record {} of a batch of {}",
+                    failure.index,
+                    records.len()
+                )));
+            };
+            if std::mem::replace(&mut failed[failure.index], true) {
+                continue;
+            }
+            let mut key = Vec::new();
+            let (name, message) = match &self.layout.identity {
+                Some(identity) if identity.encode(&record, &mut key).is_ok() => {
+                    let name = identity.display(&key);
+                    rejected.insert(key, chunk.inserts[failure.index]);
+                    (name.clone(), format!("{name}: {}", failure.message))
                 }
-                false => {
+                _ => {
                     let name = format!("record {}", counts.changed as usize + failure.index + 1);
                     (name.clone(), format!("{name}: {}", failure.message))
                 }
             };
             errors.push((name, message));
         }
-        executions::record_errors(&self.services.pool, self.execution_id, &errors).await.map_err(|e| e.to_string())?;
+        executions::record_errors(&self.services.pool, self.execution_id, &errors).await.map_err(transient)?;
         for (insert, failed) in chunk.inserts.iter().zip(&failed) {
             match (failed, insert) {
                 (true, _) => counts.rejected += 1,
@@ -122,7 +152,7 @@ impl Loader<'_> {
                 (false, false) => counts.updated += 1,
             }
         }
-        counts.changed += chunk.records.len() as i64;
+        counts.changed += records.len() as i64;
         counts.written += failed.iter().filter(|f| !**f).count() as i64;
         Ok(())
     }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 use syncline_core::{
-    connector::{BatchWriter, SyncMode, WriteRequest},
+    connector::{BatchWriter, ConnectorError, ReadRequest, Readable, SyncMode, WriteRequest},
     executions::{self, Claim, Counts, Outcome},
-    record::Schema,
+    record::{Schema, key::KeyLayout},
 };
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -20,10 +20,12 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::{
     Services,
-    extract::{Extractor, Progress},
+    abort::AbortOnDrop,
+    extract::{Diffing, Extractor, Input, Progress},
     load::{Layout, LoadEnd, Loader},
     plan::{self, Plan, RetryIdentity},
-    snapshot::{Differ, SnapshotReader},
+    snapshot::{Differ, SnapshotReader, SnapshotWriter},
+    sort::{RUN_BYTES, Sorter},
 };
 
 /// Why an execution stopped before finishing.
@@ -83,15 +85,6 @@ pub async fn run(services: &Services, claim: &Claim, worker: &str, stop: watch::
     }
 }
 
-/// Aborts a task when dropped, so a stopped run leaves nothing running.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn execute(
     services: &Services,
     claim: &Claim,
@@ -101,8 +94,8 @@ async fn execute(
 ) -> RunEnd {
     let Claim { execution_id, sync_id, resync, .. } = *claim;
     let progress = Arc::new(Progress::default());
-    let failed = |error: String, counts: Counts| RunEnd::Finished {
-        outcome: Outcome::Failed { error },
+    let failed = |error: ConnectorError, counts: Counts| RunEnd::Finished {
+        outcome: Outcome::Failed { error: error.message, class: error.class },
         counts,
         superseded: None,
     };
@@ -110,7 +103,7 @@ async fn execute(
         Ok(plan) => plan,
         Err(error) => return failed(error, *counts),
     };
-    match plan.source.estimate_rows(&plan.model).await {
+    match plan.source.estimate_rows(&Readable::Model(plan.model.clone())).await {
         Ok(Some(estimate)) => {
             if let Err(e) = executions::record_estimate(&services.pool, execution_id, worker, estimate as i64).await {
                 tracing::debug!(%execution_id, error = %e, "could not record the row estimate");
@@ -142,7 +135,7 @@ async fn execute(
                 RunEnd::Finished { outcome, counts: *counts, superseded: plan.snapshot_path.clone() }
             }
             Ok(Err(error)) => failed(error, *counts),
-            Err(e) => failed(format!("extract stage crashed: {e}"), *counts),
+            Err(e) => failed(ConnectorError::permanent(format!("the extract stage crashed: {e}")), *counts),
         },
         Ok(LoadEnd::Stopped(stop)) => {
             extract.abort();
@@ -163,11 +156,16 @@ async fn execute(
 struct Prepared {
     layout: Layout,
     writer: Box<dyn BatchWriter>,
-    extract: tokio::task::JoinHandle<Result<Option<String>, String>>,
+    extract: tokio::task::JoinHandle<Result<Option<String>, ConnectorError>>,
     chunks: mpsc::Receiver<String>,
 }
 
-/// Opens the source stream and the destination writer and starts the extract stage.
+/// A failure of the payload store while preparing (may clear by itself).
+fn transient(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::transient(e.to_string())
+}
+
+/// Opens the source read and the destination writer and starts the extract stage.
 async fn prepare(
     services: &Services,
     plan: &Plan,
@@ -175,57 +173,72 @@ async fn prepare(
     sync_id: Uuid,
     resync: bool,
     progress: Arc<Progress>,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, ConnectorError> {
     let spec = &plan.spec;
-    if spec.mode.requires_identity() && spec.identity.is_none() {
-        return Err(format!("mode {} needs an identity", spec.mode.as_str()));
+    let identity: Vec<String> = spec.identity_mappings().iter().map(|i| i.source.field.clone()).collect();
+    if spec.mode.requires_identity() && identity.is_empty() {
+        return Err(ConnectorError::config(format!("mode {} needs an identity", spec.mode.as_str())));
     }
-    let object = spec.target.object.clone().ok_or("the sync has no target object")?;
+    let object = spec.target.object.clone().ok_or_else(|| ConnectorError::config("the sync has no target object"))?;
     let (sources, targets): (Vec<String>, Vec<String>) = spec.columns().into_iter().unzip();
     if sources.is_empty() {
-        return Err("the sync maps no fields".into());
+        return Err(ConnectorError::config("the sync maps no fields"));
     }
-    let identity = spec.identity.as_ref().map(|i| i.source.field.clone());
-    let request = syncline_core::connector::ReadRequest {
-        model: plan.model.clone(),
-        fields: sources,
-        order_by: identity.clone(),
-        batch_rows: services.batch_rows,
-        batch_bytes: services.batch_bytes,
-    };
-    let (schema, stream) = plan.source.read(request).await.map_err(|e| e.message)?;
-    let key_order = match identity.is_some() {
-        true => Some(schema.fields[0].field_type.key_order().ok_or_else(|| {
-            format!("identity field {:?} has type {}, which cannot identify records (use an integer, text, uuid, date or timestamp field)",
-                schema.fields[0].name, schema.fields[0].field_type.postgres_name())
-        })?),
-        false => None,
+    let mut request =
+        ReadRequest::new(Readable::Model(plan.model.clone()), sources, services.batch_rows, services.batch_bytes);
+    request.order_by = identity.clone();
+    let reading = plan.source.read(request).await?;
+    let schema = reading.schema.clone();
+    let key = match identity.is_empty() {
+        true => None,
+        false => Some(KeyLayout::new(&schema, &identity).map_err(ConnectorError::config)?),
     };
     let write_request = WriteRequest {
         object: object.clone(),
         mode: spec.mode,
         schema: schema.clone(),
         targets: targets.clone(),
-        identity: identity.as_ref().map(|_| 0),
+        identity: key.as_ref().map(|k| k.positions().collect()).unwrap_or_default(),
     };
-    let writer = plan.destination.writer(write_request).await.map_err(|e| e.message)?;
+    let key_schema = Arc::new(write_request.key_schema());
+    let writer = plan.destination.writer(write_request).await?;
     let fingerprint = fingerprint(spec.mode, &object, &targets, &schema);
-    let old = match (&plan.snapshot_path, key_order, resync) {
-        (Some(dir), Some(order), false) => {
-            SnapshotReader::open(&services.store, dir, order, &fingerprint).await.map_err(|e| e.to_string())?
+    let diffing = match &key {
+        Some(layout) => {
+            let old = match (&plan.snapshot_path, resync) {
+                (Some(dir), false) => {
+                    SnapshotReader::open(&services.store, dir, &fingerprint).await.map_err(transient)?
+                }
+                _ => None,
+            };
+            Some(Diffing {
+                differ: Differ::new(old, plan.retry.clone()).await.map_err(transient)?,
+                layout: layout.clone(),
+                snapshot: SnapshotWriter::new(services.store.clone(), snapshot_dir(sync_id, execution_id)),
+                key: Vec::new(),
+                last_key: None,
+            })
         }
-        _ => None,
-    };
-    let differ = match key_order {
-        Some(order) => Some((Differ::new(old, order, plan.retry.clone()).await.map_err(|e| e.to_string())?, order)),
         None => None,
     };
-    let key_schema = Arc::new(Schema { fields: schema.fields.iter().take(1).cloned().collect() });
+    let input = match (&key, reading.sorted) {
+        (Some(layout), false) => {
+            let sorter = Sorter {
+                store: services.store.clone(),
+                dir: format!("{}/sort", changes_dir(execution_id)),
+                layout: layout.clone(),
+                schema: schema.clone(),
+                run_bytes: RUN_BYTES,
+                batch_rows: services.batch_rows,
+            };
+            Input::Sorting(sorter, reading.events)
+        }
+        _ => Input::Stream(reading.events),
+    };
     let (tx, chunks) = mpsc::channel(2);
     let extractor = Extractor {
         store: services.store.clone(),
         dir: format!("{}/changes", changes_dir(execution_id)),
-        snapshot_dir: snapshot_dir(sync_id, execution_id),
         mode: spec.mode,
         batch_rows: services.batch_rows,
         fingerprint,
@@ -235,13 +248,16 @@ async fn prepare(
         execution_id,
         seq: 0,
     };
-    let extract = tokio::spawn(extractor.run(stream, differ, schema.clone()));
-    let layout = Layout { schema, key_schema, has_identity: identity.is_some() };
+    let extract = tokio::spawn(extractor.run(input, diffing));
+    let layout = Layout { schema, key_schema, identity: key };
     Ok(Prepared { layout, writer, extract, chunks })
 }
 
-/// Identifies the mapping a snapshot was taken under.
+/// The version of the snapshot's key format (identity keys of `syncline_core::record::key`).
+const KEY_FORMAT: &str = "keys-v2";
+
+/// Identifies the mapping and key format a snapshot was taken under.
 fn fingerprint(mode: SyncMode, object: &str, targets: &[String], schema: &Schema) -> String {
-    let description = serde_json::json!([mode.as_str(), object, targets, schema]).to_string();
+    let description = serde_json::json!([KEY_FORMAT, mode.as_str(), object, targets, schema]).to_string();
     format!("{:016x}", xxh3_64(description.as_bytes()))
 }

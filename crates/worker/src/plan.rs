@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde_json::Value as Json;
 use syncline_core::{
-    connector::{Destination, Source},
+    connector::{ConnectorError, Destination, DynConnector, Source},
     credentials,
     sync::SyncSpec,
 };
@@ -33,44 +33,51 @@ pub struct Plan {
     pub retry: HashMap<Vec<u8>, bool>,
 }
 
-/// Loads the plan of `sync_id`; the error is a message for the execution's `errors`.
-pub async fn load(services: &Services, sync_id: Uuid) -> Result<Plan, String> {
-    let client = services.pool.get().await.map_err(|e| format!("state database: {e}"))?;
+/// The state database failed while loading (may clear by itself).
+fn state(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::transient(format!("state database: {e}"))
+}
+
+/// Loads the plan of `sync_id`; the error is the execution's.
+pub async fn load(services: &Services, sync_id: Uuid) -> Result<Plan, ConnectorError> {
+    let client = services.pool.get().await.map_err(state)?;
     let row = client
         .query_opt(
             "select s.spec, s.snapshot_path, s.retry_identities, m.configuration,
-                    sc.type, sc.configuration, sc.secrets, tc.type, tc.configuration, tc.secrets
+                    sc.type as source_type, sc.configuration as source_config, sc.secrets as source_secrets,
+                    tc.type as target_type, tc.configuration as target_config, tc.secrets as target_secrets
              from model_syncs s join models m on m.id = s.model_id
              join connections sc on sc.id = m.connection_id join connections tc on tc.id = s.target_connection_id
              where s.id = $1",
             &[&sync_id],
         )
         .await
-        .map_err(|e| format!("state database: {e}"))?
-        .ok_or("the sync was deleted")?;
-    let spec: SyncSpec = serde_json::from_value(row.get(0)).map_err(|e| format!("sync configuration: {e}"))?;
-    let open = |kind: usize| -> Result<Json, String> {
-        let (type_id, public, sealed): (String, Json, Option<Vec<u8>>) =
-            (row.get(kind), row.get(kind + 1), row.get(kind + 2));
-        credentials::unseal(&public, sealed.as_deref(), &services.secrets)
-            .map_err(|e| format!("connection {type_id}: {e}"))
+        .map_err(state)?
+        .ok_or_else(|| ConnectorError::not_found("the sync was deleted"))?;
+    let spec: SyncSpec = serde_json::from_value(row.try_get("spec").map_err(state)?)
+        .map_err(|e| ConnectorError::config(format!("sync configuration: {e}")))?;
+    let open = |side: &str| -> Result<(&'static Arc<dyn DynConnector>, Json), ConnectorError> {
+        let type_id: String = row.try_get(format!("{side}_type").as_str()).map_err(state)?;
+        let public: Json = row.try_get(format!("{side}_config").as_str()).map_err(state)?;
+        let sealed: Option<Vec<u8>> = row.try_get(format!("{side}_secrets").as_str()).map_err(state)?;
+        let config = credentials::unseal(&public, sealed.as_deref(), &services.secrets)
+            .map_err(|e| ConnectorError::config(format!("connection {type_id}: {e}")))?;
+        let connector = syncline_connectors::get(&type_id)
+            .ok_or_else(|| ConnectorError::config(format!("connection type {type_id:?} is not supported")))?;
+        Ok((connector, config))
     };
-    let (source_type, target_type): (String, String) = (row.get(4), row.get(7));
-    let source = syncline_connectors::get(&source_type)
-        .ok_or_else(|| format!("connection type {source_type:?} is not supported"))?
-        .source(&services.connector, &open(4)?)
-        .map_err(|e| e.message)?;
-    let destination = syncline_connectors::get(&target_type)
-        .ok_or_else(|| format!("connection type {target_type:?} is not supported"))?
-        .destination(&services.connector, &open(7)?)
-        .map_err(|e| e.message)?;
-    let retry: Vec<RetryIdentity> = serde_json::from_value(row.get(2)).unwrap_or_default();
+    let (source, source_config) = open("source")?;
+    let (target, target_config) = open("target")?;
+    let source = source.source(&services.connector, &source_config)?;
+    let destination = target.destination(&services.connector, &target_config)?;
+    let retry: Vec<RetryIdentity> =
+        serde_json::from_value(row.try_get("retry_identities").map_err(state)?).unwrap_or_default();
     Ok(Plan {
         spec,
-        model: row.get(3),
+        model: row.try_get("configuration").map_err(state)?,
         source,
         destination,
-        snapshot_path: row.get(1),
+        snapshot_path: row.try_get("snapshot_path").map_err(state)?,
         retry: retry.iter().filter_map(|r| Some((hex::decode(&r.key).ok()?, r.insert))).collect(),
     })
 }

@@ -2,17 +2,15 @@
 //! sorted by identity and stored as chunked files under the payload store.
 //!
 //! Each part file is a sequence of entries `u32 key length, key bytes, u64 row hash`. A
-//! `manifest.json` beside the parts names their count, the key order and a fingerprint of the
-//! sync's mapping; a snapshot whose fingerprint differs is ignored (everything is resent).
+//! `manifest.json` beside the parts names their count and a fingerprint of the sync's mapping
+//! and key format; a snapshot whose fingerprint differs is ignored (everything is resent). Keys
+//! are identity keys (`syncline_core::record::key`): they compare bytewise.
 
 use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use syncline_core::{
-    payload::{PayloadError, PayloadStore},
-    record::KeyOrder,
-};
+use syncline_core::payload::{PayloadError, PayloadStore};
 
 const PART_BYTES: usize = 4 << 20;
 
@@ -21,7 +19,6 @@ const PART_BYTES: usize = 4 << 20;
 pub struct Manifest {
     pub parts: usize,
     pub entries: u64,
-    pub key_order: KeyOrder,
     pub fingerprint: String,
 }
 
@@ -60,11 +57,11 @@ impl SnapshotWriter {
     }
 
     /// Writes the last part and the manifest; returns the snapshot's directory.
-    pub async fn finish(mut self, key_order: KeyOrder, fingerprint: String) -> Result<String, PayloadError> {
+    pub async fn finish(mut self, fingerprint: String) -> Result<String, PayloadError> {
         if !self.buf.is_empty() {
             self.flush().await?;
         }
-        let manifest = Manifest { parts: self.parts, entries: self.entries, key_order, fingerprint };
+        let manifest = Manifest { parts: self.parts, entries: self.entries, fingerprint };
         let json = serde_json::to_vec(&manifest).expect("a manifest serializes");
         self.store.put(&format!("{}/manifest.json", self.dir), Bytes::from(json)).await?;
         Ok(self.dir)
@@ -81,16 +78,11 @@ pub struct SnapshotReader {
 }
 
 impl SnapshotReader {
-    /// Opens the snapshot at `dir` if it exists and matches `fingerprint` and `key_order`.
-    pub async fn open(
-        store: &PayloadStore,
-        dir: &str,
-        key_order: KeyOrder,
-        fingerprint: &str,
-    ) -> Result<Option<Self>, PayloadError> {
+    /// Opens the snapshot at `dir` if it exists and matches `fingerprint`.
+    pub async fn open(store: &PayloadStore, dir: &str, fingerprint: &str) -> Result<Option<Self>, PayloadError> {
         let Some(bytes) = store.get_optional(&format!("{dir}/manifest.json")).await? else { return Ok(None) };
         let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else { return Ok(None) };
-        if manifest.fingerprint != fingerprint || manifest.key_order != key_order {
+        if manifest.fingerprint != fingerprint {
             return Ok(None);
         }
         Ok(Some(Self {
@@ -130,30 +122,25 @@ pub enum Change {
 pub struct Differ {
     old: Option<SnapshotReader>,
     peeked: Option<(Bytes, u64)>,
-    order: KeyOrder,
     /// Identities rejected last time, always resent; `true` if the record was new then.
     retry: HashMap<Vec<u8>, bool>,
 }
 
 impl Differ {
     /// A differ against `old` (`None` on a first run or a resync: every record is an insert).
-    pub async fn new(
-        mut old: Option<SnapshotReader>,
-        order: KeyOrder,
-        retry: HashMap<Vec<u8>, bool>,
-    ) -> Result<Self, PayloadError> {
+    pub async fn new(mut old: Option<SnapshotReader>, retry: HashMap<Vec<u8>, bool>) -> Result<Self, PayloadError> {
         let peeked = match old.as_mut() {
             Some(reader) => reader.next().await?,
             None => None,
         };
-        Ok(Self { old, peeked, order, retry })
+        Ok(Self { old, peeked, retry })
     }
 
     /// Classifies the record with `key` and `hash`; previous keys that sort before `key` and
     /// were not seen again are appended to `deleted`.
     pub async fn classify(&mut self, key: &[u8], hash: u64, deleted: &mut Vec<Bytes>) -> Result<Change, PayloadError> {
         while let Some((old_key, old_hash)) = &self.peeked {
-            match self.order.compare(old_key, key) {
+            match old_key.as_ref().cmp(key) {
                 std::cmp::Ordering::Less => {
                     deleted.push(old_key.clone());
                     self.advance().await?;
@@ -196,8 +183,9 @@ impl Differ {
 mod tests {
     use super::*;
 
+    /// The identity key of integer `n` (sign bit flipped, big-endian).
     fn key(n: i64) -> [u8; 8] {
-        n.to_be_bytes()
+        ((n as u64) ^ (1 << 63)).to_be_bytes()
     }
 
     async fn snapshot(store: &PayloadStore, entries: &[(i64, u64)]) -> String {
@@ -205,31 +193,28 @@ mod tests {
         for (k, h) in entries {
             writer.push(&key(*k), *h).await.expect("push");
         }
-        writer.finish(KeyOrder::SignedBigEndian, "fp".into()).await.expect("finish")
+        writer.finish("fp".into()).await.expect("finish")
     }
 
     #[tokio::test]
     async fn round_trips_entries() {
         let store = PayloadStore::in_memory();
         let dir = snapshot(&store, &[(-3, 1), (7, 2)]).await;
-        let mut reader =
-            SnapshotReader::open(&store, &dir, KeyOrder::SignedBigEndian, "fp").await.expect("open").expect("exists");
+        let mut reader = SnapshotReader::open(&store, &dir, "fp").await.expect("open").expect("exists");
         assert_eq!(reader.next().await.expect("next"), Some((Bytes::copy_from_slice(&key(-3)), 1)));
         assert_eq!(reader.next().await.expect("next"), Some((Bytes::copy_from_slice(&key(7)), 2)));
         assert_eq!(reader.next().await.expect("next"), None);
-        assert!(SnapshotReader::open(&store, &dir, KeyOrder::SignedBigEndian, "other").await.expect("open").is_none());
-        assert!(
-            SnapshotReader::open(&store, "missing", KeyOrder::SignedBigEndian, "fp").await.expect("open").is_none()
-        );
+        assert!(SnapshotReader::open(&store, &dir, "other").await.expect("open").is_none());
+        assert!(SnapshotReader::open(&store, "missing", "fp").await.expect("open").is_none());
     }
 
     #[tokio::test]
     async fn classifies_inserts_updates_and_deletes() {
         let store = PayloadStore::in_memory();
         let dir = snapshot(&store, &[(1, 10), (2, 20), (4, 40), (6, 60)]).await;
-        let reader = SnapshotReader::open(&store, &dir, KeyOrder::SignedBigEndian, "fp").await.expect("open");
+        let reader = SnapshotReader::open(&store, &dir, "fp").await.expect("open");
         let retry = HashMap::from([(key(4).to_vec(), false), (key(1).to_vec(), true)]);
-        let mut differ = Differ::new(reader, KeyOrder::SignedBigEndian, retry).await.expect("differ");
+        let mut differ = Differ::new(reader, retry).await.expect("differ");
         let mut deleted = Vec::new();
         let mut changes = Vec::new();
         for (k, h) in [(1, 10), (3, 30), (4, 40), (5, 50), (6, 61)] {

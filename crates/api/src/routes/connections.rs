@@ -5,7 +5,10 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use syncline_core::{connector::Connector, credentials, jsonschema};
+use syncline_core::{
+    connector::{ConnectorError, DynConnector},
+    credentials, jsonschema,
+};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -31,7 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 const COLUMNS: &str = "id, name, organization_id, type, configuration, status, status_error, policies, healthcheck_interval, created_at, updated_at";
 
-fn connector(type_id: &str) -> Result<&'static Arc<dyn Connector>, ApiError> {
+fn connector(type_id: &str) -> Result<&'static Arc<dyn DynConnector>, ApiError> {
     syncline_connectors::get(type_id).ok_or_else(|| {
         let known: Vec<&str> = syncline_connectors::all().iter().map(|c| c.spec().id).collect();
         ApiError::bad_request(format!("unknown connection type {type_id:?} (supported: {})", known.join(", ")))
@@ -59,7 +62,7 @@ fn to_json(row: &Row) -> Json {
 
 /// A saved connection with its configuration opened, for routes that talk to it.
 pub struct OpenConnection {
-    pub connector: &'static Arc<dyn Connector>,
+    pub connector: &'static Arc<dyn DynConnector>,
     pub config: Json,
 }
 
@@ -124,7 +127,7 @@ struct ConnectionBody {
 /// not to, tries it.
 async fn checked(
     state: &AppState,
-    connector: &Arc<dyn Connector>,
+    connector: &Arc<dyn DynConnector>,
     config: &Json,
     validate: bool,
 ) -> Result<(), ApiError> {
@@ -132,7 +135,8 @@ async fn checked(
         .map_err(|message| ApiError::unprocessable(message).with_metadata(json!({"type": connector.spec().id})))?;
     if !validate {
         // Not tried, but still only where the egress policy lets it go (trying checks that too).
-        return Ok(connector.endpoint(config)?.check(&state.connector).await?);
+        let refused = |e: ConnectorError| ApiError::unprocessable(e.message).with_metadata(json!({"class": "config"}));
+        return connector.endpoint(config)?.check(&state.connector).await.map_err(refused);
     }
     connector
         .check(&state.connector, config)
@@ -143,12 +147,14 @@ async fn checked(
 /// Fills in the secrets `config` leaves out from the `saved` configuration, which clients never
 /// see to send back — but only while `config` goes to the same host, port and user: a stored
 /// secret is never sent anywhere else. Otherwise 422 naming the secrets to give again.
-fn keep_secrets(connector: &Arc<dyn Connector>, saved: &Json, config: &mut Json) -> Result<(), ApiError> {
+fn keep_secrets(connector: &Arc<dyn DynConnector>, saved: &Json, config: &mut Json) -> Result<(), ApiError> {
     let missing: Vec<String> = connector
         .spec()
         .secret_fields()
         .into_iter()
-        .filter(|field| config.get(field).is_none_or(Json::is_null) && saved.get(field).is_some())
+        .filter(|field| {
+            credentials::lookup(config, field).is_none_or(Json::is_null) && credentials::lookup(saved, field).is_some()
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -161,9 +167,9 @@ fn keep_secrets(connector: &Arc<dyn Connector>, saved: &Json, config: &mut Json)
         ))
         .with_metadata(json!({ "field": fields[0] })));
     }
-    if let Some(object) = config.as_object_mut() {
-        for field in missing {
-            object.insert(field.clone(), saved[&field].clone());
+    for field in missing {
+        if let Some(secret) = credentials::lookup(saved, &field) {
+            credentials::insert(config, &field, secret.clone());
         }
     }
     Ok(())
@@ -222,12 +228,13 @@ async fn test(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> R
     let connector = match input.connection_id {
         Some(id) => {
             let saved = open(&state, &caller, id, Action::Update).await?;
-            let secrets = saved.connector.spec().secret_fields();
-            if let (Some(base), Some(overlay)) = (saved.config.as_object(), config.as_object()) {
-                let mut merged = base.clone();
-                merged.retain(|field, _| !secrets.contains(field));
+            let mut base = saved.config.clone();
+            for secret in saved.connector.spec().secret_fields() {
+                credentials::remove(&mut base, &secret);
+            }
+            if let (Some(merged), Some(overlay)) = (base.as_object_mut(), config.as_object()) {
                 merged.extend(overlay.clone());
-                config = Json::Object(merged);
+                config = base;
             }
             keep_secrets(saved.connector, &saved.config, &mut config)?;
             saved.connector

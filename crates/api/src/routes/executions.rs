@@ -23,7 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub const COLUMNS: &str =
     "e.id, e.status, e.created_at, e.started_at, e.completed_at, e.errors, e.insert_count, e.update_count,
     e.delete_count, e.error_count, e.records_read, e.records_changed, e.records_written, e.trigger, e.attempt,
-    e.records_estimate";
+    e.records_estimate, e.error_class, e.retries";
 
 /// An execution as the API shows it (`GetExecutionResponseSchema`, plus live progress).
 pub fn to_json(row: &Row) -> Json {
@@ -49,6 +49,8 @@ pub fn to_json(row: &Row) -> Json {
         "progress": progress(row),
         "trigger": row.get::<_, String>(13),
         "attempt": row.get::<_, i32>(14),
+        "error_class": row.try_get::<_, Option<String>>("error_class").ok().flatten(),
+        "retries": row.try_get::<_, i32>("retries").unwrap_or_default(),
     })
 }
 

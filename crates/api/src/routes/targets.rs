@@ -64,8 +64,8 @@ async fn fields(
     let id = parse_id(&path, "connection")?;
     let connection = connections::open(&state, &caller, id, Action::Read).await?;
     let destination = connection.connector.destination(&state.connector, &connection.config)?;
-    let fields = destination.target_fields(&target).await.map_err(|e| match e.kind {
-        syncline_core::connector::ErrorKind::NotFound => ApiError::not_found("target object"),
+    let fields = destination.target_fields(&target).await.map_err(|e| match e.class {
+        syncline_core::connector::ErrorClass::NotFound => ApiError::not_found("target object"),
         _ => e.into(),
     })?;
     let fields: Vec<Json> = fields

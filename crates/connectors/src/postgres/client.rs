@@ -164,17 +164,18 @@ pub(super) fn is_data_error(e: &tokio_postgres::Error) -> bool {
 }
 
 /// A connector error for a failed statement or connection, classed by its SQLSTATE: refused
-/// credentials are auth errors, a missing table or database is not found, a bad statement is
-/// a configuration error, bad data is permanent; lost connections, timeouts, deadlocks and a
+/// credentials are auth errors, a missing database is not found, a bad statement (a missing
+/// table too) is a configuration error, bad data is permanent; lost connections, timeouts, deadlocks and a
 /// server short of resources are transient.
 pub(super) fn error(e: &tokio_postgres::Error) -> ConnectorError {
     let Some(code) = e.code() else {
         return ConnectorError::transient(message(e)).caused_by(clone(e));
     };
     let class = match (code, &code.code()[..2]) {
-        (c, _) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_CATALOG_NAME => ErrorClass::NotFound,
-        (_, "28") => ErrorClass::Auth,
+        // A model naming a missing table is a wrong query (class 42, like a syntax error).
         (_, "42") => ErrorClass::Config,
+        (c, _) if *c == SqlState::INVALID_CATALOG_NAME => ErrorClass::NotFound,
+        (_, "28") => ErrorClass::Auth,
         (_, "08" | "40" | "53" | "57") => ErrorClass::Transient,
         _ => ErrorClass::Permanent,
     };

@@ -1,10 +1,9 @@
 //! Checking a sync body against its model and destination before it is stored.
 
-use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use syncline_core::{
-    connector::{ErrorKind, SyncMode},
-    sync::{Identity, SyncSpec},
+    connector::{ErrorClass, SyncMode},
+    sync::{Identities, SyncSpec},
 };
 use uuid::Uuid;
 
@@ -28,11 +27,6 @@ pub(super) struct Valid {
     pub(super) next_run_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[derive(Deserialize)]
-struct Identities {
-    mappings: Vec<Identity>,
-}
-
 fn invalid(message: String, field: &str) -> ApiError {
     ApiError::unprocessable(message).with_metadata(json!({ "field": field }))
 }
@@ -54,6 +48,19 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
     {
         let identities: Identities = serde_json::from_value(identities.clone())
             .map_err(|e| ApiError::bad_request(format!("identities: {e}")))?;
+        match identities.strategy.as_deref() {
+            None | Some("and") => {}
+            Some("priority") if identities.mappings.len() <= 1 => {}
+            Some(other) => {
+                return Err(invalid(
+                    format!(
+                        "identities.strategy {other:?} is not supported with several mappings (use \"and\": every mapping must match)"
+                    ),
+                    "identities.strategy",
+                ));
+            }
+        }
+        // The deprecated single `identity` echoes the first mapping, as Polytomic does.
         if let Some(first) = identities.mappings.into_iter().next() {
             object.insert("identity".into(), serde_json::to_value(first).unwrap_or_default());
         }
@@ -70,8 +77,12 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
     if spec.fields.is_empty() {
         return Err(invalid("fields must map at least one model field".into(), "fields"));
     }
-    let sources: Vec<_> =
-        spec.fields.iter().filter_map(|f| f.source.as_ref()).chain(spec.identity.as_ref().map(|i| &i.source)).collect();
+    let sources: Vec<_> = spec
+        .fields
+        .iter()
+        .filter_map(|f| f.source.as_ref())
+        .chain(spec.identity_mappings().into_iter().map(|i| &i.source))
+        .collect();
     let model_id = sources
         .first()
         .map(|s| s.model_id)
@@ -121,8 +132,8 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
         ));
     }
     let destination = destination.connector.destination(&state.connector, &destination.config)?;
-    let target_fields = destination.target_fields(&target_object).await.map_err(|e| match e.kind {
-        ErrorKind::NotFound => invalid(format!("target object {target_object:?} does not exist"), "target.object"),
+    let target_fields = destination.target_fields(&target_object).await.map_err(|e| match e.class {
+        ErrorClass::NotFound => invalid(format!("target object {target_object:?} does not exist"), "target.object"),
         _ => e.into(),
     })?;
     let target_names: Vec<&str> = target_fields.iter().map(|f| f.name.as_str()).collect();
@@ -136,23 +147,30 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
         }
         seen.push(&mapping.target);
     }
-    match &spec.identity {
-        None if mode.requires_identity() => {
-            return Err(invalid(format!("mode {} needs an identity", mode.as_str()), "identity"));
-        }
-        Some(identity) if identity.function != "Equality" => {
+    let identities = spec.identity_mappings();
+    if identities.is_empty() && mode.requires_identity() {
+        return Err(invalid(format!("mode {} needs an identity", mode.as_str()), "identity"));
+    }
+    for (n, identity) in identities.iter().enumerate() {
+        let field = |name: &str| match spec.identities.is_some() {
+            true => format!("identities.mappings[{n}].{name}"),
+            false => format!("identity.{name}"),
+        };
+        if identity.function != "Equality" {
             return Err(invalid(
                 format!("identity function {:?} is not supported (use Equality)", identity.function),
-                "identity.function",
+                &field("function"),
             ));
         }
-        Some(identity) if !target_names.contains(&identity.target.as_str()) => {
+        if !target_names.contains(&identity.target.as_str()) {
             return Err(invalid(
                 format!("identity field {:?} does not exist on {target_object}", identity.target),
-                "identity.target",
+                &field("target"),
             ));
         }
-        _ => {}
+        if identities[..n].iter().any(|other| other.target == identity.target) {
+            return Err(invalid(format!("identity field {:?} is mapped twice", identity.target), &field("target")));
+        }
     }
     let next_run = spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?;
     let next_run_at = next_run.filter(|_| active);
