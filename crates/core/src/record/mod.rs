@@ -6,13 +6,15 @@
 //! destination: a PostgreSQL → PostgreSQL sync passes the bytes through untouched. Other
 //! connectors build records with [`RecordBatchBuilder::push_row`] from [`Value`]s and read them
 //! with the fallible accessors of [`Record`]; a value that does not decode is an error naming
-//! the field and the record, never a substitute.
+//! the field and the record, never a substitute. [`arrow`] converts batches to and from Apache
+//! Arrow record batches, losslessly, for columnar destinations.
 
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+pub mod arrow;
 pub mod key;
 mod numeric;
 mod value;
