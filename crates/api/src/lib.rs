@@ -24,7 +24,7 @@ use actix_web::{
     middleware, web,
 };
 use syncline_core::{
-    Settings, connector::Context, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::SyncQueue,
+    Settings, connector::Context, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::Queues,
 };
 use tracing::Instrument;
 
@@ -37,7 +37,7 @@ pub struct AppState {
     pub pool: DbPool,
     /// Where connections may go and how long calls to customer systems may take.
     pub connector: Context,
-    pub queue: SyncQueue,
+    pub queues: Queues,
     pub redis: apalis_redis::ConnectionManager,
     pub secrets: SecretBox,
     pub store: PayloadStore,

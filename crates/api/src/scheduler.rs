@@ -1,13 +1,14 @@
-//! The scheduler role: starts due syncs exactly once across any number of replicas, and
-//! re-enqueues executions whose job was lost (a dead worker, a flushed Redis).
+//! The scheduler role: starts due subjects of every job kind exactly once across any number of
+//! replicas (reading the one `schedules` table), and re-enqueues executions whose job was lost
+//! (a dead worker, a flushed Redis).
 
 use std::time::Duration;
 
 use syncline_core::{
     db::{DbError, DbPool},
     executions::{self, StartError},
-    queue::{self, SyncQueue},
-    sync::SyncSpec,
+    queue::Queues,
+    sync::Schedule,
 };
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 const STALE_QUEUED: Duration = Duration::from_secs(120);
 
 /// Runs until `shutdown` resolves, checking every `tick`.
-pub async fn run(pool: DbPool, queue: SyncQueue, tick: Duration, shutdown: impl Future<Output = ()>) {
+pub async fn run(pool: DbPool, queues: Queues, tick: Duration, shutdown: impl Future<Output = ()>) {
     info!("scheduler started");
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -25,10 +26,10 @@ pub async fn run(pool: DbPool, queue: SyncQueue, tick: Duration, shutdown: impl 
         tokio::select! {
             _ = &mut shutdown => break,
             _ = interval.tick() => {
-                if let Err(e) = run_due(&pool, &queue).await {
+                if let Err(e) = run_due(&pool, &queues).await {
                     warn!(error = %e, "scheduling pass failed");
                 }
-                if let Err(e) = requeue_lost(&pool, &queue).await {
+                if let Err(e) = requeue_lost(&pool, &queues).await {
                     warn!(error = %e, "requeue pass failed");
                 }
             }
@@ -37,48 +38,48 @@ pub async fn run(pool: DbPool, queue: SyncQueue, tick: Duration, shutdown: impl 
     info!("scheduler stopped");
 }
 
-/// Starts every active sync whose next run is due and moves its next run forward. Row locks
-/// with `skip locked` make each due run start exactly once even with several schedulers.
-pub async fn run_due(pool: &DbPool, queue: &SyncQueue) -> Result<usize, DbError> {
+/// Starts every subject whose next run is due and moves its next run forward. Row locks with
+/// `skip locked` make each due run start exactly once even with several schedulers.
+pub async fn run_due(pool: &DbPool, queues: &Queues) -> Result<usize, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let due = tx
         .query(
-            "select id, organization_id, spec from model_syncs
-             where active and next_run_at <= now() order by next_run_at for update skip locked limit 100",
+            "select kind, subject_id, organization_id, schedule from schedules
+             where next_run_at <= now() order by next_run_at for update skip locked limit 100",
             &[],
         )
         .await?;
-    let mut started: Vec<Uuid> = Vec::new();
+    let mut started: Vec<(String, Uuid)> = Vec::new();
     let now = chrono::Utc::now();
     for row in &due {
-        let (sync_id, organization_id): (Uuid, Uuid) = (row.get(0), row.get(1));
-        let next = serde_json::from_value::<SyncSpec>(row.get(2))
-            .ok()
-            .and_then(|spec| spec.schedule.next_after(now).ok().flatten());
-        tx.execute("update model_syncs set next_run_at = $2 where id = $1", &[&sync_id, &next]).await?;
-        match executions::create(&tx, sync_id, organization_id, "schedule", false).await {
-            Ok(id) => started.push(id),
+        let kind: String = row.try_get("kind")?;
+        let (subject_id, organization_id): (Uuid, Uuid) = (row.try_get("subject_id")?, row.try_get("organization_id")?);
+        let schedule: Schedule = serde_json::from_value(row.try_get("schedule")?).unwrap_or_default();
+        let next = schedule.next_after(now).ok().flatten();
+        syncline_core::schedule::set(&tx, (&kind, subject_id, organization_id), &schedule, next).await?;
+        match executions::create(&tx, &kind, subject_id, organization_id, "schedule", false).await {
+            Ok(id) => started.push((kind, id)),
             Err(StartError::AlreadyRunning) => {
-                info!(%sync_id, "scheduled run skipped: the previous one is still running")
+                info!(%kind, %subject_id, "scheduled run skipped: the previous one is still running")
             }
             Err(StartError::Db(e)) => return Err(e),
         }
     }
     tx.commit().await?;
-    for id in &started {
+    for (kind, id) in &started {
         // If this push fails the execution stays queued and `requeue_lost` pushes it later.
-        if let Err(e) = queue::enqueue(queue, *id).await {
+        if let Err(e) = queues.enqueue(kind, *id).await {
             warn!(execution_id = %id, error = %e, "cannot enqueue scheduled execution");
         }
     }
     Ok(started.len())
 }
 
-async fn requeue_lost(pool: &DbPool, queue: &SyncQueue) -> Result<(), DbError> {
-    for id in executions::reclaimable(pool, STALE_QUEUED).await? {
-        info!(execution_id = %id, "re-enqueueing execution whose job was lost");
-        if let Err(e) = queue::enqueue(queue, id).await {
+async fn requeue_lost(pool: &DbPool, queues: &Queues) -> Result<(), DbError> {
+    for (kind, id) in executions::reclaimable(pool, STALE_QUEUED).await? {
+        info!(execution_id = %id, %kind, "re-enqueueing execution whose job was lost");
+        if let Err(e) = queues.enqueue(&kind, id).await {
             warn!(execution_id = %id, error = %e, "cannot re-enqueue execution");
         }
     }

@@ -3,7 +3,7 @@
 use std::{net::TcpListener, time::Duration};
 
 use anyhow::{Context, bail};
-use syncline_core::{Settings, db, payload::PayloadStore, queue, telemetry};
+use syncline_core::{Settings, db, executions, payload::PayloadStore, queue, telemetry};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -64,8 +64,8 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
     if !applied.is_empty() {
         info!(migrations = ?applied, "database migrated");
     }
-    let (sync_queue, redis) =
-        queue::connect(&settings.redis_url, &settings.redis_key_prefix, settings.worker_heartbeat)
+    let (queues, redis) =
+        queue::connect(&settings.redis_url, &settings.redis_key_prefix, settings.worker_heartbeat, executions::KINDS)
             .await
             .context("cannot connect to Redis (is REDIS_URL reachable?)")?;
     let store = PayloadStore::open(&settings.job_payload_path)?;
@@ -89,7 +89,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             settings: settings.clone(),
             pool: pool(pools.api)?,
             connector: connector.clone(),
-            queue: sync_queue.clone(),
+            queues: queues.clone(),
             redis,
             secrets: secrets.clone(),
             store: store.clone(),
@@ -110,7 +110,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             pool: pool(pools.worker)?,
             store,
             secrets,
-            queue: sync_queue.clone(),
+            queues: queues.clone(),
             connector,
             slots: std::sync::Arc::new(syncline_worker::OrganizationSlots::new(settings.worker_organization_slots)),
             heartbeat: settings.worker_heartbeat,
@@ -120,10 +120,10 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
         tasks.spawn(syncline_worker::run(services, settings.worker_concurrency, stopped()));
     }
     if roles.scheduler {
-        let (pool, queue) = (pool(pools.scheduler)?, sync_queue.clone());
+        let (pool, queues) = (pool(pools.scheduler)?, queues.clone());
         let stop = stopped();
         tasks.spawn(async move {
-            syncline_api::scheduler::run(pool, queue, Duration::from_secs(1), stop).await;
+            syncline_api::scheduler::run(pool, queues, Duration::from_secs(1), stop).await;
             Ok(())
         });
     }

@@ -12,6 +12,9 @@ mod embedded {
 /// A pooled connection handle to Syncline's state database.
 pub type DbPool = Pool;
 
+/// A transaction on a pooled connection.
+pub type Transaction<'a> = deadpool_postgres::Transaction<'a>;
+
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -1,6 +1,7 @@
-//! The life of a model sync execution in Postgres: created by a start (API or scheduler),
-//! claimed by exactly one worker with a conditional update, kept alive by a lease the worker
-//! renews, and finished in one transaction with the sync's diff state.
+//! The life of an execution in Postgres, for every job kind: created by a start (API or
+//! scheduler) for a subject (a model sync, …), claimed by exactly one worker with a conditional
+//! update, kept alive by a lease the worker renews, and finished in one transaction with its
+//! outcome's [`Effects`] on the subject (a model sync's new diff state).
 //!
 //! ```text
 //! queued ──claim──▶ running ──finish──▶ completed | completed_with_errors | failed
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     connector::ErrorClass,
-    db::{DbError, DbPool},
+    db::{DbError, DbPool, Transaction},
 };
 
 /// Statuses in which an execution still occupies its sync.
@@ -31,11 +32,19 @@ pub enum StartError {
     Db(#[from] DbError),
 }
 
-/// Inserts a queued execution for `sync_id`; fails with [`StartError::AlreadyRunning`] when one
-/// is in progress (a unique partial index makes this race-free across replicas).
+/// The job kind of model sync executions.
+pub const MODEL_SYNC: &str = "model_sync";
+
+/// Every job kind, each with its own queue.
+pub const KINDS: &[&str] = &[MODEL_SYNC];
+
+/// Inserts a queued execution of `kind` for `subject_id`; fails with
+/// [`StartError::AlreadyRunning`] when one is in progress (a unique partial index makes this
+/// race-free across replicas).
 pub async fn create(
     client: &impl GenericClient,
-    sync_id: Uuid,
+    kind: &str,
+    subject_id: Uuid,
     organization_id: Uuid,
     trigger: &str,
     resync: bool,
@@ -43,9 +52,9 @@ pub async fn create(
     let id = Uuid::new_v4();
     let inserted = client
         .execute(
-            "insert into sync_executions (id, sync_id, organization_id, status, trigger, resync)
-             values ($1, $2, $3, 'queued', $4, $5) on conflict do nothing",
-            &[&id, &sync_id, &organization_id, &trigger, &resync],
+            "insert into executions (id, kind, subject_id, organization_id, status, trigger, resync)
+             values ($1, $2, $3, $4, 'queued', $5, $6) on conflict do nothing",
+            &[&id, &kind, &subject_id, &organization_id, &trigger, &resync],
         )
         .await
         .map_err(DbError::from)?;
@@ -61,18 +70,19 @@ pub async fn waiting_organization(pool: &DbPool, execution_id: Uuid) -> Result<O
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "select organization_id from sync_executions where id = $1 and status = any($2)",
+            "select organization_id from executions where id = $1 and status = any($2)",
             &[&execution_id, &ACTIVE],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| r.try_get("organization_id")).transpose()?)
 }
 
 /// An execution this worker now owns.
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub execution_id: Uuid,
-    pub sync_id: Uuid,
+    /// What the execution runs for (the model sync, …).
+    pub subject_id: Uuid,
     pub attempt: i32,
     pub resync: bool,
 }
@@ -86,25 +96,30 @@ pub async fn claim(pool: &DbPool, execution_id: Uuid, worker: &str, lease: Durat
     // An abandoned cancel just ends.
     client
         .execute(
-            "update sync_executions set status = 'canceled', completed_at = now(), updated_at = now()
+            "update executions set status = 'canceled', completed_at = now(), updated_at = now()
              where id = $1 and status = 'canceling' and lease_until < now()",
             &[&execution_id],
         )
         .await?;
     let row = client
         .query_opt(
-            "update sync_executions set status = 'running', worker = $2, attempt = attempt + 1,
+            "update executions set status = 'running', worker = $2, attempt = attempt + 1,
                 lease_until = now() + make_interval(secs => $3), started_at = coalesce(started_at, now()),
                 records_read = 0, records_changed = 0, records_written = 0, insert_count = 0, update_count = 0,
                 delete_count = 0, error_count = 0, errors = '[]', updated_at = now()
              where id = $1 and (status in ('created', 'queued') or (status = 'running' and lease_until < now()))
-             returning sync_id, attempt, resync",
+             returning subject_id, attempt, resync",
             &[&execution_id, &worker, &lease_secs],
         )
         .await?;
     let Some(row) = row else { return Ok(None) };
     client.execute("delete from record_errors where execution_id = $1", &[&execution_id]).await?;
-    Ok(Some(Claim { execution_id, sync_id: row.get(0), attempt: row.get(1), resync: row.get(2) }))
+    Ok(Some(Claim {
+        execution_id,
+        subject_id: row.try_get("subject_id")?,
+        attempt: row.try_get("attempt")?,
+        resync: row.try_get("resync")?,
+    }))
 }
 
 /// What the worker should do after renewing its lease.
@@ -123,21 +138,21 @@ pub async fn renew(pool: &DbPool, execution_id: Uuid, worker: &str, lease: Durat
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "update sync_executions set lease_until = now() + make_interval(secs => $3), updated_at = now()
+            "update executions set lease_until = now() + make_interval(secs => $3), updated_at = now()
              where id = $1 and worker = $2 and status in ('running', 'canceling') returning cancel_requested",
             &[&execution_id, &worker, &lease.as_secs_f64()],
         )
         .await?;
-    Ok(lease_state(row))
+    lease_state(row)
 }
 
 /// The lease state from a row returning `cancel_requested` (none: not ours any more).
-fn lease_state(row: Option<tokio_postgres::Row>) -> Lease {
-    match row {
+fn lease_state(row: Option<tokio_postgres::Row>) -> Result<Lease, DbError> {
+    Ok(match row {
         None => Lease::Lost,
-        Some(row) if row.get::<_, bool>(0) => Lease::CancelRequested,
+        Some(row) if row.try_get::<_, bool>("cancel_requested")? => Lease::CancelRequested,
         Some(_) => Lease::Held,
-    }
+    })
 }
 
 /// Counts accumulated while an execution runs.
@@ -175,12 +190,12 @@ pub async fn record_progress(
 ) -> Result<Lease, DbError> {
     let client = pool.get().await?;
     let sql = format!(
-        "update sync_executions set {SET_COUNTS} where id = $1 and worker = $2 and status in ('running', 'canceling')
+        "update executions set {SET_COUNTS} where id = $1 and worker = $2 and status in ('running', 'canceling')
          returning cancel_requested"
     );
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         [&execution_id as _, &worker as _].into_iter().chain(counts.params()).collect();
-    Ok(lease_state(client.query_opt(&sql, &params).await?))
+    lease_state(client.query_opt(&sql, &params).await?)
 }
 
 /// Records how many records the source expects to yield.
@@ -188,7 +203,7 @@ pub async fn record_estimate(pool: &DbPool, execution_id: Uuid, worker: &str, es
     let client = pool.get().await?;
     client
         .execute(
-            "update sync_executions set records_estimate = $3 where id = $1 and worker = $2",
+            "update executions set records_estimate = $3 where id = $1 and worker = $2",
             &[&execution_id, &worker, &estimate],
         )
         .await?;
@@ -212,14 +227,19 @@ pub async fn record_errors(pool: &DbPool, execution_id: Uuid, errors: &[(String,
     Ok(())
 }
 
-/// How an execution ended.
+/// What a completed execution changes on its subject, applied in the transaction that
+/// finishes it (so a crash leaves either both or neither).
+#[async_trait::async_trait]
+pub trait Effects: Send + Sync {
+    /// Applies the effects to `subject_id` within `tx`.
+    async fn apply(&self, tx: &Transaction<'_>, subject_id: Uuid) -> Result<(), DbError>;
+}
+
+/// How an execution ended; a completed one carries its effects on the subject.
 #[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Every record was handled; `snapshot` is the new diff state to commit for the sync.
-    Completed {
-        snapshot: Option<String>,
-        retry_identities: Vec<serde_json::Value>,
-    },
+pub enum Outcome<E> {
+    /// Every record was handled.
+    Completed(E),
     Canceled,
     Failed {
         error: String,
@@ -228,28 +248,28 @@ pub enum Outcome {
     },
 }
 
-/// Finishes the execution and, on success, commits the sync's new diff state in the same
-/// transaction. Returns `false` if the execution was no longer this worker's (nothing written).
-pub async fn finish(
+/// Finishes the execution and, when it completed, applies its effects in the same transaction.
+/// Returns `false` if the execution was no longer this worker's (nothing written).
+pub async fn finish<E: Effects>(
     pool: &DbPool,
     execution_id: Uuid,
     worker: &str,
     counts: &Counts,
-    outcome: &Outcome,
+    outcome: &Outcome<E>,
 ) -> Result<bool, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let (status, errors, class) = match outcome {
-        Outcome::Completed { .. } if counts.errors > 0 => ("completed_with_errors", vec![], None),
-        Outcome::Completed { .. } => ("completed", vec![], None),
+        Outcome::Completed(_) if counts.errors > 0 => ("completed_with_errors", vec![], None),
+        Outcome::Completed(_) => ("completed", vec![], None),
         Outcome::Canceled => ("canceled", vec![], None),
         Outcome::Failed { error, class } => ("failed", vec![error.clone()], Some(class.as_str())),
     };
     let errors = serde_json::json!(errors);
     let sql = format!(
-        "update sync_executions set {SET_COUNTS}, status = $10, errors = $11, error_class = $12, completed_at = now(),
+        "update executions set {SET_COUNTS}, status = $10, errors = $11, error_class = $12, completed_at = now(),
             lease_until = null
-         where id = $1 and worker = $2 and status in ('running', 'canceling') returning sync_id"
+         where id = $1 and worker = $2 and status in ('running', 'canceling') returning subject_id"
     );
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = [&execution_id as _, &worker as _]
         .into_iter()
@@ -261,20 +281,15 @@ pub async fn finish(
     if status == "completed_with_errors" {
         // Surface a sample of the rejected records on the execution itself.
         tx.execute(
-            "update sync_executions set errors = (select coalesce(jsonb_agg(message), '[]') from
+            "update executions set errors = (select coalesce(jsonb_agg(message), '[]') from
                 (select message from record_errors where execution_id = $1 order by identity limit 10) sample)
              where id = $1",
             &[&execution_id],
         )
         .await?;
     }
-    if let Outcome::Completed { snapshot, retry_identities } = outcome {
-        let sync_id: Uuid = row.get(0);
-        tx.execute(
-            "update model_syncs set snapshot_path = $2, retry_identities = $3 where id = $1",
-            &[&sync_id, snapshot, &serde_json::json!(retry_identities)],
-        )
-        .await?;
+    if let Outcome::Completed(effects) = outcome {
+        effects.apply(&tx, row.try_get("subject_id")?).await?;
     }
     tx.commit().await?;
     Ok(true)
@@ -286,7 +301,7 @@ pub async fn record_retry(pool: &DbPool, execution_id: Uuid, worker: &str, class
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "update sync_executions set retries = retries + 1, error_class = $3, updated_at = now()
+            "update executions set retries = retries + 1, error_class = $3, updated_at = now()
              where id = $1 and worker = $2 and status = 'running' returning retries",
             &[&execution_id, &worker, &class.as_str()],
         )
@@ -303,7 +318,7 @@ pub async fn hand_back(pool: &DbPool, execution_id: Uuid, worker: &str) -> Resul
     let client = pool.get().await?;
     let updated = client
         .execute(
-            "update sync_executions set status = 'queued', worker = null, lease_until = null, updated_at = now()
+            "update executions set status = 'queued', worker = null, lease_until = null, updated_at = now()
              where id = $1 and worker = $2 and status = 'running'",
             &[&execution_id, &worker],
         )
@@ -313,21 +328,21 @@ pub async fn hand_back(pool: &DbPool, execution_id: Uuid, worker: &str) -> Resul
 
 /// Executions that need their job pushed again: running under a lease that expired (the worker
 /// died and the queue did not redeliver), or queued for longer than `stale` with no taker
-/// (e.g. Redis lost the job). Each is returned at most once per `stale` period.
-pub async fn reclaimable(pool: &DbPool, stale: Duration) -> Result<Vec<Uuid>, DbError> {
+/// (e.g. Redis lost the job), with their kind. Each is returned at most once per `stale` period.
+pub async fn reclaimable(pool: &DbPool, stale: Duration) -> Result<Vec<(String, Uuid)>, DbError> {
     let client = pool.get().await?;
     let rows = client
         .query(
-            "update sync_executions set requeued_at = now()
+            "update executions set requeued_at = now()
              where id in (
-                select id from sync_executions
+                select id from executions
                 where ((status in ('running', 'canceling') and lease_until < now())
                        or (status in ('created', 'queued') and coalesce(requeued_at, created_at) < now() - make_interval(secs => $1)))
                   and (requeued_at is null or requeued_at < now() - make_interval(secs => $1))
                 for update skip locked limit 100)
-             returning id",
+             returning kind, id",
             &[&stale.as_secs_f64()],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("id")?))).collect()
 }

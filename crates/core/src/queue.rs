@@ -1,24 +1,25 @@
-//! The job queue: apalis over Redis, wrapped so every process names queues, workers and
-//! heartbeats the same way.
+//! The job queues: apalis over Redis, one queue per job kind (so a backlog of one kind never
+//! holds up another), wrapped so every process names queues, workers and heartbeats the same
+//! way.
 //!
 //! Delivery is at least once. Jobs carry ids only; handlers claim their execution with a
 //! conditional update in Postgres, so a duplicate delivery is a no-op.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use apalis::prelude::TaskSink;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Runs one model sync execution.
+/// Runs one execution (of the queue's kind).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SyncJob {
+pub struct Job {
     pub execution_id: Uuid,
 }
 
-/// The Redis-backed storage for [`SyncJob`]s.
-pub type SyncQueue = RedisStorage<SyncJob>;
+/// The Redis-backed storage of one kind's [`Job`]s.
+pub type JobQueue = RedisStorage<Job>;
 
 /// A queue failure.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +30,14 @@ pub enum QueueError {
     Push(String),
 }
 
-/// Connects to Redis and opens the model-sync queue under `prefix`.
+/// The queue of every job kind, by kind.
+#[derive(Clone)]
+pub struct Queues {
+    by_kind: BTreeMap<&'static str, JobQueue>,
+}
+
+/// Connects to Redis and opens the queue of each of `kinds` under `prefix`
+/// (`{prefix}:{kind}`).
 ///
 /// `heartbeat` is how often workers report in; a worker silent for three heartbeats is
 /// presumed dead and its in-flight jobs are re-enqueued by the live ones.
@@ -37,20 +45,34 @@ pub async fn connect(
     redis_url: &str,
     prefix: &str,
     heartbeat: Duration,
-) -> Result<(SyncQueue, ConnectionManager), QueueError> {
+    kinds: &[&'static str],
+) -> Result<(Queues, ConnectionManager), QueueError> {
     let conn = apalis_redis::connect(redis_url).await?;
-    let config = Config::default()
-        .queue(format!("{prefix}:model_sync"))
-        .heartbeat_interval(heartbeat)
-        .missed_heartbeats(3)
-        .batch_size(1);
-    Ok((RedisStorage::new(conn.clone()).with_config(config), conn))
+    let by_kind = kinds
+        .iter()
+        .map(|kind| {
+            let config = Config::default()
+                .queue(format!("{prefix}:{kind}"))
+                .heartbeat_interval(heartbeat)
+                .missed_heartbeats(3)
+                .batch_size(1);
+            (*kind, RedisStorage::new(conn.clone()).with_config(config))
+        })
+        .collect();
+    Ok((Queues { by_kind }, conn))
 }
 
-/// Enqueues the job for `execution_id`.
-pub async fn enqueue(queue: &SyncQueue, execution_id: Uuid) -> Result<(), QueueError> {
-    let mut queue = queue.clone();
-    queue.push(SyncJob { execution_id }).await.map_err(|e| QueueError::Push(e.to_string()))
+impl Queues {
+    /// The queue of `kind`.
+    pub fn of(&self, kind: &str) -> Result<&JobQueue, QueueError> {
+        self.by_kind.get(kind).ok_or_else(|| QueueError::Push(format!("no queue for job kind {kind:?}")))
+    }
+
+    /// Enqueues the job for `execution_id` of `kind`.
+    pub async fn enqueue(&self, kind: &str, execution_id: Uuid) -> Result<(), QueueError> {
+        let mut queue = self.of(kind)?.clone();
+        queue.push(Job { execution_id }).await.map_err(|e| QueueError::Push(e.to_string()))
+    }
 }
 
 /// Whether Redis answers `PING`.

@@ -1,10 +1,51 @@
-//! When scheduled syncs run next.
+//! When scheduled subjects run next: the `schedules` table, one row per active, scheduled
+//! subject of every job kind, and the Polytomic schedule that says when.
 
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
 
-use crate::sync::Schedule;
+use crate::{db::DbError, sync::Schedule};
+
+/// Sets when `subject_id` of `kind` runs next (`None`: not on a schedule any more).
+pub async fn set(
+    client: &impl GenericClient,
+    (kind, subject_id, organization_id): (&str, Uuid, Uuid),
+    schedule: &Schedule,
+    next_run_at: Option<DateTime<Utc>>,
+) -> Result<(), DbError> {
+    match next_run_at {
+        Some(next) => {
+            let schedule = serde_json::to_value(schedule).expect("a schedule serializes");
+            client
+                .execute(
+                    "insert into schedules (kind, subject_id, organization_id, schedule, next_run_at)
+                     values ($1, $2, $3, $4, $5)
+                     on conflict (kind, subject_id) do update set schedule = $4, next_run_at = $5",
+                    &[&kind, &subject_id, &organization_id, &schedule, &next],
+                )
+                .await?
+        }
+        None => {
+            client.execute("delete from schedules where kind = $1 and subject_id = $2", &[&kind, &subject_id]).await?
+        }
+    };
+    Ok(())
+}
+
+/// When `subject_id` of `kind` runs next, if it is on a schedule.
+pub async fn next_run_at(
+    client: &impl GenericClient,
+    kind: &str,
+    subject_id: Uuid,
+) -> Result<Option<DateTime<Utc>>, DbError> {
+    let row = client
+        .query_opt("select next_run_at from schedules where kind = $1 and subject_id = $2", &[&kind, &subject_id])
+        .await?;
+    Ok(row.map(|r| r.try_get("next_run_at")).transpose()?)
+}
 
 /// Frequencies Syncline runs on its own (other Polytomic frequencies are rejected).
 pub const FREQUENCIES: &[(&str, &str)] = &[

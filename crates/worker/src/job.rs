@@ -1,5 +1,6 @@
-//! The queue handler: claim an execution, keep its lease, run it (again, after a transient
-//! failure), and finish or hand it back — whether the run ends, fails, or panics.
+//! The queue handler of every job kind: claim an execution, keep its lease, run it (again,
+//! after a transient failure), and finish it with its outcome or hand it back — whether the run
+//! ends, fails, or panics.
 
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
@@ -8,7 +9,7 @@ use futures::FutureExt;
 use syncline_core::{
     connector::{ConnectorError, ErrorClass},
     executions::{self, Claim, Counts, Lease, Outcome},
-    queue::{self, SyncJob},
+    queue::Job,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -16,7 +17,7 @@ use tracing::{info, warn};
 use crate::{
     Services,
     abort::AbortOnDrop,
-    pipeline::{self, RunEnd, Stop},
+    kind::{JobKind, RunEnd, Stop},
 };
 
 /// Tries of one claim after a transient or rate-limited failure, before it fails for good.
@@ -29,22 +30,26 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a job whose organization holds all its slots waits before it is queued again.
 const DEFER: Duration = Duration::from_secs(1);
 
-/// Handles one delivery of a [`SyncJob`]. Deliveries of an execution that another worker owns
-/// or that already ended are acknowledged without doing anything. An execution whose
-/// organization already holds its share of this worker's slots goes back to the queue.
-#[tracing::instrument(name = "execution", skip_all, fields(execution_id = %job.execution_id))]
-pub async fn handle(job: SyncJob, services: Data<Arc<Services>>, worker: WorkerContext) -> Result<(), BoxDynError> {
+/// Handles one delivery of a [`Job`] of kind `K`. Deliveries of an execution that another
+/// worker owns or that already ended are acknowledged without doing anything. An execution
+/// whose organization already holds its share of this worker's slots goes back to the queue.
+#[tracing::instrument(name = "execution", skip_all, fields(kind = K::KIND, execution_id = %job.execution_id))]
+pub async fn handle<K: JobKind>(
+    job: Job,
+    services: Data<Arc<Services>>,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
     let services: &Services = &services;
     let worker_name = worker.name().to_owned();
     let Some(organization) = executions::waiting_organization(&services.pool, job.execution_id).await? else {
         return Ok(());
     };
     let Some(_slot) = services.slots.take(organization) else {
-        let queue = services.queue.clone();
+        let queues = services.queues.clone();
         tokio::spawn(async move {
             tokio::time::sleep(DEFER).await;
             // If this push is lost the scheduler pushes the still-queued execution again.
-            if let Err(e) = queue::enqueue(&queue, job.execution_id).await {
+            if let Err(e) = queues.enqueue(K::KIND, job.execution_id).await {
                 warn!(execution_id = %job.execution_id, error = %e, "cannot queue a deferred execution again");
             }
         });
@@ -53,27 +58,27 @@ pub async fn handle(job: SyncJob, services: Data<Arc<Services>>, worker: WorkerC
     let Some(claim) = executions::claim(&services.pool, job.execution_id, &worker_name, services.lease()).await? else {
         return Ok(());
     };
-    info!(execution_id = %claim.execution_id, sync_id = %claim.sync_id, attempt = claim.attempt, "execution started");
+    info!(execution_id = %claim.execution_id, subject_id = %claim.subject_id, attempt = claim.attempt, "execution started");
     let (stop_tx, stop_rx) = watch::channel(None);
     let keeper =
         tokio::spawn(keep_lease(services.clone(), claim.execution_id, worker_name.clone(), worker.clone(), stop_tx));
     let keeper = AbortOnDrop(keeper.abort_handle());
-    let end = run_with_retries(services, &claim, &worker_name, stop_rx).await;
+    let end = run_with_retries::<K>(services, &claim, &worker_name, stop_rx).await;
     drop(keeper);
-    settle(services, &claim, &worker_name, end).await
+    settle::<K>(services, &claim, &worker_name, end).await
 }
 
 /// Runs the execution, again after a retryable failure (bounded, with backoff that honours
 /// the system's `retry_after`). A panic anywhere in the run ends it as a permanent failure.
-async fn run_with_retries(
+async fn run_with_retries<K: JobKind>(
     services: &Services,
     claim: &Claim,
     worker: &str,
     mut stop: watch::Receiver<Option<Stop>>,
-) -> RunEnd {
+) -> RunEnd<K::Effects> {
     let mut backoff = FIRST_BACKOFF;
     for retry in 0.. {
-        let run = AssertUnwindSafe(pipeline::run(services, claim, worker, stop.clone())).catch_unwind();
+        let run = AssertUnwindSafe(K::run(services, claim, worker, stop.clone())).catch_unwind();
         let end = run.await.unwrap_or_else(|panic| crashed(&panic));
         let class = match &end {
             RunEnd::Finished { outcome: Outcome::Failed { class, .. }, .. } if class.is_retryable() => *class,
@@ -105,7 +110,7 @@ async fn run_with_retries(
 }
 
 /// The end of a run that panicked: a permanent failure naming the panic.
-fn crashed(panic: &(dyn std::any::Any + Send)) -> RunEnd {
+fn crashed<E>(panic: &(dyn std::any::Any + Send)) -> RunEnd<E> {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -115,51 +120,51 @@ fn crashed(panic: &(dyn std::any::Any + Send)) -> RunEnd {
     RunEnd::Finished {
         outcome: Outcome::Failed { error: error.message, class: error.class },
         counts: Counts::default(),
-        superseded: None,
     }
 }
 
-/// Records how the run ended and removes the payloads no run will read again.
-async fn settle(services: &Services, claim: &Claim, worker_name: &str, end: RunEnd) -> Result<(), BoxDynError> {
-    let (execution_id, sync_id) = (claim.execution_id, claim.sync_id);
-    // Payloads no run will read again: this run's chunks, and the snapshot a completed run
-    // replaced or an unfinished one never committed.
-    let mut leftovers = vec![pipeline::changes_dir(execution_id)];
-    match end {
-        RunEnd::Finished { outcome, counts, superseded } => {
-            let owned = executions::finish(&services.pool, execution_id, worker_name, &counts, &outcome).await?;
-            match &outcome {
-                Outcome::Completed { .. } => {
-                    leftovers.extend(superseded);
-                    info!(%execution_id, inserted = counts.inserted, updated = counts.updated, deleted = counts.deleted,
-                          errors = counts.errors, "execution completed");
-                }
-                Outcome::Failed { error, .. } => {
-                    leftovers.push(pipeline::snapshot_dir(sync_id, execution_id));
-                    warn!(%execution_id, %error, "execution failed");
-                }
-                Outcome::Canceled => {}
-            }
-            if owned {
-                remove(services, &leftovers).await;
-            }
-        }
-        RunEnd::Stopped { stop: Stop::Cancel, counts } => {
-            if executions::finish(&services.pool, execution_id, worker_name, &counts, &Outcome::Canceled).await? {
-                leftovers.push(pipeline::snapshot_dir(sync_id, execution_id));
-                remove(services, &leftovers).await;
-            }
-            info!(%execution_id, "execution canceled");
-        }
+/// Records how the run ended (applying a completed run's effects in the same transaction) and
+/// removes the payloads no run will read again.
+async fn settle<K: JobKind>(
+    services: &Services,
+    claim: &Claim,
+    worker_name: &str,
+    end: RunEnd<K::Effects>,
+) -> Result<(), BoxDynError> {
+    let execution_id = claim.execution_id;
+    let (outcome, counts) = match end {
+        RunEnd::Finished { outcome, counts } => (outcome, counts),
+        RunEnd::Stopped { stop: Stop::Cancel, counts } => (Outcome::Canceled, counts),
         RunEnd::Stopped { stop: Stop::Shutdown, .. } => {
             if executions::hand_back(&services.pool, execution_id, worker_name).await? {
-                queue::enqueue(&services.queue, execution_id).await?;
+                services.queues.enqueue(K::KIND, execution_id).await?;
                 info!(%execution_id, "execution handed back for another worker");
             }
+            return Ok(());
         }
         RunEnd::Stopped { stop: Stop::Lost, .. } => {
             warn!(%execution_id, "execution lease lost; another worker continues it");
+            return Ok(());
         }
+    };
+    let owned = executions::finish(&services.pool, execution_id, worker_name, &counts, &outcome).await?;
+    let kept = match &outcome {
+        Outcome::Completed(effects) => {
+            info!(%execution_id, inserted = counts.inserted, updated = counts.updated, deleted = counts.deleted,
+                  errors = counts.errors, "execution completed");
+            Some(effects)
+        }
+        Outcome::Failed { error, class } => {
+            warn!(%execution_id, %error, class = class.as_str(), "execution failed");
+            None
+        }
+        Outcome::Canceled => {
+            info!(%execution_id, "execution canceled");
+            None
+        }
+    };
+    if owned {
+        remove(services, &K::leftovers(claim, kept)).await;
     }
     Ok(())
 }

@@ -1,24 +1,19 @@
-//! The worker role: pulls model sync jobs off the Redis queue and runs them.
+//! The worker role: pulls jobs off one Redis queue per job kind and runs them.
 //!
 //! Workers are stateless. Any number can run; each claims executions in Postgres, so a job
 //! delivered twice runs once, and an execution whose worker died is taken over once its lease
 //! expires. On SIGTERM a worker stops taking jobs and hands its running executions back.
 
 mod abort;
-mod changes;
-mod extract;
 mod job;
-mod load;
-mod pipeline;
-mod plan;
+mod kind;
+mod model_sync;
 mod slots;
-mod snapshot;
-mod sort;
 
 use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::{BackendExt, Event, EventListenerExt, WorkerBuilder, WorkerBuilderExt};
-use syncline_core::{connector::Context, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::SyncQueue};
+use syncline_core::{connector::Context, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::Queues};
 use tracing::{error, info};
 
 /// What every job handler shares.
@@ -27,7 +22,7 @@ pub struct Services {
     pub pool: DbPool,
     pub store: PayloadStore,
     pub secrets: SecretBox,
-    pub queue: SyncQueue,
+    pub queues: Queues,
     /// Where connections may go and the deadlines of calls to customer systems.
     pub connector: Context,
     /// Slots of this process one organization may hold at once.
@@ -56,28 +51,46 @@ pub const BATCH_BYTES: usize = 16 << 20;
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Runs a worker until `shutdown` resolves, then drains: running executions are handed back.
+/// Each job kind has its own queue and its own `concurrency` slots.
 pub async fn run(
     services: Services,
     concurrency: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let name = syncline_core::queue::worker_name("worker");
-    info!(worker = %name, concurrency, "worker started");
+    let services = Arc::new(services);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_tx.send_replace(true);
+    });
+    run_kind::<model_sync::ModelSync>(services, concurrency, stop_rx).await?;
+    info!("worker stopped");
+    Ok(())
+}
+
+/// Runs the worker of job kind `K` until `stop` turns true.
+async fn run_kind<K: kind::JobKind>(
+    services: Arc<Services>,
+    concurrency: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let name = syncline_core::queue::worker_name(K::KIND);
+    info!(worker = %name, kind = K::KIND, concurrency, "worker started");
+    let queue = services.queues.of(K::KIND)?.clone();
     let worker = WorkerBuilder::new(name)
-        .backend(services.queue.clone().poll_with_interval(POLL_INTERVAL))
-        .data(Arc::new(services))
+        .backend(queue.poll_with_interval(POLL_INTERVAL))
+        .data(services)
         .concurrency(concurrency)
         .on_event(|ctx, event| match event {
             Event::Error(e) => error!(worker = %ctx.name(), error = %e, "job failed"),
             _ => tracing::debug!(worker = %ctx.name(), ?event, "worker event"),
         })
-        .build(job::handle);
+        .build(job::handle::<K>);
     worker
         .run_until(async move {
-            shutdown.await;
+            let _ = stop.wait_for(|stop| *stop).await;
             Ok::<(), std::io::Error>(())
         })
         .await?;
-    info!("worker stopped");
     Ok(())
 }

@@ -19,7 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list).service(get_one).service(cancel);
 }
 
-/// Columns [`to_json`] reads, for `select … from sync_executions e`.
+/// Columns [`to_json`] reads, for `select … from executions e`.
 pub const COLUMNS: &str =
     "e.id, e.status, e.created_at, e.started_at, e.completed_at, e.errors, e.insert_count, e.update_count,
     e.delete_count, e.error_count, e.records_read, e.records_changed, e.records_written, e.trigger, e.attempt,
@@ -111,7 +111,7 @@ async fn list(
     let rows = client
         .query(
             &format!(
-                "select {COLUMNS} from sync_executions e where e.sync_id = $1 {completed}
+                "select {COLUMNS} from executions e where e.kind = 'model_sync' and e.subject_id = $1 {completed}
                       order by e.created_at {order}, e.id limit $2 offset $3"
             ),
             &[&sync_id, &limit, &offset],
@@ -131,7 +131,9 @@ async fn get_one(
     let client = state.pool.get().await?;
     let row = client
         .query_opt(
-            &format!("select {COLUMNS} from sync_executions e where e.id = $1 and e.sync_id = $2"),
+            &format!(
+                "select {COLUMNS} from executions e where e.id = $1 and e.kind = 'model_sync' and e.subject_id = $2"
+            ),
             &[&id, &sync_id],
         )
         .await?;
@@ -147,11 +149,12 @@ pub async fn request_cancel(
 ) -> Result<u64, ApiError> {
     let count = client
         .execute(
-            "update sync_executions set
+            "update executions set
                 status = case when status in ('created', 'queued') then 'canceled' else 'canceling' end,
                 completed_at = case when status in ('created', 'queued') then now() else completed_at end,
                 cancel_requested = true, updated_at = now()
-             where sync_id = $1 and ($2::uuid is null or id = $2) and status in ('created', 'queued', 'running')",
+             where kind = 'model_sync' and subject_id = $1 and ($2::uuid is null or id = $2)
+               and status in ('created', 'queued', 'running')",
             &[&sync_id, &execution],
         )
         .await?;
@@ -168,7 +171,10 @@ async fn cancel(
     let id = parse_id(&path.1, "execution")?;
     let client = state.pool.get().await?;
     client
-        .query_opt("select 1 from sync_executions where id = $1 and sync_id = $2", &[&id, &sync_id])
+        .query_opt(
+            "select 1 from executions where id = $1 and kind = 'model_sync' and subject_id = $2",
+            &[&id, &sync_id],
+        )
         .await?
         .ok_or_else(|| ApiError::not_found("execution"))?;
     let message = match request_cancel(&client, sync_id, Some(id)).await? {

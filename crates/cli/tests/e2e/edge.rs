@@ -127,11 +127,8 @@ async fn bursts_never_exhaust_the_pool_for_good() {
     status_answers_quickly(&api).await;
 
     let state = scene.install.db.client().await;
-    let queued: i64 = state
-        .query_one("select count(*) from sync_executions where status = 'queued'", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let queued: i64 =
+        state.query_one("select count(*) from executions where status = 'queued'", &[]).await.expect("count").get(0);
     assert_eq!(queued as usize, statuses.iter().filter(|s| **s == 200).count(), "every accepted start is queued once");
     scene.finish().await;
 }

@@ -22,7 +22,7 @@ async fn concurrent_migrators_apply_each_migration_once() {
     let client = test_db.client().await;
     let tables: i64 = client
         .query_one(
-            "select count(*) from information_schema.tables where table_name in ('model_syncs', 'sync_executions')",
+            "select count(*) from information_schema.tables where table_name in ('model_syncs', 'executions')",
             &[],
         )
         .await

@@ -59,7 +59,7 @@ impl Scenario {
         assert_eq!(checksum(&self.target.1).await, checksum(&self.source.1).await, "destination equals the model");
         let state = self.install.db.client().await;
         let running: i64 = state
-            .query_one("select count(*) from sync_executions where status in ('running', 'canceling')", &[])
+            .query_one("select count(*) from executions where status in ('running', 'canceling')", &[])
             .await
             .expect("count")
             .get(0);

@@ -1,7 +1,7 @@
 //! Scheduled syncs start exactly once however many schedulers run.
 
 use serde_json::json;
-use syncline_core::{db, queue};
+use syncline_core::{db, executions, queue};
 
 use crate::support::{Scene, model_and_sync, redis_url};
 
@@ -33,7 +33,7 @@ async fn a_due_sync_starts_once_across_replicas() {
     let state = install.db.client().await;
     state
         .execute(
-            "update model_syncs set next_run_at = now() - interval '1 second' where id = $1::text::uuid",
+            "update schedules set next_run_at = now() - interval '1 second' where subject_id = $1::text::uuid",
             &[&sync_id],
         )
         .await
@@ -42,9 +42,11 @@ async fn a_due_sync_starts_once_across_replicas() {
         let (url, prefix) = (install.db.url.clone(), install.prefix.clone());
         tokio::spawn(async move {
             let pool = db::pool(&url, 2, std::time::Duration::from_secs(30)).expect("pool");
-            let (sync_queue, _) =
-                queue::connect(&redis_url(), &prefix, std::time::Duration::from_secs(1)).await.expect("queue");
-            syncline_api::scheduler::run_due(&pool, &sync_queue).await.expect("run due")
+            let (queues, _) =
+                queue::connect(&redis_url(), &prefix, std::time::Duration::from_secs(1), executions::KINDS)
+                    .await
+                    .expect("queue");
+            syncline_api::scheduler::run_due(&pool, &queues).await.expect("run due")
         })
     });
     let mut started = 0;
@@ -54,7 +56,7 @@ async fn a_due_sync_starts_once_across_replicas() {
     assert_eq!(started, 1, "exactly one replica starts the due run");
     let executions: i64 = state
         .query_one(
-            "select count(*) from sync_executions where sync_id = $1::text::uuid and trigger = 'schedule'",
+            "select count(*) from executions where kind = 'model_sync' and subject_id = $1::text::uuid and trigger = 'schedule'",
             &[&sync_id],
         )
         .await
@@ -62,7 +64,7 @@ async fn a_due_sync_starts_once_across_replicas() {
         .get(0);
     assert_eq!(executions, 1);
     let still_due: bool = state
-        .query_one("select next_run_at <= now() from model_syncs where id = $1::text::uuid", &[&sync_id])
+        .query_one("select next_run_at <= now() from schedules where subject_id = $1::text::uuid", &[&sync_id])
         .await
         .expect("next")
         .get(0);
@@ -97,7 +99,7 @@ async fn the_scheduler_role_runs_due_syncs() {
     .await;
     let state = install.db.client().await;
     state
-        .execute("update model_syncs set next_run_at = now() where id = $1::text::uuid", &[&sync_id])
+        .execute("update schedules set next_run_at = now() where subject_id = $1::text::uuid", &[&sync_id])
         .await
         .expect("due");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -6,9 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
-    executions::{self, StartError},
-    queue,
-    schedule::FREQUENCIES,
+    executions::{self, MODEL_SYNC, StartError},
+    schedule::{self, FREQUENCIES},
     sync::SyncSpec,
 };
 use tokio_postgres::Row;
@@ -141,15 +140,19 @@ async fn create(
     caller.check(Action::Create, Kind::Sync, &[])?;
     idempotency::once(&state, &req, &caller, &body, async {
         let valid = validate(&state, &caller, &body).await?;
-        let client = state.pool.get().await?;
-        let row = client
+        let mut client = state.pool.get().await?;
+        let tx = client.transaction().await?;
+        let id = Uuid::new_v4();
+        let row = tx
             .query_one(
-                &format!("insert into model_syncs (id, organization_id, model_id, target_connection_id, name, active, mode, spec, next_run_at, policies)
-                          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning {COLUMNS}"),
-                &[&Uuid::new_v4(), &org, &valid.model_id, &valid.spec.target.connection_id, &valid.name, &valid.active,
-                  &valid.spec.mode.as_str(), &valid.echo, &valid.next_run_at, &valid.policies],
+                &format!("insert into model_syncs (id, organization_id, model_id, target_connection_id, name, active, mode, spec, policies)
+                          values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning {COLUMNS}"),
+                &[&id, &org, &valid.model_id, &valid.spec.target.connection_id, &valid.name, &valid.active,
+                  &valid.spec.mode.as_str(), &valid.echo, &valid.policies],
             )
             .await?;
+        schedule::set(&tx, (MODEL_SYNC, id, org), &valid.spec.schedule, valid.next_run_at).await?;
+        tx.commit().await?;
         Ok(envelope(to_json(&row)))
     })
     .await
@@ -176,17 +179,18 @@ async fn update(
     authorize(&state.pool.get().await?, &caller, Kind::Sync, id, Action::Update).await?;
     // No state-database connection is held while the destination is asked about the target.
     let valid = validate(&state, &caller, &body).await?;
-    let row = state
-        .pool
-        .get()
-        .await?
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
         .query_one(
             &format!("update model_syncs set model_id = $3, target_connection_id = $4, name = $5, active = $6, mode = $7, spec = $8,
-                      next_run_at = $9, policies = $10, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
+                      policies = $9, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
             &[&id, &org, &valid.model_id, &valid.spec.target.connection_id, &valid.name, &valid.active,
-              &valid.spec.mode.as_str(), &valid.echo, &valid.next_run_at, &valid.policies],
+              &valid.spec.mode.as_str(), &valid.echo, &valid.policies],
         )
         .await?;
+    schedule::set(&tx, (MODEL_SYNC, id, org), &valid.spec.schedule, valid.next_run_at).await?;
+    tx.commit().await?;
     Ok(envelope(to_json(&row)))
 }
 
@@ -223,22 +227,22 @@ pub async fn start_execution(
     resync: bool,
 ) -> Result<Json, ApiError> {
     let client = state.pool.get().await?;
-    let id = executions::create(&client, sync_id, org, trigger, resync).await.map_err(|e| match e {
+    let id = executions::create(&client, MODEL_SYNC, sync_id, org, trigger, resync).await.map_err(|e| match e {
         StartError::AlreadyRunning => ApiError::conflict("the sync already has an execution in progress"),
         StartError::Db(e) => e.into(),
     })?;
-    if let Err(e) = queue::enqueue(&state.queue, id).await {
+    if let Err(e) = state.queues.enqueue(MODEL_SYNC, id).await {
         tracing::error!(execution_id = %id, error = %e, "cannot enqueue execution");
         client
             .execute(
-                "update sync_executions set status = 'failed', errors = $2, completed_at = now() where id = $1",
+                "update executions set status = 'failed', errors = $2, completed_at = now() where id = $1",
                 &[&id, &json!(["the job queue is unavailable"])],
             )
             .await?;
         return Err(ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "the job queue is unavailable"));
     }
     let row = client
-        .query_one(&format!("select {} from sync_executions e where e.id = $1", execution_routes::COLUMNS), &[&id])
+        .query_one(&format!("select {} from executions e where e.id = $1", execution_routes::COLUMNS), &[&id])
         .await?;
     Ok(execution_routes::to_json(&row))
 }
@@ -267,23 +271,24 @@ async fn status(state: web::Data<AppState>, caller: Caller, path: web::Path<Stri
     let id = parse_id(&path, "sync")?;
     let client = state.pool.get().await?;
     authorize(&client, &caller, Kind::Sync, id, Action::Read).await?;
-    let sync = client
-        .query_opt("select next_run_at from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
+    client
+        .query_opt("select 1 from model_syncs where id = $1 and organization_id = $2", &[&id, &org])
         .await?
         .ok_or_else(|| ApiError::not_found("sync"))?;
+    let next_run_at = schedule::next_run_at(&client, MODEL_SYNC, id).await?;
     let cols = execution_routes::COLUMNS;
     let current = client
-        .query_opt(&format!("select {cols} from sync_executions e where e.sync_id = $1 and e.status = any($2) order by e.created_at desc limit 1"),
+        .query_opt(&format!("select {cols} from executions e where e.kind = 'model_sync' and e.subject_id = $1 and e.status = any($2) order by e.created_at desc limit 1"),
             &[&id, &executions::ACTIVE])
         .await?;
     let last = client
-        .query_opt(&format!("select {cols} from sync_executions e where e.sync_id = $1 and not (e.status = any($2)) order by e.created_at desc limit 1"),
+        .query_opt(&format!("select {cols} from executions e where e.kind = 'model_sync' and e.subject_id = $1 and not (e.status = any($2)) order by e.created_at desc limit 1"),
             &[&id, &executions::ACTIVE])
         .await?;
     Ok(envelope(json!({
         "current_execution": current.as_ref().map(execution_routes::to_json),
         "last_execution": last.as_ref().map(execution_routes::to_json),
-        "next_execution_time": sync.get::<_, Option<chrono::DateTime<chrono::Utc>>>(0),
+        "next_execution_time": next_run_at,
     })))
 }
 
@@ -316,9 +321,10 @@ async fn activate(
         false => None,
     };
     client
-        .execute("update model_syncs set active = $3, next_run_at = $4, spec = jsonb_set(spec, '{active}', to_jsonb($3::boolean)), updated_at = now()
-                  where id = $1 and organization_id = $2", &[&id, &org, &active, &next_run_at])
+        .execute("update model_syncs set active = $3, spec = jsonb_set(spec, '{active}', to_jsonb($3::boolean)), updated_at = now()
+                  where id = $1 and organization_id = $2", &[&id, &org, &active])
         .await?;
+    schedule::set(&client, (MODEL_SYNC, id, org), &spec.schedule, next_run_at).await?;
     Ok(envelope(json!({ "id": id, "active": active })))
 }
 

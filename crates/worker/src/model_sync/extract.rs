@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::{
+use super::{
     changes::{self, UpsertChunk},
     snapshot::{Change, Differ, SnapshotWriter},
     sort::{Sorted, Sorter},

@@ -18,41 +18,19 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::{
-    Services,
-    abort::AbortOnDrop,
+use super::{
+    SyncState,
     extract::{Diffing, Extractor, Input, Progress},
     load::{Layout, LoadEnd, Loader},
     plan::{self, Plan, RetryIdentity},
     snapshot::{Differ, SnapshotReader, SnapshotWriter},
     sort::{RUN_BYTES, Sorter},
 };
-
-/// Why an execution stopped before finishing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// A user asked to cancel.
-    Cancel,
-    /// Another worker owns the execution now.
-    Lost,
-    /// This worker is shutting down.
-    Shutdown,
-}
-
-/// How a run ended.
-#[derive(Debug)]
-pub enum RunEnd {
-    /// The run is over; `superseded` is the snapshot a completed run replaces.
-    Finished {
-        outcome: Outcome,
-        counts: Counts,
-        superseded: Option<String>,
-    },
-    Stopped {
-        stop: Stop,
-        counts: Counts,
-    },
-}
+use crate::{
+    Services,
+    abort::AbortOnDrop,
+    kind::{RunEnd, Stop},
+};
 
 /// Where an execution keeps its change chunks.
 pub fn changes_dir(execution_id: Uuid) -> String {
@@ -70,7 +48,12 @@ const MAX_RETRY_IDENTITIES: usize = 10_000;
 /// Runs the execution until it finishes or `stop` says otherwise. A stop ends the run at once,
 /// wherever it is: dropping it closes its connections, which asks the source and destination
 /// to stop what they were doing, and a batch not yet committed is never committed.
-pub async fn run(services: &Services, claim: &Claim, worker: &str, stop: watch::Receiver<Option<Stop>>) -> RunEnd {
+pub async fn run(
+    services: &Services,
+    claim: &Claim,
+    worker: &str,
+    stop: watch::Receiver<Option<Stop>>,
+) -> RunEnd<SyncState> {
     let mut counts = Counts::default();
     let mut signal = stop.clone();
     let stopped = tokio::select! {
@@ -91,13 +74,12 @@ async fn execute(
     worker: &str,
     stop: watch::Receiver<Option<Stop>>,
     counts: &mut Counts,
-) -> RunEnd {
-    let Claim { execution_id, sync_id, resync, .. } = *claim;
+) -> RunEnd<SyncState> {
+    let Claim { execution_id, subject_id: sync_id, resync, .. } = *claim;
     let progress = Arc::new(Progress::default());
     let failed = |error: ConnectorError, counts: Counts| RunEnd::Finished {
         outcome: Outcome::Failed { error: error.message, class: error.class },
         counts,
-        superseded: None,
     };
     let plan = match plan::load(services, sync_id).await {
         Ok(plan) => plan,
@@ -128,11 +110,12 @@ async fn execute(
                     .map(|(key, insert)| json!(RetryIdentity { key: hex::encode(key), insert: *insert }))
                     .collect();
                 let keep = retry.len() <= MAX_RETRY_IDENTITIES;
-                let outcome = Outcome::Completed {
+                let outcome = Outcome::Completed(SyncState {
                     snapshot: if keep { snapshot } else { None },
                     retry_identities: if keep { retry } else { vec![] },
-                };
-                RunEnd::Finished { outcome, counts: *counts, superseded: plan.snapshot_path.clone() }
+                    superseded: plan.snapshot_path.clone(),
+                });
+                RunEnd::Finished { outcome, counts: *counts }
             }
             Ok(Err(error)) => failed(error, *counts),
             Err(e) => failed(ConnectorError::permanent(format!("the extract stage crashed: {e}")), *counts),

@@ -11,12 +11,11 @@ use syncline_core::{
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use crate::{
-    Services,
+use super::{
     changes::{self, Chunk, ChunkKind},
     extract::Progress,
-    pipeline::Stop,
 };
+use crate::{Services, kind::Stop};
 
 /// What the load stage needs to know about the records.
 pub(crate) struct Layout {
