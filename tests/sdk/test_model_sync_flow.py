@@ -340,6 +340,35 @@ def test_connection_types_include_postgresql(flow: Flow):
     )
 
 
+def test_every_connection_type_schema_parses(flow: Flow):
+    flow.need("pt")
+    types = [t.id for t in flow.pt.connections.get_types().data or []]
+    assert types, "connections.get_types lists no type"
+    for type_id in types:
+        # The SDK validates the document against its JsonschemaSchema model; a shape it does not
+        # accept raises here.
+        schema = flow.pt.connections.get_connection_type_schema(id=type_id)
+        assert schema.properties, f"{type_id}: the schema has no properties: {schema!r}"
+    pg = flow.pt.connections.get_connection_type_schema(id="postgresql")
+    assert pg.properties["password"]["writeOnly"] is True, pg.properties["password"]
+
+
+def test_parameter_values_list_the_servers_databases(flow: Flow):
+    flow.need("pt", "src_id")
+    server = flow.server
+    draft = {"hostname": server.pg_host, "port": server.pg_port, "username": server.pg_user,
+             "database": server.source_db, "ssl": False}
+    found = flow.pt.connections.get_type_parameter_values(type="postgresql", field="database", parameters=draft)
+    databases = [v.value for v in found.data["database"].values]
+    assert server.source_db in databases and server.destination_db in databases, databases
+    searched = flow.pt.connections.get_type_parameter_values(
+        type="postgresql", field="database", parameters=draft, query=server.source_db
+    )
+    assert [v.value for v in searched.data["database"].values] == [server.source_db]
+    saved = flow.pt.connections.get_parameter_values(id=flow.src_id)
+    assert server.destination_db in [v.value for v in saved.data["database"].values], saved
+
+
 def test_sql_model_exposes_query_columns(flow: Flow):
     flow.need("pt", "src_id")
     pt = flow.pt
@@ -501,6 +530,14 @@ def test_status_history_and_listing(flow: Flow):
         f"model_sync.list(limit=10) does not include sync {flow.sync_id}: "
         f"{[s.id for s in page.data or []]}"
     )
+
+
+def test_usage_names_the_syncs_using_a_connection(flow: Flow):
+    flow.need("pt", "dst_id", "sync_id")
+    usage = flow.pt.connections.get_usage(id=flow.dst_id).data
+    syncs = {s.sync_id: s for s in usage.by_sync or []}
+    assert flow.sync_id in syncs, usage
+    assert syncs[flow.sync_id].total_calls >= 2 and syncs[flow.sync_id].last_run_at is not None, usage
 
 
 def test_unknown_ids_raise_not_found(flow: Flow):

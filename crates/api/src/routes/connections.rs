@@ -66,6 +66,22 @@ pub struct OpenConnection {
     pub config: Json,
 }
 
+impl OpenConnection {
+    /// `overlay` laid over the saved configuration, field by field. The saved secrets stay only
+    /// while the result goes to the same host, port and user (see [`keep_secrets`]).
+    pub fn overlaid(&self, overlay: Json) -> Result<Json, ApiError> {
+        let mut config = self.config.clone();
+        for secret in self.connector.spec().secret_fields() {
+            credentials::remove(&mut config, &secret);
+        }
+        if let (Some(merged), Some(overlay)) = (config.as_object_mut(), overlay.as_object()) {
+            merged.extend(overlay.clone());
+        }
+        keep_secrets(self.connector, &self.config, &mut config)?;
+        Ok(config)
+    }
+}
+
 /// Loads connection `id` for `caller` to do `action` with: 404 for other organizations'
 /// connections, 403 when the caller's roles do not allow `action`.
 pub async fn open(state: &AppState, caller: &Caller, id: Uuid, action: Action) -> Result<OpenConnection, ApiError> {
@@ -228,15 +244,7 @@ async fn test(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> R
     let connector = match input.connection_id {
         Some(id) => {
             let saved = open(&state, &caller, id, Action::Update).await?;
-            let mut base = saved.config.clone();
-            for secret in saved.connector.spec().secret_fields() {
-                credentials::remove(&mut base, &secret);
-            }
-            if let (Some(merged), Some(overlay)) = (base.as_object_mut(), config.as_object()) {
-                merged.extend(overlay.clone());
-                config = base;
-            }
-            keep_secrets(saved.connector, &saved.config, &mut config)?;
+            config = saved.overlaid(config)?;
             saved.connector
         }
         None => {

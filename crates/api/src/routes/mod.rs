@@ -16,6 +16,7 @@ use crate::{
 };
 
 pub mod audit_events;
+pub mod connection_discovery;
 pub mod connections;
 pub mod executions;
 pub mod models;
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(permissions::configure)
             .configure(audit_events::configure)
             .configure(connections::configure)
+            .configure(connection_discovery::configure)
             .configure(targets::configure)
             .configure(models::configure)
             .configure(syncs::configure)

@@ -86,7 +86,7 @@ impl Connector for Postgres {
         Ok(())
     }
 
-    /// `database`: the databases of the server; `schema`: the schemas of the database.
+    /// `database`: the databases of the server the user may connect to.
     async fn parameter_values(
         &self,
         ctx: &Context,
@@ -94,10 +94,9 @@ impl Connector for Postgres {
         field: &str,
     ) -> Result<Option<Vec<ParameterValue>>, ConnectorError> {
         let sql = match field {
-            "database" => "select datname from pg_database where datallowconn and not datistemplate order by 1",
-            "schema" => {
-                "select nspname::text from pg_namespace where nspname not in ('pg_catalog', 'information_schema')
-                   and nspname not like 'pg_toast%' and nspname not like 'pg_temp%' order by 1"
+            "database" => {
+                "select datname::text from pg_database where datallowconn and not datistemplate
+                   and has_database_privilege(datname, 'connect') order by 1"
             }
             _ => return Ok(None),
         };
