@@ -245,7 +245,7 @@ fn decode_array(ty: &FieldType, element: &FieldType, b: &[u8]) -> Result<Vec<Val
 /// Encodes a one-dimensional PostgreSQL array of `element`s.
 fn encode_array(ty: &FieldType, element: &FieldType, items: &[Value], out: &mut BytesMut) -> Result<(), DecodeError> {
     let oid = element.postgres_oid().ok_or_else(|| bad(ty, "arrays of arrays are not supported"))?;
-    let has_null = items.iter().any(|v| *v == Value::Null);
+    let has_null = items.contains(&Value::Null);
     out.put_i32(1);
     out.put_i32(has_null as i32);
     out.put_u32(oid);
