@@ -5,6 +5,7 @@ use std::sync::{Arc, LazyLock};
 use syncline_core::connector::{DynConnector, register};
 
 pub mod postgres;
+mod sql;
 
 static REGISTRY: LazyLock<Vec<Arc<dyn DynConnector>>> = LazyLock::new(|| vec![register(postgres::Postgres)]);
 
