@@ -218,6 +218,10 @@ impl Source for MysqlSource {
         // Reads only read; the statement has no time limit (a large model reads for long) but
         // fails when the server goes quiet for longer than the idle deadline.
         let mut conn = client::connect(&self.ctx, &self.config).await?;
+        // While the destination writes a batch, the read waits; the server must wait as long
+        // (`net_write_timeout` is 60 s by default) before giving up on sending.
+        let wait = (2 * self.ctx.deadlines.idle.as_secs()).max(60);
+        conn.query_drop(self.ctx.deadlines.query, &format!("set session net_write_timeout = {wait}")).await?;
         conn.read_only(None).await?;
         let sql = self.sql(&request.readable)?;
         let columns = describe(&mut conn, &sql).await?;
