@@ -4,9 +4,12 @@ use std::sync::{Arc, LazyLock};
 
 use syncline_core::connector::{DynConnector, register};
 
+pub mod mysql;
 pub mod postgres;
+mod sql;
 
-static REGISTRY: LazyLock<Vec<Arc<dyn DynConnector>>> = LazyLock::new(|| vec![register(postgres::Postgres)]);
+static REGISTRY: LazyLock<Vec<Arc<dyn DynConnector>>> =
+    LazyLock::new(|| vec![register(postgres::Postgres), register(mysql::Mysql)]);
 
 /// Every connection type this build supports.
 pub fn all() -> &'static [Arc<dyn DynConnector>] {

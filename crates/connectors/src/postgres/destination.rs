@@ -10,7 +10,7 @@ use syncline_core::{
         Action, BatchWriter, ConnectorError, Context, Destination, ErrorClass, ObjectSpec, Operation, Operations,
         RecordFailure, SyncMode, TargetField, TargetObject, WriteBatch, WriteRequest,
     },
-    record::RecordBatch,
+    record::{Field, RecordBatch},
 };
 
 use super::{
@@ -18,6 +18,7 @@ use super::{
     client::{self, Connection, quote_ident, split_object},
     copy, types,
 };
+use crate::sql::{Bisection, shape_table, target_field};
 
 pub(super) struct PostgresDestination {
     ctx: Context,
@@ -114,16 +115,7 @@ impl Destination for PostgresDestination {
         Ok(columns(&conn, object)
             .await?
             .into_iter()
-            .map(|c| TargetField {
-                id: c.name.clone(),
-                field_type: api_type(&c.data_type).into(),
-                name: c.name,
-                source_type: c.data_type,
-                required: c.required,
-                createable: true,
-                updateable: true,
-                supports_identity: true,
-            })
+            .map(|c| target_field(c.name, api_type(&c.data_type), c.data_type, c.required))
             .collect())
     }
 
@@ -131,29 +123,9 @@ impl Destination for PostgresDestination {
         let conn = client::connect(&self.ctx, &self.config).await?;
         let (schema, table) = split_object(&spec.object);
         let name = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
-        let statements = match columns(&conn, &spec.object).await {
-            Err(e) if e.class == ErrorClass::NotFound => {
-                let mut definitions: Vec<String> = spec
-                    .fields
-                    .iter()
-                    .map(|f| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name()))
-                    .collect();
-                if !spec.key.is_empty() {
-                    let key: Vec<String> = spec.key.iter().map(|k| quote_ident(k)).collect();
-                    definitions.push(format!("primary key ({})", key.join(", ")));
-                }
-                vec![format!("create table {name} ({})", definitions.join(", "))]
-            }
-            Err(e) => return Err(e),
-            Ok(existing) => spec
-                .fields
-                .iter()
-                .filter(|f| !existing.iter().any(|c| c.name == f.name))
-                .map(|f| {
-                    format!("alter table {name} add column {} {}", quote_ident(&f.name), f.field_type.postgres_name())
-                })
-                .collect(),
-        };
+        let existing = columns(&conn, &spec.object).await.map(|cs| cs.into_iter().map(|c| c.name).collect());
+        let column = |f: &Field| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name());
+        let statements = shape_table(&name, spec, existing, column, quote_ident, "")?;
         if !dry_run {
             for statement in &statements {
                 conn.interactive(conn.client.batch_execute(statement)).await?;
@@ -340,8 +312,8 @@ impl PostgresWriter {
         range: std::ops::Range<usize>,
         failures: &mut Vec<RecordFailure>,
     ) -> Result<(), ConnectorError> {
-        let mut pending = vec![range];
-        while let Some(range) = pending.pop() {
+        let mut bisection = Bisection::new(range);
+        while let Some(range) = bisection.next() {
             self.conn.client.batch_execute("savepoint syncline_batch").await.map_err(|e| client::error(&e))?;
             let attempt = async {
                 self.copy(&format!("copy {STAGE} from stdin (format binary)"), batch.slice_data(range.clone())).await?;
@@ -363,17 +335,12 @@ impl PostgresWriter {
                         .batch_execute("rollback to savepoint syncline_batch; release savepoint syncline_batch")
                         .await
                         .map_err(|e| client::error(&e))?;
-                    if range.len() == 1 {
-                        failures.push(RecordFailure { index: range.start, message: client::message(&e) });
-                    } else {
-                        let mid = range.start + range.len() / 2;
-                        pending.push(mid..range.end);
-                        pending.push(range.start..mid);
-                    }
+                    bisection.rejected(range, client::message(&e));
                 }
                 Err(e) => return Err(client::error(&e)),
             }
         }
+        failures.extend(bisection.into_failures());
         Ok(())
     }
 }

@@ -72,12 +72,7 @@ impl Connector for Postgres {
     }
 
     fn endpoint(&self, cfg: &PostgresConfig) -> Endpoint {
-        Endpoint {
-            host: cfg.hostname.clone(),
-            port: cfg.port,
-            database: Some(cfg.database.clone()),
-            user: Some(cfg.username.clone()),
-        }
+        crate::sql::endpoint(&cfg.hostname, cfg.port, &cfg.database, &cfg.username)
     }
 
     async fn check(&self, ctx: &Context, config: &PostgresConfig) -> Result<(), ConnectorError> {

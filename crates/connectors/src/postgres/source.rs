@@ -9,12 +9,13 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value as Json};
 use syncline_core::{
     connector::{
-        Catalog, ConnectorError, Context, Cursor, Partition, ReadEvent, ReadRequest, Readable, Reading, Source, Stream,
-        StreamCapabilities, within,
+        Catalog, ConnectorError, Context, ReadRequest, Readable, Reading, Source, Stream, StreamCapabilities, within,
     },
     record::{Field, FieldType, RecordBatch, Schema, tuple_len},
 };
 use tokio_postgres::types::Type;
+
+use crate::sql::{self, Clauses, Model, can_be_cursor, with_checkpoints};
 
 use super::{
     PostgresConfig,
@@ -45,13 +46,10 @@ impl PostgresSource {
 
 /// The model's SQL: `configuration.query`, or `select * from` `configuration.table`.
 fn model_sql(model: &Json) -> Result<String, ConnectorError> {
-    if let Some(query) = model["query"].as_str().map(str::trim).filter(|q| !q.is_empty()) {
-        return Ok(query.trim_end_matches(';').trim_end().to_owned());
-    }
-    if let Some(table) = model["table"].as_str().filter(|t| !t.is_empty()) {
-        return Ok(table_sql(table));
-    }
-    Err(ConnectorError::config("configuration.query (a SQL query) or configuration.table is required"))
+    Ok(match Model::parse(model)? {
+        Model::Query(query) => query.to_owned(),
+        Model::Table(table) => table_sql(table),
+    })
 }
 
 fn table_sql(table: &str) -> String {
@@ -76,19 +74,6 @@ fn quote_literal(text: &str) -> String {
 async fn describe(conn: &Connection, sql: &str) -> Result<Vec<(String, Type)>, ConnectorError> {
     let statement = conn.interactive(conn.client.prepare(&format!("select * from ({sql}) as m"))).await?;
     Ok(statement.columns().iter().map(|c| (c.name().to_owned(), c.type_().clone())).collect())
-}
-
-/// Whether values of a column of type `ty` only grow, as a cursor's must be comparable.
-fn can_be_cursor(ty: &FieldType) -> bool {
-    matches!(
-        ty,
-        FieldType::Int16
-            | FieldType::Int32
-            | FieldType::Int64
-            | FieldType::Date
-            | FieldType::Timestamp
-            | FieldType::TimestampTz
-    )
 }
 
 /// The tables and views of the database with their columns and primary keys.
@@ -185,52 +170,8 @@ impl Source for PostgresSource {
             select.push(if types::native(ty).is_some() { quoted } else { format!("{quoted}::text") });
             fields.push(Field { name: name.clone(), field_type: types::field_type(ty) });
         }
-        let position = |name: &str| {
-            request
-                .fields
-                .iter()
-                .position(|f| f == name)
-                .ok_or_else(|| ConnectorError::config(format!("{name:?} is not a selected field")))
-        };
-        let mut filters = Vec::new();
-        let mut order = Vec::new();
-        for key in &request.order_by {
-            let index = position(key)?;
-            let collate = if fields[index].field_type == FieldType::Text { " collate \"C\"" } else { "" };
-            order.push(format!("({}){collate} nulls last", select[index]));
-        }
-        let cursor = match &request.cursor {
-            Some(Cursor { field, after }) => {
-                let index = position(field)?;
-                if !can_be_cursor(&fields[index].field_type) {
-                    return Err(ConnectorError::config(format!(
-                        "{field:?} cannot be a cursor: it is not a number, date or timestamp"
-                    )));
-                }
-                let ty = column(field)?.name().to_owned();
-                if let Some(after) = after {
-                    let text = match after {
-                        Json::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    filters.push(format!("{} > {}::{ty}", select[index], quote_literal(&text)));
-                }
-                filters.push(format!("{} is not null", select[index]));
-                if order.is_empty() {
-                    order.push(select[index].clone());
-                }
-                Some(index)
-            }
-            None => None,
-        };
-        if let Some(Partition { index, count }) = request.partition {
-            if count == 0 || index >= count {
-                return Err(ConnectorError::config(format!("partition {index} of {count} does not exist")));
-            }
-            filters.push(format!("((hashtextextended(m::text, 0) % {count}) + {count}) % {count} = {index}"));
-        }
-        let filter = if filters.is_empty() { String::new() } else { format!(" where {}", filters.join(" and ")) };
-        let order = if order.is_empty() { String::new() } else { format!(" order by {}", order.join(", ")) };
+        let mut dialect = PostgresDialect { columns: &columns };
+        let Clauses { filter, order, cursor } = sql::clauses(&request, &fields, &select, &mut dialect)?;
         let copy_sql =
             format!("copy (select {} from ({sql}) as m{filter}{order}) to stdout (format binary)", select.join(", "));
         let schema = Arc::new(Schema { fields });
@@ -242,32 +183,26 @@ impl Source for PostgresSource {
     }
 }
 
-/// Each batch, followed by a checkpoint holding the cursor's value in its last record when the
-/// read has a cursor (records come in cursor order then).
-fn with_checkpoints(
-    batches: Batches,
-    cursor: Option<usize>,
-) -> futures::stream::BoxStream<'static, Result<ReadEvent, ConnectorError>> {
-    batches
-        .flat_map(move |batch| {
-            let events = match (batch, cursor) {
-                (Err(e), _) => vec![Err(e)],
-                (Ok(batch), None) => vec![Ok(ReadEvent::Batch(batch))],
-                (Ok(batch), Some(index)) => {
-                    let last = batch.len().checked_sub(1).map(|i| batch.record(i).get(index));
-                    match last {
-                        Some(Err(e)) => vec![Err(ConnectorError::permanent(e.to_string()))],
-                        Some(Ok(value)) => {
-                            let state = serde_json::json!({ "cursor": value.to_json() });
-                            vec![Ok(ReadEvent::Batch(batch)), Ok(ReadEvent::Checkpoint(state))]
-                        }
-                        None => vec![Ok(ReadEvent::Batch(batch))],
-                    }
-                }
-            };
-            stream::iter(events)
-        })
-        .boxed()
+/// PostgreSQL's spelling of a read's clauses.
+struct PostgresDialect<'a> {
+    /// The model's columns and their types.
+    columns: &'a [(String, Type)],
+}
+
+impl sql::Dialect for PostgresDialect<'_> {
+    fn order_by(&self, expr: &str, ty: &FieldType) -> String {
+        let collate = if *ty == FieldType::Text { " collate \"C\"" } else { "" };
+        format!("({expr}){collate} nulls last")
+    }
+
+    fn after(&mut self, expr: &str, field: &Field, after: &Json) -> Result<String, ConnectorError> {
+        let ty = self.columns.iter().find(|(name, _)| *name == field.name).map_or("text", |(_, ty)| ty.name());
+        Ok(format!("{expr} > {}::{ty}", quote_literal(&sql::cursor_text(after))))
+    }
+
+    fn partition(&self, _: &[&str], index: u32, count: u32) -> String {
+        format!("((hashtextextended(m::text, 0) % {count}) + {count}) % {count} = {index}")
+    }
 }
 
 /// Cuts a binary `COPY` byte stream into record batches, scanning each byte once.

@@ -1,0 +1,421 @@
+//! Writing to tables. When the identity is the table's only unique key, a batch is written with
+//! multi-row `INSERT … ON DUPLICATE KEY UPDATE`; otherwise it is inserted into a temporary
+//! staging table shaped like the target columns and applied with `UPDATE … JOIN` and
+//! `INSERT … SELECT … WHERE NOT EXISTS`. A batch the server rejects is bisected under savepoints
+//! until the bad records are isolated ([`Bisection`]); the rest of the batch is written.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use mysql_async::{Conn, Value as MyValue, prelude::Queryable};
+use syncline_core::{
+    connector::{
+        Action, BatchWriter, ConnectorError, Context, Destination, ErrorClass, ObjectSpec, Operation, Operations,
+        RecordFailure, SyncMode, TargetField, TargetObject, WriteBatch, WriteRequest,
+    },
+    record::{Field, RecordBatch},
+};
+
+use super::{
+    MysqlConfig,
+    client::{self, Connection, guarded, quote_ident, quote_object, split_object},
+    types::{self, ColumnInfo},
+};
+use crate::sql::{Bisection, shape_table, target_field};
+
+pub(super) struct MysqlDestination {
+    ctx: Context,
+    config: MysqlConfig,
+}
+
+impl MysqlDestination {
+    pub(super) fn new(ctx: Context, config: MysqlConfig) -> Self {
+        Self { ctx, config }
+    }
+
+    async fn connect(&self) -> Result<Connection, ConnectorError> {
+        client::connect(&self.ctx, &self.config).await
+    }
+}
+
+const MODES: &[SyncMode] = &SyncMode::ALL;
+
+struct Column {
+    name: String,
+    column_type: String,
+    field_type: &'static str,
+    required: bool,
+}
+
+/// The columns of table `database.table`; not found when there is no such table.
+async fn columns(conn: &mut Connection, (database, table): (&str, &str)) -> Result<Vec<Column>, ConnectorError> {
+    let rows: Vec<(String, String, String, Option<String>, bool)> = conn
+        .query(
+            conn.ctx.deadlines.query,
+            "select column_name, data_type, column_type, character_set_name,
+                    is_nullable = 'NO' and column_default is null and extra = ''
+             from information_schema.columns
+             where table_schema = ? and table_name = ?
+             order by ordinal_position",
+            vec![database.into(), table.into()],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Err(ConnectorError::not_found(format!("target object {database}.{table} does not exist")));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(name, data_type, column_type, charset, required)| {
+            let info = ColumnInfo::from_declared(&data_type, &column_type, charset.as_deref(), false);
+            Column { name, field_type: types::field_type(&info).api_name(), column_type, required }
+        })
+        .collect())
+}
+
+/// Whether the table's unique keys are exactly one, on `identity` (in any order): then
+/// `ON DUPLICATE KEY UPDATE` can only match a record by its identity.
+async fn identity_is_the_unique_key(
+    conn: &mut Connection,
+    (database, table): (&str, &str),
+    identity: &[&str],
+) -> Result<bool, ConnectorError> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            conn.ctx.deadlines.query,
+            "select index_name, column_name from information_schema.statistics
+             where table_schema = ? and table_name = ? and non_unique = 0",
+            vec![database.into(), table.into()],
+        )
+        .await?;
+    let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (index, column) in rows {
+        keys.entry(index).or_default().insert(column);
+    }
+    let identity: BTreeSet<String> = identity.iter().map(|c| (*c).to_owned()).collect();
+    Ok(keys.len() == 1 && keys.values().all(|columns| *columns == identity))
+}
+
+#[async_trait]
+impl Destination for MysqlDestination {
+    async fn target_objects(&self) -> Result<Vec<TargetObject>, ConnectorError> {
+        let mut conn = self.connect().await?;
+        let tables: Vec<String> = conn
+            .query(
+                self.ctx.deadlines.query,
+                "select table_name from information_schema.tables
+                 where table_schema = database() and table_type = 'BASE TABLE' order by 1",
+                vec![],
+            )
+            .await?;
+        let database = &self.config.database;
+        Ok(tables.into_iter().map(|t| TargetObject { id: format!("{database}.{t}"), name: t }).collect())
+    }
+
+    async fn target_fields(&self, object: &str) -> Result<Vec<TargetField>, ConnectorError> {
+        let mut conn = self.connect().await?;
+        Ok(columns(&mut conn, split_object(object, &self.config.database))
+            .await?
+            .into_iter()
+            .map(|c| target_field(c.name, c.field_type, c.column_type, c.required))
+            .collect())
+    }
+
+    async fn apply(&self, spec: &ObjectSpec, dry_run: bool) -> Result<Vec<Action>, ConnectorError> {
+        let mut conn = self.connect().await?;
+        let table = quote_object(&spec.object, &self.config.database);
+        let mariadb = conn.mariadb;
+        let column = |field: &Field| {
+            let key = spec.key.contains(&field.name);
+            format!("{} {}", quote_ident(&field.name), types::column_definition(&field.field_type, key, mariadb))
+        };
+        let existing = columns(&mut conn, split_object(&spec.object, &self.config.database)).await;
+        let existing = existing.map(|cs| cs.into_iter().map(|c| c.name).collect());
+        let statements = shape_table(&table, spec, existing, column, quote_ident, " default character set utf8mb4")?;
+        if !dry_run {
+            for statement in &statements {
+                conn.query_drop(self.ctx.deadlines.query, statement).await?;
+            }
+        }
+        Ok(statements.into_iter().map(|description| Action { description }).collect())
+    }
+
+    fn modes(&self) -> &'static [SyncMode] {
+        MODES
+    }
+
+    async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {
+        let conn = self.connect().await?;
+        Ok(Box::new(MysqlWriter::open(conn, &self.config.database, request).await?))
+    }
+}
+
+/// How a batch's records get into the table.
+enum Plan {
+    /// `{insert} VALUES (…), (…){tail}` straight into the table.
+    Direct { insert: String, tail: String },
+    /// Into the staging table, then `apply` statements in order, then the stage is emptied.
+    Staged { insert: String, apply: Vec<String> },
+}
+
+const STAGE: &str = "syncline_stage";
+
+struct MysqlWriter {
+    conn: Connection,
+    plan: Plan,
+    /// `DELETE FROM table WHERE` and the match of one identity (replace mode only).
+    delete: Option<(String, String)>,
+    /// A transaction may be open: a write was dropped before it ended.
+    dirty: bool,
+}
+
+impl MysqlWriter {
+    async fn open(mut conn: Connection, database: &str, req: WriteRequest) -> Result<Self, ConnectorError> {
+        let object = split_object(&req.object, database);
+        let target_columns = columns(&mut conn, object).await?;
+        for target in &req.targets {
+            if !target_columns.iter().any(|c| &c.name == target) {
+                return Err(ConnectorError::config(format!("field {target:?} does not exist on {}", req.object)));
+            }
+        }
+        let limit = conn.ctx.deadlines.query;
+        // Values that do not fit their column fail their record instead of being cut to fit.
+        let strict = "set session sql_mode = concat_ws(',', nullif(@@sql_mode, ''), 'STRICT_ALL_TABLES')";
+        conn.query_drop(limit, strict).await?;
+
+        let table = quote_object(&req.object, database);
+        let targets: Vec<String> = req.targets.iter().map(|t| quote_ident(t)).collect();
+        let names = targets.join(", ");
+        let identity: Vec<&str> = req.identity.iter().map(|i| req.targets[*i].as_str()).collect();
+        let others: Vec<usize> = (0..targets.len()).filter(|i| !req.identity.contains(i)).collect();
+        let unique = !identity.is_empty() && identity_is_the_unique_key(&mut conn, object, &identity).await?;
+        let direct = |tail: String| Plan::Direct { insert: format!("insert into {table} ({names})"), tail };
+        // Leaves a matched record as it is.
+        let keep = || format!(" on duplicate key update {0} = {0}", targets[req.identity[0]]);
+        let plan = match (req.mode, unique) {
+            (SyncMode::Append, _) => direct(String::new()),
+            (mode, _) if req.identity.is_empty() => {
+                return Err(ConnectorError::config(format!("mode {} needs an identity", mode.as_str())));
+            }
+            (SyncMode::Create, true) => direct(keep()),
+            (SyncMode::UpdateOrCreate | SyncMode::Replace, true) if others.is_empty() => direct(keep()),
+            (SyncMode::UpdateOrCreate | SyncMode::Replace, true) => {
+                let set: Vec<String> = others.iter().map(|i| format!("{0} = values({0})", targets[*i])).collect();
+                direct(format!(" on duplicate key update {}", set.join(", ")))
+            }
+            (mode, _) => {
+                // The stage has the target's columns, names and types, so values that do not fit
+                // fail there with the messages the table would give.
+                let create = format!(
+                    "create temporary table {STAGE} engine = InnoDB as select {names} from {table} where false"
+                );
+                conn.query_drop(limit, &create).await?;
+                let matches: Vec<String> = req.identity.iter().map(|i| format!("t.{0} = s.{0}", targets[*i])).collect();
+                let matches = matches.join(" and ");
+                let update = (!others.is_empty()).then(|| {
+                    let set: Vec<String> = others.iter().map(|i| format!("t.{0} = s.{0}", targets[*i])).collect();
+                    format!("update {table} as t join {STAGE} as s on {matches} set {}", set.join(", "))
+                });
+                let staged: Vec<String> = targets.iter().map(|t| format!("s.{t}")).collect();
+                let insert_new = format!(
+                    "insert into {table} ({names}) select {} from {STAGE} as s
+                     where not exists (select 1 from {table} as t where {matches})",
+                    staged.join(", ")
+                );
+                let apply = match mode {
+                    SyncMode::Create => vec![insert_new],
+                    SyncMode::Update => update.into_iter().collect(),
+                    _ => update.into_iter().chain([insert_new]).collect(),
+                };
+                Plan::Staged { insert: format!("insert into {STAGE} ({names})"), apply }
+            }
+        };
+        // Preparing each statement checks the mapping against the table up front.
+        let one_row = format!(" values ({})", vec!["?"; targets.len()].join(", "));
+        let statements = match &plan {
+            Plan::Direct { insert, tail } => vec![format!("{insert}{one_row}{tail}")],
+            Plan::Staged { insert, apply } => [format!("{insert}{one_row}")].into_iter().chain(apply.clone()).collect(),
+        };
+        for statement in &statements {
+            conn.columns(statement).await.map_err(|e| match e.class {
+                ErrorClass::Config | ErrorClass::Permanent => e.context(&req.object),
+                _ => e,
+            })?;
+        }
+        let delete = (req.mode == SyncMode::Replace).then(|| {
+            let matches: Vec<String> = req.identity.iter().map(|i| format!("{} = ?", targets[*i])).collect();
+            (format!("delete from {table} where "), format!("({})", matches.join(" and ")))
+        });
+        Ok(Self { conn, plan, delete, dirty: false })
+    }
+}
+
+/// At most this many records go in one statement, and at most [`CHUNK_BYTES`] of values (the
+/// server refuses packets over `max_allowed_packet`, 16 MiB by default).
+const CHUNK_ROWS: usize = 1000;
+const CHUNK_BYTES: usize = 4 << 20;
+/// Placeholders a prepared statement can have.
+const MAX_PARAMS: usize = 65_535;
+
+/// Splits `rows` into runs for one statement each.
+fn chunks(rows: &[Vec<MyValue>]) -> Vec<&[Vec<MyValue>]> {
+    let width = rows.first().map_or(1, Vec::len).max(1);
+    let most = CHUNK_ROWS.min(MAX_PARAMS / width).max(1);
+    let size =
+        |row: &Vec<MyValue>| -> usize { row.iter().map(|v| if let MyValue::Bytes(b) = v { b.len() } else { 8 }).sum() };
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        if i > start && (i - start == most || bytes + size(row) > CHUNK_BYTES) {
+            out.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size(row);
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
+/// Runs `{head}{group}{separator}{group}…{tail}` with one group of placeholders per row, in
+/// chunks.
+async fn run_chunked(
+    conn: &mut Conn,
+    head: &str,
+    group: &str,
+    separator: &str,
+    tail: &str,
+    rows: &[Vec<MyValue>],
+) -> Result<(), mysql_async::Error> {
+    for chunk in chunks(rows) {
+        let sql = format!("{head}{}{tail}", vec![group; chunk.len()].join(separator));
+        conn.exec_drop(sql, chunk.concat()).await?;
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Writes `rows`; a data error leaves the caller to roll back to its savepoint.
+    async fn write(&self, conn: &mut Conn, rows: &[Vec<MyValue>]) -> Result<(), mysql_async::Error> {
+        let width = rows.first().map_or(0, Vec::len);
+        let group = format!("({})", vec!["?"; width].join(", "));
+        match self {
+            Plan::Direct { insert, tail } => {
+                run_chunked(conn, &format!("{insert} values "), &group, ", ", tail, rows).await
+            }
+            Plan::Staged { insert, apply } => {
+                run_chunked(conn, &format!("{insert} values "), &group, ", ", "", rows).await?;
+                for statement in apply {
+                    conn.query_drop(statement).await?;
+                }
+                conn.query_drop(format!("delete from {STAGE}")).await
+            }
+        }
+    }
+}
+
+/// The values of every record as statement parameters, and the records that do not decode.
+fn parameters(records: &RecordBatch) -> (Vec<Vec<MyValue>>, Vec<usize>, Vec<RecordFailure>) {
+    let (mut rows, mut positions, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    for record in records.records() {
+        match record.values() {
+            Ok(values) => {
+                rows.push(values.iter().map(types::to_mysql).collect());
+                positions.push(record.index());
+            }
+            Err(e) => failures.push(RecordFailure { index: record.index(), message: e.to_string() }),
+        }
+    }
+    (rows, positions, failures)
+}
+
+#[async_trait]
+impl BatchWriter for MysqlWriter {
+    async fn write(&mut self, batch: &WriteBatch) -> Result<Vec<RecordFailure>, ConnectorError> {
+        let records = &batch.records;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &batch.operations {
+            Operations::All(Operation::Delete) => return self.delete(records).await.map(|()| Vec::new()),
+            Operations::Each(ops) if ops.contains(&Operation::Delete) => {
+                return Err(ConnectorError::permanent("a batch mixes deletes with other operations"));
+            }
+            _ => {}
+        }
+        let (rows, positions, mut failures) = parameters(records);
+        let (guard, idle) = (self.conn.kill_on_drop(), self.conn.ctx.deadlines.idle);
+        let (conn, plan, dirty) = (&mut self.conn.conn, &self.plan, &mut self.dirty);
+        let work = async {
+            begin(conn, dirty).await?;
+            let mut bisection = Bisection::new(0..rows.len());
+            while let Some(range) = bisection.next() {
+                conn.query_drop("savepoint syncline_batch").await?;
+                match plan.write(conn, &rows[range.clone()]).await {
+                    Ok(()) => conn.query_drop("release savepoint syncline_batch").await?,
+                    Err(e) if client::is_data_error(&e) => {
+                        conn.query_drop("rollback to savepoint syncline_batch").await?;
+                        bisection.rejected(range, client::message(&e));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            conn.query_drop("commit").await?;
+            *dirty = false;
+            Ok(bisection.into_failures())
+        };
+        let written = guarded(guard, idle, work).await?;
+        failures.extend(written.into_iter().map(|f| RecordFailure { index: positions[f.index], ..f }));
+        failures.sort_by_key(|f| f.index);
+        Ok(failures)
+    }
+}
+
+/// Starts a transaction, first rolling back one a dropped write left open.
+async fn begin(conn: &mut Conn, dirty: &mut bool) -> Result<(), mysql_async::Error> {
+    if *dirty {
+        conn.query_drop("rollback").await?;
+    }
+    *dirty = true;
+    conn.query_drop("start transaction").await
+}
+
+impl MysqlWriter {
+    /// Deletes the records whose identities `keys` holds.
+    async fn delete(&mut self, keys: &RecordBatch) -> Result<(), ConnectorError> {
+        let Some((head, group)) = &self.delete else {
+            return Err(ConnectorError::config("deletes are only written in replace mode"));
+        };
+        let (rows, _, failures) = parameters(keys);
+        if let Some(failure) = failures.first() {
+            return Err(ConnectorError::permanent(failure.message.clone()));
+        }
+        let (guard, idle) = (self.conn.kill_on_drop(), self.conn.ctx.deadlines.idle);
+        let (conn, dirty) = (&mut self.conn.conn, &mut self.dirty);
+        let work = async {
+            begin(conn, dirty).await?;
+            run_chunked(conn, head, group, " or ", "", &rows).await?;
+            conn.query_drop("commit").await?;
+            *dirty = false;
+            Ok(())
+        };
+        guarded(guard, idle, work).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_bound_rows_parameters_and_bytes() {
+        let rows: Vec<Vec<MyValue>> = (0..2500).map(|i| vec![MyValue::Int(i), MyValue::NULL]).collect();
+        let sizes: Vec<usize> = chunks(&rows).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        let wide: Vec<Vec<MyValue>> = (0..10).map(|_| vec![MyValue::NULL; 10_000]).collect();
+        assert!(chunks(&wide).iter().all(|c| c.len() * 10_000 <= MAX_PARAMS));
+        let big: Vec<Vec<MyValue>> = (0..5).map(|_| vec![MyValue::Bytes(vec![0; 3 << 20])]).collect();
+        assert_eq!(chunks(&big).len(), 5, "one 3 MiB row per statement");
+        assert!(chunks(&[]).is_empty());
+    }
+}

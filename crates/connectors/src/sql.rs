@@ -1,0 +1,298 @@
+//! What the SQL database connectors share: reading a model's configuration, the clauses a
+//! sorted, incremental or partitioned read adds to its query, checkpoints after cursor-ordered
+//! batches, the statements that shape a target table, and isolating the records a database
+//! rejects by bisecting the batch. Each database spells its SQL through a [`Dialect`].
+
+use std::ops::Range;
+
+use futures::{StreamExt, stream};
+use serde_json::Value as Json;
+use syncline_core::{
+    connector::{
+        ConnectorError, Cursor, Endpoint, ObjectSpec, Partition, ReadEvent, ReadRequest, RecordFailure, TargetField,
+    },
+    record::{Field, FieldType, RecordBatch},
+};
+
+/// Where a database connection goes and as whom.
+pub(crate) fn endpoint(hostname: &str, port: u16, database: &str, username: &str) -> Endpoint {
+    Endpoint { host: hostname.to_owned(), port, database: Some(database.to_owned()), user: Some(username.to_owned()) }
+}
+
+/// What a model configuration reads: `{"query": "select …"}` or `{"table": "schema.table"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Model<'a> {
+    /// A query, trimmed of surrounding space and trailing semicolons.
+    Query(&'a str),
+    Table(&'a str),
+}
+
+impl<'a> Model<'a> {
+    pub(crate) fn parse(model: &'a Json) -> Result<Self, ConnectorError> {
+        let query = model["query"].as_str().map(|q| q.trim().trim_end_matches(';').trim_end());
+        if let Some(query) = query.filter(|q| !q.is_empty()) {
+            return Ok(Self::Query(query));
+        }
+        match model["table"].as_str().filter(|t| !t.is_empty()) {
+            Some(table) => Ok(Self::Table(table)),
+            None => Err(ConnectorError::config("configuration.query (a SQL query) or configuration.table is required")),
+        }
+    }
+}
+
+/// Whether values of a field of type `ty` only grow, as a cursor's must, and compare as the
+/// database compares them.
+pub(crate) fn can_be_cursor(ty: &FieldType) -> bool {
+    matches!(
+        ty,
+        FieldType::Int16
+            | FieldType::Int32
+            | FieldType::Int64
+            | FieldType::Date
+            | FieldType::Timestamp
+            | FieldType::TimestampTz
+    )
+}
+
+/// How a database spells the parts of a read that differ between databases.
+pub(crate) trait Dialect {
+    /// The sort key of identity field `expr` of type `ty`: NULLs last, text bytewise (see
+    /// [`syncline_core::record::key`]).
+    fn order_by(&self, expr: &str, ty: &FieldType) -> String;
+
+    /// The filter keeping records whose cursor `field` (selected as `expr`) is after `after`.
+    fn after(&mut self, expr: &str, field: &Field, after: &Json) -> Result<String, ConnectorError>;
+
+    /// The filter keeping partition `index` of `count`, hashing `exprs` (the identity's fields
+    /// when the read is sorted, else every field).
+    fn partition(&self, exprs: &[&str], index: u32, count: u32) -> String;
+}
+
+/// What a read adds to `select <fields> from (<model>) as m`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Clauses {
+    /// ` where …`, or nothing.
+    pub(crate) filter: String,
+    /// ` order by …`, or nothing.
+    pub(crate) order: String,
+    /// Position of the cursor field among the read's fields.
+    pub(crate) cursor: Option<usize>,
+}
+
+/// The clauses of `request`, whose fields are `fields`, selected as `select`: the order of its
+/// identity, the filter and order of its cursor, the filter of its partition.
+pub(crate) fn clauses(
+    request: &ReadRequest,
+    fields: &[Field],
+    select: &[String],
+    dialect: &mut impl Dialect,
+) -> Result<Clauses, ConnectorError> {
+    let position = |name: &str| {
+        request
+            .fields
+            .iter()
+            .position(|f| f == name)
+            .ok_or_else(|| ConnectorError::config(format!("{name:?} is not a selected field")))
+    };
+    let mut filters = Vec::new();
+    let mut order = Vec::new();
+    let mut keys = Vec::new();
+    for key in &request.order_by {
+        let index = position(key)?;
+        order.push(dialect.order_by(&select[index], &fields[index].field_type));
+        keys.push(select[index].as_str());
+    }
+    let cursor = match &request.cursor {
+        Some(Cursor { field, after }) => {
+            let index = position(field)?;
+            if !can_be_cursor(&fields[index].field_type) {
+                return Err(ConnectorError::config(format!(
+                    "{field:?} cannot be a cursor: it is not a number, date or timestamp"
+                )));
+            }
+            if let Some(after) = after {
+                filters.push(dialect.after(&select[index], &fields[index], after)?);
+            }
+            filters.push(format!("{} is not null", select[index]));
+            if order.is_empty() {
+                order.push(select[index].clone());
+            }
+            Some(index)
+        }
+        None => None,
+    };
+    if let Some(Partition { index, count }) = request.partition {
+        if count == 0 || index >= count {
+            return Err(ConnectorError::config(format!("partition {index} of {count} does not exist")));
+        }
+        if keys.is_empty() {
+            keys = select.iter().map(String::as_str).collect();
+        }
+        filters.push(dialect.partition(&keys, index, count));
+    }
+    let filter = if filters.is_empty() { String::new() } else { format!(" where {}", filters.join(" and ")) };
+    let order = if order.is_empty() { String::new() } else { format!(" order by {}", order.join(", ")) };
+    Ok(Clauses { filter, order, cursor })
+}
+
+/// The statements that give table `table` (quoted) `spec`'s fields: a `create table` with the
+/// identity as primary key (and `options` after it) when `existing`, its columns, says it does
+/// not exist; else an `alter table … add column` for each field it lacks. `column` defines a
+/// column, `quote` quotes a name.
+pub(crate) fn shape_table(
+    table: &str,
+    spec: &ObjectSpec,
+    existing: Result<Vec<String>, ConnectorError>,
+    column: impl Fn(&Field) -> String,
+    quote: impl Fn(&str) -> String,
+    options: &str,
+) -> Result<Vec<String>, ConnectorError> {
+    Ok(match existing {
+        Err(e) if e.class == syncline_core::connector::ErrorClass::NotFound => {
+            let mut definitions: Vec<String> = spec.fields.iter().map(column).collect();
+            if !spec.key.is_empty() {
+                let key: Vec<String> = spec.key.iter().map(|k| quote(k)).collect();
+                definitions.push(format!("primary key ({})", key.join(", ")));
+            }
+            vec![format!("create table {table} ({}){options}", definitions.join(", "))]
+        }
+        Err(e) => return Err(e),
+        Ok(existing) => spec
+            .fields
+            .iter()
+            .filter(|f| !existing.contains(&f.name))
+            .map(|f| format!("alter table {table} add column {}", column(f)))
+            .collect(),
+    })
+}
+
+/// A table column as a target field: writable, and able to identify records.
+pub(crate) fn target_field(name: String, api_type: &str, source_type: String, required: bool) -> TargetField {
+    TargetField {
+        id: name.clone(),
+        name,
+        field_type: api_type.to_owned(),
+        source_type,
+        required,
+        createable: true,
+        updateable: true,
+        supports_identity: true,
+    }
+}
+
+/// A saved cursor value as the text a database parses (JSON strings without their quotes).
+pub(crate) fn cursor_text(after: &Json) -> String {
+    match after {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+type Batches = stream::BoxStream<'static, Result<RecordBatch, ConnectorError>>;
+
+/// Each batch, followed by a checkpoint holding the cursor's value in its last record when the
+/// read has a cursor (field `cursor` of the schema; records come in cursor order then).
+pub(crate) fn with_checkpoints(
+    batches: Batches,
+    cursor: Option<usize>,
+) -> stream::BoxStream<'static, Result<ReadEvent, ConnectorError>> {
+    batches
+        .flat_map(move |batch| {
+            let events = match (batch, cursor) {
+                (Err(e), _) => vec![Err(e)],
+                (Ok(batch), None) => vec![Ok(ReadEvent::Batch(batch))],
+                (Ok(batch), Some(index)) => {
+                    let last = batch.len().checked_sub(1).map(|i| batch.record(i).get(index));
+                    match last {
+                        Some(Err(e)) => vec![Err(ConnectorError::permanent(e.to_string()))],
+                        Some(Ok(value)) => {
+                            let state = serde_json::json!({ "cursor": value.to_json() });
+                            vec![Ok(ReadEvent::Batch(batch)), Ok(ReadEvent::Checkpoint(state))]
+                        }
+                        None => vec![Ok(ReadEvent::Batch(batch))],
+                    }
+                }
+            };
+            stream::iter(events)
+        })
+        .boxed()
+}
+
+/// The ranges of a batch to try, halving each range the database rejects until the rejected
+/// records stand alone: one bad record costs O(log n) attempts, not the batch.
+///
+/// ```text
+/// let mut bisection = Bisection::new(0..n);
+/// while let Some(range) = bisection.next() {
+///     // savepoint; write `range`; on a data error: rollback to the savepoint, then
+///     bisection.rejected(range, message);
+/// }
+/// ```
+#[derive(Debug)]
+pub(crate) struct Bisection {
+    pending: Vec<Range<usize>>,
+    failures: Vec<RecordFailure>,
+}
+
+impl Bisection {
+    pub(crate) fn new(range: Range<usize>) -> Self {
+        Self { pending: if range.is_empty() { vec![] } else { vec![range] }, failures: Vec::new() }
+    }
+
+    /// The next range to try, in record order.
+    pub(crate) fn next(&mut self) -> Option<Range<usize>> {
+        self.pending.pop()
+    }
+
+    /// The database rejected `range` with `message`: a single record fails, a longer range is
+    /// tried again in halves.
+    pub(crate) fn rejected(&mut self, range: Range<usize>, message: String) {
+        if range.len() == 1 {
+            self.failures.push(RecordFailure { index: range.start, message });
+        } else {
+            let mid = range.start + range.len() / 2;
+            self.pending.push(mid..range.end);
+            self.pending.push(range.start..mid);
+        }
+    }
+
+    /// The records that failed on their own.
+    pub(crate) fn into_failures(self) -> Vec<RecordFailure> {
+        self.failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bisection_isolates_each_bad_record() {
+        let bad = [3usize, 4, 9];
+        let mut bisection = Bisection::new(0..10);
+        let mut written = Vec::new();
+        let mut attempts = 0;
+        while let Some(range) = bisection.next() {
+            attempts += 1;
+            match bad.iter().find(|b| range.contains(b)) {
+                Some(b) => bisection.rejected(range, format!("bad {b}")),
+                None => written.extend(range),
+            }
+        }
+        let failures = bisection.into_failures();
+        assert_eq!(failures.iter().map(|f| f.index).collect::<Vec<_>>(), bad);
+        assert_eq!(failures[0].message, "bad 3");
+        assert_eq!(written, [0, 1, 2, 5, 6, 7, 8]);
+        assert!(attempts < 20, "{attempts} attempts");
+        assert!(Bisection::new(0..0).next().is_none());
+    }
+
+    #[test]
+    fn models_are_queries_or_tables() {
+        let query = serde_json::json!({"query": "  select 1; "});
+        assert_eq!(Model::parse(&query).ok(), Some(Model::Query("select 1")));
+        let table = serde_json::json!({"query": " ", "table": "db.t"});
+        assert_eq!(Model::parse(&table).ok(), Some(Model::Table("db.t")));
+        assert!(Model::parse(&serde_json::json!({})).is_err());
+    }
+}
