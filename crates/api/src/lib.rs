@@ -14,6 +14,7 @@ pub mod scheduler;
 pub mod session;
 pub mod signin;
 pub mod status;
+pub mod store;
 
 use std::net::TcpListener;
 
