@@ -4,6 +4,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod http_front;
 pub mod idempotency;
 pub mod input;
