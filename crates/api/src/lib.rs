@@ -3,6 +3,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod http_front;
