@@ -12,6 +12,8 @@ use syncline_core::{
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::store::{self, StoreError};
+
 /// How long an execution may wait in `queued` before its job is pushed again.
 const STALE_QUEUED: Duration = Duration::from_secs(120);
 
@@ -39,30 +41,24 @@ pub async fn run(pool: DbPool, queue: SyncQueue, tick: Duration, shutdown: impl 
 
 /// Starts every active sync whose next run is due and moves its next run forward. Row locks
 /// with `skip locked` make each due run start exactly once even with several schedulers.
-pub async fn run_due(pool: &DbPool, queue: &SyncQueue) -> Result<usize, DbError> {
+pub async fn run_due(pool: &DbPool, queue: &SyncQueue) -> Result<usize, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let due = tx
-        .query(
-            "select id, organization_id, spec from model_syncs
-             where active and next_run_at <= now() order by next_run_at for update skip locked limit 100",
-            &[],
-        )
-        .await?;
+    let due = store::syncs::lock_due(&tx).await?;
     let mut started: Vec<Uuid> = Vec::new();
     let now = chrono::Utc::now();
-    for row in &due {
-        let (sync_id, organization_id): (Uuid, Uuid) = (row.get(0), row.get(1));
-        let next = serde_json::from_value::<SyncSpec>(row.get(2))
+    for sync in due {
+        let sync_id = sync.id;
+        let next = serde_json::from_value::<SyncSpec>(sync.spec)
             .ok()
             .and_then(|spec| spec.schedule.next_after(now).ok().flatten());
-        tx.execute("update model_syncs set next_run_at = $2 where id = $1", &[&sync_id, &next]).await?;
-        match executions::create(&tx, sync_id, organization_id, "schedule", false).await {
+        store::syncs::set_next_run(&tx, sync_id, next).await?;
+        match executions::create(&tx, sync_id, sync.organization_id, "schedule", false).await {
             Ok(id) => started.push(id),
             Err(StartError::AlreadyRunning) => {
                 info!(%sync_id, "scheduled run skipped: the previous one is still running")
             }
-            Err(StartError::Db(e)) => return Err(e),
+            Err(StartError::Db(e)) => return Err(e.into()),
         }
     }
     tx.commit().await?;
