@@ -22,15 +22,6 @@ pub enum Kind {
 impl Kind {
     const ALL: [Kind; 3] = [Kind::Connection, Kind::Model, Kind::Sync];
 
-    /// The table holding objects of this kind.
-    pub fn table(self) -> &'static str {
-        match self {
-            Self::Connection => "connections",
-            Self::Model => "models",
-            Self::Sync => "model_syncs",
-        }
-    }
-
     /// The name used in grants, audit events and error messages.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::{
     AppState,
     auth::{Caller, client_ip},
+    store::{self, StoreError},
 };
 
 /// One audit event.
@@ -32,30 +33,23 @@ pub struct Event<'a> {
 }
 
 /// Writes `event`.
-pub async fn record(client: &impl GenericClient, event: Event<'_>) -> Result<(), tokio_postgres::Error> {
+pub async fn record(client: &impl GenericClient, event: Event<'_>) -> Result<(), StoreError> {
     let (actor_type, actor_id, actor_email) = match event.caller {
         Caller::Partner => ("partner", None, None),
         Caller::Organization { .. } => ("organization", None, None),
         Caller::User(user) => ("user", Some(user.id), Some(user.email.as_str())),
     };
-    client
-        .execute(
-            "insert into audit_events (id, organization_id, actor_type, actor_id, actor_email, action, object_type, object_id, ip)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                &Uuid::new_v4(),
-                &event.organization_id,
-                &actor_type,
-                &actor_id,
-                &actor_email,
-                &event.action,
-                &event.object_type,
-                &event.object_id,
-                &event.ip,
-            ],
-        )
-        .await?;
-    Ok(())
+    let event = store::audit::NewEvent {
+        organization_id: event.organization_id,
+        actor_type,
+        actor_id,
+        actor_email,
+        action: &event.action,
+        object_type: event.object_type.as_deref(),
+        object_id: event.object_id.as_deref(),
+        ip: event.ip,
+    };
+    store::audit::insert(client, &event).await
 }
 
 /// What a route does: the action name, the object type and the path parameter naming the object.

@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    access::{Access, Action, Grant, Kind, Readable},
+    access::{Access, Action, Kind, Readable},
     error::ApiError,
     limits::Attempt,
-    session,
+    session, store,
 };
 
 /// How a user proved who they are.
@@ -164,31 +164,13 @@ fn forwarded_client(peer: IpAddr, forwarded: &[&str], trusted: &[IpNet]) -> IpAd
     client
 }
 
-/// Loads what user `user_id`'s roles allow in `organization_id`, in one query: the roles, and
-/// each policy action bound to one of them (system policies grant without a policy id).
+/// Loads what user `user_id`'s roles allow in `organization_id`.
 pub async fn load_access(
     client: &impl GenericClient,
     user_id: Uuid,
     organization_id: Uuid,
 ) -> Result<Access, ApiError> {
-    let row = client
-        .query_one(
-            "with mine as (select r.id, r.system and r.name = 'Admin' as admin from user_roles ur
-                             join roles r on r.id = ur.role_id where ur.user_id = $1 and r.organization_id = $2)
-             select array(select id from mine), coalesce((select bool_or(admin) from mine), false),
-                    coalesce((select jsonb_agg(jsonb_build_object('policy', case when p.system then null else p.id end,
-                                                                  'action', a->'action'))
-                                from policies p, jsonb_array_elements(p.policy_actions) a
-                               where p.organization_id = $2
-                                 and exists (select 1 from jsonb_array_elements_text(a->'role_ids') r
-                                              join mine on mine.id::text = r)), '[]')",
-            &[&user_id, &organization_id],
-        )
-        .await?;
-    let grants: Vec<Grant> = serde_json::from_value(row.get(2)).map_err(|e| {
-        ApiError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, format!("a stored policy is malformed: {e}"))
-    })?;
-    Ok(Access { role_ids: row.get(0), admin: row.get(1), grants })
+    Ok(store::permissions::access(client, user_id, organization_id).await?)
 }
 
 /// What the request presents.
@@ -234,24 +216,16 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, Api
     match &presented {
         Presented::Bearer(key) if same_secret(key, &state.settings.deployment_key) => Ok(Caller::Partner),
         Presented::Bearer(key) => {
-            let row = client
-                .query_opt(
-                    "select k.id, u.id, u.organization_id, u.email, k.last_used_at < now() - interval '1 minute'
-                            or k.last_used_at is null
-                       from api_keys k join users u on u.id = k.user_id
-                      where k.key_hash = $1 and k.revoked_at is null",
-                    &[&hash_api_key(key)],
-                )
-                .await?;
-            let Some(row) = row else { return Err(reject(state, attempt, "the API key is not valid").await) };
-            let key_id: Uuid = row.get(0);
-            if row.get::<_, bool>(4) {
-                client.execute("update api_keys set last_used_at = now() where id = $1", &[&key_id]).await?;
+            let Some(holder) = store::keys::holder(&client, &hash_api_key(key)).await? else {
+                return Err(reject(state, attempt, "the API key is not valid").await);
+            };
+            if holder.stale {
+                store::keys::touch(&client, holder.key_id).await?;
             }
-            let (id, organization_id) = (row.get(1), row.get(2));
+            let (id, organization_id) = (holder.user_id, holder.organization_id);
             let access = load_access(&client, id, organization_id).await?;
-            let credential = Credential::ApiKey { key_id };
-            Ok(Caller::User(Box::new(User { id, organization_id, email: row.get(3), access, credential })))
+            let credential = Credential::ApiKey { key_id: holder.key_id };
+            Ok(Caller::User(Box::new(User { id, organization_id, email: holder.email, access, credential })))
         }
         Presented::Basic(None) => Err(reject(state, attempt, "malformed Basic credentials").await),
         Presented::Basic(Some((org, key))) => {
@@ -259,8 +233,9 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Caller, Api
                 return Err(reject(state, attempt, "the deployment key is not valid").await);
             }
             let organization_id = Uuid::parse_str(org).map_err(|_| ApiError::unauthorized("unknown organization"))?;
-            let exists = client.query_opt("select 1 from organizations where id = $1", &[&organization_id]).await?;
-            exists.ok_or_else(|| ApiError::unauthorized("unknown organization"))?;
+            if !store::organizations::exists_by_id(&client, organization_id).await? {
+                return Err(ApiError::unauthorized("unknown organization"));
+            }
             Ok(Caller::Organization { organization_id })
         }
         Presented::Session(token) => {

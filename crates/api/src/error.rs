@@ -13,8 +13,10 @@ use actix_web::{
 use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{ConnectorError, ErrorClass},
-    db::DbError,
+    db::{DbError, Refusal, Refused},
 };
+
+use crate::store::{StoreError, constraints};
 
 /// An error answered to an API caller.
 #[derive(Debug, thiserror::Error)]
@@ -116,23 +118,58 @@ impl ResponseError for ApiError {
 }
 
 impl From<DbError> for ApiError {
-    /// A value the database refuses (class 22, data exceptions; 54, limits such as an index
-    /// row too large) is the caller's mistake: 422 with the database's words. A pool with no
+    /// Values the database refuses are the caller's mistake (see [`refused`]). A pool with no
     /// free connection in time is 503 with `Retry-After`. Anything else is 503 and logged.
     fn from(e: DbError) -> Self {
-        match &e {
-            DbError::Query(q) if q.code().is_some_and(|c| matches!(&c.code()[..2], "22" | "54")) => {
-                let message = q.as_db_error().map_or_else(|| q.to_string(), |db| db.message().to_owned());
-                Self::unprocessable(format!("a value is not valid: {message}"))
-            }
-            DbError::Pool(deadpool_postgres::PoolError::Timeout(_)) => {
-                tracing::warn!("every state database connection is busy");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "the server is busy; retry shortly")
-                    .with_metadata(json!({ "retry_after": 1 }))
-            }
-            _ => {
-                tracing::error!(error = %e, "state database error");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "the state database is unavailable")
+        if let Some(refusal) = e.refused() {
+            return refused(refusal);
+        }
+        if e.is_busy() {
+            tracing::warn!("every state database connection is busy");
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, "the server is busy; retry shortly")
+                .with_metadata(json!({ "retry_after": 1 }));
+        }
+        tracing::error!(error = %e, "state database error");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the state database is unavailable")
+    }
+}
+
+/// The answer to a statement the database refused, naming the field its constraint guards: a
+/// duplicate is 409; a reference to a missing object, a check or a missing value 422; a value
+/// the database cannot take (SQLSTATE classes 22 and 54) 422 with the database's words.
+fn refused(refused: Refused<'_>) -> ApiError {
+    let field = constraints::field(refused.constraint, refused.table, refused.column);
+    let object = refused.table.map_or("object", constraints::object);
+    let invalid = |message: String| ApiError::unprocessable(message).with_metadata(json!({ "field": field }));
+    match refused.refusal {
+        Refusal::Duplicate => {
+            let object = constraints::with_article(object);
+            let message = match (refused.detail.and_then(constraints::duplicate_value), field.as_str()) {
+                (Some(value), "name") => format!("{object} named {value:?} already exists"),
+                (Some(value), field) => format!("{object} with {field} {value:?} already exists"),
+                (None, field) => format!("{object} with this {field} already exists"),
+            };
+            ApiError::conflict(message).with_metadata(json!({ "field": field }))
+        }
+        Refusal::MissingReference => {
+            let target = refused.detail.and_then(constraints::referenced_table).map(constraints::object);
+            let target = target.unwrap_or_else(|| field.trim_end_matches("_id"));
+            invalid(format!("{field} names no {target} of this organization"))
+        }
+        Refusal::Check => invalid(format!("{field} is not valid")),
+        Refusal::Missing => invalid(format!("{field} is required")),
+        Refusal::InvalidValue => ApiError::unprocessable(format!("a value is not valid: {}", refused.message)),
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// A row this code cannot read, or a malformed stored value, is a server fault: 500, logged.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(e) => e.into(),
+            StoreError::Malformed { .. } | StoreError::Shape { .. } => {
+                tracing::error!(error = %e, "unreadable state");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
         }
     }
@@ -233,5 +270,54 @@ mod tests {
         let response = ApiError::from(busy).error_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+    }
+
+    fn refusal<'a>(refusal: Refusal, table: &'a str, constraint: &'a str, detail: &'a str) -> Refused<'a> {
+        Refused {
+            refusal,
+            constraint: Some(constraint),
+            table: Some(table),
+            column: None,
+            detail: Some(detail),
+            message: "",
+        }
+    }
+
+    #[test]
+    fn a_duplicate_is_a_conflict_naming_object_and_field() {
+        let detail = "Key (organization_id, lower(name))=(0b3c59a4-3f1c-4f7e-9d7e-1a2b3c4d5e6f, ops) already exists.";
+        let error = refused(refusal(Refusal::Duplicate, "roles", "roles_org_name", detail));
+        assert_eq!(error.status, StatusCode::CONFLICT);
+        assert_eq!(error.message, r#"a role named "ops" already exists"#);
+        assert_eq!(error.metadata, json!({"field": "name"}));
+        let detail =
+            "Key (organization_id, lower(email))=(0b3c59a4-3f1c-4f7e-9d7e-1a2b3c4d5e6f, a@b.test) already exists.";
+        let error = refused(refusal(Refusal::Duplicate, "users", "users_org_email", detail));
+        assert_eq!(error.message, r#"a user with email "a@b.test" already exists"#);
+        let error = refused(refusal(Refusal::Duplicate, "organizations", "organizations_name_key", ""));
+        assert_eq!(error.message, "an organization with this name already exists");
+    }
+
+    #[test]
+    fn a_missing_reference_is_unprocessable_naming_the_field() {
+        let detail = "Key (target_connection_id)=(0b3c59a4-3f1c-4f7e-9d7e-1a2b3c4d5e6f) is not present in table \"connections\".";
+        let error =
+            refused(refusal(Refusal::MissingReference, "model_syncs", "model_syncs_target_connection_id_fkey", detail));
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.message, "target.connection_id names no connection of this organization");
+        assert_eq!(error.metadata, json!({"field": "target.connection_id"}));
+        let error = refused(refusal(Refusal::MissingReference, "models", "models_connection_id_fkey", ""));
+        assert_eq!(error.message, "connection_id names no connection of this organization");
+    }
+
+    #[test]
+    fn checks_and_missing_values_are_unprocessable() {
+        let error = refused(refusal(Refusal::Check, "model_syncs", "model_syncs_mode_check", ""));
+        assert_eq!((error.status, error.metadata), (StatusCode::UNPROCESSABLE_ENTITY, json!({"field": "mode"})));
+        let missing = Refused { column: Some("name"), ..refusal(Refusal::Missing, "connections", "", "") };
+        let error = refused(missing);
+        assert_eq!((error.message.as_str(), error.metadata), ("name is required", json!({"field": "name"})));
+        let error = refused(Refused { message: "value too long", ..refusal(Refusal::InvalidValue, "t", "", "") });
+        assert_eq!(error.message, "a value is not valid: value too long");
     }
 }

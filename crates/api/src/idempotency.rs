@@ -8,7 +8,14 @@
 use actix_web::{HttpRequest, HttpResponse, ResponseError, body::MessageBody, http::StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::{AppState, auth::Caller, error::ApiError};
+use tokio_postgres::Row;
+
+use crate::{
+    AppState,
+    auth::Caller,
+    error::ApiError,
+    store::{self, FromRow},
+};
 
 const HEADER: &str = "Idempotency-Key";
 
@@ -48,10 +55,8 @@ where
         drop(client);
         return run_and_remember(state, &scope, &key, handler).await;
     }
-    let row = client
-        .query_one("select request, status, body from idempotency_keys where scope = $1 and key = $2", &[&scope, &key])
-        .await?;
-    let (stored, status, body): (String, Option<i32>, Option<Vec<u8>>) = (row.get(0), row.get(1), row.get(2));
+    let sql = "select request, status, body from idempotency_keys where scope = $1 and key = $2";
+    let Claimed { request: stored, status, body } = store::fetch_one(&client, sql, &[&scope, &key]).await?;
     if stored != request {
         return Err(ApiError::unprocessable("this Idempotency-Key was already used for a different request"));
     }
@@ -60,6 +65,21 @@ where
     };
     let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
     Ok(HttpResponse::build(status).content_type("application/json").body(body.unwrap_or_default()))
+}
+
+/// A key's claim: the request it was claimed for and, once known, its outcome.
+struct Claimed {
+    request: String,
+    status: Option<i32>,
+    body: Option<Vec<u8>>,
+}
+
+impl FromRow for Claimed {
+    const WHAT: &'static str = "idempotency key";
+
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self { request: row.try_get("request")?, status: row.try_get("status")?, body: row.try_get("body")? })
+    }
 }
 
 /// Runs the handler of a freshly claimed key and stores its outcome (or frees the key after a

@@ -3,7 +3,9 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod domain;
 pub mod error;
+pub mod extract;
 pub mod http_front;
 pub mod idempotency;
 pub mod input;
@@ -14,6 +16,7 @@ pub mod scheduler;
 pub mod session;
 pub mod signin;
 pub mod status;
+pub mod store;
 
 use std::net::TcpListener;
 

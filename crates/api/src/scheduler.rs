@@ -8,7 +8,7 @@ use syncline_core::{
     db::{DbError, DbPool},
     executions::{self, StartError},
     queue::Queues,
-    sync::Schedule,
+    schedule::{self, Due},
 };
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -43,21 +43,11 @@ pub async fn run(pool: DbPool, queues: Queues, tick: Duration, shutdown: impl Fu
 pub async fn run_due(pool: &DbPool, queues: &Queues) -> Result<usize, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let due = tx
-        .query(
-            "select kind, subject_id, organization_id, schedule from schedules
-             where next_run_at <= now() order by next_run_at for update skip locked limit 100",
-            &[],
-        )
-        .await?;
     let mut started: Vec<(String, Uuid)> = Vec::new();
     let now = chrono::Utc::now();
-    for row in &due {
-        let kind: String = row.try_get("kind")?;
-        let (subject_id, organization_id): (Uuid, Uuid) = (row.try_get("subject_id")?, row.try_get("organization_id")?);
-        let schedule: Schedule = serde_json::from_value(row.try_get("schedule")?).unwrap_or_default();
+    for Due { kind, subject_id, organization_id, schedule } in schedule::lock_due(&tx).await? {
         let next = schedule.next_after(now).ok().flatten();
-        syncline_core::schedule::set(&tx, (&kind, subject_id, organization_id), &schedule, next).await?;
+        schedule::set(&tx, (&kind, subject_id, organization_id), &schedule, next).await?;
         match executions::create(&tx, &kind, subject_id, organization_id, "schedule", false).await {
             Ok(id) => started.push((kind, id)),
             Err(StartError::AlreadyRunning) => {

@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use syncline_core::{Settings, crypto::hash_api_key};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::{error::ApiError, store};
 
 /// The HttpOnly cookie carrying the session token.
 pub const SESSION_COOKIE: &str = "syncline_session";
@@ -52,55 +52,40 @@ pub async fn open(
     ip: &str,
 ) -> Result<NewSession, ApiError> {
     let session = NewSession { id: Uuid::new_v4(), token: random_token(), csrf: random_token() };
-    client
-        .execute(
-            "insert into sessions (id, token_hash, user_id, organization_id, csrf_token, ip, expires_at)
-             values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
-            &[
-                &session.id,
-                &hash_api_key(&session.token),
-                &user_id,
-                &organization_id,
-                &session.csrf,
-                &ip,
-                &MAX_AGE.as_secs_f64(),
-            ],
-        )
-        .await?;
+    let row = store::sessions::NewSession {
+        id: session.id,
+        token_hash: &hash_api_key(&session.token),
+        user_id,
+        organization_id,
+        csrf: &session.csrf,
+        ip,
+        max_age: MAX_AGE,
+    };
+    store::sessions::insert(client, &row).await?;
     Ok(session)
 }
 
 /// The live session the cookie `token` names; `None` when unknown, revoked or expired. Its last
 /// use is written at most once a minute, so most requests only read.
 pub async fn find(client: &impl GenericClient, token: &str) -> Result<Option<ActiveSession>, ApiError> {
-    let row = client
-        .query_opt(
-            "select s.id, s.user_id, s.organization_id, u.email, s.csrf_token,
-                    s.last_seen_at < now() - interval '1 minute'
-               from sessions s join users u on u.id = s.user_id
-              where s.token_hash = $1 and s.revoked_at is null and s.expires_at > now()
-                and s.last_seen_at > now() - make_interval(secs => $2)",
-            &[&hash_api_key(token), &IDLE_TIMEOUT.as_secs_f64()],
-        )
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let id: Uuid = row.get(0);
-    if row.get::<_, bool>(5) {
-        client.execute("update sessions set last_seen_at = now() where id = $1", &[&id]).await?;
+    let Some(found) = store::sessions::find(client, &hash_api_key(token), IDLE_TIMEOUT).await? else {
+        return Ok(None);
+    };
+    if found.stale {
+        store::sessions::touch(client, found.id).await?;
     }
     Ok(Some(ActiveSession {
-        id,
-        user_id: row.get(1),
-        organization_id: row.get(2),
-        email: row.get(3),
-        csrf: row.get(4),
+        id: found.id,
+        user_id: found.user_id,
+        organization_id: found.organization_id,
+        email: found.email,
+        csrf: found.csrf,
     }))
 }
 
 /// Ends session `id`.
 pub async fn revoke(client: &impl GenericClient, id: Uuid) -> Result<(), ApiError> {
-    client.execute("update sessions set revoked_at = now() where id = $1 and revoked_at is null", &[&id]).await?;
-    Ok(())
+    Ok(store::sessions::revoke(client, id).await?)
 }
 
 /// The cookies that hand `session` to the browser. `Secure` is set unless the public URL is

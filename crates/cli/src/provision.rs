@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
-use syncline_api::{access::SystemRole, routes::users};
+use syncline_api::domain::{organizations, users};
 use syncline_core::db;
 
 #[derive(Subcommand)]
@@ -77,28 +77,14 @@ pub async fn workspaces(command: WorkspacesCommand) -> anyhow::Result<()> {
     let pool = pool().await?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let existing = tx.query_opt("select id from organizations where name = $1", &[&name]).await?;
-    let organization_id: uuid::Uuid = match existing {
-        Some(row) => row.get(0),
-        None => syncline_api::routes::organizations::insert(&tx, &name, domain.as_deref())
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message))?,
-    };
-    if domain.is_some() {
-        tx.execute("update organizations set sso_domain = $2 where id = $1", &[&organization_id, &domain]).await?;
-    }
-    let mut created = Vec::new();
-    for email in &users {
-        let user = async {
-            let id = users::upsert(&tx, organization_id, email, Some(SystemRole::Admin)).await?;
-            users::fetch(&tx, organization_id, id).await
-        };
-        created.push(user.await.map_err(|e| anyhow::anyhow!(e.message))?);
-    }
+    let (organization_id, provisioned) = organizations::provision(&tx, &name, domain.as_deref(), &users)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     tx.commit().await?;
+    let users: Vec<_> = provisioned.iter().map(users::to_json).collect();
     println!(
         "{}",
-        serde_json::to_string_pretty(&json!({"organization_id": organization_id, "name": name, "users": created}))?
+        serde_json::to_string_pretty(&json!({"organization_id": organization_id, "name": name, "users": users}))?
     );
     Ok(())
 }
@@ -107,16 +93,12 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     let KeysCommand::Create { organization, user } = command;
     let pool = pool().await?;
     let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "select u.organization_id, u.id from users u join organizations o on o.id = u.organization_id
-             where (o.name = $1 or o.id::text = $1) and lower(u.email) = lower($2)",
-            &[&organization, &user],
-        )
-        .await?
+    let (organization_id, user_id) = syncline_api::store::users::find_in_named(&client, &organization, &user)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
         .with_context(|| format!("no user {user} in organization {organization}"))?;
     let (_, key) =
-        users::mint_key(&client, row.get(0), row.get(1), false).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        users::mint_key(&client, organization_id, user_id, false).await.map_err(|e| anyhow::anyhow!(e.message))?;
     println!("{key}");
     Ok(())
 }

@@ -36,6 +36,70 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Why the database refused a statement because of the values it was given (the caller's
+/// mistake, not an outage), read from the SQLSTATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 23505: a unique constraint or index already holds the value.
+    Duplicate,
+    /// 23503: a referenced row does not exist.
+    MissingReference,
+    /// 23514: a check constraint refused the value.
+    Check,
+    /// 23502: a required column was left empty.
+    Missing,
+    /// Class 22 (data exceptions) and 54 (limits, such as an index row too large).
+    InvalidValue,
+}
+
+impl Refusal {
+    /// The refusal a SQLSTATE code stands for; `None` for codes that are not the caller's doing.
+    pub fn of_code(code: &str) -> Option<Self> {
+        match code {
+            "23505" => Some(Self::Duplicate),
+            "23503" => Some(Self::MissingReference),
+            "23514" => Some(Self::Check),
+            "23502" => Some(Self::Missing),
+            _ if code.starts_with("22") || code.starts_with("54") => Some(Self::InvalidValue),
+            _ => None,
+        }
+    }
+}
+
+/// A statement the database refused, with what the server said about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a> {
+    pub refusal: Refusal,
+    /// The constraint or index that refused it, when one did.
+    pub constraint: Option<&'a str>,
+    pub table: Option<&'a str>,
+    pub column: Option<&'a str>,
+    /// `Key (…)=(…) already exists.` and the like.
+    pub detail: Option<&'a str>,
+    pub message: &'a str,
+}
+
+impl DbError {
+    /// What the database refused, when the failure is the values' fault (see [`Refusal`]).
+    pub fn refused(&self) -> Option<Refused<'_>> {
+        let Self::Query(e) = self else { return None };
+        let db = e.as_db_error()?;
+        Some(Refused {
+            refusal: Refusal::of_code(db.code().code())?,
+            constraint: db.constraint(),
+            table: db.table(),
+            column: db.column(),
+            detail: db.detail(),
+            message: db.message(),
+        })
+    }
+
+    /// Whether no pooled connection became free in time (the pool is busy, not broken).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Pool(deadpool_postgres::PoolError::Timeout(_)))
+    }
+}
+
 /// Opens a pool of at most `size` connections to `url`. A caller waits at most `wait` for a
 /// free connection (and as long again to open one); then it gets [`DbError::Pool`] with a
 /// timeout, never an endless wait.
@@ -69,5 +133,36 @@ pub async fn ping(pool: &DbPool) -> bool {
     match pool.get().await {
         Ok(conn) => conn.simple_query("select 1").await.is_ok(),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_name_what_the_values_did_wrong() {
+        assert_eq!(Refusal::of_code("23505"), Some(Refusal::Duplicate));
+        assert_eq!(Refusal::of_code("23503"), Some(Refusal::MissingReference));
+        assert_eq!(Refusal::of_code("23514"), Some(Refusal::Check));
+        assert_eq!(Refusal::of_code("23502"), Some(Refusal::Missing));
+        assert_eq!(Refusal::of_code("22001"), Some(Refusal::InvalidValue), "string too long");
+        assert_eq!(Refusal::of_code("22P02"), Some(Refusal::InvalidValue), "invalid text representation");
+        assert_eq!(Refusal::of_code("54000"), Some(Refusal::InvalidValue), "index row too large");
+    }
+
+    #[test]
+    fn outages_and_server_faults_are_no_refusal() {
+        for code in ["08006", "57P01", "53300", "40001", "42P01", "XX000", "23000"] {
+            assert_eq!(Refusal::of_code(code), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn a_pool_timeout_is_busy_and_no_refusal() {
+        let busy = DbError::Pool(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait));
+        assert!(busy.is_busy());
+        assert!(busy.refused().is_none());
+        assert!(!DbError::Setup("x".into()).is_busy());
     }
 }

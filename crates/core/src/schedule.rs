@@ -35,6 +35,38 @@ pub async fn set(
     Ok(())
 }
 
+/// A subject whose run is due.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub kind: String,
+    pub subject_id: Uuid,
+    pub organization_id: Uuid,
+    pub schedule: Schedule,
+}
+
+/// Subjects of every kind whose next run is due, locked for this transaction (other schedulers
+/// skip them), at most 100, the most overdue first.
+pub async fn lock_due(tx: &impl GenericClient) -> Result<Vec<Due>, DbError> {
+    let rows = tx
+        .query(
+            "select kind, subject_id, organization_id, schedule from schedules
+             where next_run_at <= now() order by next_run_at for update skip locked limit 100",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Due {
+                kind: row.try_get("kind")?,
+                subject_id: row.try_get("subject_id")?,
+                organization_id: row.try_get("organization_id")?,
+                // A schedule that no longer parses runs no more (`next_after` of the default is none).
+                schedule: serde_json::from_value(row.try_get("schedule")?).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 /// When `subject_id` of `kind` runs next, if it is on a schedule.
 pub async fn next_run_at(
     client: &impl GenericClient,

@@ -8,12 +8,13 @@ use serde_json::{Value as Json, json};
 use syncline_core::connector::{DynConnector, ParameterValue};
 use uuid::Uuid;
 
-use super::{connections, envelope, parse_id};
+use super::{connections, envelope};
 use crate::{
     AppState,
     access::{Action, Kind},
-    auth::Caller,
     error::{ApiError, parse_body},
+    extract::{Authorized, Tenant, can},
+    store::{self, connections::Connection},
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -61,20 +62,24 @@ async fn values_of(
 #[post("/connection_types/{type}/parameter_values")]
 async fn type_values(
     state: web::Data<AppState>,
-    caller: Caller,
+    tenant: Tenant,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = &tenant.caller;
     let connector = syncline_connectors::get(&path).ok_or_else(|| ApiError::not_found("connection type"))?;
     let input: ValuesBody = parse_body(&body)?;
     let field = input.field.filter(|f| !f.is_empty()).ok_or_else(|| ApiError::bad_request("field is required"))?;
     let draft = input.parameters.unwrap_or_else(|| json!({}));
     let config = match input.connection_id {
         Some(id) => {
-            let saved = connections::open(&state, &caller, id, Action::Update).await?;
+            let saved = connections::open_by_id(&state, caller, id, Action::Update).await?;
             if saved.connector.spec().id != connector.spec().id {
-                return Err(ApiError::unprocessable(format!("connection {id} is not a {} connection", connector.spec().id))
-                    .with_metadata(json!({"field": "connection_id"})));
+                return Err(ApiError::unprocessable(format!(
+                    "connection {id} is not a {} connection",
+                    connector.spec().id
+                ))
+                .with_metadata(json!({"field": "connection_id"})));
             }
             saved.overlaid(draft)?
         }
@@ -91,11 +96,9 @@ async fn type_values(
 #[get("/connections/{id}/parameter_values")]
 async fn connection_values(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    connection: Authorized<Connection, can::Read>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path, "connection")?;
-    let saved = connections::open(&state, &caller, id, Action::Read).await?;
+    let saved = connections::open(&state, &connection)?;
     let fields: Vec<String> = saved.connector.spec().config_schema["properties"]
         .as_object()
         .map(|properties| properties.keys().cloned().collect())
@@ -113,42 +116,27 @@ async fn connection_values(
 /// it, each with its executions of the last 24 hours. Database backends do not count API calls,
 /// so `callsLast24h` counts executions, as each sync's `totalCalls` does.
 #[get("/connections/{id}/usage")]
-async fn usage(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path, "connection")?;
-    connections::open(&state, &caller, id, Action::Read).await?;
-    let rows = state
-        .pool
-        .get()
-        .await?
-        .query(
-            "select s.id, s.name,
-                    (select max(e.started_at) from executions e where e.kind = 'model_sync' and e.subject_id = s.id) as last_run_at,
-                    (select count(*) from executions e where e.kind = 'model_sync' and e.subject_id = s.id
-                       and e.created_at > now() - interval '24 hours') as runs
-             from model_syncs s join models m on m.id = s.model_id
-             where s.organization_id = $2 and (s.target_connection_id = $1 or m.connection_id = $1)
-             order by runs desc, s.name",
-            &[&id, &caller.organization()?],
-        )
-        .await?;
-    let mut total = 0;
-    let mut by_sync = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let runs: i64 = row.try_get("runs").map_err(syncline_core::db::DbError::from)?;
-        total += runs;
-        by_sync.push(json!({
-            "syncId": row.try_get::<_, Uuid>("id").map_err(syncline_core::db::DbError::from)?,
-            "syncName": row.try_get::<_, String>("name").map_err(syncline_core::db::DbError::from)?,
-            "syncType": "model_sync",
-            "lastRunAt": row.try_get::<_, Option<chrono::DateTime<chrono::Utc>>>("last_run_at")
-                .map_err(syncline_core::db::DbError::from)?,
-            "totalCalls": runs,
-            "categories": [{"key": "executions", "label": "Executions", "calls": runs}],
-        }));
-    }
+async fn usage(
+    state: web::Data<AppState>,
+    connection: Authorized<Connection, can::Read>,
+) -> Result<HttpResponse, ApiError> {
+    let syncs = store::connections::usage(&state.pool.get().await?, connection.organization_id, connection.id).await?;
+    let by_sync: Vec<Json> = syncs
+        .iter()
+        .map(|sync| {
+            json!({
+                "syncId": sync.sync_id,
+                "syncName": sync.name,
+                "syncType": "model_sync",
+                "lastRunAt": sync.last_run_at,
+                "totalCalls": sync.runs,
+                "categories": [{"key": "executions", "label": "Executions", "calls": sync.runs}],
+            })
+        })
+        .collect();
     Ok(envelope(json!({
-        "connectionId": id,
-        "callsLast24h": total,
+        "connectionId": connection.id,
+        "callsLast24h": syncs.iter().map(|sync| sync.runs).sum::<i64>(),
         "reportsSyncStats": true,
         "bySync": by_sync,
     })))

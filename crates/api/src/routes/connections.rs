@@ -9,16 +9,17 @@ use syncline_core::{
     connector::{ConnectorError, DynConnector},
     credentials, jsonschema,
 };
-use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{authorize, check_policies, envelope, get_owned, list_owned, parse_id};
+use super::{check_policies, envelope};
 use crate::{
     AppState,
     access::{Action, Kind},
     auth::Caller,
     error::{ApiError, parse_body},
+    extract::{Authorized, Tenant, authorized, can},
     idempotency, input,
+    store::{self, connections::Connection},
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -32,8 +33,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(remove);
 }
 
-const COLUMNS: &str = "id, name, organization_id, type, configuration, status, status_error, policies, healthcheck_interval, created_at, updated_at";
-
 fn connector(type_id: &str) -> Result<&'static Arc<dyn DynConnector>, ApiError> {
     syncline_connectors::get(type_id).ok_or_else(|| {
         let known: Vec<&str> = syncline_connectors::all().iter().map(|c| c.spec().id).collect();
@@ -41,22 +40,22 @@ fn connector(type_id: &str) -> Result<&'static Arc<dyn DynConnector>, ApiError> 
     })
 }
 
-fn to_json(row: &Row) -> Json {
-    let type_id: String = row.get(3);
-    let name = syncline_connectors::get(&type_id).map_or(type_id.as_str(), |c| c.spec().name);
+fn to_json(connection: &Connection) -> Json {
+    let type_id = connection.type_id.as_str();
+    let name = syncline_connectors::get(type_id).map_or(type_id, |c| c.spec().name);
     json!({
-        "id": row.get::<_, Uuid>(0),
-        "name": row.get::<_, String>(1),
-        "organization_id": row.get::<_, Uuid>(2),
+        "id": connection.id,
+        "name": connection.name,
+        "organization_id": connection.organization_id,
         "type": {"id": type_id, "name": name, "operations": []},
-        "configuration": row.get::<_, Json>(4),
-        "status": row.get::<_, String>(5),
-        "status_error": row.get::<_, Option<String>>(6),
+        "configuration": connection.configuration,
+        "status": connection.status,
+        "status_error": connection.status_error,
         "saved": true,
-        "policies": row.get::<_, Vec<String>>(7),
-        "healthcheck_interval": row.get::<_, Option<String>>(8),
-        "created_at": row.get::<_, chrono::DateTime<chrono::Utc>>(9),
-        "updated_at": row.get::<_, chrono::DateTime<chrono::Utc>>(10),
+        "policies": connection.policies,
+        "healthcheck_interval": connection.healthcheck_interval,
+        "created_at": connection.created_at,
+        "updated_at": connection.updated_at,
     })
 }
 
@@ -82,24 +81,25 @@ impl OpenConnection {
     }
 }
 
-/// Loads connection `id` for `caller` to do `action` with: 404 for other organizations'
-/// connections, 403 when the caller's roles do not allow `action`.
-pub async fn open(state: &AppState, caller: &Caller, id: Uuid, action: Action) -> Result<OpenConnection, ApiError> {
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            "select type, configuration, secrets, policies from connections where id = $1 and organization_id = $2",
-            &[&id, &caller.organization()?],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?;
-    caller.check(action, Kind::Connection, &row.get::<_, Vec<String>>(3))?;
-    let (type_id, public, sealed): (String, Json, Option<Vec<u8>>) = (row.get(0), row.get(1), row.get(2));
-    let config = credentials::unseal(&public, sealed.as_deref(), &state.secrets).map_err(|e| {
-        tracing::error!(connection_id = %id, error = %e, "cannot open connection secrets");
+/// Opens the secrets of `connection` into its configuration.
+pub fn open(state: &AppState, connection: &Connection) -> Result<OpenConnection, ApiError> {
+    let sealed = connection.secrets.as_deref();
+    let config = credentials::unseal(&connection.configuration, sealed, &state.secrets).map_err(|e| {
+        tracing::error!(connection_id = %connection.id, error = %e, "cannot open connection secrets");
         ApiError::unprocessable(format!("the connection's stored credentials cannot be read: {e}"))
     })?;
-    Ok(OpenConnection { connector: connector(&type_id)?, config })
+    Ok(OpenConnection { connector: connector(&connection.type_id)?, config })
+}
+
+/// Loads connection `id` for `caller` to do `action` with, opened: 404 for other
+/// organizations' connections, 403 when the caller's roles do not allow `action`.
+pub async fn open_by_id(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    action: Action,
+) -> Result<OpenConnection, ApiError> {
+    open(state, &authorized::<Connection>(state, caller, id, action).await?)
 }
 
 #[get("/connection_types")]
@@ -137,6 +137,23 @@ struct ConnectionBody {
     healthcheck_interval: Option<String>,
     policies: Option<Vec<String>>,
     validate: Option<bool>,
+}
+
+/// What a create or an update stores: `sealed` is the configuration split into what clients see
+/// and the sealed secrets.
+fn values<'a>(
+    input: &'a ConnectionBody,
+    name: &'a str,
+    (public, sealed): &'a (Json, Option<Vec<u8>>),
+    policies: &'a [String],
+) -> store::connections::Values<'a> {
+    store::connections::Values {
+        name,
+        configuration: public,
+        sealed_secrets: sealed,
+        healthcheck_interval: input.healthcheck_interval.as_deref(),
+        policies,
+    }
 }
 
 /// Validates a configuration against the type's schema and the egress policy and, unless told
@@ -192,20 +209,22 @@ fn keep_secrets(connector: &Arc<dyn DynConnector>, saved: &Json, config: &mut Js
 }
 
 #[get("/connections")]
-async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    list_owned(&state, &caller, (Kind::Connection, COLUMNS), to_json).await
+async fn list(state: web::Data<AppState>, tenant: Tenant) -> Result<HttpResponse, ApiError> {
+    let readable = tenant.caller.readable(Kind::Connection);
+    let connections = store::connections::list(&state.pool.get().await?, tenant.organization_id, &readable).await?;
+    Ok(envelope(connections.iter().map(to_json).collect()))
 }
 
 #[post("/connections")]
 async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
+    tenant: Tenant,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
+    let (org, caller) = (tenant.organization_id, &tenant.caller);
     caller.check(Action::Create, Kind::Connection, &[])?;
-    idempotency::once(&state, &req, &caller, &body, async {
+    idempotency::once(&state, &req, caller, &body, async {
         let input: ConnectionBody = parse_body(&body)?;
         let policies = input.policies.clone().unwrap_or_default();
         check_policies(&state.pool.get().await?, org, &policies).await?;
@@ -213,16 +232,11 @@ async fn create(
         let connector = connector(input.type_id.as_deref().ok_or_else(|| ApiError::bad_request("type is required"))?)?;
         let config = input.configuration.clone().ok_or_else(|| ApiError::unprocessable("configuration is required"))?;
         checked(&state, connector, &config, input.validate.unwrap_or(true)).await?;
-        let (public, sealed) = credentials::seal(connector.spec(), &config, &state.secrets);
-        let client = state.pool.get().await?;
-        let row = client
-            .query_one(
-                &format!("insert into connections (id, organization_id, name, type, configuration, secrets, healthcheck_interval, policies)
-                          values ($1, $2, $3, $4, $5, $6, $7, $8) returning {COLUMNS}"),
-                &[&Uuid::new_v4(), &org, &name, &connector.spec().id, &public, &sealed, &input.healthcheck_interval, &policies],
-            )
-            .await?;
-        Ok(envelope(to_json(&row)))
+        let sealed = credentials::seal(connector.spec(), &config, &state.secrets);
+        let values = values(&input, &name, &sealed, &policies);
+        let connection =
+            store::connections::insert(&state.pool.get().await?, org, connector.spec().id, &values).await?;
+        Ok(envelope(to_json(&connection)))
     })
     .await
 }
@@ -243,7 +257,7 @@ async fn test(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> R
     let mut config = input.configuration.unwrap_or_else(|| json!({}));
     let connector = match input.connection_id {
         Some(id) => {
-            let saved = open(&state, &caller, id, Action::Update).await?;
+            let saved = open_by_id(&state, &caller, id, Action::Update).await?;
             config = saved.overlaid(config)?;
             saved.connector
         }
@@ -257,24 +271,18 @@ async fn test(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> R
 }
 
 #[get("/connections/{id}")]
-async fn get_one(
-    state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    get_owned(&state, &caller, &path, (Kind::Connection, COLUMNS), to_json).await
+async fn get_one(connection: Authorized<Connection, can::Read>) -> HttpResponse {
+    envelope(to_json(&connection))
 }
 
 #[put("/connections/{id}")]
 async fn update(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    connection: Authorized<Connection, can::Update>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let id = parse_id(&path, "connection")?;
-    let saved = open(&state, &caller, id, Action::Update).await?;
+    let (org, id) = (connection.organization_id, connection.id);
+    let saved = open(&state, &connection)?;
     let input: ConnectionBody = parse_body(&body)?;
     let policies = input.policies.clone().unwrap_or_default();
     check_policies(&state.pool.get().await?, org, &policies).await?;
@@ -288,16 +296,10 @@ async fn update(
     let mut config = input.configuration.clone().ok_or_else(|| ApiError::unprocessable("configuration is required"))?;
     keep_secrets(connector, &saved.config, &mut config)?;
     checked(&state, connector, &config, input.validate.unwrap_or(true)).await?;
-    let (public, sealed) = credentials::seal(connector.spec(), &config, &state.secrets);
-    let client = state.pool.get().await?;
-    let row = client
-        .query_one(
-            &format!("update connections set name = $3, configuration = $4, secrets = $5, healthcheck_interval = $6, policies = $7,
-                      status = 'healthy', status_error = null, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
-            &[&id, &org, &name, &public, &sealed, &input.healthcheck_interval, &policies],
-        )
-        .await?;
-    Ok(envelope(to_json(&row)))
+    let sealed = credentials::seal(connector.spec(), &config, &state.secrets);
+    let values = values(&input, &name, &sealed, &policies);
+    let updated = store::connections::update(&state.pool.get().await?, org, id, &values).await?;
+    Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("connection"))?)))
 }
 
 #[derive(Deserialize)]
@@ -308,28 +310,19 @@ struct DeleteQuery {
 #[delete("/connections/{id}")]
 async fn remove(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    connection: Authorized<Connection, can::Delete>,
     query: web::Query<DeleteQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let id = parse_id(&path, "connection")?;
+    let (org, id) = (connection.organization_id, connection.id);
     let client = state.pool.get().await?;
-    authorize(&client, &caller, Kind::Connection, id, Action::Delete).await?;
     if !query.force.unwrap_or(false) {
-        let users = client
-            .query_one(
-                "select (select count(*) from models where connection_id = $1) + (select count(*) from model_syncs where target_connection_id = $1)",
-                &[&id],
-            )
-            .await?;
-        let count: i64 = users.get(0);
+        let count = store::connections::users(&client, id).await?;
         if count > 0 {
             return Err(ApiError::unprocessable(format!(
                 "the connection is used by {count} model(s) or sync(s); delete them first or pass force=true"
             )));
         }
     }
-    client.execute("delete from connections where id = $1 and organization_id = $2", &[&id, &org]).await?;
+    store::connections::delete(&client, org, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,14 +5,11 @@ use actix_web::{HttpResponse, web};
 use base64::Engine;
 use deadpool_postgres::GenericClient;
 use serde_json::{Value as Json, json};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::{
-    AppState,
-    access::{Action, Kind},
-    auth::Caller,
     error::ApiError,
+    store::{self, Window},
 };
 
 pub mod audit_events;
@@ -53,82 +50,17 @@ pub fn envelope(data: Json) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "data": data }))
 }
 
-/// Reads `columns` of row `id` of `table` if it belongs to organization `org`. Other
-/// organizations' objects do not exist for the caller: 404 naming `what`.
-pub async fn owned_row(
-    client: &impl GenericClient,
-    table: &str,
-    columns: &str,
-    id: Uuid,
-    org: Uuid,
-    what: &str,
-) -> Result<Row, ApiError> {
-    let sql = format!("select {columns} from {table} where id = $1 and organization_id = $2");
-    client.query_opt(&sql, &[&id, &org]).await?.ok_or_else(|| ApiError::not_found(what))
-}
-
-/// 404 unless object `id` of `kind` belongs to the caller's organization, 403 unless the
-/// caller's roles allow `action` on it.
-pub async fn authorize(
-    client: &impl GenericClient,
-    caller: &Caller,
-    kind: Kind,
-    id: Uuid,
-    action: Action,
-) -> Result<(), ApiError> {
-    let row = owned_row(client, kind.table(), "policies", id, caller.organization()?, kind.as_str()).await?;
-    caller.check(action, kind, &row.get::<_, Vec<String>>(0))
-}
-
-/// 422 unless every id in `policies` names a policy of organization `org`.
+/// 422 naming `policies` unless every id in `policies` names a policy of organization `org`.
 pub async fn check_policies(client: &impl GenericClient, org: Uuid, policies: &[String]) -> Result<(), ApiError> {
+    let invalid = |message: String| ApiError::unprocessable(message).with_metadata(json!({"field": "policies"}));
     let ids: Vec<Uuid> = policies
         .iter()
-        .map(|p| Uuid::parse_str(p).map_err(|_| ApiError::unprocessable(format!("policies: {p:?} is not a policy id"))))
+        .map(|p| Uuid::parse_str(p).map_err(|_| invalid(format!("policies: {p:?} is not a policy id"))))
         .collect::<Result<_, _>>()?;
-    let found: i64 = client
-        .query_one("select count(*) from policies where organization_id = $1 and id = any($2)", &[&org, &ids])
-        .await?
-        .get(0);
-    match found as usize == ids.len() {
+    match store::permissions::count_policies(client, org, &ids).await? as usize == ids.len() {
         true => Ok(()),
-        false => Err(ApiError::unprocessable("policies: every entry must be a policy of this organization")),
+        false => Err(invalid("policies: every entry must be a policy of this organization".into())),
     }
-}
-
-/// Answers one object of `kind` the caller may read, or 404 (unknown ids, and other
-/// organizations' objects, do not exist for the caller).
-pub async fn get_owned(
-    state: &AppState,
-    caller: &Caller,
-    raw_id: &str,
-    (kind, columns): (Kind, &str),
-    to_json: fn(&Row) -> Json,
-) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let id = parse_id(raw_id, kind.as_str())?;
-    let columns = format!("{columns}, policies as access_policies");
-    let row = owned_row(&state.pool.get().await?, kind.table(), &columns, id, org, kind.as_str()).await?;
-    caller.check(Action::Read, kind, &row.get::<_, Vec<String>>("access_policies"))?;
-    Ok(envelope(to_json(&row)))
-}
-
-/// Answers every object of `kind` in the caller's organization that the caller may read,
-/// oldest first.
-pub async fn list_owned(
-    state: &AppState,
-    caller: &Caller,
-    (kind, columns): (Kind, &str),
-    to_json: fn(&Row) -> Json,
-) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let readable = caller.readable(kind);
-    let sql = format!(
-        "select {columns} from {} where organization_id = $1 and ($2 or policies && $3) order by created_at",
-        kind.table()
-    );
-    let rows = state.pool.get().await?.query(&sql, &[&org, &readable.everywhere, &readable.policies]).await?;
-    Ok(envelope(rows.iter().map(to_json).collect()))
 }
 
 /// One page of a list: `page_token` is an opaque offset.
@@ -157,13 +89,13 @@ impl Page {
         Ok(Self { offset, limit: limit.unwrap_or(max).clamp(1, max) })
     }
 
-    /// `LIMIT` and `OFFSET` values: one row more than the page, to know if another follows.
-    pub fn bounds(&self) -> (i64, i64) {
-        (self.limit + 1, self.offset)
+    /// The rows to fetch: one more than the page, to know if another follows.
+    pub fn window(&self) -> Window {
+        Window { limit: self.limit + 1, offset: self.offset }
     }
 
-    /// The `{data, pagination}` envelope for rows fetched with [`Page::bounds`].
-    pub fn respond(&self, rows: &[Row], to_json: impl Fn(&Row) -> Json) -> HttpResponse {
+    /// The `{data, pagination}` envelope for rows fetched with [`Page::window`].
+    pub fn respond<T>(&self, rows: &[T], to_json: impl Fn(&T) -> Json) -> HttpResponse {
         let next = match rows.len() as i64 > self.limit {
             true => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode((self.offset + self.limit).to_string()),
             false => String::new(),

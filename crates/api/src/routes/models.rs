@@ -3,41 +3,40 @@
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{authorize, check_policies, connections, envelope, get_owned, list_owned, parse_id};
+use super::{check_policies, connections, envelope};
 use crate::{
     AppState,
     access::{Action, Kind},
     auth::Caller,
     error::{ApiError, parse_body},
+    extract::{Authorized, Tenant, can},
     idempotency, input,
+    store::{self, models::Model},
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list).service(create).service(preview).service(get_one).service(update).service(remove).service(sample);
 }
 
-const COLUMNS: &str = "id, name, organization_id, connection_id, configuration, fields, identifier, tracking_columns, labels, policies, version, created_at, updated_at";
-
-fn to_json(row: &Row) -> Json {
+fn to_json(model: &Model) -> Json {
     json!({
-        "id": row.get::<_, Uuid>(0),
-        "name": row.get::<_, String>(1),
-        "organization_id": row.get::<_, Uuid>(2),
-        "connection_id": row.get::<_, Uuid>(3),
+        "id": model.id,
+        "name": model.name,
+        "organization_id": model.organization_id,
+        "connection_id": model.connection_id,
         "type": "query",
-        "configuration": row.get::<_, Json>(4),
-        "fields": row.get::<_, Json>(5),
-        "identifier": row.get::<_, Option<String>>(6),
-        "tracking_columns": row.get::<_, Vec<String>>(7),
-        "labels": row.get::<_, Json>(8),
-        "policies": row.get::<_, Vec<String>>(9),
+        "configuration": model.configuration,
+        "fields": model.fields,
+        "identifier": model.identifier,
+        "tracking_columns": model.tracking_columns,
+        "labels": model.labels,
+        "policies": model.policies,
         "relations": [],
-        "version": row.get::<_, i32>(10),
-        "created_at": row.get::<_, chrono::DateTime<chrono::Utc>>(11),
-        "updated_at": row.get::<_, chrono::DateTime<chrono::Utc>>(12),
+        "version": model.version,
+        "created_at": model.created_at,
+        "updated_at": model.updated_at,
     })
 }
 
@@ -68,11 +67,14 @@ async fn check(state: &AppState, caller: &Caller, input: &ModelBody, model_id: U
     let connection_id = input.connection_id.ok_or_else(|| ApiError::bad_request("connection_id is required"))?;
     let configuration =
         input.configuration.clone().ok_or_else(|| ApiError::bad_request("configuration is required"))?;
-    let connection =
-        connections::open(state, caller, connection_id, Action::Read).await.map_err(|e| match e.status.as_u16() {
-            404 => ApiError::bad_request("connection_id names no connection of this organization"),
-            _ => e,
-        })?;
+    let connection = connections::open_by_id(state, caller, connection_id, Action::Read).await.map_err(|e| match e
+        .status
+        .as_u16()
+    {
+        404 => ApiError::unprocessable("connection_id names no connection of this organization")
+            .with_metadata(json!({"field": "connection_id"})),
+        _ => e,
+    })?;
     let source = connection.connector.source(&state.connector, &connection.config)?;
     let fields = source.model_fields(&configuration).await?;
     let now = chrono::Utc::now();
@@ -101,43 +103,54 @@ async fn check(state: &AppState, caller: &Caller, input: &ModelBody, model_id: U
     Ok(Checked { name: name.to_owned(), connection_id, configuration, fields: json!(fields) })
 }
 
+impl Checked {
+    /// What [`store::models::insert`] and [`store::models::update`] store for `input`.
+    fn values<'a>(&'a self, input: &'a ModelBody, labels: &'a Json) -> store::models::Values<'a> {
+        store::models::Values {
+            connection_id: self.connection_id,
+            name: &self.name,
+            configuration: &self.configuration,
+            fields: &self.fields,
+            identifier: input.identifier.as_deref(),
+            tracking_columns: input.tracking_columns.as_deref().unwrap_or_default(),
+            labels,
+            policies: input.policies.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
 #[get("/models")]
-async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    list_owned(&state, &caller, (Kind::Model, COLUMNS), to_json).await
+async fn list(state: web::Data<AppState>, tenant: Tenant) -> Result<HttpResponse, ApiError> {
+    let readable = tenant.caller.readable(Kind::Model);
+    let models = store::models::list(&state.pool.get().await?, tenant.organization_id, &readable).await?;
+    Ok(envelope(models.iter().map(to_json).collect()))
 }
 
 #[post("/models")]
 async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
+    tenant: Tenant,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
+    let (org, caller) = (tenant.organization_id, &tenant.caller);
     caller.check(Action::Create, Kind::Model, &[])?;
-    idempotency::once(&state, &req, &caller, &body, async {
+    idempotency::once(&state, &req, caller, &body, async {
         let input: ModelBody = parse_body(&body)?;
         let id = Uuid::new_v4();
-        let model = check(&state, &caller, &input, id).await?;
-        let client = state.pool.get().await?;
-        let row = client
-            .query_one(
-                &format!("insert into models (id, organization_id, connection_id, name, configuration, fields, identifier, tracking_columns, labels, policies)
-                          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning {COLUMNS}"),
-                &[&id, &org, &model.connection_id, &model.name, &model.configuration, &model.fields, &input.identifier,
-                  &input.tracking_columns.clone().unwrap_or_default(), &json!(input.labels.clone().unwrap_or_default()), &input.policies.clone().unwrap_or_default()],
-            )
-            .await?;
-        Ok(envelope(to_json(&row)))
+        let checked = check(&state, caller, &input, id).await?;
+        let labels = json!(input.labels.clone().unwrap_or_default());
+        let model = store::models::insert(&state.pool.get().await?, org, id, &checked.values(&input, &labels)).await?;
+        Ok(envelope(to_json(&model)))
     })
     .await
 }
 
 #[post("/model-preview")]
-async fn preview(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
+async fn preview(state: web::Data<AppState>, tenant: Tenant, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let org = tenant.organization_id;
     let input: ModelBody = parse_body(&body)?;
-    let model = check(&state, &caller, &input, Uuid::nil()).await?;
+    let model = check(&state, &tenant.caller, &input, Uuid::nil()).await?;
     Ok(envelope(json!({
         "name": model.name,
         "organization_id": org,
@@ -149,39 +162,23 @@ async fn preview(state: web::Data<AppState>, caller: Caller, body: web::Bytes) -
 }
 
 #[get("/models/{id}")]
-async fn get_one(
-    state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    get_owned(&state, &caller, &path, (Kind::Model, COLUMNS), to_json).await
+async fn get_one(model: Authorized<Model, can::Read>) -> HttpResponse {
+    envelope(to_json(&model))
 }
 
 #[put("/models/{id}")]
 async fn update(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    model: Authorized<Model, can::Update>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let id = parse_id(&path, "model")?;
+    let (org, id) = (model.organization_id, model.id);
     let input: ModelBody = parse_body(&body)?;
-    authorize(&state.pool.get().await?, &caller, Kind::Model, id, Action::Update).await?;
     // No state-database connection is held while the source checks the query.
-    let model = check(&state, &caller, &input, id).await?;
-    let row = state
-        .pool
-        .get()
-        .await?
-        .query_one(
-            &format!("update models set connection_id = $3, name = $4, configuration = $5, fields = $6, identifier = $7, tracking_columns = $8,
-                      labels = $9, policies = $10, version = version + 1, updated_at = now() where id = $1 and organization_id = $2 returning {COLUMNS}"),
-            &[&id, &org, &model.connection_id, &model.name, &model.configuration, &model.fields, &input.identifier,
-              &input.tracking_columns.clone().unwrap_or_default(), &json!(input.labels.clone().unwrap_or_default()), &input.policies.clone().unwrap_or_default()],
-        )
-        .await?;
-    Ok(envelope(to_json(&row)))
+    let checked = check(&state, &model.caller, &input, id).await?;
+    let labels = json!(input.labels.clone().unwrap_or_default());
+    let updated = store::models::update(&state.pool.get().await?, org, id, &checked.values(&input, &labels)).await?;
+    Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("model"))?)))
 }
 
 #[derive(Deserialize)]
@@ -192,42 +189,26 @@ struct DeleteQuery {
 #[delete("/models/{id}")]
 async fn remove(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    model: Authorized<Model, can::Delete>,
     query: web::Query<DeleteQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let id = parse_id(&path, "model")?;
+    let (org, id) = (model.organization_id, model.id);
     let client = state.pool.get().await?;
-    authorize(&client, &caller, Kind::Model, id, Action::Delete).await?;
-    let used: i64 = client.query_one("select count(*) from model_syncs where model_id = $1", &[&id]).await?.get(0);
+    let used = store::models::users(&client, id).await?;
     if used > 0 && !query.force.unwrap_or(false) {
         return Err(ApiError::unprocessable(format!(
             "the model is used by {used} sync(s); delete them first or pass force=true"
         )));
     }
-    client.execute("delete from models where id = $1 and organization_id = $2", &[&id, &org]).await?;
+    store::models::delete(&client, org, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[get("/models/{id}/sample")]
-async fn sample(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let org = caller.organization()?;
-    let id = parse_id(&path, "model")?;
-    let row = {
-        let client = state.pool.get().await?;
-        authorize(&client, &caller, Kind::Model, id, Action::Read).await?;
-        client
-            .query_opt(
-                "select connection_id, configuration from models where id = $1 and organization_id = $2",
-                &[&id, &org],
-            )
-            .await?
-            .ok_or_else(|| ApiError::not_found("model"))?
-    };
-    let connection = connections::open(&state, &caller, row.get(0), Action::Read).await?;
+async fn sample(state: web::Data<AppState>, model: Authorized<Model, can::Read>) -> Result<HttpResponse, ApiError> {
+    let connection = connections::open_by_id(&state, &model.caller, model.connection_id, Action::Read).await?;
     let source = connection.connector.source(&state.connector, &connection.config)?;
-    let records = source.sample(&row.get::<_, Json>(1), 10).await?;
-    let records: Vec<Json> = records.into_iter().map(|r| json!({ id.to_string(): r })).collect();
+    let records = source.sample(&model.configuration, 10).await?;
+    let records: Vec<Json> = records.into_iter().map(|r| json!({ model.id.to_string(): r })).collect();
     Ok(envelope(json!({"records": records, "warnings": []})))
 }

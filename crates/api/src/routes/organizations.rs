@@ -5,32 +5,31 @@ use deadpool_postgres::GenericClient;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use syncline_core::crypto::SecretBox;
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{envelope, parse_id};
 use crate::{
     AppState,
-    access::{SystemRole, default_policy_actions},
     auth::Caller,
+    domain,
     error::{ApiError, parse_body},
+    extract::Tenant,
     idempotency,
+    store::{self, organizations::Organization},
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(current).service(list).service(create).service(get_one).service(update).service(remove);
 }
 
-const COLUMNS: &str = "id, name, issuer, sso_domain, sso_org_id, client_id";
-
-fn to_json(row: &Row) -> Json {
+fn to_json(org: &Organization) -> Json {
     json!({
-        "id": row.get::<_, Uuid>(0),
-        "name": row.get::<_, String>(1),
-        "issuer": row.get::<_, Option<String>>(2),
-        "sso_domain": row.get::<_, Option<String>>(3),
-        "sso_org_id": row.get::<_, Option<String>>(4),
-        "client_id": row.get::<_, Option<String>>(5),
+        "id": org.id,
+        "name": org.name,
+        "issuer": org.issuer,
+        "sso_domain": org.sso_domain,
+        "sso_org_id": org.sso_org_id,
+        "client_id": org.client_id,
     })
 }
 
@@ -51,34 +50,6 @@ impl OrganizationBody {
     }
 }
 
-/// Creates an organization with its system roles (Admin, Member) and its Default policy; the
-/// name must be unique. Run it in a transaction. Also used by `workspaces provision` and the
-/// first sign-in.
-pub async fn insert(client: &impl GenericClient, name: &str, sso_domain: Option<&str>) -> Result<Uuid, ApiError> {
-    let id = Uuid::new_v4();
-    client
-        .query_opt(
-            "insert into organizations (id, name, sso_domain) values ($1, $2, $3) on conflict (name) do nothing returning id",
-            &[&id, &name, &sso_domain],
-        )
-        .await?
-        .ok_or_else(|| ApiError::conflict(format!("an organization named {name:?} already exists")))?;
-    let (admin, member) = (Uuid::new_v4(), Uuid::new_v4());
-    client
-        .execute(
-            "insert into roles (id, organization_id, name, system) values ($1, $3, $4, true), ($2, $3, $5, true)",
-            &[&admin, &member, &id, &SystemRole::Admin.name(), &SystemRole::Member.name()],
-        )
-        .await?;
-    client
-        .execute(
-            "insert into policies (id, organization_id, name, system, policy_actions) values ($1, $2, 'Default', true, $3)",
-            &[&Uuid::new_v4(), &id, &default_policy_actions(admin, member)],
-        )
-        .await?;
-    Ok(id)
-}
-
 /// Stores the SSO settings of organization `id` (replacing them) and answers it.
 async fn store_settings(
     client: &impl GenericClient,
@@ -86,47 +57,37 @@ async fn store_settings(
     id: Uuid,
     input: &OrganizationBody,
 ) -> Result<Json, ApiError> {
-    let sealed = input.client_secret.as_deref().map(|s| secrets.seal(s.as_bytes()));
-    let row = client
-        .query_opt(
-            &format!(
-                "update organizations set name = $2, issuer = $3, sso_domain = $4, sso_org_id = $5, client_id = $6,
-                        client_secret = $7, updated_at = now() where id = $1 returning {COLUMNS}"
-            ),
-            &[&id, &input.name()?, &input.issuer, &input.sso_domain, &input.sso_org_id, &input.client_id, &sealed],
-        )
-        .await
-        .map_err(|e| match e.code() {
-            Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
-                ApiError::conflict("an organization with this name already exists")
-            }
-            _ => e.into(),
-        })?;
-    Ok(to_json(&row.ok_or_else(|| ApiError::not_found("organization"))?))
+    let settings = store::organizations::Settings {
+        name: &input.name()?,
+        issuer: input.issuer.as_deref(),
+        sso_domain: input.sso_domain.as_deref(),
+        sso_org_id: input.sso_org_id.as_deref(),
+        client_id: input.client_id.as_deref(),
+        sealed_client_secret: input.client_secret.as_deref().map(|s| secrets.seal(s.as_bytes())),
+    };
+    let org = store::organizations::update(client, id, &settings).await?;
+    Ok(to_json(&org.ok_or_else(|| ApiError::not_found("organization"))?))
+}
+
+/// Organization `id`, or 404.
+async fn answer(state: &AppState, id: Uuid) -> Result<HttpResponse, ApiError> {
+    let org = store::organizations::get(&state.pool.get().await?, id).await?;
+    Ok(envelope(to_json(&org.ok_or_else(|| ApiError::not_found("organization"))?)))
 }
 
 #[get("/organization")]
-async fn current(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let id = caller.organization()?;
-    let client = state.pool.get().await?;
-    let row = client.query_opt(&format!("select {COLUMNS} from organizations where id = $1"), &[&id]).await?;
-    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("organization"))?)))
+async fn current(state: web::Data<AppState>, tenant: Tenant) -> Result<HttpResponse, ApiError> {
+    answer(&state, tenant.organization_id).await
 }
 
 #[get("/organizations")]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let client = state.pool.get().await?;
-    let rows = match caller {
-        Caller::Partner => {
-            client.query(&format!("select {COLUMNS} from organizations order by created_at"), &[]).await?
-        }
-        _ => {
-            client
-                .query(&format!("select {COLUMNS} from organizations where id = $1"), &[&caller.organization()?])
-                .await?
-        }
+    let orgs = match caller {
+        Caller::Partner => store::organizations::list(&client).await?,
+        _ => store::organizations::get(&client, caller.organization()?).await?.into_iter().collect(),
     };
-    Ok(envelope(rows.iter().map(to_json).collect()))
+    Ok(envelope(orgs.iter().map(to_json).collect()))
 }
 
 #[post("/organizations")]
@@ -141,7 +102,7 @@ async fn create(
         let input: OrganizationBody = parse_body(&body)?;
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
-        let id = insert(&tx, &input.name()?, None).await?;
+        let id = domain::organizations::create(&tx, &input.name()?, None).await?;
         let org = store_settings(&tx, &state.secrets, id, &input).await?;
         tx.commit().await?;
         Ok(envelope(org))
@@ -159,9 +120,7 @@ async fn get_one(
     if !caller.can_see(id) {
         return Err(ApiError::not_found("organization"));
     }
-    let client = state.pool.get().await?;
-    let row = client.query_opt(&format!("select {COLUMNS} from organizations where id = $1"), &[&id]).await?;
-    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("organization"))?)))
+    answer(&state, id).await
 }
 
 #[put("/organizations/{id}")]
@@ -181,7 +140,6 @@ async fn update(
 async fn remove(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path, "organization")?;
     caller.partner_on(id)?;
-    let client = state.pool.get().await?;
-    let row = client.query_opt(&format!("delete from organizations where id = $1 returning {COLUMNS}"), &[&id]).await?;
-    Ok(envelope(to_json(&row.ok_or_else(|| ApiError::not_found("organization"))?)))
+    let org = store::organizations::delete(&state.pool.get().await?, id).await?;
+    Ok(envelope(to_json(&org.ok_or_else(|| ApiError::not_found("organization"))?)))
 }

@@ -6,16 +6,19 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use deadpool_postgres::GenericClient;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{envelope, parse_id};
 use crate::{
     AppState,
     access::validate_action,
-    auth::Caller,
     error::{ApiError, parse_body},
+    extract::{Tenant, TenantAdmin},
     idempotency,
+    store::{
+        self,
+        permissions::{Permission, Policy, Role},
+    },
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,40 +34,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(delete_policy);
 }
 
-/// A table of permission objects: roles or policies.
-struct Table {
-    name: &'static str,
-    columns: &'static str,
-    what: &'static str,
-    to_json: fn(&Row) -> Json,
-}
-
-const ROLES: Table =
-    Table { name: "roles", columns: "id, name, organization_id, system", what: "role", to_json: role_json };
-const POLICIES: Table = Table {
-    name: "policies",
-    columns: "id, name, organization_id, system, policy_actions",
-    what: "policy",
-    to_json: policy_json,
-};
-
-fn role_json(row: &Row) -> Json {
-    json!({
-        "id": row.get::<_, Uuid>(0),
-        "name": row.get::<_, String>(1),
-        "organization_id": row.get::<_, Uuid>(2),
-        "system": row.get::<_, bool>(3),
-    })
-}
-
-fn policy_json(row: &Row) -> Json {
-    json!({
-        "id": row.get::<_, Uuid>(0),
-        "name": row.get::<_, String>(1),
-        "organization_id": row.get::<_, Uuid>(2),
-        "system": row.get::<_, bool>(3),
-        "policy_actions": row.get::<_, Json>(4),
-    })
+/// A role or a policy as the API shows it.
+fn to_json<T: Permission>(object: &T) -> Json {
+    let head = object.head();
+    let mut shown = json!({
+        "id": head.id,
+        "name": head.name,
+        "organization_id": head.organization_id,
+        "system": head.system,
+    });
+    if let Some(actions) = object.actions() {
+        shown["policy_actions"] = actions.clone();
+    }
+    shown
 }
 
 #[derive(Deserialize)]
@@ -100,73 +82,41 @@ async fn policy_actions(client: &impl GenericClient, org: Uuid, input: &Permissi
     let mut roles: Vec<Uuid> = actions.iter().flat_map(|a| a.role_ids.iter().copied()).collect();
     roles.sort();
     roles.dedup();
-    let found: i64 = client
-        .query_one("select count(*) from roles where organization_id = $1 and id = any($2)", &[&org, &roles])
-        .await?
-        .get(0);
-    if found as usize != roles.len() {
+    if store::permissions::count_roles(client, org, &roles).await? as usize != roles.len() {
         return Err(ApiError::unprocessable("policy_actions: role_ids must name roles of this organization"));
     }
     Ok(json!(actions))
 }
 
-fn name_taken(e: tokio_postgres::Error, what: &str) -> ApiError {
-    match e.code() {
-        Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
-            ApiError::conflict(format!("a {what} with this name already exists"))
-        }
-        _ => e.into(),
-    }
+async fn list<T: Permission>(state: &AppState, tenant: &Tenant) -> Result<HttpResponse, ApiError> {
+    let objects: Vec<T> = store::permissions::list(&state.pool.get().await?, tenant.organization_id).await?;
+    Ok(envelope(objects.iter().map(to_json).collect()))
 }
 
-async fn list(state: &AppState, caller: &Caller, table: &Table) -> Result<HttpResponse, ApiError> {
-    let sql = format!(
-        "select {} from {} where organization_id = $1 order by system desc, created_at",
-        table.columns, table.name
-    );
-    let rows = state.pool.get().await?.query(&sql, &[&caller.organization()?]).await?;
-    Ok(envelope(rows.iter().map(table.to_json).collect()))
+async fn get<T: Permission>(state: &AppState, tenant: &Tenant, raw: &str) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(raw, T::WHAT)?;
+    let object: Option<T> = store::permissions::get(&state.pool.get().await?, tenant.organization_id, id).await?;
+    Ok(envelope(to_json(&object.ok_or_else(|| ApiError::not_found(T::WHAT))?)))
 }
 
-async fn get(state: &AppState, caller: &Caller, table: &Table, raw: &str) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(raw, table.what)?;
-    let sql = format!("select {} from {} where id = $1 and organization_id = $2", table.columns, table.name);
-    let row = state.pool.get().await?.query_opt(&sql, &[&id, &caller.organization()?]).await?;
-    Ok(envelope((table.to_json)(&row.ok_or_else(|| ApiError::not_found(table.what))?)))
-}
-
-/// 404 unless object `id` of `table` is in `org`; 403 if it is a system one.
-async fn custom(client: &impl GenericClient, table: &Table, id: Uuid, org: Uuid) -> Result<(), ApiError> {
-    let sql = format!("select system from {} where id = $1 and organization_id = $2", table.name);
-    let row = client.query_opt(&sql, &[&id, &org]).await?.ok_or_else(|| ApiError::not_found(table.what))?;
-    match row.get::<_, bool>(0) {
-        true => Err(ApiError::forbidden(format!("the system {} cannot be changed or deleted", table.what))),
+/// 404 unless object `id` of `T` is in `org`; 403 if it is a system one.
+async fn custom<T: Permission>(client: &impl GenericClient, id: Uuid, org: Uuid) -> Result<(), ApiError> {
+    let object: T = store::permissions::get(client, org, id).await?.ok_or_else(|| ApiError::not_found(T::WHAT))?;
+    match object.head().system {
+        true => Err(ApiError::forbidden(format!("the system {} cannot be changed or deleted", T::WHAT))),
         false => Ok(()),
     }
 }
 
-async fn remove(state: &AppState, caller: &Caller, table: &Table, raw: &str) -> Result<HttpResponse, ApiError> {
-    let org = caller.admin()?;
-    let id = parse_id(raw, table.what)?;
+async fn remove<T: Permission>(state: &AppState, admin: &TenantAdmin, raw: &str) -> Result<HttpResponse, ApiError> {
+    let org = admin.organization_id;
+    let id = parse_id(raw, T::WHAT)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    custom(&tx, table, id, org).await?;
-    tx.execute(&format!("delete from {} where id = $1", table.name), &[&id]).await?;
-    if table.name == "policies" {
-        for objects in ["connections", "models", "model_syncs"] {
-            let sql = format!("update {objects} set policies = array_remove(policies, $2) where organization_id = $1");
-            tx.execute(&sql, &[&org, &id.to_string()]).await?;
-        }
-    }
-    if table.name == "roles" {
-        // Bindings to the deleted role go with it.
-        tx.execute(
-            "update policies set policy_actions = (select coalesce(jsonb_agg(jsonb_set(a, '{role_ids}',
-                    coalesce((select jsonb_agg(r) from jsonb_array_elements(a->'role_ids') r where r <> to_jsonb($2::text)), '[]'))), '[]')
-               from jsonb_array_elements(policy_actions) a) where organization_id = $1",
-            &[&org, &id.to_string()],
-        )
-        .await?;
+    custom::<T>(&tx, id, org).await?;
+    match T::TABLE {
+        Policy::TABLE => store::permissions::delete_policy(&tx, org, id).await?,
+        _ => store::permissions::delete_role(&tx, org, id).await?,
     }
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
@@ -174,136 +124,117 @@ async fn remove(state: &AppState, caller: &Caller, table: &Table, raw: &str) -> 
 
 /// Creates (`id` is `None`) or updates a role or a policy from `body`: its name, and for
 /// policies its actions. System ones cannot be updated.
-async fn save(
+async fn save<T: Permission>(
     state: &AppState,
-    caller: &Caller,
-    table: &Table,
+    admin: &TenantAdmin,
     id: Option<&str>,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    let org = caller.admin()?;
+    let org = admin.organization_id;
     let client = state.pool.get().await?;
     let id = match id {
         Some(raw) => {
-            let id = parse_id(raw, table.what)?;
-            custom(&client, table, id, org).await?;
+            let id = parse_id(raw, T::WHAT)?;
+            custom::<T>(&client, id, org).await?;
             Some(id)
         }
         None => None,
     };
     let input: PermissionBody = parse_body(body)?;
     let name = input.name(org)?;
-    let actions = match table.name {
-        "policies" => Some(policy_actions(&client, org, &input).await?),
+    let actions = match T::TABLE {
+        Policy::TABLE => Some(policy_actions(&client, org, &input).await?),
         _ => None,
     };
-    let (columns, values) = match actions {
-        Some(_) => ("name, policy_actions", "$3, $4"),
-        None => ("name", "$3"),
+    let saved: T = match id {
+        None => store::permissions::insert(&client, org, &name, actions.as_ref()).await?,
+        Some(id) => store::permissions::update(&client, org, id, &name, actions.as_ref()).await?,
     };
-    let sql = match id {
-        None => format!(
-            "insert into {} (id, organization_id, {columns}) values ($1, $2, {values}) returning {}",
-            table.name, table.columns
-        ),
-        Some(_) => format!(
-            "update {} set ({columns}, updated_at) = row({values}, now()) where id = $1 and organization_id = $2 returning {}",
-            table.name, table.columns
-        ),
-    };
-    let id = id.unwrap_or_else(Uuid::new_v4);
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id, &org, &name];
-    if let Some(actions) = &actions {
-        params.push(actions);
-    }
-    let row = client.query_one(&sql, &params).await.map_err(|e| name_taken(e, table.what))?;
-    Ok(envelope((table.to_json)(&row)))
+    Ok(envelope(to_json(&saved)))
 }
 
 #[get("/permissions/roles")]
-async fn list_roles(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    list(&state, &caller, &ROLES).await
+async fn list_roles(state: web::Data<AppState>, tenant: Tenant) -> Result<HttpResponse, ApiError> {
+    list::<Role>(&state, &tenant).await
 }
 
 #[post("/permissions/roles")]
 async fn create_role(
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
+    admin: TenantAdmin,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    caller.admin()?;
-    idempotency::once(&state, &req, &caller, &body, save(&state, &caller, &ROLES, None, &body)).await
+    idempotency::once(&state, &req, &admin.caller, &body, save::<Role>(&state, &admin, None, &body)).await
 }
 
 #[get("/permissions/roles/{id}")]
 async fn get_role(
     state: web::Data<AppState>,
-    caller: Caller,
+    tenant: Tenant,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    get(&state, &caller, &ROLES, &path).await
+    get::<Role>(&state, &tenant, &path).await
 }
 
 #[put("/permissions/roles/{id}")]
 async fn update_role(
     state: web::Data<AppState>,
-    caller: Caller,
+    admin: TenantAdmin,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    save(&state, &caller, &ROLES, Some(&path), &body).await
+    save::<Role>(&state, &admin, Some(&path), &body).await
 }
 
 #[delete("/permissions/roles/{id}")]
 async fn delete_role(
     state: web::Data<AppState>,
-    caller: Caller,
+    admin: TenantAdmin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    remove(&state, &caller, &ROLES, &path).await
+    remove::<Role>(&state, &admin, &path).await
 }
 
 #[get("/permissions/policies")]
-async fn list_policies(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    list(&state, &caller, &POLICIES).await
+async fn list_policies(state: web::Data<AppState>, tenant: Tenant) -> Result<HttpResponse, ApiError> {
+    list::<Policy>(&state, &tenant).await
 }
 
 #[post("/permissions/policies")]
 async fn create_policy(
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
+    admin: TenantAdmin,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    caller.admin()?;
-    idempotency::once(&state, &req, &caller, &body, save(&state, &caller, &POLICIES, None, &body)).await
+    idempotency::once(&state, &req, &admin.caller, &body, save::<Policy>(&state, &admin, None, &body)).await
 }
 
 #[get("/permissions/policies/{id}")]
 async fn get_policy(
     state: web::Data<AppState>,
-    caller: Caller,
+    tenant: Tenant,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    get(&state, &caller, &POLICIES, &path).await
+    get::<Policy>(&state, &tenant, &path).await
 }
 
 #[put("/permissions/policies/{id}")]
 async fn update_policy(
     state: web::Data<AppState>,
-    caller: Caller,
+    admin: TenantAdmin,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    save(&state, &caller, &POLICIES, Some(&path), &body).await
+    save::<Policy>(&state, &admin, Some(&path), &body).await
 }
 
 #[delete("/permissions/policies/{id}")]
 async fn delete_policy(
     state: web::Data<AppState>,
-    caller: Caller,
+    admin: TenantAdmin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    remove(&state, &caller, &POLICIES, &path).await
+    remove::<Policy>(&state, &admin, &path).await
 }

@@ -5,8 +5,13 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use syncline_core::connector::SyncMode;
 
-use super::{connections, envelope, parse_id};
-use crate::{AppState, access::Action, auth::Caller, error::ApiError};
+use super::{connections, envelope};
+use crate::{
+    AppState,
+    error::ApiError,
+    extract::{Authorized, can},
+    store::connections::Connection,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(objects).service(fields);
@@ -32,11 +37,9 @@ fn modes(modes: &[SyncMode]) -> Vec<Json> {
 #[get("/connections/{id}/modelsync/targetobjects")]
 async fn objects(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    connection: Authorized<Connection, can::Read>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path, "connection")?;
-    let connection = connections::open(&state, &caller, id, Action::Read).await?;
+    let connection = connections::open(&state, &connection)?;
     let destination = connection.connector.destination(&state.connector, &connection.config)?;
     let modes = modes(destination.modes());
     let objects: Vec<Json> = destination
@@ -56,13 +59,11 @@ struct FieldsQuery {
 #[get("/connections/{id}/modelsync/target/fields")]
 async fn fields(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    connection: Authorized<Connection, can::Read>,
     query: web::Query<FieldsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let target = query.target.clone().ok_or_else(|| ApiError::bad_request("the target query parameter is required"))?;
-    let id = parse_id(&path, "connection")?;
-    let connection = connections::open(&state, &caller, id, Action::Read).await?;
+    let connection = connections::open(&state, &connection)?;
     let destination = connection.connector.destination(&state.connector, &connection.config)?;
     let fields = destination.target_fields(&target).await.map_err(|e| match e.class {
         syncline_core::connector::ErrorClass::NotFound => ApiError::not_found("target object"),

@@ -10,8 +10,9 @@ use uuid::Uuid;
 use super::provider::Identity;
 use crate::{
     access::SystemRole,
+    domain::{organizations, users},
     error::ApiError,
-    routes::{organizations, users},
+    store,
 };
 
 /// The user a sign-in opens a session for, and where.
@@ -31,33 +32,21 @@ pub async fn admit(
         return Err(ApiError::forbidden("the identity provider has not verified this email address"));
     }
     let email = identity.email.as_str();
-    let existing = client
-        .query_opt(
-            "select id, organization_id from users where lower(email) = lower($1) order by created_at, id limit 1",
-            &[&email],
-        )
-        .await?;
-    if let Some(row) = existing {
-        return Ok(Membership { user_id: row.get(0), organization_id: row.get(1) });
+    if let Some((user_id, organization_id)) = store::users::oldest_membership(client, email).await? {
+        return Ok(Membership { user_id, organization_id });
     }
     if email.to_lowercase() == settings.root_user.to_lowercase() {
-        let oldest = client.query_opt("select id from organizations order by created_at, id limit 1", &[]).await?;
-        let organization_id = match oldest {
-            Some(row) => row.get(0),
-            None => organizations::insert(client, &settings.deployment, None).await?,
+        let organization_id = match store::organizations::oldest(client).await? {
+            Some(oldest) => oldest.id,
+            None => organizations::create(client, &settings.deployment, None).await?,
         };
         return join(client, organization_id, email, SystemRole::Admin).await;
     }
     if identity.email_verified == Some(true)
         && let Some((_, domain)) = email.rsplit_once('@')
-        && let Some(row) = client
-            .query_opt(
-                "select id from organizations where lower(sso_domain) = lower($1) order by created_at, id limit 1",
-                &[&domain],
-            )
-            .await?
+        && let Some(organization) = store::organizations::by_sso_domain(client, domain).await?
     {
-        return join(client, row.get(0), email, SystemRole::Member).await;
+        return join(client, organization.id, email, SystemRole::Member).await;
     }
     Err(ApiError::forbidden("no organization has a user with this email"))
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 use deadpool_postgres::GenericClient;
 
 use super::provider::Authorization;
-use crate::error::ApiError;
+use crate::{
+    error::ApiError,
+    store::{self, sessions::Attempt},
+};
 
 /// How long a sign-in may take from the redirect to the callback.
 pub const TTL: Duration = Duration::from_secs(600);
@@ -25,29 +28,19 @@ pub async fn record(
     authorization: &Authorization,
     return_to: Option<&str>,
 ) -> Result<(), ApiError> {
-    let ttl = TTL.as_secs_f64();
-    client
-        .execute("delete from sign_in_attempts where created_at < now() - make_interval(secs => $1)", &[&ttl])
-        .await?;
-    client
-        .execute(
-            "insert into sign_in_attempts (state, nonce, pkce_verifier, return_to) values ($1, $2, $3, $4)",
-            &[&authorization.state, &authorization.nonce, &authorization.pkce_verifier, &local_path(return_to)],
-        )
-        .await?;
-    Ok(())
+    let attempt = Attempt {
+        state: authorization.state.clone(),
+        nonce: authorization.nonce.clone(),
+        pkce_verifier: authorization.pkce_verifier.clone(),
+        return_to: local_path(return_to),
+    };
+    Ok(store::sessions::insert_attempt(client, &attempt, TTL).await?)
 }
 
 /// Deletes and answers the live attempt with `state`, so each is used at most once.
 pub async fn take(client: &impl GenericClient, state: &str) -> Result<Option<Pending>, ApiError> {
-    let row = client
-        .query_opt(
-            "delete from sign_in_attempts where state = $1 and created_at > now() - make_interval(secs => $2)
-             returning nonce, pkce_verifier, return_to",
-            &[&state, &TTL.as_secs_f64()],
-        )
-        .await?;
-    Ok(row.map(|r| Pending { nonce: r.get(0), pkce_verifier: r.get(1), return_to: r.get(2) }))
+    let attempt = store::sessions::take_attempt(client, state, TTL).await?;
+    Ok(attempt.map(|a| Pending { nonce: a.nonce, pkce_verifier: a.pkce_verifier, return_to: a.return_to }))
 }
 
 /// `return_to` when it is a path on this site (one leading `/`, no scheme or host), else `/`.

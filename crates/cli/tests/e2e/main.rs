@@ -16,5 +16,6 @@ mod protocol;
 mod recovery;
 mod scheduler;
 mod secrets;
+mod store_errors;
 mod support;
 mod telemetry;

@@ -9,11 +9,13 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    access::{Action, Kind},
+    access::Action,
     auth::Caller,
     error::{ApiError, parse_body},
+    extract::authorized,
     input,
-    routes::{authorize, check_policies, connections},
+    routes::{check_policies, connections},
+    store::{self, models::Model},
 };
 
 /// A sync body checked against its model and destination.
@@ -27,8 +29,33 @@ pub(super) struct Valid {
     pub(super) next_run_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl Valid {
+    /// What [`store::syncs::insert`] and [`store::syncs::update`] store.
+    pub(super) fn values(&self) -> store::syncs::Values<'_> {
+        store::syncs::Values {
+            model_id: self.model_id,
+            target_connection_id: self.spec.target.connection_id,
+            name: &self.name,
+            active: self.active,
+            mode: self.spec.mode.as_str(),
+            spec: &self.echo,
+            schedule: &self.spec.schedule,
+            next_run_at: self.next_run_at,
+            policies: &self.policies,
+        }
+    }
+}
+
 fn invalid(message: String, field: &str) -> ApiError {
     ApiError::unprocessable(message).with_metadata(json!({ "field": field }))
+}
+
+/// A body naming an object that does not exist (404 on its own) is invalid: 422 naming `field`.
+fn missing_as_invalid(e: ApiError, field: &str, what: &str) -> ApiError {
+    match e.status.as_u16() {
+        404 => invalid(format!("{field} names no {what} of this organization"), field),
+        _ => e,
+    }
 }
 
 /// Checks a sync body; its model and target connection must be ones the caller may read.
@@ -94,22 +121,12 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
         Some(p) => serde_json::from_value(p.clone()).map_err(|e| invalid(format!("policies: {e}"), "policies"))?,
         None => Vec::new(),
     };
-    let model = {
-        let client = state.pool.get().await?;
-        check_policies(&client, org, &policies).await?;
-        authorize(&client, caller, Kind::Model, model_id, Action::Read).await?;
-        client
-            .query_opt("select fields from models where id = $1 and organization_id = $2", &[&model_id, &org])
-            .await?
-            .ok_or_else(|| ApiError::not_found("model"))?
-    };
-    let model_fields: Vec<String> = model
-        .get::<_, Json>(0)
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str().map(str::to_owned))
-        .collect();
+    check_policies(&state.pool.get().await?, org, &policies).await?;
+    let model = authorized::<Model>(state, caller, model_id, Action::Read)
+        .await
+        .map_err(|e| missing_as_invalid(e, "fields.source.model_id", "model"))?;
+    let model_fields: Vec<String> =
+        model.fields.as_array().into_iter().flatten().filter_map(|f| f["name"].as_str().map(str::to_owned)).collect();
     for source in &sources {
         if !model_fields.contains(&source.field) {
             return Err(invalid(
@@ -124,7 +141,9 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
         .clone()
         .filter(|o| !o.is_empty())
         .ok_or_else(|| invalid("target.object is required".into(), "target.object"))?;
-    let destination = connections::open(state, caller, spec.target.connection_id, Action::Read).await?;
+    let destination = connections::open_by_id(state, caller, spec.target.connection_id, Action::Read)
+        .await
+        .map_err(|e| missing_as_invalid(e, "target.connection_id", "connection"))?;
     if !destination.connector.spec().capabilities.destination {
         return Err(invalid(
             format!("a {} connection cannot be a sync target", destination.connector.spec().id),
