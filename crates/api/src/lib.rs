@@ -75,6 +75,9 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             )
             .wrap_fn(|req, service| {
                 let span = tracing::info_span!("request", method = %req.method(), route = %req.path());
+                let headers =
+                    req.headers().iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+                syncline_core::telemetry::continue_trace(&span, headers);
                 service.call(req).instrument(span)
             })
             // Outermost, so that errors of every other layer (CORS refusals) are JSON too.

@@ -5,7 +5,10 @@
 //! Delivery is at least once. Jobs carry ids only; handlers claim their execution with a
 //! conditional update in Postgres, so a duplicate delivery is a no-op.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use apalis::prelude::TaskSink;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
@@ -16,6 +19,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Job {
     pub execution_id: Uuid,
+    /// The trace of whoever enqueued the job (W3C Trace Context), continued by the worker.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub trace: HashMap<String, String>,
 }
 
 /// The Redis-backed storage of one kind's [`Job`]s.
@@ -68,10 +74,11 @@ impl Queues {
         self.by_kind.get(kind).ok_or_else(|| QueueError::Push(format!("no queue for job kind {kind:?}")))
     }
 
-    /// Enqueues the job for `execution_id` of `kind`.
+    /// Enqueues the job for `execution_id` of `kind`, carrying the current trace.
     pub async fn enqueue(&self, kind: &str, execution_id: Uuid) -> Result<(), QueueError> {
         let mut queue = self.of(kind)?.clone();
-        queue.push(Job { execution_id }).await.map_err(|e| QueueError::Push(e.to_string()))
+        let job = Job { execution_id, trace: crate::telemetry::trace_carrier() };
+        queue.push(job).await.map_err(|e| QueueError::Push(e.to_string()))
     }
 }
 

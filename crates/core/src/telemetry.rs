@@ -2,8 +2,11 @@
 //! collector is configured with `OTEL_EXPORTER_OTLP_ENDPOINT` (OTLP over HTTP, protobuf);
 //! otherwise nothing is exported and nothing phones home.
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use std::collections::HashMap;
+
+use opentelemetry::{propagation::TextMapPropagator, trace::TracerProvider as _};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogLevel;
@@ -62,4 +65,24 @@ fn otlp_provider(service: &str) -> Option<SdkTracerProvider> {
             None
         }
     }
+}
+
+/// The current span's trace context as W3C Trace Context fields (`traceparent`, `tracestate`),
+/// to carry where the work continues (a queued job, an outgoing call). Empty when traces are
+/// not exported.
+pub fn trace_carrier() -> HashMap<String, String> {
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut carrier);
+    carrier
+}
+
+/// Makes `span` part of the trace `carrier` came from (see [`trace_carrier`]); a carrier
+/// without a valid `traceparent` leaves the span where it is.
+pub fn continue_trace<'a>(span: &tracing::Span, carrier: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    let carrier: HashMap<String, String> =
+        carrier.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())).collect();
+    if !carrier.contains_key("traceparent") {
+        return;
+    }
+    let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
 }

@@ -10,9 +10,10 @@ use syncline_core::{
     connector::{ConnectorError, ErrorClass},
     executions::{self, Claim, Counts, Lease, Outcome},
     queue::Job,
+    telemetry,
 };
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::{
     Services,
@@ -30,29 +31,37 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a job whose organization holds all its slots waits before it is queued again.
 const DEFER: Duration = Duration::from_secs(1);
 
-/// Handles one delivery of a [`Job`] of kind `K`. Deliveries of an execution that another
-/// worker owns or that already ended are acknowledged without doing anything. An execution
-/// whose organization already holds its share of this worker's slots goes back to the queue.
-#[tracing::instrument(name = "execution", skip_all, fields(kind = K::KIND, execution_id = %job.execution_id))]
+/// Handles one delivery of a [`Job`] of kind `K`, in a span that continues the trace of
+/// whoever enqueued it. Deliveries of an execution that another worker owns or that already
+/// ended are acknowledged without doing anything. An execution whose organization already holds
+/// its share of this worker's slots goes back to the queue.
 pub async fn handle<K: JobKind>(
     job: Job,
     services: Data<Arc<Services>>,
     worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
-    let services: &Services = &services;
+    let span = tracing::info_span!("execution", kind = K::KIND, execution_id = %job.execution_id);
+    telemetry::continue_trace(&span, job.trace.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    run_job::<K>(job, &services, worker).instrument(span).await
+}
+
+async fn run_job<K: JobKind>(job: Job, services: &Services, worker: WorkerContext) -> Result<(), BoxDynError> {
     let worker_name = worker.name().to_owned();
     let Some(organization) = executions::waiting_organization(&services.pool, job.execution_id).await? else {
         return Ok(());
     };
     let Some(_slot) = services.slots.take(organization) else {
         let queues = services.queues.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(DEFER).await;
-            // If this push is lost the scheduler pushes the still-queued execution again.
-            if let Err(e) = queues.enqueue(K::KIND, job.execution_id).await {
-                warn!(execution_id = %job.execution_id, error = %e, "cannot queue a deferred execution again");
+        tokio::spawn(
+            async move {
+                tokio::time::sleep(DEFER).await;
+                // If this push is lost the scheduler pushes the still-queued execution again.
+                if let Err(e) = queues.enqueue(K::KIND, job.execution_id).await {
+                    warn!(execution_id = %job.execution_id, error = %e, "cannot queue a deferred execution again");
+                }
             }
-        });
+            .in_current_span(),
+        );
         return Ok(());
     };
     let Some(claim) = executions::claim(&services.pool, job.execution_id, &worker_name, services.lease()).await? else {
@@ -65,7 +74,7 @@ pub async fn handle<K: JobKind>(
     let keeper = AbortOnDrop(keeper.abort_handle());
     let end = run_with_retries::<K>(services, &claim, &worker_name, stop_rx).await;
     drop(keeper);
-    settle::<K>(services, &claim, &worker_name, end).await
+    settle::<K>(services, &claim, &worker_name, end).instrument(tracing::info_span!("commit")).await
 }
 
 /// Runs the execution, again after a retryable failure (bounded, with backoff that honours
