@@ -307,6 +307,11 @@ impl Batcher {
         let state = (self, Box::pin(chunks), false, (conn, Some(guard)));
         stream::try_unfold(state, |(mut this, mut chunks, mut done, (conn, mut guard))| async move {
             loop {
+                // A canceled context stops the read here; dropping the guard on the way out
+                // asks the database to stop the `COPY`.
+                if conn.ctx.cancel.is_cancelled() {
+                    return Err(ConnectorError::permanent("the read was canceled"));
+                }
                 if let Some(batch) = this.cut(done)? {
                     return Ok(Some((batch, (this, chunks, done, (conn, guard)))));
                 }
@@ -316,7 +321,13 @@ impl Batcher {
                     }
                     return Ok(None);
                 }
-                match within(conn.ctx.deadlines.idle, "the database", async { Ok(chunks.next().await) }).await? {
+                let next = async {
+                    tokio::select! {
+                        chunk = chunks.next() => Ok(chunk),
+                        _ = conn.ctx.cancel.cancelled() => Err(ConnectorError::permanent("the read was canceled")),
+                    }
+                };
+                match within(conn.ctx.deadlines.idle, "the database", next).await? {
                     Some(chunk) => this.buf.extend_from_slice(&chunk?),
                     None => done = true,
                 }
