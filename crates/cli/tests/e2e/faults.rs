@@ -11,7 +11,7 @@ use serde_json::{Value as Json, json};
 use syncline_connectors::memory::Dataset;
 use syncline_core::record::Value;
 
-use crate::support::{Api, Install, Process, TestDb, organization, pg_connection, run_sync};
+use crate::support::{Api, Install, Process, TestDb, assert_none_running, organization, pg_connection, run_sync};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 /// Records of the model the fault tests sync.
@@ -101,13 +101,7 @@ impl Faulty {
 
     /// Checks that no execution is left running, then removes everything.
     async fn finish(self) {
-        let state = self.install.db.client().await;
-        let running: i64 = state
-            .query_one("select count(*) from sync_executions where status in ('running', 'canceling')", &[])
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(running, 0, "no execution is left running");
+        assert_none_running(&self.install).await;
         drop(self.process);
         self.install.finish().await;
     }

@@ -67,7 +67,8 @@ impl Dataset {
 
     /// Whether `version` rewrote record `i` (one record in every hundred per version).
     fn touched(&self, i: u64, version: u32) -> bool {
-        version >= 2 && (i.wrapping_mul(7919).wrapping_add(self.seed).wrapping_add(u64::from(version) * 37)) % 100 == 0
+        version >= 2
+            && i.wrapping_mul(7919).wrapping_add(self.seed).wrapping_add(u64::from(version) * 37).is_multiple_of(100)
     }
 
     /// Whether record `i` differs between this version and the one before.
@@ -101,7 +102,7 @@ impl Dataset {
             tags.push(Value::Text("edited".into()));
         }
         let flag = if i % 7 == 3 { Value::Null } else { Value::Bool(h & 2 != 0) };
-        let note = if h % 2 == 0 { Value::Null } else { Value::Text(format!("note\t{i}\n")) };
+        let note = if h.is_multiple_of(2) { Value::Null } else { Value::Text(format!("note\t{i}\n")) };
         let day = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or_default() + Duration::days((h % 2000) as i64);
         let ref_id = uuid::Uuid::from_u64_pair(h, mix(h));
         vec![
@@ -111,7 +112,9 @@ impl Dataset {
             Value::Decimal(amount),
             Value::TimestampTz(happened_at),
             Value::List(tags),
-            Value::Json(json!({"i": i, "bucket": h % 1000, "nested": {"revision": revision, "even": i % 2 == 0}})),
+            Value::Json(
+                json!({"i": i, "bucket": h % 1000, "nested": {"revision": revision, "even": i.is_multiple_of(2)}}),
+            ),
             flag,
             note,
             Value::Date(day),

@@ -18,7 +18,7 @@ use syncline_core::{
 use super::{
     Faults, MemoryConfig,
     dataset::{self, Dataset, mix},
-    store::{self, ReadGuard},
+    store::{self, Object, ReadGuard},
 };
 
 pub(super) struct MemorySource {
@@ -29,28 +29,28 @@ pub(super) struct MemorySource {
 /// What a model or stream names: the generated dataset or an object of the store.
 enum Table {
     Generated(Dataset),
-    Stored { fields: Vec<Field>, key: Vec<String>, rows: Arc<Vec<Vec<Value>>> },
+    Stored(Object),
 }
 
 impl Table {
     fn fields(&self) -> Vec<Field> {
         match self {
             Table::Generated(_) => Dataset::schema().fields.clone(),
-            Table::Stored { fields, .. } => fields.clone(),
+            Table::Stored(object) => object.fields.clone(),
         }
     }
 
     fn len(&self) -> usize {
         match self {
             Table::Generated(data) => data.rows as usize,
-            Table::Stored { rows, .. } => rows.len(),
+            Table::Stored(object) => object.rows.len(),
         }
     }
 
     fn row(&self, i: usize) -> Vec<Value> {
         match self {
             Table::Generated(data) => data.row(i as u64),
-            Table::Stored { rows, .. } => rows[i].clone(),
+            Table::Stored(object) => object.rows[i].clone(),
         }
     }
 
@@ -59,26 +59,15 @@ impl Table {
         let (key, cursor_fields) = match self {
             // `id` grows too, but repeats across regions: only the timestamp is a cursor.
             Table::Generated(_) => (dataset::KEY.map(String::from).to_vec(), vec![dataset::CURSOR.to_owned()]),
-            Table::Stored { key, .. } => {
-                (key.clone(), fields.iter().filter(|f| can_be_cursor(&f.field_type)).map(|f| f.name.clone()).collect())
-            }
+            Table::Stored(object) => (
+                object.key.clone(),
+                fields.iter().filter(|f| f.field_type.can_be_cursor()).map(|f| f.name.clone()).collect(),
+            ),
         };
         let capabilities =
             StreamCapabilities { sorted_reads, cursor_fields, partitionable: true, change_capture: false };
         Stream { name: name.to_owned(), fields, key, capabilities }
     }
-}
-
-fn can_be_cursor(ty: &FieldType) -> bool {
-    matches!(
-        ty,
-        FieldType::Int16
-            | FieldType::Int32
-            | FieldType::Int64
-            | FieldType::Date
-            | FieldType::Timestamp
-            | FieldType::TimestampTz
-    )
 }
 
 /// The order of two values of a cursor field.
@@ -111,10 +100,10 @@ impl MemorySource {
         if name == self.config.dataset {
             return Ok(Table::Generated(self.config.dataset()));
         }
-        let (fields, key, rows) = store::snapshot(&self.config.dataset, name).ok_or_else(|| {
+        let object = store::snapshot(&self.config.dataset, name).ok_or_else(|| {
             ConnectorError::not_found(format!("dataset {:?} has no object {name:?}", self.config.dataset))
         })?;
-        Ok(Table::Stored { fields, key, rows })
+        Ok(Table::Stored(object))
     }
 
     /// The table a model configuration (`{"dataset": "<name>"}`) or stream names.
@@ -151,7 +140,7 @@ fn plan(
             .index_of(&cursor.field)
             .ok_or_else(|| ConnectorError::config(format!("{:?} is not a selected field", cursor.field)))?;
         let ty = &schema.fields[at].field_type;
-        if !can_be_cursor(ty) {
+        if !ty.can_be_cursor() {
             return Err(ConnectorError::config(format!(
                 "{:?} cannot be a cursor: it is not a number, date or timestamp",
                 cursor.field

@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, LazyLock, Mutex, MutexGuard},
+    sync::{LazyLock, Mutex, MutexGuard},
 };
 
 use syncline_core::record::{Field, Value};
@@ -42,9 +42,9 @@ pub(super) fn with<T>(dataset: &str, f: impl FnOnce(&mut Namespace) -> T) -> T {
     f(lock().entry(dataset.to_owned()).or_default())
 }
 
-/// A copy of the records of `object` in `dataset`, if it exists.
-pub(super) fn snapshot(dataset: &str, object: &str) -> Option<(Vec<Field>, Vec<String>, Arc<Vec<Vec<Value>>>)> {
-    with(dataset, |ns| ns.objects.get(object).map(|o| (o.fields.clone(), o.key.clone(), Arc::new(o.rows.clone()))))
+/// A copy of `object` in `dataset`, if it exists.
+pub(super) fn snapshot(dataset: &str, object: &str) -> Option<Object> {
+    with(dataset, |ns| ns.objects.get(object).cloned())
 }
 
 /// How many reads of `dataset` are still open in this process (a dropped or finished read

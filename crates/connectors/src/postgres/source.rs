@@ -78,19 +78,6 @@ async fn describe(conn: &Connection, sql: &str) -> Result<Vec<(String, Type)>, C
     Ok(statement.columns().iter().map(|c| (c.name().to_owned(), c.type_().clone())).collect())
 }
 
-/// Whether values of a column of type `ty` only grow, as a cursor's must be comparable.
-fn can_be_cursor(ty: &FieldType) -> bool {
-    matches!(
-        ty,
-        FieldType::Int16
-            | FieldType::Int32
-            | FieldType::Int64
-            | FieldType::Date
-            | FieldType::Timestamp
-            | FieldType::TimestampTz
-    )
-}
-
 /// The tables and views of the database with their columns and primary keys.
 async fn catalog(conn: &Connection) -> Result<Catalog, ConnectorError> {
     let rows = conn
@@ -120,7 +107,7 @@ async fn catalog(conn: &Connection) -> Result<Catalog, ConnectorError> {
         }
         let stream = streams.last_mut().expect("pushed above");
         let field_type = Type::from_oid(oid).map_or(FieldType::Text, |t| types::field_type(&t));
-        if can_be_cursor(&field_type) {
+        if field_type.can_be_cursor() {
             stream.capabilities.cursor_fields.push(column.clone());
         }
         if key {
@@ -202,7 +189,7 @@ impl Source for PostgresSource {
         let cursor = match &request.cursor {
             Some(Cursor { field, after }) => {
                 let index = position(field)?;
-                if !can_be_cursor(&fields[index].field_type) {
+                if !fields[index].field_type.can_be_cursor() {
                     return Err(ConnectorError::config(format!(
                         "{field:?} cannot be a cursor: it is not a number, date or timestamp"
                     )));
