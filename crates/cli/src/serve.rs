@@ -56,6 +56,10 @@ async fn termination() {
 pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
     let roles = parse_roles(role)?;
     let (settings, telemetry) = settings()?;
+    if settings.reference_connectors {
+        syncline_connectors::enable_reference_connectors();
+        warn!("REFERENCE_CONNECTORS is set: the in-memory reference connector is offered (not for production)");
+    }
     // Each role has a pool of its own, so a burst of API requests cannot take the connections
     // workers need to keep their leases, nor the other way round.
     let pools = settings.pools;

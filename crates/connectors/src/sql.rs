@@ -40,20 +40,6 @@ impl<'a> Model<'a> {
     }
 }
 
-/// Whether values of a field of type `ty` only grow, as a cursor's must, and compare as the
-/// database compares them.
-pub(crate) fn can_be_cursor(ty: &FieldType) -> bool {
-    matches!(
-        ty,
-        FieldType::Int16
-            | FieldType::Int32
-            | FieldType::Int64
-            | FieldType::Date
-            | FieldType::Timestamp
-            | FieldType::TimestampTz
-    )
-}
-
 /// How a database spells the parts of a read that differ between databases.
 pub(crate) trait Dialect {
     /// The sort key of identity field `expr` of type `ty`: NULLs last, text bytewise (see
@@ -105,7 +91,7 @@ pub(crate) fn clauses(
     let cursor = match &request.cursor {
         Some(Cursor { field, after }) => {
             let index = position(field)?;
-            if !can_be_cursor(&fields[index].field_type) {
+            if !fields[index].field_type.can_be_cursor() {
                 return Err(ConnectorError::config(format!(
                     "{field:?} cannot be a cursor: it is not a number, date or timestamp"
                 )));

@@ -120,6 +120,9 @@ pub struct Settings {
     pub connection_denied: Vec<Rule>,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `REFERENCE_CONNECTORS`: also offer the in-memory reference connector (`memory`), a test
+    /// and documentation tool with configurable faults; off unless set to `true`.
+    pub reference_connectors: bool,
     /// Deprecation notices gathered while reading, logged once telemetry is up.
     pub warnings: Vec<String>,
 }
@@ -248,6 +251,7 @@ impl Settings {
                 .into_iter()
                 .map(|net: Network| net.0)
                 .collect(),
+            reference_connectors: env.flag("REFERENCE_CONNECTORS")?,
             warnings,
         })
     }
@@ -284,6 +288,15 @@ impl Env<'_> {
                 entry.parse().map_err(|_| ConfigError::new(var, format!("has {entry:?}, which is not {expected}")))
             })
             .collect()
+    }
+
+    /// `true` or `false` (unset is `false`).
+    fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
+        match self.get(var).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ConfigError::new(var, format!("must be true or false, not {other:?}"))),
+        }
     }
 
     /// A whole number of at least `min`, or `default` when unset.
@@ -359,6 +372,16 @@ mod tests {
         assert_eq!(s.valid_origins, vec!["https://sync.example.com"]);
         assert!(s.longsync_threshold.is_none());
         assert!(s.warnings.is_empty());
+        assert!(!s.reference_connectors, "production installs never see the reference connector");
+    }
+
+    #[test]
+    fn reference_connectors_take_a_boolean() {
+        let mut vars = base();
+        vars.insert("REFERENCE_CONNECTORS".into(), "true".into());
+        assert!(Settings::from_vars(&vars).expect("valid settings").reference_connectors);
+        vars.insert("REFERENCE_CONNECTORS".into(), "yes".into());
+        assert_eq!(error_for(vars), "configuration error: REFERENCE_CONNECTORS must be true or false, not \"yes\"");
     }
 
     #[test]

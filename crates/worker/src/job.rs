@@ -88,7 +88,9 @@ async fn run_with_retries<K: JobKind>(
     let mut backoff = FIRST_BACKOFF;
     for retry in 0.. {
         let run = AssertUnwindSafe(K::run(services, claim, worker, stop.clone())).catch_unwind();
-        let end = run.await.unwrap_or_else(|panic| crashed(&panic));
+        // `&*panic`: the payload inside the box (a `&Box<dyn Any>` is itself an `Any`, whose
+        // message no downcast finds).
+        let end = run.await.unwrap_or_else(|panic| crashed(&*panic));
         let class = match &end {
             RunEnd::Finished { outcome: Outcome::Failed { class, .. }, .. } if class.is_retryable() => *class,
             _ => return end,
@@ -208,6 +210,26 @@ async fn keep_lease(
             _ = poll.tick() => if worker.is_shutting_down() && stop.borrow().is_none() {
                 stop.send_replace(Some(Stop::Shutdown));
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_names_its_panic() {
+        for payload in [
+            std::panic::catch_unwind(|| panic!("boom {}", 1)).expect_err("panics"),
+            std::panic::catch_unwind(|| panic!("static boom")).expect_err("panics"),
+        ] {
+            let end: RunEnd<()> = crashed(&*payload);
+            let RunEnd::Finished { outcome: Outcome::Failed { error, class }, .. } = end else {
+                panic!("a crash finishes the run")
+            };
+            assert!(error.starts_with("the run crashed: ") && error.contains("boom"), "{error}");
+            assert_eq!(class, ErrorClass::Permanent);
         }
     }
 }

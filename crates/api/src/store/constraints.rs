@@ -23,7 +23,7 @@ pub fn object(table: &str) -> &str {
         "connections" => "connection",
         "models" => "model",
         "model_syncs" => "sync",
-        "sync_executions" => "execution",
+        "executions" => "execution",
         "sessions" => "session",
         other => other.strip_suffix('s').unwrap_or(other),
     }

@@ -9,6 +9,7 @@ mod config;
 mod deadlines;
 mod edge;
 mod egress;
+mod faults;
 mod migrations;
 mod model_sync;
 mod payload_s3;

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 use crate::support::{
-    Api, Install, TestDb, USERS_FIELDS, checksum, model_and_sync, organization, pg_connection, users_table,
-    wait_for_end,
+    Api, Install, TestDb, USERS_FIELDS, assert_none_running, checksum, model_and_sync, organization, pg_connection,
+    users_table, wait_for_end,
 };
 
 fn rows() -> i64 {
@@ -57,13 +57,7 @@ impl Scenario {
         assert_eq!(done["status"], "completed", "{done}");
         assert!(done["attempt"].as_i64().unwrap_or(0) >= 2, "a second worker ran it: {done}");
         assert_eq!(checksum(&self.target.1).await, checksum(&self.source.1).await, "destination equals the model");
-        let state = self.install.db.client().await;
-        let running: i64 = state
-            .query_one("select count(*) from executions where status in ('running', 'canceling')", &[])
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(running, 0, "no execution is left running");
+        assert_none_running(&self.install).await;
         drop(self.api_process);
         self.source.0.drop_now().await;
         self.target.0.drop_now().await;

@@ -458,6 +458,17 @@ pub fn assert_error(status: u16, body: &Json, expected: u16, message_part: &str)
     assert!(message.contains(message_part), "message {message:?} should contain {message_part:?}");
 }
 
+/// Asserts that no execution of the installation is left running (or stuck canceling).
+pub async fn assert_none_running(install: &Install) {
+    let state = install.db.client().await;
+    let running: i64 = state
+        .query_one("select count(*) from executions where status in ('running', 'canceling')", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(running, 0, "no execution is left running");
+}
+
 /// Starts the sync and waits (up to `timeout`) for the execution to end; returns it.
 pub async fn run_sync(api: &Api, sync_id: &str, timeout: Duration) -> Json {
     let execution = api.ok("POST", &format!("/api/syncs/{sync_id}/executions"), Some(json!({}))).await;

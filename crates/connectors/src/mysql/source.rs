@@ -21,7 +21,7 @@ use super::{
     client::{self, Connection, quote_ident, quote_object, split_object},
     types::{self, ColumnInfo},
 };
-use crate::sql::{self, Clauses, Model, can_be_cursor, with_checkpoints};
+use crate::sql::{self, Clauses, Model, with_checkpoints};
 
 pub(super) struct MysqlSource {
     ctx: Context,
@@ -147,7 +147,7 @@ async fn catalog(conn: &mut Connection, database: &str) -> Result<Catalog, Conne
         let is_json = json.contains(&(database.to_owned(), table, column.clone()));
         let info = ColumnInfo::from_declared(&data_type, &column_type, charset.as_deref(), is_json);
         let field_type = types::field_type(&info);
-        if can_be_cursor(&field_type) {
+        if field_type.can_be_cursor() {
             stream.capabilities.cursor_fields.push(column.clone());
         }
         if let Some(position) = key {
@@ -292,16 +292,16 @@ async fn produce(
     (rows, bytes): (usize, usize),
     sender: Sender,
 ) {
-    let idle = conn.ctx.deadlines.idle;
+    let waits = Waits { sender: &sender, idle: conn.ctx.deadlines.idle, cancel: conn.ctx.cancel.clone() };
     let guard = conn.kill_on_drop();
     let read = async {
-        let Some(mut result) = answer(&sender, idle, conn.conn.exec_iter(sql.as_str(), params)).await? else {
+        let Some(mut result) = waits.answer(conn.conn.exec_iter(sql.as_str(), params)).await? else {
             return Ok(false);
         };
         let mut batch = RecordBatchBuilder::with_capacity(schema.clone(), bytes.min(1 << 20));
         let mut number = 0;
         loop {
-            let row = match answer(&sender, idle, result.next()).await? {
+            let row = match waits.answer(result.next()).await? {
                 None => return Ok(false),
                 Some(None) => break,
                 Some(Some(row)) => row,
@@ -328,15 +328,25 @@ async fn produce(
     }
 }
 
-/// The server's answer, waiting at most `idle` for it; `None` when the reader went away first.
-async fn answer<T>(
-    sender: &Sender,
+/// What a read waits on besides the server: its reader, its idle deadline and its cancel.
+struct Waits<'a> {
+    sender: &'a Sender,
     idle: Duration,
-    answer: impl Future<Output = Result<T, mysql_async::Error>>,
-) -> Result<Option<T>, ConnectorError> {
-    let answer = async { answer.await.map_err(|e| client::error(&e)) };
-    tokio::select! {
-        _ = sender.closed() => Ok(None),
-        result = within(idle, "the database", answer) => result.map(Some),
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Waits<'_> {
+    /// The server's answer, waiting at most the idle deadline for it; `None` when the reader
+    /// went away first, an error when the read was canceled.
+    async fn answer<T>(
+        &self,
+        answer: impl Future<Output = Result<T, mysql_async::Error>>,
+    ) -> Result<Option<T>, ConnectorError> {
+        let answer = async { answer.await.map_err(|e| client::error(&e)) };
+        tokio::select! {
+            _ = self.sender.closed() => Ok(None),
+            _ = self.cancel.cancelled() => Err(ConnectorError::permanent("the read was canceled")),
+            result = within(self.idle, "the database", answer) => result.map(Some),
+        }
     }
 }

@@ -15,7 +15,7 @@ use syncline_core::{
 };
 use tokio_postgres::types::Type;
 
-use crate::sql::{self, Clauses, Model, can_be_cursor, with_checkpoints};
+use crate::sql::{self, Clauses, Model, with_checkpoints};
 
 use super::{
     PostgresConfig,
@@ -105,7 +105,7 @@ async fn catalog(conn: &Connection) -> Result<Catalog, ConnectorError> {
         }
         let stream = streams.last_mut().expect("pushed above");
         let field_type = Type::from_oid(oid).map_or(FieldType::Text, |t| types::field_type(&t));
-        if can_be_cursor(&field_type) {
+        if field_type.can_be_cursor() {
             stream.capabilities.cursor_fields.push(column.clone());
         }
         if key {
@@ -242,6 +242,11 @@ impl Batcher {
         let state = (self, Box::pin(chunks), false, (conn, Some(guard)));
         stream::try_unfold(state, |(mut this, mut chunks, mut done, (conn, mut guard))| async move {
             loop {
+                // A canceled context stops the read here; dropping the guard on the way out
+                // asks the database to stop the `COPY`.
+                if conn.ctx.cancel.is_cancelled() {
+                    return Err(ConnectorError::permanent("the read was canceled"));
+                }
                 if let Some(batch) = this.cut(done)? {
                     return Ok(Some((batch, (this, chunks, done, (conn, guard)))));
                 }
@@ -251,7 +256,13 @@ impl Batcher {
                     }
                     return Ok(None);
                 }
-                match within(conn.ctx.deadlines.idle, "the database", async { Ok(chunks.next().await) }).await? {
+                let next = async {
+                    tokio::select! {
+                        chunk = chunks.next() => Ok(chunk),
+                        _ = conn.ctx.cancel.cancelled() => Err(ConnectorError::permanent("the read was canceled")),
+                    }
+                };
+                match within(conn.ctx.deadlines.idle, "the database", next).await? {
                     Some(chunk) => this.buf.extend_from_slice(&chunk?),
                     None => done = true,
                 }

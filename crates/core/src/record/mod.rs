@@ -119,6 +119,12 @@ impl FieldType {
     pub fn can_identify(&self) -> bool {
         key::supports(self)
     }
+
+    /// Whether values of this type can be a read's cursor: numbers, dates and timestamps,
+    /// which only grow in the fields cursors follow.
+    pub fn can_be_cursor(&self) -> bool {
+        matches!(self, Self::Int16 | Self::Int32 | Self::Int64 | Self::Date | Self::Timestamp | Self::TimestampTz)
+    }
 }
 
 /// A named, typed field of a record.
