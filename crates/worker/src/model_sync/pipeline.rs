@@ -81,7 +81,10 @@ async fn execute(
         outcome: Outcome::Failed { error: error.message, class: error.class },
         counts,
     };
-    let plan = match plan::load(services, sync_id).await {
+    // The run's own context: whichever way the run ends, its connectors' calls are cancelled.
+    let ctx = services.connector.child();
+    let _cancel = ctx.cancel.clone().drop_guard();
+    let plan = match plan::load(services, &ctx, sync_id).await {
         Ok(plan) => plan,
         Err(error) => return failed(error, *counts),
     };

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde_json::Value as Json;
 use syncline_core::{
-    connector::{ConnectorError, Destination, DynConnector, Source},
+    connector::{ConnectorError, Context, Destination, DynConnector, Source},
     credentials,
     sync::SyncSpec,
 };
@@ -38,8 +38,9 @@ fn state(e: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::transient(format!("state database: {e}"))
 }
 
-/// Loads the plan of `sync_id`; the error is the execution's.
-pub async fn load(services: &Services, sync_id: Uuid) -> Result<Plan, ConnectorError> {
+/// Loads the plan of `sync_id`, its connections opened with `ctx` (the run's own context, so
+/// that cancelling it stops every call they make); the error is the execution's.
+pub async fn load(services: &Services, ctx: &Context, sync_id: Uuid) -> Result<Plan, ConnectorError> {
     let client = services.pool.get().await.map_err(state)?;
     let row = client
         .query_opt(
@@ -68,8 +69,8 @@ pub async fn load(services: &Services, sync_id: Uuid) -> Result<Plan, ConnectorE
     };
     let (source, source_config) = open("source")?;
     let (target, target_config) = open("target")?;
-    let source = source.source(&services.connector, &source_config)?;
-    let destination = target.destination(&services.connector, &target_config)?;
+    let source = source.source(ctx, &source_config)?;
+    let destination = target.destination(ctx, &target_config)?;
     let retry: Vec<RetryIdentity> =
         serde_json::from_value(row.try_get("retry_identities").map_err(state)?).unwrap_or_default();
     Ok(Plan {
