@@ -80,6 +80,7 @@ impl Connection {
         limit: Duration,
         work: impl FnOnce(&'a mut Conn) -> BoxFuture<'a, Result<T, mysql_async::Error>>,
     ) -> impl Future<Output = Result<T, ConnectorError>> + 'a {
+        self.ctx.metrics.count_request();
         guarded(self.killer.arm(), limit, work(&mut self.conn))
     }
 

@@ -93,6 +93,7 @@ impl Connection {
         limit: Duration,
         work: impl Future<Output = Result<T, ConnectorError>>,
     ) -> Result<T, ConnectorError> {
+        self.ctx.metrics.count_request();
         let guard = CancelOnDrop::new(&self.client);
         let done = tokio::time::timeout(limit, work).await;
         let Ok(result) = done else { return Err(ConnectorError::timed_out("the database", limit)) };

@@ -81,12 +81,23 @@ impl Context {
     }
 }
 
-/// Counters of what a connector moved, read by the worker for its spans and progress.
+/// Counters of what connectors did with one context: the calls they made to their system
+/// (statements, API requests), which the worker reports with each run.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub records_read: std::sync::atomic::AtomicU64,
-    pub records_written: std::sync::atomic::AtomicU64,
-    pub requests: std::sync::atomic::AtomicU64,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one call to the system.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Calls made so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Where a connection goes and as whom. A stored secret is only ever sent to the endpoint it

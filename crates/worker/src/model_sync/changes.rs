@@ -55,6 +55,11 @@ impl UpsertChunk {
         self.ops.is_empty()
     }
 
+    /// Records pushed so far.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
     /// The encoded chunk.
     pub fn finish(mut self) -> Bytes {
         let tuples_len = (self.buf.len() - HEADER_LEN) as u32;

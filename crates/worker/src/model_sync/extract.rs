@@ -158,13 +158,15 @@ fn delivery(mode: SyncMode, change: Change) -> Option<bool> {
 }
 
 impl Extractor {
-    /// Reads, diffs and writes change chunks; returns the new snapshot's directory.
+    /// Reads, diffs and writes change chunks; returns the new snapshot's directory. The
+    /// current span gets the numbers of records read and changed.
     pub(crate) async fn run(
         mut self,
         mut input: Input,
         mut diffing: Option<Diffing>,
     ) -> Result<Option<String>, ConnectorError> {
         let mut deleted: Vec<Bytes> = Vec::new();
+        let mut changed = 0;
         while let Some(batch) = input.next_batch().await? {
             self.progress.read.fetch_add(batch.len() as i64, Ordering::Relaxed);
             let mut chunk = UpsertChunk::with_capacity(batch.data().len());
@@ -189,6 +191,7 @@ impl Extractor {
                 executions::record_errors(&self.pool, self.execution_id, &rejected).await.map_err(transient)?;
             }
             if !chunk.is_empty() {
+                changed += chunk.len();
                 self.send(chunk.finish()).await?;
             }
             match (&diffing, self.mode) {
@@ -199,6 +202,8 @@ impl Extractor {
                 _ => deleted.clear(),
             }
         }
+        let span = tracing::Span::current();
+        span.record("records_read", self.progress.read.load(Ordering::Relaxed)).record("records_changed", changed);
         let Some(mut diffing) = diffing else { return Ok(None) };
         if self.mode == SyncMode::Replace {
             diffing.differ.remaining(&mut deleted).await.map_err(transient)?;

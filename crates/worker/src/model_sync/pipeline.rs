@@ -15,6 +15,7 @@ use syncline_core::{
     record::{Schema, key::KeyLayout},
 };
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 use uuid::Uuid;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -104,7 +105,11 @@ async fn execute(
     let Prepared { layout, writer, extract, chunks } = prepared;
     let _abort = AbortOnDrop(extract.abort_handle());
     let loader = Loader { services, execution_id, worker, layout: &layout, progress: &progress };
-    match loader.run(writer, chunks, stop, counts).await {
+    let load_span =
+        tracing::info_span!("load", records_written = tracing::field::Empty, requests = tracing::field::Empty);
+    let loaded = loader.run(writer, chunks, stop, counts).instrument(load_span.clone()).await;
+    load_span.record("records_written", counts.written).record("requests", ctx.metrics.requests());
+    match loaded {
         Ok(LoadEnd::Drained(failures)) => match extract.await {
             Ok(Ok(snapshot)) => {
                 progress.add_to(counts);
@@ -234,7 +239,9 @@ async fn prepare(
         execution_id,
         seq: 0,
     };
-    let extract = tokio::spawn(extractor.run(input, diffing));
+    let span =
+        tracing::info_span!("extract", records_read = tracing::field::Empty, records_changed = tracing::field::Empty);
+    let extract = tokio::spawn(extractor.run(input, diffing).instrument(span));
     let layout = Layout { schema, key_schema, identity: key };
     Ok(Prepared { layout, writer, extract, chunks })
 }
