@@ -45,10 +45,11 @@ pub async fn run_due(pool: &DbPool, queues: &Queues) -> Result<usize, DbError> {
     let tx = client.transaction().await?;
     let mut started: Vec<(String, Uuid)> = Vec::new();
     let now = chrono::Utc::now();
-    for Due { kind, subject_id, organization_id, schedule } in schedule::lock_due(&tx).await? {
-        let next = schedule.next_after(now).ok().flatten();
-        schedule::set(&tx, (&kind, subject_id, organization_id), &schedule, next).await?;
-        match executions::create(&tx, &kind, subject_id, organization_id, "schedule", false).await {
+    for due in schedule::lock_due(&tx).await? {
+        let next = due.schedule.next_after(now).ok().flatten();
+        schedule::advance(&tx, &due, next).await?;
+        let Due { kind, subject_id, organization_id, options, .. } = due;
+        match executions::create(&tx, (&kind, subject_id, organization_id), "schedule", false, &options).await {
             Ok(id) => started.push((kind, id)),
             Err(StartError::AlreadyRunning) => {
                 info!(%kind, %subject_id, "scheduled run skipped: the previous one is still running")

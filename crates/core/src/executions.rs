@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
+use serde_json::Value as Json;
 use uuid::Uuid;
 
 use crate::{
@@ -35,26 +36,34 @@ pub enum StartError {
 /// The job kind of model sync executions.
 pub const MODEL_SYNC: &str = "model_sync";
 
+/// The job kind of bulk sync executions: one per run of a bulk sync, which plans the run, waits
+/// for its partitions and settles each schema.
+pub const BULK_SYNC: &str = "bulk_sync";
+
+/// The job kind of one partition of a bulk sync execution's schema (its subject is the
+/// partition), run by any worker.
+pub const BULK_PARTITION: &str = "bulk_partition";
+
 /// Every job kind, each with its own queue.
-pub const KINDS: &[&str] = &[MODEL_SYNC];
+pub const KINDS: &[&str] = &[MODEL_SYNC, BULK_SYNC, BULK_PARTITION];
 
 /// Inserts a queued execution of `kind` for `subject_id`; fails with
 /// [`StartError::AlreadyRunning`] when one is in progress (a unique partial index makes this
-/// race-free across replicas).
+/// race-free across replicas). `options` is what the start asked for beyond `resync` (a kind's
+/// own start options), handed to the run in its [`Claim`].
 pub async fn create(
     client: &impl GenericClient,
-    kind: &str,
-    subject_id: Uuid,
-    organization_id: Uuid,
+    (kind, subject_id, organization_id): (&str, Uuid, Uuid),
     trigger: &str,
     resync: bool,
+    options: &Json,
 ) -> Result<Uuid, StartError> {
     let id = Uuid::new_v4();
     let inserted = client
         .execute(
-            "insert into executions (id, kind, subject_id, organization_id, status, trigger, resync)
-             values ($1, $2, $3, $4, 'queued', $5, $6) on conflict do nothing",
-            &[&id, &kind, &subject_id, &organization_id, &trigger, &resync],
+            "insert into executions (id, kind, subject_id, organization_id, status, trigger, resync, options)
+             values ($1, $2, $3, $4, 'queued', $5, $6, $7) on conflict do nothing",
+            &[&id, &kind, &subject_id, &organization_id, &trigger, &resync, options],
         )
         .await
         .map_err(DbError::from)?;
@@ -85,6 +94,8 @@ pub struct Claim {
     pub subject_id: Uuid,
     pub attempt: i32,
     pub resync: bool,
+    /// The start's options of the execution's kind (`{}` when none).
+    pub options: Json,
 }
 
 /// Claims `execution_id` for `worker` if it is waiting, or running under an expired lease
@@ -108,7 +119,7 @@ pub async fn claim(pool: &DbPool, execution_id: Uuid, worker: &str, lease: Durat
                 records_read = 0, records_changed = 0, records_written = 0, insert_count = 0, update_count = 0,
                 delete_count = 0, error_count = 0, errors = '[]', updated_at = now()
              where id = $1 and (status in ('created', 'queued') or (status = 'running' and lease_until < now()))
-             returning subject_id, attempt, resync",
+             returning subject_id, attempt, resync, options",
             &[&execution_id, &worker, &lease_secs],
         )
         .await?;
@@ -119,6 +130,7 @@ pub async fn claim(pool: &DbPool, execution_id: Uuid, worker: &str, lease: Durat
         subject_id: row.try_get("subject_id")?,
         attempt: row.try_get("attempt")?,
         resync: row.try_get("resync")?,
+        options: row.try_get("options")?,
     }))
 }
 

@@ -1,6 +1,7 @@
 //! Syncline's shared core: configuration, the connector contract, records in flight, the
 //! payload store, the job queue, secrets, state storage and telemetry.
 
+pub mod bulk;
 pub mod config;
 pub mod connector;
 pub mod credentials;

@@ -1,15 +1,22 @@
-//! When scheduled subjects run next: the `schedules` table, one row per active, scheduled
-//! subject of every job kind, and the Polytomic schedule that says when.
+//! When scheduled subjects run next: the `schedules` table, one row per schedule of an active,
+//! scheduled subject of every job kind (a model sync has one, a bulk sync a default one and
+//! additional ones, each with the start options of its runs), and the Polytomic schedule that
+//! says when.
 
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use serde_json::Value as Json;
 use uuid::Uuid;
 
 use crate::{db::DbError, sync::Schedule};
 
-/// Sets when `subject_id` of `kind` runs next (`None`: not on a schedule any more).
+/// The id of a subject's only (or default) schedule.
+pub const DEFAULT: &str = "default";
+
+/// Sets when `subject_id` of `kind` runs next on its one schedule (`None`: not on a schedule
+/// any more).
 pub async fn set(
     client: &impl GenericClient,
     (kind, subject_id, organization_id): (&str, Uuid, Uuid),
@@ -23,7 +30,7 @@ pub async fn set(
                 .execute(
                     "insert into schedules (kind, subject_id, organization_id, schedule, next_run_at)
                      values ($1, $2, $3, $4, $5)
-                     on conflict (kind, subject_id) do update set schedule = $4, next_run_at = $5",
+                     on conflict (kind, subject_id, schedule_id) do update set schedule = $4, next_run_at = $5",
                     &[&kind, &subject_id, &organization_id, &schedule, &next],
                 )
                 .await?
@@ -35,21 +42,87 @@ pub async fn set(
     Ok(())
 }
 
-/// A subject whose run is due.
+/// One of several schedules of a subject: its id, when, and the options of the runs it starts.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub schedule_id: String,
+    pub schedule: Schedule,
+    pub options: Json,
+}
+
+/// Replaces every schedule of `subject_id` of `kind` with `entries` (none: not scheduled),
+/// each next running after `now`. Fails naming the schedule when one cannot run.
+pub async fn replace(
+    client: &impl GenericClient,
+    (kind, subject_id, organization_id): (&str, Uuid, Uuid),
+    entries: &[Entry],
+    now: DateTime<Utc>,
+) -> Result<(), ReplaceError> {
+    let ids: Vec<&str> = entries.iter().map(|e| e.schedule_id.as_str()).collect();
+    client
+        .execute(
+            "delete from schedules where kind = $1 and subject_id = $2 and not schedule_id = any($3)",
+            &[&kind, &subject_id, &ids],
+        )
+        .await?;
+    for entry in entries {
+        let next = entry.schedule.next_after(now).map_err(|e| ReplaceError::Invalid(entry.schedule_id.clone(), e))?;
+        let Some(next) = next else {
+            client
+                .execute(
+                    "delete from schedules where kind = $1 and subject_id = $2 and schedule_id = $3",
+                    &[&kind, &subject_id, &entry.schedule_id],
+                )
+                .await?;
+            continue;
+        };
+        let schedule = serde_json::to_value(&entry.schedule).expect("a schedule serializes");
+        client
+            .execute(
+                "insert into schedules (kind, subject_id, organization_id, schedule_id, schedule, options, next_run_at)
+                 values ($1, $2, $3, $4, $5, $6, $7)
+                 on conflict (kind, subject_id, schedule_id) do update set schedule = $5, options = $6, next_run_at = $7",
+                &[&kind, &subject_id, &organization_id, &entry.schedule_id, &schedule, &entry.options, &next],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Why [`replace`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceError {
+    /// The schedule with this id cannot run; the message names the field.
+    #[error("schedule {0}: {1}")]
+    Invalid(String, String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for ReplaceError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// A schedule whose run is due.
 #[derive(Debug, Clone)]
 pub struct Due {
     pub kind: String,
     pub subject_id: Uuid,
     pub organization_id: Uuid,
+    pub schedule_id: String,
     pub schedule: Schedule,
+    /// The start options of the runs it starts.
+    pub options: Json,
 }
 
-/// Subjects of every kind whose next run is due, locked for this transaction (other schedulers
-/// skip them), at most 100, the most overdue first.
+/// Schedules of every kind whose next run is due, locked for this transaction (other
+/// schedulers skip them), at most 100, the most overdue first.
 pub async fn lock_due(tx: &impl GenericClient) -> Result<Vec<Due>, DbError> {
     let rows = tx
         .query(
-            "select kind, subject_id, organization_id, schedule from schedules
+            "select kind, subject_id, organization_id, schedule_id, schedule, options from schedules
              where next_run_at <= now() order by next_run_at for update skip locked limit 100",
             &[],
         )
@@ -60,23 +133,49 @@ pub async fn lock_due(tx: &impl GenericClient) -> Result<Vec<Due>, DbError> {
                 kind: row.try_get("kind")?,
                 subject_id: row.try_get("subject_id")?,
                 organization_id: row.try_get("organization_id")?,
+                schedule_id: row.try_get("schedule_id")?,
                 // A schedule that no longer parses runs no more (`next_after` of the default is none).
                 schedule: serde_json::from_value(row.try_get("schedule")?).unwrap_or_default(),
+                options: row.try_get("options")?,
             })
         })
         .collect()
 }
 
-/// When `subject_id` of `kind` runs next, if it is on a schedule.
+/// Moves a due schedule's next run to `next` (`None`: it runs no more).
+pub async fn advance(client: &impl GenericClient, due: &Due, next: Option<DateTime<Utc>>) -> Result<(), DbError> {
+    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&due.kind, &due.subject_id, &due.schedule_id];
+    match next {
+        Some(next) => {
+            client
+                .execute(
+                    "update schedules set next_run_at = $4 where kind = $1 and subject_id = $2 and schedule_id = $3",
+                    &[key[0], key[1], key[2], &next],
+                )
+                .await?
+        }
+        None => {
+            client
+                .execute("delete from schedules where kind = $1 and subject_id = $2 and schedule_id = $3", &key)
+                .await?
+        }
+    };
+    Ok(())
+}
+
+/// When `subject_id` of `kind` runs next (the soonest of its schedules), if it is on one.
 pub async fn next_run_at(
     client: &impl GenericClient,
     kind: &str,
     subject_id: Uuid,
 ) -> Result<Option<DateTime<Utc>>, DbError> {
     let row = client
-        .query_opt("select next_run_at from schedules where kind = $1 and subject_id = $2", &[&kind, &subject_id])
+        .query_one(
+            "select min(next_run_at) as next from schedules where kind = $1 and subject_id = $2",
+            &[&kind, &subject_id],
+        )
         .await?;
-    Ok(row.map(|r| r.try_get("next_run_at")).transpose()?)
+    Ok(row.try_get("next")?)
 }
 
 /// Frequencies Syncline runs on its own (other Polytomic frequencies are rejected).

@@ -179,10 +179,12 @@ pub async fn start_execution(
     resync: bool,
 ) -> Result<Json, ApiError> {
     let client = state.pool.get().await?;
-    let id = executions::create(&client, MODEL_SYNC, sync_id, org, trigger, resync).await.map_err(|e| match e {
-        StartError::AlreadyRunning => ApiError::conflict("the sync already has an execution in progress"),
-        StartError::Db(e) => e.into(),
-    })?;
+    let id = executions::create(&client, (MODEL_SYNC, sync_id, org), trigger, resync, &json!({})).await.map_err(
+        |e| match e {
+            StartError::AlreadyRunning => ApiError::conflict("the sync already has an execution in progress"),
+            StartError::Db(e) => e.into(),
+        },
+    )?;
     if let Err(e) = state.queues.enqueue(MODEL_SYNC, id).await {
         tracing::error!(execution_id = %id, error = %e, "cannot enqueue execution");
         store::executions::fail(&client, id, &json!(["the job queue is unavailable"])).await?;
