@@ -69,6 +69,8 @@ create table bulk_schema_executions (
     partitions           integer not null default 0,
     partitions_committed integer not null default 0,
     cancel_requested     boolean not null default false,
+    -- How the engine finishes the schema once its partitions committed (swap, sweep, cursor).
+    plan                 jsonb,
     created_at           timestamptz not null default now(),
     started_at           timestamptz,
     completed_at         timestamptz,
@@ -84,7 +86,7 @@ create table bulk_partitions (
     execution_id  uuid not null references executions (id) on delete cascade,
     schema_id     text not null,
     index         integer not null,
-    bounds        jsonb not null,
+    task          jsonb not null,
     status        text not null default 'queued' check (status in ('queued', 'committed', 'failed')),
     worker        text,
     rows_read     bigint not null default 0,
@@ -92,6 +94,8 @@ create table bulk_partitions (
     rows_rejected bigint not null default 0,
     rows_skipped  bigint not null default 0,
     rows_deleted  bigint not null default 0,
+    -- The highest tracking field value the partition read.
+    checkpoint    jsonb,
     committed_at  timestamptz,
     unique (execution_id, schema_id, index)
 );

@@ -120,6 +120,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             heartbeat: settings.worker_heartbeat,
             batch_rows: syncline_worker::BATCH_ROWS,
             batch_bytes: syncline_worker::BATCH_BYTES,
+            partition_rows: settings.bulk_partition_rows,
         };
         tasks.spawn(syncline_worker::run(services, settings.worker_concurrency, stopped()));
     }

@@ -110,6 +110,9 @@ pub struct Settings {
     pub worker_heartbeat: Duration,
     /// Executions of one organization a worker process runs at once while others may wait.
     pub worker_organization_slots: usize,
+    /// `BULK_PARTITION_ROWS`: about how many rows one partition of a bulk sync's table holds;
+    /// a larger table is cut into partitions that workers load in parallel.
+    pub bulk_partition_rows: u64,
     /// State-database connections each role may hold, and how long a request waits for one.
     pub pools: PoolSizes,
     /// Deadlines of every call to a customer system.
@@ -240,6 +243,7 @@ impl Settings {
             worker_concurrency,
             worker_heartbeat: Duration::from_secs(env.number("WORKER_HEARTBEAT_SECONDS", 10, 1)?),
             worker_organization_slots: env.number("WORKER_ORGANIZATION_SLOTS", worker_concurrency.div_ceil(2), 1)?,
+            bulk_partition_rows: env.number("BULK_PARTITION_ROWS", 250_000, 1)?,
             pools,
             deadlines,
             connection_allowed: env

@@ -50,7 +50,11 @@ async fn run_job<K: JobKind>(job: Job, services: &Services, worker: WorkerContex
     let Some(organization) = executions::waiting_organization(&services.pool, job.execution_id).await? else {
         return Ok(());
     };
-    let Some(_slot) = services.slots.take(organization) else {
+    let slot = match K::TAKES_SLOT {
+        true => services.slots.take(organization).map(Some),
+        false => Some(None),
+    };
+    let Some(_slot) = slot else {
         let queues = services.queues.clone();
         tokio::spawn(
             async move {

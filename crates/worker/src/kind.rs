@@ -32,6 +32,10 @@ pub trait JobKind: Send + Sync + 'static {
     /// The kind's name: its queue, and the `kind` of its executions.
     const KIND: &'static str;
 
+    /// Whether a run holds one of its organization's slots of the process (see
+    /// [`crate::slots`]); a kind that mostly waits on others' work does not.
+    const TAKES_SLOT: bool = true;
+
     /// What a completed execution changes on its subject.
     type Effects: Effects + std::fmt::Debug;
 

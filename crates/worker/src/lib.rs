@@ -5,6 +5,8 @@
 //! expires. On SIGTERM a worker stops taking jobs and hands its running executions back.
 
 mod abort;
+mod bulk_sync;
+mod connections;
 mod job;
 mod kind;
 mod model_sync;
@@ -31,6 +33,8 @@ pub struct Services {
     /// Upper bounds of one record batch.
     pub batch_rows: usize,
     pub batch_bytes: usize,
+    /// About how many rows one partition of a bulk sync's table holds.
+    pub partition_rows: u64,
 }
 
 impl Services {
@@ -63,7 +67,11 @@ pub async fn run(
         shutdown.await;
         stop_tx.send_replace(true);
     });
-    run_kind::<model_sync::ModelSync>(services, concurrency, stop_rx).await?;
+    tokio::try_join!(
+        run_kind::<model_sync::ModelSync>(services.clone(), concurrency, stop_rx.clone()),
+        run_kind::<bulk_sync::BulkSync>(services.clone(), concurrency, stop_rx.clone()),
+        run_kind::<bulk_sync::BulkPartition>(services, concurrency, stop_rx),
+    )?;
     info!("worker stopped");
     Ok(())
 }

@@ -33,14 +33,14 @@ impl PostgresDestination {
 
 const MODES: &[SyncMode] = &SyncMode::ALL;
 
-struct Column {
-    name: String,
-    data_type: String,
-    type_oid: u32,
-    required: bool,
+pub(super) struct Column {
+    pub(super) name: String,
+    pub(super) data_type: String,
+    pub(super) type_oid: u32,
+    pub(super) required: bool,
 }
 
-async fn columns(conn: &Connection, object: &str) -> Result<Vec<Column>, ConnectorError> {
+pub(super) async fn columns(conn: &Connection, object: &str) -> Result<Vec<Column>, ConnectorError> {
     let (schema, table) = split_object(object);
     let rows = conn
         .interactive(conn.client.query(

@@ -4,6 +4,7 @@
 //! sorted by the sync identity, and the destination `COPY`s batches into a temporary staging
 //! table and applies them with one set-based statement per batch.
 
+mod bulk;
 mod client;
 mod copy;
 mod destination;
@@ -16,7 +17,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use syncline_core::connector::{
-    Capabilities, Connector, ConnectorError, Context, Destination, Endpoint, ParameterValue, Secret, Source,
+    BulkDestination, Capabilities, Connector, ConnectorError, Context, Destination, Endpoint, ParameterValue, Secret,
+    Source,
 };
 
 pub use client::quote_ident;
@@ -108,5 +110,13 @@ impl Connector for Postgres {
 
     fn destination(&self, ctx: &Context, config: PostgresConfig) -> Result<Arc<dyn Destination>, ConnectorError> {
         Ok(Arc::new(destination::PostgresDestination::new(ctx.clone(), config)))
+    }
+
+    fn bulk_destination(
+        &self,
+        ctx: &Context,
+        config: PostgresConfig,
+    ) -> Result<Arc<dyn BulkDestination>, ConnectorError> {
+        Ok(Arc::new(bulk::PostgresBulk::new(ctx.clone(), config)))
     }
 }

@@ -57,13 +57,46 @@ fn table_sql(table: &str) -> String {
     format!("select * from {}.{}", quote_ident(&schema), quote_ident(&table))
 }
 
-/// The SQL of what a read names.
-fn readable_sql(readable: &Readable) -> Result<String, ConnectorError> {
-    match readable {
-        Readable::Model(model) => model_sql(model),
-        Readable::Stream(table) => Ok(table_sql(table)),
+/// The SQL of what a read names: a model, a table, or the slice of a table that
+/// [`Source::slices`] cut (a range of its pages, read with a TID range scan).
+fn readable_sql(readable: &Readable, slice: Option<&Json>) -> Result<String, ConnectorError> {
+    match (readable, slice.and_then(|s| s.get("pages"))) {
+        (Readable::Model(model), _) => model_sql(model),
+        (Readable::Stream(table), None) => Ok(table_sql(table)),
+        (Readable::Stream(table), Some(pages)) => {
+            let page = |i: usize| pages.get(i).and_then(Json::as_u64);
+            let from = page(0).ok_or_else(|| ConnectorError::config(format!("slice {pages} is not a page range")))?;
+            let upto = page(1).map(|upto| format!(" and ctid < '({upto},0)'::tid")).unwrap_or_default();
+            Ok(format!("{} where ctid >= '({from},0)'::tid{upto}", table_sql(table)))
+        }
     }
 }
+
+/// Pages of `table` and its estimated rows, or `None` when it is not a plain table.
+async fn pages(conn: &Connection, table: &str) -> Result<Option<(u64, u64)>, ConnectorError> {
+    let (schema, name) = split_object(table);
+    let row = conn
+        .interactive(conn.client.query_opt(
+            "select (pg_relation_size(c.oid) / current_setting('block_size')::bigint)::bigint, c.reltuples::float8,
+                    c.relpages::float8
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'm')",
+            &[&schema, &name],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let (pages, tuples, counted): (i64, f64, f64) = (
+        row.try_get(0).map_err(|e| client::error(&e))?,
+        row.try_get(1).map_err(|e| client::error(&e))?,
+        row.try_get(2).map_err(|e| client::error(&e))?,
+    );
+    // Never analyzed: guess from the size (about 100 narrow rows per 8 kB page).
+    let per_page = if tuples > 0.0 && counted > 0.0 { tuples / counted } else { 100.0 };
+    Ok(Some((pages.max(0) as u64, (pages.max(0) as f64 * per_page) as u64)))
+}
+
+/// The most slices a table is cut into.
+const MAX_SLICES: u64 = 1024;
 
 /// Quotes a string literal for SQL.
 fn quote_literal(text: &str) -> String {
@@ -129,7 +162,7 @@ impl Source for PostgresSource {
 
     async fn estimate_rows(&self, readable: &Readable) -> Result<Option<u64>, ConnectorError> {
         let conn = self.look().await?;
-        let sql = format!("explain (format json) select * from ({}) as m", readable_sql(readable)?);
+        let sql = format!("explain (format json) select * from ({}) as m", readable_sql(readable, None)?);
         let plan: Json =
             conn.interactive(conn.client.query_one(&sql, &[])).await?.try_get(0).map_err(|e| client::error(&e))?;
         Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|rows| rows as u64))
@@ -153,7 +186,7 @@ impl Source for PostgresSource {
         // but fails when the database goes quiet for longer than the idle deadline.
         let conn = client::connect(&self.ctx, &self.config).await?;
         conn.read_only(None).await?;
-        let sql = readable_sql(&request.readable)?;
+        let sql = readable_sql(&request.readable, request.slice.as_ref())?;
         let columns = describe(&conn, &sql).await?;
         let column = |name: &str| {
             columns
@@ -180,6 +213,24 @@ impl Source for PostgresSource {
             .run(copy_stream.map_err(|e| client::error(&e)), conn);
         let sorted = !request.order_by.is_empty();
         Ok(Reading { schema, sorted, events: with_checkpoints(batches, cursor) })
+    }
+
+    /// Ranges of pages (`{"pages": [from, upto]}`, the last without `upto`) holding about
+    /// `rows` rows each; views and partitioned tables are one slice.
+    async fn slices(&self, stream: &str, rows: u64) -> Result<Vec<Json>, ConnectorError> {
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        let Some((pages, estimate)) = pages(&conn, stream).await? else { return Ok(vec![Json::Null]) };
+        let count = estimate.div_ceil(rows.max(1)).clamp(1, MAX_SLICES.min(pages.max(1)));
+        let per_slice = pages.div_ceil(count).max(1);
+        Ok((0..count)
+            .map(|i| {
+                let from = i * per_slice;
+                match i + 1 == count {
+                    true => serde_json::json!({ "pages": [from] }),
+                    false => serde_json::json!({ "pages": [from, from + per_slice] }),
+                }
+            })
+            .collect())
     }
 }
 

@@ -17,6 +17,7 @@ use crate::{
 };
 
 mod budget;
+mod bulk;
 mod catalog;
 mod destination;
 mod error;
@@ -25,6 +26,7 @@ mod source;
 mod spec;
 
 pub use budget::{Budget, Budgets};
+pub use bulk::{BulkDestination, LoadMode, LoadRequest, Loader, TableSpec};
 pub use catalog::{Catalog, Stream, StreamCapabilities};
 pub use destination::{
     Action, BatchWriter, Destination, ObjectSpec, Operation, Operations, RecordFailure, SyncMode, TargetField,

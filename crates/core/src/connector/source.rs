@@ -45,6 +45,8 @@ pub struct ReadRequest {
     pub order_by: Vec<String>,
     pub cursor: Option<Cursor>,
     pub partition: Option<Partition>,
+    /// One of the slices [`Source::slices`] cut the stream into.
+    pub slice: Option<Json>,
     /// The state the source handed out in its last checkpoint of this read, if any.
     pub state: Option<Json>,
     /// Upper bounds of one batch.
@@ -55,7 +57,17 @@ pub struct ReadRequest {
 impl ReadRequest {
     /// A plain read of `readable`'s `fields`, unsorted, from the start.
     pub fn new(readable: Readable, fields: Vec<String>, batch_rows: usize, batch_bytes: usize) -> Self {
-        Self { readable, fields, order_by: vec![], cursor: None, partition: None, state: None, batch_rows, batch_bytes }
+        Self {
+            readable,
+            fields,
+            order_by: vec![],
+            cursor: None,
+            partition: None,
+            slice: None,
+            state: None,
+            batch_rows,
+            batch_bytes,
+        }
     }
 }
 
@@ -93,4 +105,12 @@ pub trait Source: Send + Sync {
 
     /// Starts a read: batches bounded by `request.batch_rows`/`batch_bytes`, and checkpoints.
     async fn read(&self, request: ReadRequest) -> Result<Reading, ConnectorError>;
+
+    /// Cuts stream `stream` into disjoint slices of about `rows` records each that together
+    /// cover it, including records added after the cut (the last slice is open-ended); reads
+    /// name one in [`ReadRequest::slice`]. A source that cannot cut returns one slice, the
+    /// whole stream (`null`).
+    async fn slices(&self, _stream: &str, _rows: u64) -> Result<Vec<Json>, ConnectorError> {
+        Ok(vec![Json::Null])
+    }
 }

@@ -18,7 +18,7 @@ use schemars::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value as Json;
 
-use super::{ConnectorError, Context, Destination, Endpoint, Source};
+use super::{BulkDestination, ConnectorError, Context, Destination, Endpoint, Source};
 
 /// Which roles a connection type can play (the Polytomic `capabilities` object).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -159,6 +159,15 @@ pub trait Connector: Send + Sync + 'static {
     fn destination(&self, _ctx: &Context, _config: Self::Config) -> Result<Arc<dyn Destination>, ConnectorError> {
         Err(ConnectorError::config(format!("a {} connection cannot be a destination", Self::ID)))
     }
+
+    /// Opens the connection as the destination of bulk syncs.
+    fn bulk_destination(
+        &self,
+        _ctx: &Context,
+        _config: Self::Config,
+    ) -> Result<Arc<dyn BulkDestination>, ConnectorError> {
+        Err(ConnectorError::config(format!("a {} connection cannot be a bulk sync destination", Self::ID)))
+    }
 }
 
 /// A connection type behind the registry: the same operations on JSON configurations.
@@ -175,6 +184,7 @@ pub trait DynConnector: Send + Sync {
     ) -> Result<Option<Vec<ParameterValue>>, ConnectorError>;
     fn source(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Source>, ConnectorError>;
     fn destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Destination>, ConnectorError>;
+    fn bulk_destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn BulkDestination>, ConnectorError>;
 }
 
 /// A [`Connector`] with its spec worked out once.
@@ -229,6 +239,10 @@ impl<C: Connector> DynConnector for Registered<C> {
 
     fn destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Destination>, ConnectorError> {
         self.connector.destination(ctx, self.parse(config)?)
+    }
+
+    fn bulk_destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn BulkDestination>, ConnectorError> {
+        self.connector.bulk_destination(ctx, self.parse(config)?)
     }
 }
 

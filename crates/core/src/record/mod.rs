@@ -310,6 +310,18 @@ impl RecordBatch {
         self.data.slice(self.offsets[range.start] as usize..self.offsets[range.end] as usize)
     }
 
+    /// The same records under `schema`, which must have as many fields (e.g. renamed ones).
+    pub fn with_schema(self, schema: Arc<Schema>) -> Self {
+        debug_assert_eq!(schema.fields.len(), self.schema.fields.len());
+        Self { schema, ..self }
+    }
+
+    /// The first `len` records.
+    pub fn truncated(&self, len: usize) -> Self {
+        let len = len.min(self.len());
+        Self { schema: self.schema.clone(), data: self.slice_data(0..len), offsets: self.offsets[..=len].to_vec() }
+    }
+
     /// Rebuilds a batch from its schema and concatenated tuples, checking their framing.
     pub fn from_tuples(schema: Arc<Schema>, data: Bytes) -> Result<Self, RecordError> {
         let mut offsets = Vec::new();

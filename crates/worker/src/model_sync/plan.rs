@@ -5,13 +5,15 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde_json::Value as Json;
 use syncline_core::{
-    connector::{ConnectorError, Context, Destination, DynConnector, Source},
-    credentials,
+    connector::{ConnectorError, Context, Destination, Source},
     sync::SyncSpec,
 };
 use uuid::Uuid;
 
-use crate::Services;
+use crate::{
+    Services,
+    connections::{self, state},
+};
 
 /// A record the destination rejected, as stored on the sync for the next run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -33,11 +35,6 @@ pub struct Plan {
     pub retry: HashMap<Vec<u8>, bool>,
 }
 
-/// The state database failed while loading (may clear by itself).
-fn state(e: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::transient(format!("state database: {e}"))
-}
-
 /// Loads the plan of `sync_id`, its connections opened with `ctx` (the run's own context, so
 /// that cancelling it stops every call they make); the error is the execution's.
 pub async fn load(services: &Services, ctx: &Context, sync_id: Uuid) -> Result<Plan, ConnectorError> {
@@ -57,18 +54,8 @@ pub async fn load(services: &Services, ctx: &Context, sync_id: Uuid) -> Result<P
         .ok_or_else(|| ConnectorError::not_found("the sync was deleted"))?;
     let spec: SyncSpec = serde_json::from_value(row.try_get("spec").map_err(state)?)
         .map_err(|e| ConnectorError::config(format!("sync configuration: {e}")))?;
-    let open = |side: &str| -> Result<(&'static Arc<dyn DynConnector>, Json), ConnectorError> {
-        let type_id: String = row.try_get(format!("{side}_type").as_str()).map_err(state)?;
-        let public: Json = row.try_get(format!("{side}_config").as_str()).map_err(state)?;
-        let sealed: Option<Vec<u8>> = row.try_get(format!("{side}_secrets").as_str()).map_err(state)?;
-        let config = credentials::unseal(&public, sealed.as_deref(), &services.secrets)
-            .map_err(|e| ConnectorError::config(format!("connection {type_id}: {e}")))?;
-        let connector = syncline_connectors::get(&type_id)
-            .ok_or_else(|| ConnectorError::config(format!("connection type {type_id:?} is not supported")))?;
-        Ok((connector, config))
-    };
-    let (source, source_config) = open("source")?;
-    let (target, target_config) = open("target")?;
+    let (source, source_config) = connections::open(services, &row, "source")?;
+    let (target, target_config) = connections::open(services, &row, "target")?;
     let source = source.source(ctx, &source_config)?;
     let destination = target.destination(ctx, &target_config)?;
     let retry: Vec<RetryIdentity> =

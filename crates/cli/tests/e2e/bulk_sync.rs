@@ -1,0 +1,231 @@
+//! Bulk syncs end to end: PostgreSQL → PostgreSQL in every mode, tables cut into partitions that
+//! several workers load, incremental runs with deletes, and schema changes that stop only their
+//! own schema.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// A bulk sync from `source` into `destination` (schema `public`) of `schemas` (id, config).
+async fn bulk_sync(scene: &Scene, destination: &str, mode: &str, schemas: &[(&str, Json)], spec: Json) -> Uuid {
+    let state = scene.install.db.client().await;
+    let id = Uuid::new_v4();
+    let org: Uuid = scene.org_id.parse().expect("org id");
+    let (source, destination): (Uuid, Uuid) = (scene.conn.parse().expect("id"), destination.parse().expect("id"));
+    let mut spec = spec;
+    spec["destination_configuration"]["schema"] = json!("public");
+    state
+        .execute(
+            "insert into bulk_syncs (id, organization_id, name, source_connection_id, destination_connection_id, mode, active, spec)
+             values ($1, $2, 'bulk', $3, $4, $5, true, $6)",
+            &[&id, &org, &source, &destination, &mode, &spec],
+        )
+        .await
+        .expect("bulk sync");
+    for (schema, config) in schemas {
+        state
+            .execute(
+                "insert into bulk_sync_schemas (bulk_sync_id, schema_id, config) values ($1, $2, $3)",
+                &[&id, schema, config],
+            )
+            .await
+            .expect("schema");
+    }
+    id
+}
+
+/// Starts a run of `sync_id` with `options` (through a due schedule) and waits for it to end;
+/// returns its status, error and schemas (id, status, message, written, deleted, partitions).
+async fn run(
+    scene: &Scene,
+    sync_id: Uuid,
+    options: Json,
+) -> (String, Option<String>, Vec<(String, String, Option<String>, i64, i64, i32)>) {
+    let state = scene.install.db.client().await;
+    let org: Uuid = scene.org_id.parse().expect("org id");
+    let started: String = state.query_one("select now()::text", &[]).await.expect("now").get(0);
+    state
+        .execute(
+            "insert into schedules (kind, subject_id, organization_id, schedule_id, schedule, options, next_run_at)
+             values ('bulk_sync', $1, $2, 'test', '{\"frequency\": \"continuous\"}', $3, now())",
+            &[&sync_id, &org, &options],
+        )
+        .await
+        .expect("schedule");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let row = state
+            .query_opt(
+                "select id, status, errors ->> 0 from executions where kind = 'bulk_sync' and subject_id = $1 and created_at >= $2::text::timestamptz",
+                &[&sync_id, &started],
+            )
+            .await
+            .expect("execution");
+        if let Some(row) = &row {
+            state.execute("delete from schedules where subject_id = $1", &[&sync_id]).await.expect("unschedule");
+            let (id, status): (Uuid, String) = (row.get(0), row.get(1));
+            if matches!(status.as_str(), "completed" | "completed_with_errors" | "failed" | "canceled") {
+                let schemas = state
+                    .query(
+                        "select schema_id, status, status_message, rows_written, rows_deleted, partitions
+                         from bulk_schema_executions where execution_id = $1 order by schema_id",
+                        &[&id],
+                    )
+                    .await
+                    .expect("schemas")
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                    .collect();
+                return (status, row.get(2), schemas);
+            }
+        }
+        assert!(Instant::now() < deadline, "the bulk execution did not end in time");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A scene whose workers cut tables into partitions of about `rows` rows.
+async fn scene(name: &str, partition_rows: u64, rows: i64) -> (Scene, TestDb, String) {
+    let mut install = Install::new().await;
+    install.extra_env.push(("BULK_PARTITION_ROWS".into(), partition_rows.to_string()));
+    let scene = Scene::with(install, "api,worker,scheduler", name, "select 1").await;
+    let destination = TestDb::new().await;
+    let source = scene.data.client().await;
+    source.batch_execute(include_str!("../../../../testdata/sample_users_table.sql")).await.expect("table");
+    let fill = include_str!("../../../../testdata/sample_users_fill.sql").replace("{rows}", &rows.to_string());
+    source.batch_execute(&fill).await.expect("fill");
+    let conn = pg_connection(&scene.api, "dest", &destination.name).await;
+    (scene, destination, conn)
+}
+
+#[tokio::test]
+async fn replicate_loads_in_partitions_then_applies_only_changes_and_deletes() {
+    let (scene, destination, conn) = scene("bulk-replicate", 3_000, 20_000).await;
+    let sync =
+        bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({"tracking_field": "updated_at"}))], json!({}))
+            .await;
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    let (source, target) = (scene.data.client().await, destination.client().await);
+    assert_eq!(checksum(&target).await, checksum(&source).await, "the destination equals the source");
+    let (_, _, _, written, _, partitions) = &schemas[0];
+    assert_eq!(*written, 20_000);
+    assert!(*partitions >= 5, "20,000 rows in partitions of 3,000: {partitions}");
+
+    source
+        .batch_execute(
+            "insert into users select g, 'new' || g || '@example.com', 'N', 'N', null, 1, 1.00, true, now(), now(), null, 'US'
+               from generate_series(100001, 100100) g;
+             update users set email = 'changed' || id || '@example.com', updated_at = now() where id between 1000 and 1049;
+             delete from users where id between 5000 and 5029;",
+        )
+        .await
+        .expect("change the source");
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    assert_eq!(checksum(&target).await, checksum(&source).await, "inserts, updates and deletes arrived");
+    let (_, _, _, written, deleted, partitions) = &schemas[0];
+    assert_eq!(*deleted, 30, "deletes are counted");
+    assert_eq!(*partitions, 1, "an incremental run reads one slice");
+    // The changed rows plus what the 5-minute lookback reads again (one row per second).
+    assert!((150..=150 + 301).contains(written), "only moved rows are read: {written}");
+    let shadows: i64 = target
+        .query_one(
+            "select count(*) from pg_tables where tablename like '%syncline%' and tablename <> '_syncline_loads'",
+            &[],
+        )
+        .await
+        .expect("tables")
+        .get(0);
+    assert_eq!(shadows, 0, "no shadow table is left behind");
+    assert_none_running(&scene.install).await;
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
+#[tokio::test]
+async fn snapshot_replaces_and_append_adds() {
+    let (scene, destination, conn) = scene("bulk-modes", 1_000, 3_000).await;
+    let target = destination.client().await;
+    let snapshot = bulk_sync(&scene, &conn, "snapshot", &[("public.users", json!({}))], json!({})).await;
+    for _ in 0..2 {
+        let (status, error, _) = run(&scene, snapshot, json!({})).await;
+        assert_eq!(status, "completed", "{error:?}");
+        assert_eq!(checksum(&target).await, checksum(&scene.data.client().await).await, "each snapshot is whole");
+    }
+    let append = bulk_sync(
+        &scene,
+        &conn,
+        "append",
+        &[("public.users", json!({"user_output_name": "users_log", "fields": ["id", "email"]}))],
+        json!({"automatically_add_new_fields": "none"}),
+    )
+    .await;
+    for run_number in 1..=2 {
+        let (status, error, _) = run(&scene, append, json!({})).await;
+        assert_eq!(status, "completed", "{error:?}");
+        let rows: i64 = target.query_one("select count(*) from users_log", &[]).await.expect("count").get(0);
+        assert_eq!(rows, 3_000 * run_number, "append adds every run's rows");
+    }
+    let columns: Vec<String> = target
+        .query(
+            "select column_name::text from information_schema.columns where table_name = 'users_log' order by 1",
+            &[],
+        )
+        .await
+        .expect("columns")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns, ["email", "id"], "only the selected fields");
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
+#[tokio::test]
+async fn schema_changes_stop_only_their_schema() {
+    let (scene, destination, conn) = scene("bulk-schema", 1_000, 2_000).await;
+    let source = scene.data.client().await;
+    source
+        .batch_execute(
+            "create table things (id int primary key, label text); insert into things values (1, 'a'), (2, 'b');",
+        )
+        .await
+        .expect("things");
+    let sync =
+        bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({})), ("public.things", json!({}))], json!({}))
+            .await;
+    let (status, error, _) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?}");
+
+    source.batch_execute("alter table users add column plan text default 'free'; alter table things alter column label type int using 0;").await.expect("alter");
+    let (status, _, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed_with_errors", "{schemas:?}");
+    let things = schemas.iter().find(|s| s.0 == "public.things").expect("things");
+    assert_eq!(things.1, "failed");
+    assert!(things.2.as_deref().unwrap_or_default().contains("\"label\" changed type"), "{things:?}");
+    let users = schemas.iter().find(|s| s.0 == "public.users").expect("users");
+    assert_eq!(users.1, "completed", "{users:?}");
+    let target = destination.client().await;
+    let plans: i64 =
+        target.query_one("select count(*) from users where plan = 'free'", &[]).await.expect("plan").get(0);
+    assert_eq!(plans, 2_000, "the new column arrived");
+
+    let (status, error, schemas) =
+        run(&scene, sync, json!({"resync_mode": "rebuild", "schemas": ["public.things"]})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    assert_eq!(schemas.len(), 1, "only the schema asked for ran");
+    let label: i32 = target.query_one("select label from things where id = 1", &[]).await.expect("label").get(0);
+    assert_eq!(label, 0, "the rebuilt table has the new type");
+
+    source.batch_execute("drop table things").await.expect("drop");
+    let (status, _, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed_with_errors");
+    let things = schemas.iter().find(|s| s.0 == "public.things").expect("things");
+    assert!(things.2.as_deref().unwrap_or_default().contains("no longer exists"), "{things:?}");
+    destination.drop_now().await;
+    scene.finish().await;
+}

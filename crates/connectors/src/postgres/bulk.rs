@@ -1,0 +1,365 @@
+//! PostgreSQL as a bulk sync destination (Redshift speaks the same protocol). A partition is one
+//! transaction: its rows stream through one binary `COPY` — straight into the table when they
+//! are appended, through a temporary staging table and one `INSERT … ON CONFLICT` when they
+//! are upserted — and its marker goes into `<schema>._syncline_loads` before the commit.
+
+use std::{pin::Pin, sync::Arc};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt, stream::BoxStream};
+use syncline_core::{
+    connector::{BulkDestination, ConnectorError, Context, LoadMode, LoadRequest, Loader, ObjectSpec, TableSpec},
+    record::{Field, RecordBatch, Schema},
+};
+use tokio_postgres::{CopyInSink, types::Type};
+use uuid::Uuid;
+
+use super::{
+    PostgresConfig,
+    client::{self, Connection, quote_ident, split_object},
+    copy,
+    destination::columns,
+    types,
+};
+use crate::sql::shape_table;
+
+/// The table of committed loads, in the schema of the tables they loaded.
+const MARKERS: &str = "_syncline_loads";
+/// How long markers are kept: far longer than any partition can wait for its commit to be
+/// recorded.
+const MARKER_DAYS: i32 = 7;
+
+pub(super) struct PostgresBulk {
+    ctx: Context,
+    config: PostgresConfig,
+}
+
+impl PostgresBulk {
+    pub(super) fn new(ctx: Context, config: PostgresConfig) -> Self {
+        Self { ctx, config }
+    }
+
+    async fn connect(&self) -> Result<Connection, ConnectorError> {
+        client::connect(&self.ctx, &self.config).await
+    }
+
+    /// Runs `sql` in one transaction within the idle deadline.
+    async fn execute(&self, sql: &str) -> Result<(), ConnectorError> {
+        let conn = self.connect().await?;
+        conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&format!("begin; {sql}; commit"))).await
+    }
+}
+
+/// `schema.table` quoted.
+fn quoted(table: &str) -> String {
+    let (schema, name) = split_object(table);
+    format!("{}.{}", quote_ident(&schema), quote_ident(&name))
+}
+
+/// The markers table of `table`'s schema, quoted.
+fn markers(table: &str) -> String {
+    let (schema, _) = split_object(table);
+    format!("{}.{MARKERS}", quote_ident(&schema))
+}
+
+/// `t.a = k.a and …` over `key`.
+fn key_match(key: &[String], left: &str, right: &str) -> String {
+    let matches: Vec<String> = key.iter().map(|k| format!("{left}.{0} = {right}.{0}", quote_ident(k))).collect();
+    matches.join(" and ")
+}
+
+/// Streams `batches`' tuples into `statement`, a `COPY … FROM STDIN (FORMAT binary)`.
+async fn copy_all(
+    conn: &Connection,
+    statement: &str,
+    mut batches: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
+) -> Result<(), ConnectorError> {
+    let sink = conn.client.copy_in::<_, Bytes>(statement).await.map_err(|e| client::error(&e))?;
+    futures::pin_mut!(sink);
+    sink.feed(Bytes::from_static(copy::HEADER)).await.map_err(|e| client::error(&e))?;
+    while let Some(batch) = batches.next().await {
+        sink.feed(batch?.data().clone()).await.map_err(|e| client::error(&e))?;
+    }
+    sink.feed(Bytes::from_static(copy::TRAILER)).await.map_err(|e| client::error(&e))?;
+    sink.finish().await.map_err(|e| client::error(&e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl BulkDestination for PostgresBulk {
+    async fn columns(&self, table: &str) -> Result<Option<Vec<Field>>, ConnectorError> {
+        let conn = self.connect().await?;
+        match columns(&conn, table).await {
+            Ok(columns) => Ok(Some(
+                columns
+                    .into_iter()
+                    .map(|c| Field {
+                        name: c.name,
+                        field_type: types::field_type(&Type::from_oid(c.type_oid).unwrap_or(Type::TEXT)),
+                    })
+                    .collect(),
+            )),
+            Err(e) if e.class == syncline_core::connector::ErrorClass::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn shape(&self, spec: &TableSpec) -> Result<(), ConnectorError> {
+        let conn = self.connect().await?;
+        let (schema, _) = split_object(&spec.table);
+        let existing = columns(&conn, &spec.table).await.map(|cs| cs.into_iter().map(|c| c.name).collect());
+        let object = ObjectSpec { object: spec.table.clone(), fields: spec.fields.clone(), key: spec.key.clone() };
+        let column = |f: &Field| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name());
+        let mut statements = vec![format!("create schema if not exists {}", quote_ident(&schema))];
+        statements.extend(shape_table(&quoted(&spec.table), &object, existing, column, quote_ident, "")?);
+        statements.push(format!(
+            "create table if not exists {0} (marker uuid primary key, rows bigint not null,
+                loaded_at timestamptz not null default now());
+             delete from {0} where loaded_at < now() - interval '{MARKER_DAYS} days'",
+            markers(&spec.table)
+        ));
+        for statement in statements {
+            conn.interactive(conn.client.batch_execute(&statement)).await?;
+        }
+        Ok(())
+    }
+
+    async fn drop_table(&self, table: &str) -> Result<(), ConnectorError> {
+        self.execute(&format!("drop table if exists {}", quoted(table))).await
+    }
+
+    async fn loaded(&self, table: &str, marker: Uuid) -> Result<Option<u64>, ConnectorError> {
+        let conn = self.connect().await?;
+        let sql = format!("select rows from {} where marker = $1", markers(table));
+        match conn.interactive(conn.client.query_opt(&sql, &[&marker])).await {
+            Ok(row) => Ok(row.map(|r| r.get::<_, i64>(0) as u64)),
+            // No markers table: nothing was ever loaded there.
+            Err(e) if e.class == syncline_core::connector::ErrorClass::Config => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn load(&self, request: LoadRequest) -> Result<Box<dyn Loader>, ConnectorError> {
+        let conn = self.connect().await?;
+        let table = quoted(&request.table);
+        let target = columns(&conn, &request.table).await?;
+        let names: Vec<String> = request.schema.fields.iter().map(|f| quote_ident(&f.name)).collect();
+        let direct =
+            request.mode == LoadMode::Append
+                && request.schema.fields.iter().all(|f| {
+                    target.iter().any(|c| c.name == f.name && types::accepts_binary(c.type_oid, &f.field_type))
+                });
+        let (copy, apply) = if direct {
+            (format!("copy {table} ({}) from stdin (format binary)", names.join(", ")), None)
+        } else {
+            let staged: Vec<String> = request
+                .schema
+                .fields
+                .iter()
+                .map(|f| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name()))
+                .collect();
+            let create = format!("create temporary table syncline_load ({}) on commit drop", staged.join(", "));
+            conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&format!("begin; {create}"))).await?;
+            let casts: Vec<String> = request
+                .schema
+                .fields
+                .iter()
+                .map(|f| {
+                    let ty = target.iter().find(|c| c.name == f.name).map(|c| c.data_type.as_str()).unwrap_or("text");
+                    format!("s.{}::{ty}", quote_ident(&f.name))
+                })
+                .collect();
+            let insert = format!(
+                "insert into {table} as t ({}) select {} from syncline_load s",
+                names.join(", "),
+                casts.join(", ")
+            );
+            let apply = match request.mode {
+                LoadMode::Append => insert,
+                LoadMode::Upsert => {
+                    let mut others: Vec<String> = request
+                        .schema
+                        .fields
+                        .iter()
+                        .filter(|f| !request.key.contains(&f.name))
+                        .map(|f| format!("{0} = excluded.{0}", quote_ident(&f.name)))
+                        .collect();
+                    others.extend(request.soft_delete.iter().map(|c| format!("{} = null", quote_ident(c))));
+                    let keys: Vec<String> = request.key.iter().map(|k| quote_ident(k)).collect();
+                    let action = match others.is_empty() {
+                        true => "nothing".to_owned(),
+                        false => format!("update set {}", others.join(", ")),
+                    };
+                    format!("{insert} on conflict ({}) do {action}", keys.join(", "))
+                }
+            };
+            ("copy syncline_load from stdin (format binary)".to_owned(), Some(apply))
+        };
+        if direct {
+            conn.run(self.ctx.deadlines.idle, conn.client.batch_execute("begin")).await?;
+        }
+        let sink = conn.run(self.ctx.deadlines.idle, conn.client.copy_in::<_, Bytes>(&copy)).await?;
+        let mut loader = PostgresLoader {
+            sink: Box::pin(sink),
+            apply,
+            marker: request.marker,
+            markers: markers(&request.table),
+            rows: 0,
+            conn,
+        };
+        loader.feed(Bytes::from_static(copy::HEADER)).await?;
+        Ok(Box::new(loader))
+    }
+
+    async fn swap(&self, shadow: &str, table: &str) -> Result<(), ConnectorError> {
+        let (_, name) = split_object(table);
+        self.execute(&format!(
+            "drop table if exists {}; alter table {} rename to {}",
+            quoted(table),
+            quoted(shadow),
+            quote_ident(&name)
+        ))
+        .await
+    }
+
+    async fn sweep(
+        &self,
+        table: &str,
+        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
+        key_schema: Arc<Schema>,
+        soft_delete: Option<&str>,
+    ) -> Result<u64, ConnectorError> {
+        let conn = self.connect().await?;
+        let key: Vec<String> = key_schema.fields.iter().map(|f| f.name.clone()).collect();
+        let columns: Vec<String> = key_schema
+            .fields
+            .iter()
+            .map(|f| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name()))
+            .collect();
+        let gone = format!("not exists (select 1 from syncline_keys k where {})", key_match(&key, "t", "k"));
+        let statement = match soft_delete {
+            None => format!("delete from {} as t where {gone}", quoted(table)),
+            Some(column) => {
+                format!(
+                    "update {} as t set {1} = now() where {1} is null and {gone}",
+                    quoted(table),
+                    quote_ident(column)
+                )
+            }
+        };
+        let work = async {
+            conn.client
+                .batch_execute(&format!(
+                    "begin; create temporary table syncline_keys ({}) on commit drop",
+                    columns.join(", ")
+                ))
+                .await
+                .map_err(|e| client::error(&e))?;
+            copy_all(&conn, "copy syncline_keys from stdin (format binary)", keys).await?;
+            let swept = conn.client.execute(&statement, &[]).await.map_err(|e| client::error(&e))?;
+            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))?;
+            Ok(swept)
+        };
+        conn.guard(self.ctx.deadlines.idle, work).await
+    }
+
+    async fn retire(
+        &self,
+        table: &str,
+        shadow: &str,
+        key: &[String],
+        soft_delete: Option<&str>,
+    ) -> Result<u64, ConnectorError> {
+        let conn = self.connect().await?;
+        let gone = format!(
+            "select t.* from {} t where not exists (select 1 from {} s where {})",
+            quoted(table),
+            quoted(shadow),
+            key_match(key, "s", "t")
+        );
+        let Some(soft_delete) = soft_delete else {
+            let row = conn
+                .run(self.ctx.deadlines.idle, conn.client.query_one(&format!("select count(*) from ({gone}) g"), &[]))
+                .await?;
+            return Ok(row.get::<_, i64>(0) as u64);
+        };
+        let kept = columns(&conn, shadow).await?;
+        let names: Vec<String> = kept.iter().map(|c| quote_ident(&c.name)).collect();
+        let values: Vec<String> = kept
+            .iter()
+            .map(|c| match c.name == soft_delete {
+                true => format!("coalesce(g.{0}, now())", quote_ident(&c.name)),
+                false => format!("g.{}", quote_ident(&c.name)),
+            })
+            .collect();
+        let sql = format!(
+            "with gone as ({gone}),
+                  carried as (insert into {shadow} ({names}) select {values} from gone g)
+             select count(*) from gone where {sd} is null",
+            shadow = quoted(shadow),
+            sd = quote_ident(soft_delete),
+            names = names.join(", "),
+            values = values.join(", "),
+        );
+        let row = conn.run(self.ctx.deadlines.idle, conn.client.query_one(&sql, &[])).await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn count(&self, table: &str) -> Result<u64, ConnectorError> {
+        let conn = self.connect().await?;
+        let row = conn
+            .run(
+                self.ctx.deadlines.idle,
+                conn.client.query_one(&format!("select count(*) from {}", quoted(table)), &[]),
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+/// A partition's open transaction and `COPY`.
+struct PostgresLoader {
+    conn: Connection,
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    /// Applies the staged rows to the table (`None` when they were copied straight in).
+    apply: Option<String>,
+    marker: Uuid,
+    markers: String,
+    rows: u64,
+}
+
+impl PostgresLoader {
+    async fn feed(&mut self, bytes: Bytes) -> Result<(), ConnectorError> {
+        let sink = &mut self.sink;
+        self.conn
+            .guard(self.conn.ctx.deadlines.idle, async { sink.feed(bytes).await.map_err(|e| client::error(&e)) })
+            .await
+    }
+}
+
+#[async_trait]
+impl Loader for PostgresLoader {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        self.rows += batch.len() as u64;
+        self.feed(batch.data().clone()).await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<u64, ConnectorError> {
+        self.feed(Bytes::from_static(copy::TRAILER)).await?;
+        let this = &mut *self;
+        let (conn, sink) = (&this.conn, &mut this.sink);
+        let work = async {
+            sink.as_mut().finish().await.map_err(|e| client::error(&e))?;
+            if let Some(apply) = &this.apply {
+                conn.client.execute(apply.as_str(), &[]).await.map_err(|e| client::error(&e))?;
+            }
+            let rows = this.rows as i64;
+            let mark = format!("insert into {} (marker, rows) values ($1, $2)", this.markers);
+            conn.client.execute(&mark, &[&this.marker, &rows]).await.map_err(|e| client::error(&e))?;
+            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))
+        };
+        conn.guard(conn.ctx.deadlines.idle, work).await?;
+        Ok(this.rows)
+    }
+}

@@ -1,0 +1,106 @@
+//! The destination side of bulk syncs: whole tables loaded partition by partition, each
+//! partition in one destination transaction that also records its marker, so a partition
+//! loaded before (its worker died after the destination committed) is never loaded twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use uuid::Uuid;
+
+use super::ConnectorError;
+use crate::record::{Field, RecordBatch, Schema};
+
+/// A table as a bulk sync wants it: its columns, and its key (empty when it has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// The destination's name for it (`schema.table`).
+    pub table: String,
+    pub fields: Vec<Field>,
+    pub key: Vec<String>,
+}
+
+/// How a partition's rows meet the rows already in its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Added as they are (an empty table being filled, or `append` mode).
+    Append,
+    /// Rows with the key of an existing row replace it.
+    Upsert,
+}
+
+/// One partition's load.
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    pub table: String,
+    /// Schema of the incoming records; their fields fill the columns of the same names.
+    pub schema: Arc<Schema>,
+    /// The key columns ([`LoadMode::Upsert`] only).
+    pub key: Vec<String>,
+    pub mode: LoadMode,
+    /// Recorded with the rows in the same transaction; see [`BulkDestination::loaded`].
+    pub marker: Uuid,
+    /// The soft-delete timestamp column, cleared on the rows this load writes (a row back at
+    /// the source is not deleted any more).
+    pub soft_delete: Option<String>,
+}
+
+/// Rows of one partition on their way into the destination, invisible until committed.
+#[async_trait]
+pub trait Loader: Send {
+    /// Adds `batch`'s records.
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
+
+    /// Commits every record written, with the marker, in one transaction; returns how many rows
+    /// it wrote. Nothing is written when this fails or is never called.
+    async fn commit(self: Box<Self>) -> Result<u64, ConnectorError>;
+}
+
+/// Loads whole tables: what a bulk sync writes to.
+#[async_trait]
+pub trait BulkDestination: Send + Sync {
+    /// The columns `table` has, or `None` when it does not exist.
+    async fn columns(&self, table: &str) -> Result<Option<Vec<Field>>, ConnectorError>;
+
+    /// Creates `spec`'s table, or adds the columns it lacks (columns it has and the spec does
+    /// not are left alone).
+    async fn shape(&self, spec: &TableSpec) -> Result<(), ConnectorError>;
+
+    /// Drops `table` if it exists.
+    async fn drop_table(&self, table: &str) -> Result<(), ConnectorError>;
+
+    /// The rows the load of `table` with `marker` committed, if it did.
+    async fn loaded(&self, table: &str, marker: Uuid) -> Result<Option<u64>, ConnectorError>;
+
+    /// Starts a partition's load.
+    async fn load(&self, request: LoadRequest) -> Result<Box<dyn Loader>, ConnectorError>;
+
+    /// Puts `shadow` in `table`'s place in one transaction (readers see the old table or the
+    /// new one, never neither), dropping the old one.
+    async fn swap(&self, shadow: &str, table: &str) -> Result<(), ConnectorError>;
+
+    /// Deletes the rows of `table` whose key is not among `keys` (batches holding the key
+    /// columns, named as in the table) — or, with `soft_delete`, sets that timestamp column on
+    /// them instead. Returns how many rows it deleted or marked.
+    async fn sweep(
+        &self,
+        table: &str,
+        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
+        key_schema: Arc<Schema>,
+        soft_delete: Option<&str>,
+    ) -> Result<u64, ConnectorError>;
+
+    /// Counts the rows of `table` that `shadow` (its full reload) lacks by key: the rows deleted
+    /// at the source. With `soft_delete`, also copies them into `shadow` with that timestamp
+    /// column set, so the reload keeps them marked; the count is then of the newly marked.
+    async fn retire(
+        &self,
+        table: &str,
+        shadow: &str,
+        key: &[String],
+        soft_delete: Option<&str>,
+    ) -> Result<u64, ConnectorError>;
+
+    /// How many rows `table` holds.
+    async fn count(&self, table: &str) -> Result<u64, ConnectorError>;
+}

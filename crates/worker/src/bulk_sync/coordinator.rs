@@ -1,0 +1,242 @@
+//! A bulk sync execution from start to end: plan it (once: a coordinator that takes over after
+//! a crash resumes the saved plan), start its partitions as jobs any worker runs — no more at
+//! once than the sync's concurrency limit — and settle each schema when its partitions have all
+//! committed, or fail it when one failed. Cancels of the whole execution or of one schema stop
+//! their partitions and drop the shadow tables.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use syncline_core::{
+    bulk::StartOptions,
+    connector::{BulkDestination, ConnectorError, Source},
+    executions::{BULK_PARTITION, Claim, Outcome},
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{
+    Settled,
+    plan::{Finish, Planner},
+    settle,
+    store::{self, PartitionState, SchemaEnd},
+};
+use crate::{
+    Services, connections,
+    kind::{RunEnd, Stop},
+};
+
+/// How often the coordinator looks at its partitions.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs the bulk execution `claim` until every schema ended or `stop` says otherwise.
+pub async fn run(
+    services: &Services,
+    claim: &Claim,
+    worker: &str,
+    stop: watch::Receiver<Option<Stop>>,
+) -> RunEnd<Settled> {
+    match coordinate(services, claim, worker, stop).await {
+        Ok(end) => end,
+        Err(error) => RunEnd::Finished {
+            outcome: Outcome::Failed { error: error.message, class: error.class },
+            counts: Default::default(),
+        },
+    }
+}
+
+/// The connections of one run.
+struct Ends {
+    source: Arc<dyn Source>,
+    destination: Arc<dyn BulkDestination>,
+}
+
+async fn coordinate(
+    services: &Services,
+    claim: &Claim,
+    worker: &str,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> Result<RunEnd<Settled>, ConnectorError> {
+    let (execution_id, sync_id) = (claim.execution_id, claim.subject_id);
+    let ctx = services.connector.child();
+    let _cancel = ctx.cancel.clone().drop_guard();
+    let sync = store::sync(&services.pool, sync_id).await?;
+    let (source, source_config) = connections::open(services, &sync.connections, "source")?;
+    let (target, target_config) = connections::open(services, &sync.connections, "target")?;
+    let ends = Ends {
+        source: source.source(&ctx, &source_config)?,
+        destination: target.bulk_destination(&ctx, &target_config)?,
+    };
+    let options: StartOptions = serde_json::from_value(claim.options.clone())
+        .map_err(|e| ConnectorError::config(format!("start options: {e}")))?;
+    if !store::planned(&services.pool, execution_id).await? {
+        let catalog = ends.source.discover().await?;
+        let source_connection: Uuid = sync.connections.try_get("source_connection_id").map_err(connections::state)?;
+        let keys = store::key_overrides(&services.pool, source_connection).await?;
+        let planner = Planner {
+            execution_id,
+            mode: sync.mode,
+            spec: &sync.spec,
+            options: &options,
+            catalog: &catalog,
+            keys: &keys,
+            source: ends.source.as_ref(),
+            destination: ends.destination.as_ref(),
+            partition_rows: services.partition_rows,
+        };
+        let schemas = store::schemas(&services.pool, sync_id).await?;
+        let planned = planner.plan(&schemas).await?;
+        for schema in &planned {
+            let message = match &schema.failure {
+                Some(failure) => format!("{} cannot run: {failure}", schema.schema_id),
+                None => format!(
+                    "{} planned: {} partition(s) into {}",
+                    schema.schema_id,
+                    schema.tasks.len(),
+                    schema.output_name
+                ),
+            };
+            store::log(&services.pool, execution_id, Some(&schema.schema_id), "info", &message).await;
+        }
+        store::save_plan(&services.pool, execution_id, &planned).await?;
+    }
+    let run = Run {
+        services,
+        ends,
+        execution_id,
+        sync_id,
+        finishes: store::finishes(&services.pool, execution_id).await?,
+        limit: concurrency(&sync.spec, &options),
+        organization_id: sync.organization_id,
+    };
+    loop {
+        let stopped = *stop.borrow();
+        if let Some(stopped) = stopped {
+            if stopped == Stop::Cancel {
+                run.cancel(None).await?;
+            }
+            return Ok(RunEnd::Stopped { stop: stopped, counts: Default::default() });
+        }
+        for schema_id in store::schema_cancels(&services.pool, execution_id).await? {
+            run.cancel(Some(&schema_id)).await?;
+        }
+        let running = store::running(&services.pool, execution_id).await?;
+        if running.is_empty() {
+            break;
+        }
+        run.step(&running).await?;
+        store::refresh_progress(&services.pool, execution_id).await?;
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    let (counts, failures, schemas) = store::outcome(&services.pool, execution_id).await?;
+    tracing::info!(%execution_id, worker, schemas, failed = failures.len(), "bulk execution settled");
+    if !failures.is_empty() && failures.len() >= schemas {
+        let error = ConnectorError::permanent(failures.join("; "));
+        return Ok(RunEnd::Finished { outcome: Outcome::Failed { error: error.message, class: error.class }, counts });
+    }
+    Ok(RunEnd::Finished { outcome: Outcome::Completed(Settled), counts })
+}
+
+/// One coordinated execution.
+struct Run<'a> {
+    services: &'a Services,
+    ends: Ends,
+    execution_id: Uuid,
+    sync_id: Uuid,
+    /// How each planned schema ends, by schema.
+    finishes: HashMap<String, Finish>,
+    /// Most partitions loading at once.
+    limit: usize,
+    organization_id: Uuid,
+}
+
+impl Run<'_> {
+    /// Looks at the partitions of the `running` schemas once: fails a schema whose partition
+    /// failed, settles one whose partitions all committed, and starts waiting partitions.
+    async fn step(&self, running: &[String]) -> Result<(), ConnectorError> {
+        let partitions = store::partitions(&self.services.pool, self.execution_id).await?;
+        let mut in_flight = 0;
+        let mut waiting = Vec::new();
+        for schema_id in running {
+            let Some(finish) = self.finishes.get(schema_id) else { continue };
+            let parts: Vec<&PartitionState> = partitions.iter().filter(|p| &p.schema_id == schema_id).collect();
+            if let Some(failed) = parts.iter().find(|p| matches!(p.execution.as_deref(), Some("failed" | "canceled"))) {
+                let reason = failed.error.clone().unwrap_or_else(|| "it was canceled".into());
+                self.fail(schema_id, finish, &format!("a partition failed: {reason}")).await?;
+            } else if parts.iter().all(|p| p.committed) {
+                self.settle(schema_id, finish).await?;
+            } else {
+                in_flight += parts.iter().filter(|p| !p.committed && p.execution.is_some()).count();
+                waiting.extend(parts.into_iter().filter(|p| p.execution.is_none()));
+            }
+        }
+        for partition in waiting.into_iter().take(self.limit.saturating_sub(in_flight)) {
+            let started = store::start_partition(&self.services.pool, partition.id, self.organization_id).await?;
+            if let Some(id) = started
+                && let Err(e) = self.services.queues.enqueue(BULK_PARTITION, id).await
+            {
+                // The partition stays queued; the scheduler pushes it again.
+                tracing::warn!(execution_id = %id, error = %e, "cannot queue a partition");
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles a schema whose partitions all committed; a failure that is not retryable fails it.
+    async fn settle(&self, schema_id: &str, finish: &Finish) -> Result<(), ConnectorError> {
+        let (source, destination) = (self.ends.source.as_ref(), self.ends.destination.as_ref());
+        let end = match settle::settle(self.services, source, destination, self.execution_id, schema_id, finish).await {
+            Ok(end) => end,
+            Err(e) if e.class.is_retryable() => return Err(e),
+            Err(e) => return self.fail(schema_id, finish, &e.message).await,
+        };
+        let message = format!("{schema_id} completed ({} rows deleted)", end.deleted);
+        store::log(&self.services.pool, self.execution_id, Some(schema_id), "info", &message).await;
+        store::end_schema(&self.services.pool, (self.sync_id, self.execution_id), schema_id, end).await
+    }
+
+    /// Fails `schema_id`: stops its partitions and drops its shadow table.
+    async fn fail(&self, schema_id: &str, finish: &Finish, message: &str) -> Result<(), ConnectorError> {
+        store::cancel_partitions(&self.services.pool, self.execution_id, Some(schema_id)).await?;
+        self.drop_shadow(finish).await;
+        let line = format!("{schema_id} failed: {message}");
+        store::log(&self.services.pool, self.execution_id, Some(schema_id), "error", &line).await;
+        let end = SchemaEnd { status: "failed", message: Some(message.to_owned()), deleted: 0, state: None };
+        store::end_schema(&self.services.pool, (self.sync_id, self.execution_id), schema_id, end).await
+    }
+
+    /// Cancels the running schemas (or only `only`).
+    async fn cancel(&self, only: Option<&str>) -> Result<(), ConnectorError> {
+        store::cancel_partitions(&self.services.pool, self.execution_id, only).await?;
+        for schema_id in store::running(&self.services.pool, self.execution_id).await? {
+            if only.is_some_and(|s| s != schema_id) {
+                continue;
+            }
+            if let Some(finish) = self.finishes.get(&schema_id) {
+                self.drop_shadow(finish).await;
+            }
+            let end =
+                SchemaEnd { status: "canceled", message: Some("canceled by a user".into()), deleted: 0, state: None };
+            store::end_schema(&self.services.pool, (self.sync_id, self.execution_id), &schema_id, end).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops a schema's shadow table; failing only leaves it behind.
+    async fn drop_shadow(&self, finish: &Finish) {
+        if let Some(shadow) = &finish.shadow
+            && let Err(e) = self.ends.destination.drop_table(shadow).await
+        {
+            tracing::warn!(%shadow, error = %e.message, "could not drop a shadow table");
+        }
+    }
+}
+
+/// Partitions running at once: the sync's `concurrency_limit` (`resync_concurrency_limit` for
+/// resyncs), unlimited when unset.
+fn concurrency(spec: &serde_json::Value, options: &StartOptions) -> usize {
+    let field = if options.resync_mode.is_some() { "resync_concurrency_limit" } else { "concurrency_limit" };
+    spec[field].as_u64().filter(|n| *n > 0).map_or(usize::MAX, |n| n as usize)
+}

@@ -1,0 +1,101 @@
+//! Ending a schema once all its partitions committed: reconcile the counts, put a shadow table
+//! in place (after counting, or carrying over as soft-deleted, the rows the source no longer
+//! has) or sweep the live table with the source's keys, and move the cursor.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use syncline_core::{
+    connector::{BulkDestination, ConnectorError, ReadEvent, ReadRequest, Readable, Source},
+    record::{Field, Schema},
+};
+use uuid::Uuid;
+
+use super::{
+    plan::{Finish, advanced},
+    store::{self, SchemaEnd},
+};
+use crate::Services;
+
+/// Settles `schema_id` of `execution_id`; an error that is not retryable fails the schema.
+pub async fn settle(
+    services: &Services,
+    source: &dyn Source,
+    destination: &dyn BulkDestination,
+    execution_id: Uuid,
+    schema_id: &str,
+    finish: &Finish,
+) -> Result<SchemaEnd<'static>, ConnectorError> {
+    let totals = store::totals(&services.pool, execution_id, schema_id).await?;
+    let accounted = totals.written + totals.rejected + totals.skipped;
+    if totals.read != accounted {
+        return Err(ConnectorError::permanent(format!(
+            "rows do not reconcile: {} read, but {} written + {} rejected + {} skipped",
+            totals.read, totals.written, totals.rejected, totals.skipped
+        )));
+    }
+    let deleted = match &finish.shadow {
+        Some(shadow) => {
+            let held = destination.count(shadow).await?;
+            if held != totals.written as u64 {
+                return Err(ConnectorError::permanent(format!(
+                    "rows do not reconcile: {} written, but the new table holds {held}",
+                    totals.written
+                )));
+            }
+            let deleted = match finish.deletes && destination.columns(&finish.table).await?.is_some() {
+                true => destination.retire(&finish.table, shadow, &finish.key, finish.soft_delete.as_deref()).await?,
+                false => 0,
+            };
+            destination.swap(shadow, &finish.table).await?;
+            deleted
+        }
+        None if finish.deletes => sweep(services, source, destination, finish).await?,
+        None => 0,
+    };
+    Ok(SchemaEnd {
+        status: "completed",
+        message: None,
+        deleted: deleted as i64,
+        state: finish.advance.then(|| advanced(finish.cursor.clone(), &totals.cursors)),
+    })
+}
+
+/// Deletes (or soft-deletes) the rows of the live table whose key the source no longer has.
+async fn sweep(
+    services: &Services,
+    source: &dyn Source,
+    destination: &dyn BulkDestination,
+    finish: &Finish,
+) -> Result<u64, ConnectorError> {
+    let request = ReadRequest::new(
+        Readable::Stream(finish.stream.clone()),
+        finish.key_fields.clone(),
+        services.batch_rows,
+        services.batch_bytes,
+    );
+    let reading = source.read(request).await?;
+    let fields = reading
+        .schema
+        .fields
+        .iter()
+        .zip(&finish.key)
+        .map(|(f, column)| Field { name: column.clone(), field_type: f.field_type.clone() })
+        .collect();
+    let key_schema = Arc::new(Schema { fields });
+    let schema = key_schema.clone();
+    let keys = reading
+        .events
+        .filter_map(move |event| {
+            let schema = schema.clone();
+            async move {
+                match event {
+                    Ok(ReadEvent::Batch(batch)) => Some(Ok(batch.with_schema(schema))),
+                    Ok(ReadEvent::Checkpoint(_)) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            }
+        })
+        .boxed();
+    destination.sweep(&finish.table, keys, key_schema, finish.soft_delete.as_deref()).await
+}
