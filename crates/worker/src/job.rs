@@ -55,17 +55,10 @@ async fn run_job<K: JobKind>(job: Job, services: &Services, worker: WorkerContex
         false => Some(None),
     };
     let Some(_slot) = slot else {
-        let queues = services.queues.clone();
-        tokio::spawn(
-            async move {
-                tokio::time::sleep(DEFER).await;
-                // If this push is lost the scheduler pushes the still-queued execution again.
-                if let Err(e) = queues.enqueue(K::KIND, job.execution_id).await {
-                    warn!(execution_id = %job.execution_id, error = %e, "cannot queue a deferred execution again");
-                }
-            }
-            .in_current_span(),
-        );
+        // Waiting here (not in a task of its own) keeps the delivery in flight: if this process
+        // dies meanwhile, the queue hands the job to a live worker.
+        tokio::time::sleep(DEFER).await;
+        services.queues.enqueue(K::KIND, job.execution_id).await?;
         return Ok(());
     };
     let Some(claim) = executions::claim(&services.pool, job.execution_id, &worker_name, services.lease()).await? else {

@@ -37,13 +37,18 @@ async fn bulk_sync(scene: &Scene, destination: &str, mode: &str, schemas: &[(&st
     id
 }
 
+/// A schema of an ended execution: id, status, message, rows written, rows deleted, partitions.
+type SchemaRun = (String, String, Option<String>, i64, i64, i32);
+
 /// Starts a run of `sync_id` with `options` (through a due schedule) and waits for it to end;
-/// returns its status, error and schemas (id, status, message, written, deleted, partitions).
-async fn run(
-    scene: &Scene,
-    sync_id: Uuid,
-    options: Json,
-) -> (String, Option<String>, Vec<(String, String, Option<String>, i64, i64, i32)>) {
+/// returns its status, error and schemas.
+async fn run(scene: &Scene, sync_id: Uuid, options: Json) -> (String, Option<String>, Vec<SchemaRun>) {
+    let execution = start(scene, sync_id, options).await;
+    wait(scene, execution).await
+}
+
+/// Starts a run of `sync_id` with `options` through a due schedule; returns the execution.
+async fn start(scene: &Scene, sync_id: Uuid, options: Json) -> Uuid {
     let state = scene.install.db.client().await;
     let org: Uuid = scene.org_id.parse().expect("org id");
     let started: String = state.query_one("select now()::text", &[]).await.expect("now").get(0);
@@ -55,43 +60,63 @@ async fn run(
         )
         .await
         .expect("schedule");
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let row = state
             .query_opt(
-                "select id, status, errors ->> 0 from executions where kind = 'bulk_sync' and subject_id = $1 and created_at >= $2::text::timestamptz",
+                "select id from executions where kind = 'bulk_sync' and subject_id = $1 and created_at >= $2::text::timestamptz",
                 &[&sync_id, &started],
             )
             .await
             .expect("execution");
-        if let Some(row) = &row {
+        if let Some(row) = row {
             state.execute("delete from schedules where subject_id = $1", &[&sync_id]).await.expect("unschedule");
-            let (id, status): (Uuid, String) = (row.get(0), row.get(1));
-            if matches!(status.as_str(), "completed" | "completed_with_errors" | "failed" | "canceled") {
-                let schemas = state
-                    .query(
-                        "select schema_id, status, status_message, rows_written, rows_deleted, partitions
-                         from bulk_schema_executions where execution_id = $1 order by schema_id",
-                        &[&id],
-                    )
-                    .await
-                    .expect("schemas")
-                    .iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
-                    .collect();
-                return (status, row.get(2), schemas);
-            }
+            return row.get(0);
+        }
+        assert!(Instant::now() < deadline, "the bulk execution did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for bulk execution `id` to end; returns its status, error and schemas.
+async fn wait(scene: &Scene, id: Uuid) -> (String, Option<String>, Vec<SchemaRun>) {
+    let state = scene.install.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let row = state
+            .query_one("select status, errors ->> 0 from executions where id = $1", &[&id])
+            .await
+            .expect("execution");
+        let status: String = row.get(0);
+        if matches!(status.as_str(), "completed" | "completed_with_errors" | "failed" | "canceled") {
+            let schemas = state
+                .query(
+                    "select schema_id, status, status_message, rows_written, rows_deleted, partitions
+                     from bulk_schema_executions where execution_id = $1 order by schema_id",
+                    &[&id],
+                )
+                .await
+                .expect("schemas")
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                .collect();
+            return (status, row.get(1), schemas);
         }
         assert!(Instant::now() < deadline, "the bulk execution did not end in time");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// A scene whose workers cut tables into partitions of about `rows` rows.
+/// A scene whose workers cut tables into partitions of about `partition_rows` rows, with a
+/// source `users` table of `rows` rows and a destination connection.
 async fn scene(name: &str, partition_rows: u64, rows: i64) -> (Scene, TestDb, String) {
+    scene_with_roles(name, partition_rows, rows, "api,worker,scheduler").await
+}
+
+async fn scene_with_roles(name: &str, partition_rows: u64, rows: i64, roles: &str) -> (Scene, TestDb, String) {
     let mut install = Install::new().await;
     install.extra_env.push(("BULK_PARTITION_ROWS".into(), partition_rows.to_string()));
-    let scene = Scene::with(install, "api,worker,scheduler", name, "select 1").await;
+    let scene = Scene::with(install, roles, name, "select 1").await;
     let destination = TestDb::new().await;
     let source = scene.data.client().await;
     source.batch_execute(include_str!("../../../../testdata/sample_users_table.sql")).await.expect("table");
@@ -226,6 +251,97 @@ async fn schema_changes_stop_only_their_schema() {
     assert_eq!(status, "completed_with_errors");
     let things = schemas.iter().find(|s| s.0 == "public.things").expect("things");
     assert!(things.2.as_deref().unwrap_or_default().contains("no longer exists"), "{things:?}");
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
+/// Rows of the scale-out test's table (`SYNCLINE_SCALE_ROWS`; the full-size run uses 10,000,000).
+fn scale_rows() -> i64 {
+    std::env::var("SYNCLINE_SCALE_ROWS").ok().and_then(|r| r.parse().ok()).unwrap_or(300_000)
+}
+
+#[tokio::test]
+async fn three_workers_share_a_table_and_a_killed_one_loses_nothing() {
+    let rows = scale_rows();
+    let (scene, destination, conn) = scene_with_roles("bulk-scale", (rows / 40) as u64, rows, "api,scheduler").await;
+    let mut workers = Vec::new();
+    for host in ["w1", "w2", "w3"] {
+        workers.push(scene.install.spawn_as("worker", host).await);
+    }
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({}))], json!({})).await;
+    let execution = start(&scene, sync, json!({})).await;
+    let state = scene.install.db.client().await;
+    // Once partitions committed, kill -9 a worker that is loading one.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let victim = loop {
+        let row = state
+            .query_opt(
+                "select e.worker from executions e join bulk_partitions p on e.kind = 'bulk_partition' and e.subject_id = p.id
+                 where p.execution_id = $1 and e.status = 'running' and e.worker is not null
+                   and exists (select 1 from bulk_partitions c where c.execution_id = $1 and c.status = 'committed')
+                 limit 1",
+                &[&execution],
+            )
+            .await
+            .expect("running partitions");
+        if let Some(row) = row {
+            let worker: String = row.get(0);
+            break ["w1", "w2", "w3"].iter().position(|h| worker.contains(&format!("-{h}-"))).expect("a known host");
+        }
+        assert!(Instant::now() < deadline, "no partition was loading");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    workers[victim].kill();
+    let (status, error, schemas) = wait(&scene, execution).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    let (source, target) = (scene.data.client().await, destination.client().await);
+    assert_eq!(checksum(&target).await, checksum(&source).await, "the destination equals the source");
+    let (_, _, _, written, _, partitions) = &schemas[0];
+    assert_eq!(*written, rows, "every row written once");
+    let row = state
+        .query_one(
+            "select count(*), count(distinct worker), count(*) filter (where status = 'committed') from bulk_partitions
+             where execution_id = $1",
+            &[&execution],
+        )
+        .await
+        .expect("partitions");
+    let (count, workers_used, committed): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(count, *partitions as i64);
+    assert_eq!(committed, count, "every partition committed");
+    assert!(workers_used >= 2, "partitions ran on several workers: {workers_used}");
+    let markers: i64 =
+        target.query_one("select count(*) from public._syncline_loads", &[]).await.expect("markers").get(0);
+    assert_eq!(markers, count, "each partition was loaded exactly once");
+    assert_none_running(&scene.install).await;
+    drop(workers);
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
+#[tokio::test]
+async fn soft_deletes_mark_rows_and_keep_them_through_full_reloads() {
+    let (scene, destination, conn) = scene("bulk-soft", 1_000, 2_000).await;
+    let spec = json!({"destination_configuration": {"soft_delete_column": "deleted_at"}});
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({}))], spec).await;
+    assert_eq!(run(&scene, sync, json!({})).await.0, "completed");
+    let source = scene.data.client().await;
+    source.batch_execute("delete from users where id <= 10").await.expect("delete");
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?}");
+    assert_eq!(schemas[0].4, 10, "ten rows newly deleted");
+    let target = destination.client().await;
+    let row = target
+        .query_one("select count(*), count(*) filter (where deleted_at is not null and id <= 10) from users", &[])
+        .await
+        .expect("counts");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (2_000, 10), "deleted rows stay, marked");
+    source.batch_execute("insert into users select * from users where false").await.expect("noop");
+    let (_, _, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(schemas[0].4, 0, "rows deleted before are not counted again");
+    let marked: i64 =
+        target.query_one("select count(*) from users where deleted_at is not null", &[]).await.expect("marked").get(0);
+    assert_eq!(marked, 10, "a full reload keeps the marks");
     destination.drop_now().await;
     scene.finish().await;
 }

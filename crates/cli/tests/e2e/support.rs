@@ -135,6 +135,11 @@ impl Install {
 
     /// Starts `syncline serve` with `roles`; waits for the API when it is one of them.
     pub async fn spawn(&self, roles: &str) -> Process {
+        self.spawn_as(roles, "local").await
+    }
+
+    /// [`Install::spawn`] on a host called `host` (worker names carry it).
+    pub async fn spawn_as(&self, roles: &str, host: &str) -> Process {
         let port = free_port();
         let log = self.payloads.with_extension(format!("{}-{port}.log", roles.replace(',', "-")));
         std::fs::create_dir_all(log.parent().expect("log dir")).expect("log dir");
@@ -145,6 +150,7 @@ impl Install {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env(port))
             .env("ROLE", roles)
+            .env("HOSTNAME", host)
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .spawn()

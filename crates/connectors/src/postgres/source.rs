@@ -215,6 +215,13 @@ impl Source for PostgresSource {
         Ok(Reading { schema, sorted, events: with_checkpoints(batches, cursor) })
     }
 
+    async fn count(&self, stream: &str) -> Result<Option<u64>, ConnectorError> {
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        let sql = format!("select count(*) from ({}) as m", table_sql(stream));
+        let row = conn.run(self.ctx.deadlines.idle, conn.client.query_one(&sql, &[])).await?;
+        Ok(Some(row.try_get::<_, i64>(0).map_err(|e| client::error(&e))? as u64))
+    }
+
     /// Ranges of pages (`{"pages": [from, upto]}`, the last without `upto`) holding about
     /// `rows` rows each; views and partitioned tables are one slice.
     async fn slices(&self, stream: &str, rows: u64) -> Result<Vec<Json>, ConnectorError> {

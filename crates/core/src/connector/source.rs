@@ -113,4 +113,9 @@ pub trait Source: Send + Sync {
     async fn slices(&self, _stream: &str, _rows: u64) -> Result<Vec<Json>, ConnectorError> {
         Ok(vec![Json::Null])
     }
+
+    /// How many records stream `stream` holds, exactly, when the source can count them cheaply.
+    async fn count(&self, _stream: &str) -> Result<Option<u64>, ConnectorError> {
+        Ok(None)
+    }
 }
