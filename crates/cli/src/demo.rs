@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::{Client, Method};
+use reqwest::Method;
 use serde_json::{Value as Json, json};
 use tokio_postgres::NoTls;
+
+use crate::api_client::Api;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -34,32 +36,6 @@ const TARGET_DB: &str = "syncline_demo_destination";
 
 const TABLE: &str = include_str!("../../../testdata/sample_users_table.sql");
 const FILL: &str = include_str!("../../../testdata/sample_users_fill.sql");
-
-struct Api {
-    http: Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(&self, method: Method, path: &str, token: &str, body: Option<Json>) -> anyhow::Result<(u16, Json)> {
-        let mut request = self.http.request(method.clone(), format!("{}/api/{path}", self.base)).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.with_context(|| format!("cannot reach the API at {}", self.base))?;
-        let status = response.status().as_u16();
-        let body = response.json::<Json>().await.unwrap_or(Json::Null);
-        Ok((status, body))
-    }
-
-    async fn ok(&self, method: Method, path: &str, token: &str, body: Option<Json>) -> anyhow::Result<Json> {
-        let (status, body) = self.call(method.clone(), path, token, body).await?;
-        if !(200..300).contains(&status) {
-            bail!("{method} /api/{path} answered {status}: {}", body["message"].as_str().unwrap_or("no message"));
-        }
-        Ok(body["data"].clone())
-    }
-}
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) =
@@ -166,7 +142,7 @@ async fn run_sync(api: &Api, token: &str, sync_id: &str, label: &str) -> anyhow:
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let api = Api { http: Client::new(), base: args.api.trim_end_matches('/').to_owned() };
+    let api = Api::new(&args.api);
     println!("1/5 creating {} sample rows in {SOURCE_DB}.users and an empty {TARGET_DB}.users", args.rows);
     prepare_data(&args).await?;
     println!("2/5 provisioning organization \"Syncline Demo\", user demo@example.com and an API key");
@@ -230,7 +206,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     run_sync(&api, &token, &sync_id, "diff run").await?;
     println!(
         "\nThe API keeps running at {} — try:\n  curl -H 'Authorization: Bearer {token}' {}/api/syncs/{sync_id}/executions",
-        api.base, api.base
+        args.api, args.api
     );
     Ok(())
 }

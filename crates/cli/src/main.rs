@@ -1,5 +1,7 @@
 //! `syncline`: runs the roles (api, worker, scheduler) and administers an installation.
 
+mod api_client;
+mod bulk;
 mod demo;
 mod provision;
 mod secrets;
@@ -47,6 +49,11 @@ enum Command {
     },
     /// Run the end-to-end demo against a running API: sample data, connections, a model, a sync.
     Demo(demo::DemoArgs),
+    /// Start bulk syncs and follow their executions through a running API.
+    Bulk {
+        #[command(subcommand)]
+        command: bulk::BulkCommand,
+    },
 }
 
 /// Sends large allocations (record batches) straight to `mmap`, so freed batches go back to the
@@ -71,6 +78,7 @@ async fn main() -> ExitCode {
         Command::Keys { command } => provision::keys(command).await,
         Command::Secrets { command } => secrets::run(command).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Bulk { command } => bulk::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
