@@ -16,7 +16,13 @@ impl Api {
     }
 
     /// Calls `method /api/{path}` with `token`; returns the status and the JSON body.
-    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Json>) -> anyhow::Result<(u16, Json)> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Json>,
+    ) -> anyhow::Result<(u16, Json)> {
         let mut request = self.http.request(method.clone(), format!("{}/api/{path}", self.base)).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);

@@ -57,7 +57,8 @@ pub async fn run(command: BulkCommand) -> anyhow::Result<()> {
             if let Some(mode) = resync_mode {
                 body["resync_mode"] = json!(mode);
             }
-            let started = api.ok(Method::POST, &format!("bulk/syncs/{sync_id}/executions"), &args.key, Some(body)).await?;
+            let started =
+                api.ok(Method::POST, &format!("bulk/syncs/{sync_id}/executions"), &args.key, Some(body)).await?;
             let execution_id = started["id"].as_str().context("execution id")?.to_owned();
             println!("started execution {execution_id}");
             follow(&api, &args.key, &sync_id, &execution_id).await
