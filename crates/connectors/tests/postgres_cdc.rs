@@ -465,13 +465,35 @@ db_test!(a_role_without_replication_is_refused_naming_the_attribute, |db| {
     assert!(error.message.contains("REPLICATION") && error.message.contains(&role), "{}", error.message);
 });
 
-db_test!(a_canceled_context_stops_the_capture, |db| {
+db_test!(a_canceled_context_stops_the_capture_and_its_statement, |db| {
+    db.run("create table t (id int primary key)").await;
     let ctx = db.ctx.child();
-    let canceled =
+    let capture =
         Capture::connect(&ctx, &db.config(), Names::for_bulk_sync(uuid::Uuid::new_v4())).await.expect("connect");
-    ctx.cancel.cancel();
-    let error = canceled.poll(10).await.expect_err("canceled");
+    capture.prepare(&["t".into()]).await.expect("prepare");
+    // One transaction of a million changes takes the server a while to decode.
+    db.run("insert into t select generate_series(1, 1000000)").await;
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let error = capture.poll(10).await.expect_err("canceled");
     assert!(error.message.contains("canceled"), "{}", error.message);
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped after {:?}", started.elapsed());
+    let peeking = "select count(*) from pg_stat_activity where datname = current_database() and state = 'active'
+                   and query like '%peek_binary_changes%' and pid <> pg_backend_pid()";
+    let mut running = 1;
+    for _ in 0..50 {
+        running = db.admin.query_one(peeking, &[]).await.expect("pg_stat_activity").get::<_, i64>(0);
+        if running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(running, 0, "the server stopped decoding");
+    assert!(capture.poll(10).await.is_err(), "canceled for good");
 });
 
 /// `cargo test -p syncline-connectors --test postgres_cdc -- --ignored --nocapture`: poll and
