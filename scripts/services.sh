@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the services Syncline's tests need are reachable, installing and starting them on a
 # fresh Debian machine when they are not:
-#   * PostgreSQL  (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres, trust auth)
+#   * PostgreSQL  (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres, trust auth,
+#                  wal_level = logical for the CDC tests: set on a local cluster, else a warning)
 #   * Redis       (REDIS_URL,    default redis://127.0.0.1:6379)
 #   * just        (the task runner used by the justfile)
 # Idempotent: when everything already answers, it only checks and prints.
@@ -154,6 +155,45 @@ ensure_postgres() {
     DATABASE_URL="$DEFAULT_DATABASE_URL"
 }
 
+# Logical replication (the CDC tests) needs wal_level = logical, which takes a restart. A cluster
+# of this machine behind DATABASE_URL gets it set once; any other server only gets a warning.
+ensure_wal_level() {
+    local settings level datadir port addr local_server cluster ver name _
+    settings="$(PGCONNECT_TIMEOUT=5 psql -X -w -q -At "$DATABASE_URL" -c "select current_setting('wal_level'),
+        current_setting('data_directory'), current_setting('port'), coalesce(host(inet_server_addr()), '')" \
+        2>/dev/null || true)"
+    IFS='|' read -r level datadir port addr <<<"$settings"
+    if [ "$level" = logical ]; then
+        log "PostgreSQL: wal_level = logical"
+        return
+    fi
+    cluster=""
+    # A Unix socket (no address) or loopback reaches this machine's server.
+    case "$addr" in "" | 127.* | ::1) local_server=1 ;; *) local_server=0 ;; esac
+    if [ -n "$datadir" ] && [ "$local_server" -eq 1 ] && command -v pg_lsclusters >/dev/null 2>&1; then
+        # shellcheck disable=SC2016
+        cluster="$(pg_lsclusters -h 2>/dev/null \
+            | awk -v dir="$datadir" -v port="$port" '$6 == dir && $3 == port { print $1, $2; exit }')"
+    fi
+    if [ -z "$cluster" ]; then
+        log "warning: wal_level is ${level:-unknown} on the server of DATABASE_URL; the CDC tests need" \
+            "wal_level = logical (ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL)"
+        return
+    fi
+    read -r ver name <<<"$cluster"
+    log "PostgreSQL: setting wal_level = logical on cluster $ver/$name (wal_level was $level; restarting it)"
+    PGCONNECT_TIMEOUT=5 psql -X -w -q -At "$DATABASE_URL" -c 'alter system set wal_level = logical' >/dev/null \
+        || die "cannot ALTER SYSTEM SET wal_level = logical on cluster $ver/$name"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" restart >&2
+    for _ in $(seq 1 30); do
+        level="$(PGCONNECT_TIMEOUT=5 psql -X -w -q -At "$DATABASE_URL" -c 'show wal_level' 2>/dev/null || true)"
+        [ -n "$level" ] && break
+        sleep 1
+    done
+    [ "$level" = logical ] || die "wal_level is ${level:-unknown} after restarting cluster $ver/$name"
+    log "PostgreSQL: wal_level = logical"
+}
+
 # --------------------------------------------------------------------- Redis
 
 DEFAULT_REDIS_URL="redis://127.0.0.1:6379"
@@ -232,6 +272,7 @@ install_just_from_pypi() {
 # ---------------------------------------------------------------------- main
 
 ensure_postgres
+ensure_wal_level
 ensure_redis
 ensure_just
 

@@ -2,9 +2,11 @@
 //!
 //! Both sides speak binary `COPY`: the source streams `COPY (model) TO STDOUT (FORMAT binary)`
 //! sorted by the sync identity, and the destination `COPY`s batches into a temporary staging
-//! table and applies them with one set-based statement per batch.
+//! table and applies them with one set-based statement per batch. [`cdc`] captures tables'
+//! changes through logical replication.
 
 mod bulk;
+pub mod cdc;
 mod client;
 mod copy;
 mod destination;

@@ -137,7 +137,7 @@ async fn catalog(conn: &Connection) -> Result<Catalog, ConnectorError> {
             streams.push(Stream { name, fields: vec![], key: vec![], capabilities });
         }
         let stream = streams.last_mut().expect("pushed above");
-        let field_type = Type::from_oid(oid).map_or(FieldType::Text, |t| types::field_type(&t));
+        let field_type = types::field_type_of(oid);
         if field_type.can_be_cursor() {
             stream.capabilities.cursor_fields.push(column.clone());
         }

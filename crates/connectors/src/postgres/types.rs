@@ -58,6 +58,12 @@ pub(super) fn field_type(ty: &Type) -> FieldType {
     native(ty).unwrap_or(FieldType::Text)
 }
 
+/// The field type a column of type `oid` is read as (text for types unknown here: enums,
+/// domains, extensions' types).
+pub(super) fn field_type_of(oid: u32) -> FieldType {
+    Type::from_oid(oid).map_or(FieldType::Text, |ty| field_type(&ty))
+}
+
 /// Whether a column of type `oid` accepts values in `field_type`'s binary format as they are.
 pub(super) fn accepts_binary(oid: u32, field_type: &FieldType) -> bool {
     let exact = match field_type {
