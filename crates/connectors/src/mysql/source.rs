@@ -16,7 +16,7 @@ use syncline_core::{
     connector::{
         Catalog, ConnectorError, Context, ReadRequest, Readable, Reading, Source, Stream, StreamCapabilities, within,
     },
-    record::{Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
+    record::{DecodeError, Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
 };
 use tokio::sync::mpsc;
 
@@ -333,8 +333,13 @@ async fn produce(
                 Some(None) => break,
                 Some(Some(row)) => row,
             };
-            let values = decode(row, &schema, number)?;
-            batch.push_row(&values).map_err(|e| ConnectorError::permanent(format!("row {number}: {e}")))?;
+            let mut values = row.unwrap_raw().into_iter();
+            batch
+                .push_encoded(|ty, out| match values.next() {
+                    Some(value) => types::encode(value.unwrap_or(MyValue::NULL), ty, out).map_err(DecodeError),
+                    None => Err(DecodeError("the row has too few values".into())),
+                })
+                .map_err(|e| ConnectorError::permanent(format!("row {number}, field {:?}: {}", e.field, e.reason)))?;
             number += 1;
             if batch.len() >= rows || batch.byte_len() >= bytes {
                 let full = std::mem::replace(&mut batch, RecordBatchBuilder::with_capacity(schema.clone(), 0));
