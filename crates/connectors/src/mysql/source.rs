@@ -382,3 +382,21 @@ impl Waits<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::Dialect;
+
+    #[test]
+    fn never_null_keys_sort_on_the_column_alone() {
+        let dialect = MysqlDialect { params: vec![], not_null: vec!["id".into(), "code".into()] };
+        let field = |name: &str, field_type| Field { name: name.into(), field_type };
+        assert_eq!(dialect.order_by("m.`id`", &field("id", FieldType::Int64)), "m.`id`");
+        assert_eq!(dialect.order_by("m.`n`", &field("n", FieldType::Int64)), "m.`n` is null, m.`n`");
+        assert_eq!(
+            dialect.order_by("m.`code`", &field("code", FieldType::Text)),
+            "cast(convert(m.`code` using utf8mb4) as binary)"
+        );
+    }
+}
