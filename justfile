@@ -13,11 +13,11 @@ lint:
     cargo fmt --all
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Benchmarks against physical-limit baselines, e.g. `just bench model-sync`.
+# Benchmarks against physical-limit baselines, e.g. `just bench model-sync [--source mariadb]`.
 bench name="model-sync" *args="":
     scripts/bench.sh {{name}} {{args}}
 
-# Start (or install and start) PostgreSQL and Redis.
+# Start (or install and start) PostgreSQL, Redis and MariaDB.
 services:
     scripts/services.sh
 

@@ -4,12 +4,14 @@
 #   * PostgreSQL  (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres, trust auth,
 #                  wal_level = logical for the CDC tests: set on a local cluster, else a warning)
 #   * Redis       (REDIS_URL,    default redis://127.0.0.1:6379)
+#   * MariaDB     (MARIADB_URL,  default mysql://root@127.0.0.1:3306/test, root without a
+#                  password over TCP; the URL's database is created when missing)
 #   * just        (the task runner used by the justfile)
 # Idempotent: when everything already answers, it only checks and prints.
 #
 # Usage:
-#   scripts/services.sh            # diagnostics on stderr, then DATABASE_URL=... / REDIS_URL=...
-#   eval "$(scripts/services.sh --env)"   # stdout carries only the two export lines
+#   scripts/services.sh            # diagnostics on stderr, then DATABASE_URL=..., REDIS_URL=..., MARIADB_URL=...
+#   eval "$(scripts/services.sh --env)"   # stdout carries only the three export lines
 #
 # Installs use apt-get (through sudo when not root); `just` falls back to PyPI's rust-just wheel
 # and then to `cargo install just --locked` when Debian has no package for it (bookworm has none).
@@ -19,7 +21,7 @@ mode="plain"
 for arg in "$@"; do
     case "$arg" in
         --env) mode="env" ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "services.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -231,6 +233,86 @@ ensure_redis() {
     REDIS_URL="$DEFAULT_REDIS_URL"
 }
 
+# ------------------------------------------------------------------- MariaDB
+
+DEFAULT_MARIADB_URL="mysql://root@127.0.0.1:3306/test"
+
+# Splits a mysql://user[:password]@host[:port][/database] URL into MY_USER, MY_PASSWORD,
+# MY_HOST, MY_PORT and MY_DATABASE (percent-escapes in user and password are decoded).
+mariadb_parse_url() {
+    local re='^mysql://([^:@/]+)(:([^@/]*))?@([^:/?]+)(:([0-9]+))?(/([^/?]*))?$'
+    [[ "$1" =~ $re ]] || die "not a mysql://user[:password]@host[:port]/database URL: $1"
+    MY_USER="$(printf '%b' "${BASH_REMATCH[1]//%/\\x}")"
+    MY_PASSWORD="$(printf '%b' "${BASH_REMATCH[3]//%/\\x}")"
+    MY_HOST="${BASH_REMATCH[4]}"
+    MY_PORT="${BASH_REMATCH[6]:-3306}"
+    MY_DATABASE="${BASH_REMATCH[8]}"
+}
+
+# The client on the parsed URL, over TCP; the password goes through the environment, not argv.
+my_sql() {
+    MYSQL_PWD="$MY_PASSWORD" mariadb --no-defaults --protocol=TCP --connect-timeout=5 \
+        -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" -N -B "$@"
+}
+
+my_answers() { my_sql -e 'select 1' >/dev/null 2>&1; }
+
+mariadb_alive() {  # the server takes connections (whether or not it lets us in)
+    mariadb-admin --no-defaults --protocol=TCP --connect-timeout=5 -h 127.0.0.1 -P 3306 ping >/dev/null 2>&1
+}
+
+mariadb_server_installed() { [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ]; }
+
+mariadb_start() {
+    log "MariaDB: starting the server"
+    if command -v service >/dev/null 2>&1 && [ -x /etc/init.d/mariadb ]; then
+        as_root service mariadb start >&2 || true
+    elif [ -x /etc/init.d/mariadb ]; then
+        as_root /etc/init.d/mariadb start >&2 || true
+    fi
+    local _
+    for _ in $(seq 1 30); do
+        mariadb_alive && return 0
+        sleep 1
+    done
+    die "MariaDB does not answer on 127.0.0.1:3306 (see /var/log/mysql/)"
+}
+
+# Lets root in over TCP from the loopback without a password, through the server's socket as
+# the system's root (Debian's root@localhost authenticates with unix_socket).
+mariadb_passwordless_root() {
+    log "MariaDB: letting root connect from 127.0.0.1 and ::1 without a password"
+    local host grants=""
+    for host in 127.0.0.1 ::1; do
+        grants+="create user if not exists 'root'@'$host'; alter user 'root'@'$host' identified by '';"
+        grants+="grant all privileges on *.* to 'root'@'$host' with grant option;"
+    done
+    as_root mariadb --protocol=SOCKET -u root -e "$grants flush privileges;" >&2
+}
+
+ensure_mariadb() {
+    command -v mariadb >/dev/null 2>&1 || apt_install mariadb-client
+    if [ -n "${MARIADB_URL:-}" ]; then
+        log "MariaDB: checking MARIADB_URL from the environment"
+        mariadb_parse_url "$MARIADB_URL"
+        my_answers || die "MARIADB_URL is set but does not answer 'select 1'"
+    else
+        MARIADB_URL="$DEFAULT_MARIADB_URL"
+        mariadb_parse_url "$MARIADB_URL"
+        if ! my_answers; then
+            mariadb_server_installed || apt_install mariadb-server mariadb-client
+            mariadb_alive || mariadb_start
+            my_answers || mariadb_passwordless_root
+            my_answers || die "MariaDB answers on 127.0.0.1:3306 but rejects root without a password"
+        fi
+    fi
+    if [ -n "$MY_DATABASE" ]; then
+        my_sql -e "create database if not exists \`$MY_DATABASE\` character set utf8mb4" >&2 \
+            || die "cannot create MariaDB database $MY_DATABASE"
+    fi
+    log "MariaDB: ok on $MY_HOST:$MY_PORT (database ${MY_DATABASE:-none})"
+}
+
 # ---------------------------------------------------------------------- just
 
 ensure_just() {
@@ -274,11 +356,12 @@ install_just_from_pypi() {
 ensure_postgres
 ensure_wal_level
 ensure_redis
+ensure_mariadb
 ensure_just
 
-export DATABASE_URL REDIS_URL
+export DATABASE_URL REDIS_URL MARIADB_URL
 if [ "$mode" = env ]; then
-    printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\n' "$DATABASE_URL" "$REDIS_URL"
+    printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\nexport MARIADB_URL=%q\n' "$DATABASE_URL" "$REDIS_URL" "$MARIADB_URL"
 else
-    printf 'DATABASE_URL=%s\nREDIS_URL=%s\n' "$DATABASE_URL" "$REDIS_URL"
+    printf 'DATABASE_URL=%s\nREDIS_URL=%s\nMARIADB_URL=%s\n' "$DATABASE_URL" "$REDIS_URL" "$MARIADB_URL"
 fi

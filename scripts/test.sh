@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and end-to-end tests, then the official Polytomic Python SDK
 # against a real server, then web sign-in against a real OpenID Connect provider. Sets up what is
-# missing first (PostgreSQL, Redis, just, the Python venv).
+# missing first (PostgreSQL, Redis, MariaDB, just, the Python venv).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 eval "$(scripts/services.sh --env)"
 scripts/python-env.sh
-export DATABASE_URL REDIS_URL
+export DATABASE_URL REDIS_URL MARIADB_URL
 mkdir -p target
 
 echo "== cargo test (unit and end-to-end)"

@@ -5,8 +5,8 @@ MariaDB → PostgreSQL and PostgreSQL → MariaDB, each with a composite identit
 For each direction: run 1 inserts every record and the destination equals the model value for
 value; a 1% change sends exactly those records; a third run sends nothing.
 
-MariaDB is the server on 127.0.0.1:3306 (root, no password; ``MARIADB_HOST``/``MARIADB_PORT``
-override), made sure of by ``scripts/services.sh``.
+MariaDB is the server of ``MARIADB_URL`` (default ``mysql://root@127.0.0.1:3306/test``: root
+without a password), made sure of by ``scripts/services.sh``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import datetime as dt
 import decimal
 import json
 import os
+import urllib.parse
 from typing import Iterator, Optional
 
 import pymysql
@@ -29,8 +30,11 @@ ROWS = 1000
 CHANGED = ROWS // 100
 COLUMNS = ("region", "id", "customer", "amount", "placed_at", "paid", "meta", "note")
 KEY = ("region", "id")
-MARIADB_HOST = os.environ.get("MARIADB_HOST", "127.0.0.1")
-MARIADB_PORT = int(os.environ.get("MARIADB_PORT", "3306"))
+MARIADB_URL = urllib.parse.urlsplit(os.environ.get("MARIADB_URL", "mysql://root@127.0.0.1:3306/test"))
+MARIADB_HOST = MARIADB_URL.hostname or "127.0.0.1"
+MARIADB_PORT = MARIADB_URL.port or 3306
+MARIADB_USER = urllib.parse.unquote(MARIADB_URL.username or "root")
+MARIADB_PASSWORD = urllib.parse.unquote(MARIADB_URL.password or "")
 
 MARIADB_TABLE = """
 create table orders (
@@ -80,19 +84,21 @@ class MariaDb:
     destination_db: str
 
     def connect(self, database: str) -> pymysql.connections.Connection:
-        return pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", password="",
+        return pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER, password=MARIADB_PASSWORD,
                                database=database, charset="utf8mb4", autocommit=True)
 
     def configuration(self, database: str) -> dict:
+        password = {"password": MARIADB_PASSWORD} if MARIADB_PASSWORD else {}
         return {"hostname": MARIADB_HOST, "port": MARIADB_PORT, "database": database,
-                "username": "root", "ssl": False}
+                "username": MARIADB_USER, "ssl": False, **password}
 
 
 @pytest.fixture(scope="module")
 def mariadb() -> Iterator[MariaDb]:
     suffix = support.random_suffix()
     dbs = MariaDb(f"sdk_my_src_{suffix}", f"sdk_my_dst_{suffix}")
-    admin = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", password="", autocommit=True)
+    admin = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER, password=MARIADB_PASSWORD,
+                            autocommit=True)
     try:
         with admin.cursor() as cur:
             for db in (dbs.source_db, dbs.destination_db):

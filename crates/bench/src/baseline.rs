@@ -1,13 +1,14 @@
-//! The physical-limit baselines, run with psql the way an engineer would by hand.
+//! The physical-limit baselines, run with plain clients the way an engineer would by hand.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 
-use crate::harness::Databases;
+use crate::{harness::Databases, source::Source};
 
 pub struct Baselines<'a> {
     pub dbs: &'a Databases,
+    pub source: &'a Source,
 }
 
 /// Runs a shell pipeline and times it.
@@ -19,10 +20,10 @@ async fn timed_shell(script: &str) -> anyhow::Result<Duration> {
 }
 
 impl Baselines<'_> {
-    /// `COPY (model) | COPY stage` then upsert into an emptied `users` (or, with `changed_run`,
-    /// only the rows that run changes, into the full table).
+    /// The model piped into `stage`, then upserted into an emptied `users` (or, with
+    /// `changed_run`, only the rows that run changes, into the full table).
     pub async fn copy_upsert(&self, changed_run: Option<i64>) -> anyhow::Result<Duration> {
-        let (src, dst) = (&self.dbs.source_url, &self.dbs.baseline_url);
+        let dst = &self.dbs.baseline_url;
         let filter = changed_run
             .map(|run| format!(" where id % 100 = {}", Databases::changed_remainder(run)))
             .unwrap_or_default();
@@ -35,30 +36,25 @@ impl Baselines<'_> {
         let updates: Vec<String> =
             self.dbs.columns.iter().filter(|c| *c != "id").map(|c| format!("{c} = excluded.{c}")).collect();
         let script = format!(
-            "psql -X -q '{src}' -c \"copy (select * from users{filter}) to stdout (format binary)\" | psql -X -q '{dst}' -c \"copy stage from stdin (format binary)\" && \
+            "{} | {} && \
              psql -X -q '{dst}' -c \"insert into users ({columns}) select {columns} from stage on conflict (id) do update set {}\"",
+            self.source.export(self.dbs, &filter),
+            self.source.copy_in(dst, "stage"),
             updates.join(", ")
         );
         timed_shell(&script).await
     }
 
-    /// The bare pipe, `COPY (model) | COPY users` into an emptied table: the floor of any
-    /// PostgreSQL → PostgreSQL copy (no staging, no upsert).
+    /// The bare pipe into an emptied `users`: the floor of any copy from the source into
+    /// PostgreSQL (no staging, no upsert).
     pub async fn copy_only(&self) -> anyhow::Result<Duration> {
-        let (src, dst) = (&self.dbs.source_url, &self.dbs.baseline_url);
+        let dst = &self.dbs.baseline_url;
         self.dbs.psql(dst, "truncate users").await?;
-        timed_shell(&format!(
-            "psql -X -q '{src}' -c \"copy (select * from users) to stdout (format binary)\" | psql -X -q '{dst}' -c \"copy users from stdin (format binary)\""
-        ))
-        .await
+        timed_shell(&format!("{} | {}", self.source.export(self.dbs, ""), self.source.copy_in(dst, "users"))).await
     }
 
-    /// The read-only `COPY` of the model.
+    /// The read-only export of the model.
     pub async fn read_only(&self) -> anyhow::Result<Duration> {
-        let src = &self.dbs.source_url;
-        timed_shell(&format!(
-            "psql -X -q '{src}' -c \"copy (select * from users) to stdout (format binary)\" > /dev/null"
-        ))
-        .await
+        timed_shell(&format!("{} > /dev/null", self.source.export(self.dbs, ""))).await
     }
 }

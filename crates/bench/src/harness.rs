@@ -10,6 +10,8 @@ use anyhow::{Context, bail, ensure};
 use serde_json::{Value as Json, json};
 use tokio_postgres::NoTls;
 
+use crate::source::Source;
+
 const DATABASES: [&str; 4] =
     ["syncline_bench_source", "syncline_bench_destination", "syncline_bench_baseline", "syncline_bench_state"];
 
@@ -102,6 +104,11 @@ impl Databases {
         Ok(())
     }
 
+    /// Runs one statement; returns how many rows it touched.
+    pub async fn execute(&self, url: &str, sql: &str) -> anyhow::Result<u64> {
+        Ok(connect(url).await?.execute(sql, &[]).await?)
+    }
+
     pub async fn truncate_destination(&self) -> anyhow::Result<()> {
         self.psql(&self.destination_url, "truncate users").await
     }
@@ -111,31 +118,17 @@ impl Databases {
         (run * 37 + 11) % 100
     }
 
-    /// Changes 1% of the source rows; returns how many.
-    pub async fn change_one_percent(&self, run: i64) -> anyhow::Result<u64> {
-        let source = connect(&self.source_url).await?;
-        let sql = format!(
-            "update users set score = score + 1, updated_at = updated_at + interval '1 second' where id % 100 = {}",
-            Self::changed_remainder(run)
-        );
-        Ok(source.execute(&sql, &[]).await?)
-    }
-
-    /// Whether source and destination hold the same rows, by the reference checksum when present.
-    pub async fn checksums_match(&self) -> anyhow::Result<bool> {
-        let mut sums = Vec::new();
-        for url in [&self.source_url, &self.destination_url] {
-            let client = connect(url).await?;
-            let sum: String = match reference("checksum.sql") {
-                Some(path) => {
-                    client.batch_execute(&std::fs::read_to_string(path)?).await?;
-                    client.query_one("select bench_checksum('users')", &[]).await?.get(0)
-                }
-                None => client.query_one(include_str!("../../../testdata/checksum_users.sql"), &[]).await?.get(0),
-            };
-            sums.push(sum);
-        }
-        Ok(sums[0] == sums[1])
+    /// Row count and digest of `users` in database `url`, by the reference checksum when
+    /// present (both render every column alike).
+    pub async fn checksum(&self, url: &str) -> anyhow::Result<String> {
+        let client = connect(url).await?;
+        Ok(match reference("checksum.sql") {
+            Some(path) => {
+                client.batch_execute(&std::fs::read_to_string(path)?).await?;
+                client.query_one("select bench_checksum('users')", &[]).await?.get(0)
+            }
+            None => client.query_one(include_str!("../../../testdata/checksum_users.sql"), &[]).await?.get(0),
+        })
     }
 
     pub async fn drop_all(&self) -> anyhow::Result<()> {
@@ -166,8 +159,19 @@ impl Drop for Syncline {
     }
 }
 
+/// The configuration of a Syncline connection to database `url` (`user` and `port` when it
+/// names none).
+pub fn connection_config(url: &reqwest::Url, user: &str, port: u16) -> Json {
+    json!({
+        "hostname": url.host_str().unwrap_or("127.0.0.1"), "port": url.port().unwrap_or(port),
+        "database": url.path().trim_start_matches('/'),
+        "username": if url.username().is_empty() { user } else { url.username() },
+        "password": url.password().unwrap_or(""), "ssl": false,
+    })
+}
+
 impl Syncline {
-    pub async fn start(binary: &str, dbs: &Databases) -> anyhow::Result<Self> {
+    pub async fn start(binary: &str, dbs: &Databases, source: &Source) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let payloads = std::env::temp_dir().join("syncline-bench-payloads");
         let _ = std::fs::remove_dir_all(&payloads);
@@ -202,7 +206,7 @@ impl Syncline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut syncline = Self { api, worker, http, base, token: key, sync_id: String::new() };
-        syncline.configure(dbs).await?;
+        syncline.configure(dbs, source).await?;
         Ok(syncline)
     }
 
@@ -222,7 +226,7 @@ impl Syncline {
         Ok(body["data"].clone())
     }
 
-    async fn configure(&mut self, dbs: &Databases) -> anyhow::Result<()> {
+    async fn configure(&mut self, dbs: &Databases, source: &Source) -> anyhow::Result<()> {
         use reqwest::Method;
         let org = self.call(Method::POST, "organizations", json!({"name": "bench"})).await?;
         let org_id = org["id"].as_str().context("org")?.to_owned();
@@ -237,17 +241,13 @@ impl Syncline {
             )
             .await?;
         self.token = key["value"].as_str().context("key")?.to_owned();
-        let server = reqwest::Url::parse(&dbs.server_url)?;
+        let destination = connection_config(&reqwest::Url::parse(&dbs.destination_url)?, "postgres", 5432);
         let mut connections = Vec::new();
-        for (name, url) in [("source", &dbs.source_url), ("destination", &dbs.destination_url)] {
-            let database = url.rsplit('/').next().unwrap_or_default();
-            let config = json!({
-                "hostname": server.host_str().unwrap_or("127.0.0.1"), "port": server.port().unwrap_or(5432), "database": database,
-                "username": if server.username().is_empty() { "postgres" } else { server.username() },
-                "password": server.password().unwrap_or(""), "ssl": false,
-            });
+        for (name, (kind, config)) in
+            [("source", source.connection(dbs)?), ("destination", ("postgresql", destination))]
+        {
             let c = self
-                .call(Method::POST, "connections", json!({"name": name, "type": "postgresql", "configuration": config}))
+                .call(Method::POST, "connections", json!({"name": name, "type": kind, "configuration": config}))
                 .await?;
             connections.push(c["id"].as_str().context("connection")?.to_owned());
         }

@@ -1,7 +1,8 @@
 //! `syncline-bench model-sync`: times Syncline against physical-limit baselines measured in the
 //! same run on the same machine, and prints the ratios.
 //!
-//! Baselines (psql processes, binary `COPY`):
+//! Baselines (plain client processes; `--source postgres`: binary `COPY`, `--source mariadb`:
+//! `mariadb --quick --batch` into a text `COPY`):
 //! - full: `COPY (model) TO STDOUT | COPY stage FROM STDIN`, then `INSERT … ON CONFLICT DO UPDATE`;
 //! - rerun: the read-only `COPY` of the model, plus the same pipe + upsert of the changed rows.
 //!
@@ -10,6 +11,7 @@
 
 mod baseline;
 mod harness;
+mod source;
 
 use std::time::Duration;
 
@@ -18,27 +20,36 @@ use anyhow::{Context, bail};
 use crate::{
     baseline::Baselines,
     harness::{Databases, Syncline},
+    source::Source,
 };
+
+/// Peak resident memory the worker may reach, in MB.
+const RSS_TARGET_MB: u64 = 128;
 
 struct Args {
     rows: i64,
     runs: usize,
     binary: String,
+    source: String,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("model-sync") => {}
-        other => bail!("usage: syncline-bench model-sync [--rows N] [--runs N] [--bin PATH] (got {other:?})"),
+        other => bail!(
+            "usage: syncline-bench model-sync [--source postgres|mariadb] [--rows N] [--runs N] [--bin PATH] (got {other:?})"
+        ),
     }
-    let mut parsed = Args { rows: 1_000_000, runs: 3, binary: "target/release/syncline".into() };
+    let mut parsed =
+        Args { rows: 1_000_000, runs: 3, binary: "target/release/syncline".into(), source: "postgres".into() };
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--rows" => parsed.rows = value.parse()?,
             "--runs" => parsed.runs = value.parse()?,
             "--bin" => parsed.binary = value,
+            "--source" => parsed.source = value,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -55,18 +66,30 @@ fn rate(rows: i64, time: Duration) -> String {
     format!("{:>10.0} rows/s", per_second)
 }
 
+/// `ratio` to `what`, with its target and verdict when it has one.
+fn against(ratio: f64, what: &str, target: Option<f64>) -> String {
+    match target {
+        Some(target) => format!("{ratio:.2}× {what} (target ≤ {target}×) {}", verdict(ratio <= target)),
+        None => format!("{ratio:.2}× {what}"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
     let changed = args.rows / 100;
+    let source = Source::parse(&args.source)?;
     println!(
-        "model-sync benchmark: {} rows × 12 columns, PostgreSQL → PostgreSQL, median of {} runs",
-        args.rows, args.runs
+        "model-sync benchmark: {} rows × 12 columns, {} → PostgreSQL, median of {} runs",
+        args.rows,
+        source.name(),
+        args.runs
     );
     let dbs = Databases::prepare(args.rows).await?;
+    source.load(&dbs)?;
     println!("table: {}", dbs.table_source);
 
-    let baselines = Baselines { dbs: &dbs };
+    let baselines = Baselines { dbs: &dbs, source: &source };
     let mut pipe_base = Vec::new();
     let mut full_base = Vec::new();
     let mut read_base = Vec::new();
@@ -78,19 +101,19 @@ async fn main() -> anyhow::Result<()> {
         delta_base.push(baselines.copy_upsert(Some(run as i64)).await?);
     }
 
-    let syncline = Syncline::start(&args.binary, &dbs).await?;
+    let syncline = Syncline::start(&args.binary, &dbs, &source).await?;
     let mut full = Vec::new();
     let mut rerun = Vec::new();
     for run in 0..args.runs {
         dbs.truncate_destination().await?;
         full.push(syncline.run(true).await?);
-        let touched = dbs.change_one_percent(run as i64).await?;
+        let touched = source.change_one_percent(&dbs, run as i64).await?;
         let (time, updated) = syncline.run_counted().await?;
         anyhow::ensure!(updated == touched as i64, "the rerun updated {updated} rows, {touched} changed");
         rerun.push(time);
     }
     let rss = syncline.worker_peak_rss_mb()?;
-    let same = dbs.checksums_match().await?;
+    let same = source.checksum(&dbs).await? == dbs.checksum(&dbs.destination_url).await?;
     drop(syncline);
 
     let (pipe_base, full_base, read_base, delta_base) =
@@ -99,60 +122,32 @@ async fn main() -> anyhow::Result<()> {
     let rerun_base = read_base + delta_base;
     let full_ratio = full.as_secs_f64() / full_base.as_secs_f64();
     let rerun_ratio = rerun.as_secs_f64() / rerun_base.as_secs_f64();
+    let (pipe, read) = source.pipe();
+    let rows: [(String, Duration, i64, Option<f64>); 6] = [
+        (format!("reference: bare {pipe} pipe, no upsert"), pipe_base, args.rows, None),
+        (format!("baseline: {pipe} pipe + upsert (full)"), full_base, args.rows, None),
+        ("syncline: full run into an empty table".into(), full, args.rows, Some(full_ratio)),
+        (format!("baseline: read-only {read} of the model"), read_base, args.rows, None),
+        (format!("baseline: {pipe} pipe + upsert of {changed} changed rows"), delta_base, changed, None),
+        ("syncline: 1% changed rerun".into(), rerun, args.rows, Some(rerun_ratio)),
+    ];
+    let width = rows.iter().map(|(label, ..)| label.chars().count()).max().unwrap_or(0).max(52);
     println!();
-    println!("{:<52} {:>9} {:>18} {:>8}", "", "time", "throughput", "ratio");
-    println!(
-        "{:<52} {:>8.2}s {} {:>8}",
-        "reference: bare COPY pipe, no upsert",
-        pipe_base.as_secs_f64(),
-        rate(args.rows, pipe_base),
-        ""
-    );
-    println!(
-        "{:<52} {:>8.2}s {} {:>8}",
-        "baseline: COPY pipe + upsert (full)",
-        full_base.as_secs_f64(),
-        rate(args.rows, full_base),
-        ""
-    );
-    println!(
-        "{:<52} {:>8.2}s {} {:>7.2}×",
-        "syncline: full run into an empty table",
-        full.as_secs_f64(),
-        rate(args.rows, full),
-        full_ratio
-    );
-    println!(
-        "{:<52} {:>8.2}s {} {:>8}",
-        "baseline: read-only COPY of the model",
-        read_base.as_secs_f64(),
-        rate(args.rows, read_base),
-        ""
-    );
-    println!(
-        "{:<52} {:>8.2}s {} {:>8}",
-        format!("baseline: COPY pipe + upsert of {changed} changed rows"),
-        delta_base.as_secs_f64(),
-        rate(changed, delta_base),
-        ""
-    );
-    println!(
-        "{:<52} {:>8.2}s {} {:>7.2}×",
-        "syncline: 1% changed rerun",
-        rerun.as_secs_f64(),
-        rate(args.rows, rerun),
-        rerun_ratio
-    );
+    println!("{:<width$} {:>9} {:>18} {:>8}", "", "time", "throughput", "ratio");
+    for (label, time, count, ratio) in rows {
+        let ratio = ratio.map(|r| format!("{r:>7.2}×")).unwrap_or_else(|| format!("{:>8}", ""));
+        println!("{label:<width$} {:>8.2}s {} {ratio}", time.as_secs_f64(), rate(count, time));
+    }
+    let targets = source.targets();
     println!();
-    println!("full run:     {:.2}× baseline (target ≤ 1.5×) {}", full_ratio, verdict(full_ratio <= 1.5));
-    println!("              {:.2}× the bare COPY pipe", full.as_secs_f64() / pipe_base.as_secs_f64());
-    println!(
-        "1% rerun:     {:.2}× read-only COPY + COPY-upsert of the changes (target ≤ 2×) {}",
-        rerun_ratio,
-        verdict(rerun_ratio <= 2.0)
-    );
-    println!("worker RSS:   {rss} MB peak (target < 300 MB) {}", verdict(rss < 300));
+    let pipe_ratio = full.as_secs_f64() / pipe_base.as_secs_f64();
+    println!("full run:     {}", against(full_ratio, "baseline", Some(targets.full)));
+    println!("              {}", against(pipe_ratio, &format!("the bare {pipe} pipe"), targets.pipe));
+    let rerun_what = format!("read-only {read} + {pipe}-upsert of the changes");
+    println!("1% rerun:     {}", against(rerun_ratio, &rerun_what, targets.rerun));
+    println!("worker RSS:   {rss} MB peak (target < {RSS_TARGET_MB} MB) {}", verdict(rss < RSS_TARGET_MB));
     println!("checksums:    source {} destination {}", if same { "=" } else { "≠" }, verdict(same));
+    source.drop_all()?;
     dbs.drop_all().await?;
     anyhow::ensure!(same, "the destination does not equal the model");
     Ok(())

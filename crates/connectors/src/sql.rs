@@ -11,7 +11,7 @@ use syncline_core::{
     connector::{
         ConnectorError, Cursor, Endpoint, ObjectSpec, Partition, ReadEvent, ReadRequest, RecordFailure, TargetField,
     },
-    record::{Field, FieldType, RecordBatch},
+    record::{Field, RecordBatch},
 };
 
 /// Where a database connection goes and as whom.
@@ -42,9 +42,9 @@ impl<'a> Model<'a> {
 
 /// How a database spells the parts of a read that differ between databases.
 pub(crate) trait Dialect {
-    /// The sort key of identity field `expr` of type `ty`: NULLs last, text bytewise (see
-    /// [`syncline_core::record::key`]).
-    fn order_by(&self, expr: &str, ty: &FieldType) -> String;
+    /// The sort key of identity field `field`, selected as `expr`: NULLs last, text bytewise
+    /// (see [`syncline_core::record::key`]).
+    fn order_by(&self, expr: &str, field: &Field) -> String;
 
     /// The filter keeping records whose cursor `field` (selected as `expr`) is after `after`.
     fn after(&mut self, expr: &str, field: &Field, after: &Json) -> Result<String, ConnectorError>;
@@ -85,7 +85,7 @@ pub(crate) fn clauses(
     let mut keys = Vec::new();
     for key in &request.order_by {
         let index = position(key)?;
-        order.push(dialect.order_by(&select[index], &fields[index].field_type));
+        order.push(dialect.order_by(&select[index], &fields[index]));
         keys.push(select[index].as_str());
     }
     let cursor = match &request.cursor {

@@ -1,5 +1,5 @@
-//! The MySQL / MariaDB connector against the server on this machine (127.0.0.1:3306, user root
-//! without a password). Each test works in a database of its own, dropped at the end.
+//! The MySQL / MariaDB connector against the server of `MARIADB_URL` (default the one on this
+//! machine, root without a password). Each test works in a database of its own, dropped at the end.
 
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
@@ -17,7 +17,8 @@ use syncline_core::{
     record::{Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
 };
 
-const SERVER: &str = "mysql://root@127.0.0.1:3306";
+#[path = "support/mariadb.rs"]
+mod server;
 
 fn context(denied: Vec<syncline_core::egress::Rule>) -> Context {
     let deadlines =
@@ -34,7 +35,7 @@ struct Db {
 
 impl Db {
     fn config(&self) -> Json {
-        json!({"hostname": "127.0.0.1", "database": self.name, "username": "root"})
+        server::config(&self.name)
     }
 
     fn source(&self) -> Arc<dyn Source> {
@@ -64,7 +65,7 @@ where
     F: for<'a> FnOnce(&'a mut Db) -> futures::future::BoxFuture<'a, ()>,
 {
     let name = format!("syncline_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = mysql_async::Conn::from_url(SERVER).await.expect("the local MariaDB");
+    let mut admin = server::admin().await;
     admin.query_drop(format!("create database {name} character set utf8mb4")).await.expect("create database");
     admin.query_drop(format!("use {name}")).await.expect("use");
     admin.query_drop("set time_zone = '+00:00'").await.expect("utc");

@@ -6,13 +6,17 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::{StreamExt, stream};
-use mysql_async::{Row, Value as MyValue, consts::ColumnType, prelude::Queryable};
+use mysql_async::{
+    Row, Value as MyValue,
+    consts::{ColumnFlags, ColumnType},
+    prelude::Queryable,
+};
 use serde_json::{Map, Value as Json};
 use syncline_core::{
     connector::{
         Catalog, ConnectorError, Context, ReadRequest, Readable, Reading, Source, Stream, StreamCapabilities, within,
     },
-    record::{Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
+    record::{DecodeError, Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
 };
 use tokio::sync::mpsc;
 
@@ -74,9 +78,15 @@ async fn json_columns(
     Ok(rows.into_iter().collect())
 }
 
-/// The model's fields with their types, from the server's description of the query (and, on
+/// A column of a model: its field, and whether the server knows it is never NULL.
+struct ModelColumn {
+    field: Field,
+    not_null: bool,
+}
+
+/// The model's columns with their types, from the server's description of the query (and, on
 /// MariaDB, which of the tables' columns hold JSON).
-async fn describe(conn: &mut Connection, sql: &str) -> Result<Vec<Field>, ConnectorError> {
+async fn describe(conn: &mut Connection, sql: &str) -> Result<Vec<ModelColumn>, ConnectorError> {
     let columns = conn.columns(&format!("select * from ({sql}) as m")).await?;
     // MariaDB's JSON is LONGTEXT: find where such columns come from. The wrapped query names
     // its own derived table as their origin, the query itself the tables.
@@ -100,9 +110,15 @@ async fn describe(conn: &mut Connection, sql: &str) -> Result<Vec<Field>, Connec
         .map(|(i, c)| {
             let is_json = origins.get(i).is_some_and(|o| json.contains(&origin(o)));
             let info = ColumnInfo::from_column(c, is_json);
-            Field { name: c.name_str().into_owned(), field_type: types::field_type(&info) }
+            let field = Field { name: c.name_str().into_owned(), field_type: types::field_type(&info) };
+            ModelColumn { field, not_null: c.flags().contains(ColumnFlags::NOT_NULL_FLAG) }
         })
         .collect())
+}
+
+/// The model's fields, from [`describe`].
+async fn fields(conn: &mut Connection, sql: &str) -> Result<Vec<Field>, ConnectorError> {
+    Ok(describe(conn, sql).await?.into_iter().map(|c| c.field).collect())
 }
 
 /// A row's values as `schema`'s field types; the error names field and row.
@@ -176,7 +192,7 @@ impl Source for MysqlSource {
 
     async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError> {
         let sql = self.sql(&Readable::Model(model.clone()))?;
-        describe(&mut self.look().await?, &sql).await
+        fields(&mut self.look().await?, &sql).await
     }
 
     async fn estimate_rows(&self, readable: &Readable) -> Result<Option<u64>, ConnectorError> {
@@ -203,7 +219,7 @@ impl Source for MysqlSource {
     async fn sample(&self, model: &Json, limit: usize) -> Result<Vec<Map<String, Json>>, ConnectorError> {
         let sql = self.sql(&Readable::Model(model.clone()))?;
         let mut conn = self.look().await?;
-        let schema = Schema { fields: describe(&mut conn, &sql).await? };
+        let schema = Schema { fields: fields(&mut conn, &sql).await? };
         let rows: Vec<Row> =
             conn.query(self.ctx.deadlines.query, &format!("select * from ({sql}) as m limit {limit}"), vec![]).await?;
         let mut sample = Vec::with_capacity(rows.len());
@@ -227,15 +243,18 @@ impl Source for MysqlSource {
         let columns = describe(&mut conn, &sql).await?;
         let mut fields = Vec::with_capacity(request.fields.len());
         let mut select = Vec::with_capacity(request.fields.len());
+        let mut dialect = MysqlDialect { params: Vec::new(), not_null: Vec::new() };
         for name in &request.fields {
-            let field = columns
+            let column = columns
                 .iter()
-                .find(|c| &c.name == name)
+                .find(|c| &c.field.name == name)
                 .ok_or_else(|| ConnectorError::config(format!("the model has no field {name:?}")))?;
             select.push(format!("m.{}", quote_ident(name)));
-            fields.push(field.clone());
+            fields.push(column.field.clone());
+            if column.not_null {
+                dialect.not_null.push(name.clone());
+            }
         }
-        let mut dialect = MysqlDialect { params: Vec::new() };
         let Clauses { filter, order, cursor } = sql::clauses(&request, &fields, &select, &mut dialect)?;
         let sql = format!("select {} from ({sql}) as m{filter}{order}", select.join(", "));
         let schema = Arc::new(Schema { fields });
@@ -256,14 +275,22 @@ impl Source for MysqlSource {
 /// MySQL's spelling of a read's clauses; cursor values are bound as parameters.
 struct MysqlDialect {
     params: Vec<MyValue>,
+    /// The fields the server knows are never NULL.
+    not_null: Vec<String>,
 }
 
 impl sql::Dialect for MysqlDialect {
-    fn order_by(&self, expr: &str, ty: &FieldType) -> String {
+    fn order_by(&self, expr: &str, field: &Field) -> String {
         // Collations are neither bytewise nor blind to trailing spaces: compare UTF-8 bytes.
-        match ty {
-            FieldType::Text => format!("{expr} is null, cast(convert({expr} using utf8mb4) as binary)"),
-            _ => format!("{expr} is null, {expr}"),
+        let key = match field.field_type {
+            FieldType::Text => format!("cast(convert({expr} using utf8mb4) as binary)"),
+            _ => expr.to_owned(),
+        };
+        // NULLs sort first: put them last, unless there are none (sorting on the column alone
+        // lets the server walk an index instead of sorting).
+        match self.not_null.contains(&field.name) {
+            true => key,
+            false => format!("{expr} is null, {key}"),
         }
     }
 
@@ -306,8 +333,13 @@ async fn produce(
                 Some(None) => break,
                 Some(Some(row)) => row,
             };
-            let values = decode(row, &schema, number)?;
-            batch.push_row(&values).map_err(|e| ConnectorError::permanent(format!("row {number}: {e}")))?;
+            let mut values = row.unwrap_raw().into_iter();
+            batch
+                .push_encoded(|ty, out| match values.next() {
+                    Some(value) => types::encode(value.unwrap_or(MyValue::NULL), ty, out).map_err(DecodeError),
+                    None => Err(DecodeError("the row has too few values".into())),
+                })
+                .map_err(|e| ConnectorError::permanent(format!("row {number}, field {:?}: {}", e.field, e.reason)))?;
             number += 1;
             if batch.len() >= rows || batch.byte_len() >= bytes {
                 let full = std::mem::replace(&mut batch, RecordBatchBuilder::with_capacity(schema.clone(), 0));
@@ -348,5 +380,23 @@ impl Waits<'_> {
             _ = self.cancel.cancelled() => Err(ConnectorError::permanent("the read was canceled")),
             result = within(self.idle, "the database", answer) => result.map(Some),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::Dialect;
+
+    #[test]
+    fn never_null_keys_sort_on_the_column_alone() {
+        let dialect = MysqlDialect { params: vec![], not_null: vec!["id".into(), "code".into()] };
+        let field = |name: &str, field_type| Field { name: name.into(), field_type };
+        assert_eq!(dialect.order_by("m.`id`", &field("id", FieldType::Int64)), "m.`id`");
+        assert_eq!(dialect.order_by("m.`n`", &field("n", FieldType::Int64)), "m.`n` is null, m.`n`");
+        assert_eq!(
+            dialect.order_by("m.`code`", &field("code", FieldType::Text)),
+            "cast(convert(m.`code` using utf8mb4) as binary)"
+        );
     }
 }

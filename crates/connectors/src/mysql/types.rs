@@ -15,15 +15,17 @@
 //! | `DATE`, `TIME`, `DATETIME` | `Date`, `Time`, `Timestamp` |
 //! | `TIMESTAMP` | `TimestampTz` (sessions run in UTC) |
 //!
-//! Values that have no field value fail the read with an error naming field and record, never
-//! a substitute: zero dates (`0000-00-00`, `2024-00-00`), and `TIME`s outside a day (MySQL's
-//! `TIME` spans ±838 hours).
+//! JSON text is passed on as the server sends it. Values that have no field value fail the read
+//! with an error naming field and record, never a substitute: zero dates (`0000-00-00`,
+//! `2024-00-00`), and `TIME`s outside a day (MySQL's `TIME` spans ±838 hours).
 
+use bytes::{BufMut, BytesMut};
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use mysql_async::{
     Column, Value as MyValue,
     consts::{ColumnFlags, ColumnType},
 };
+use serde::de::IgnoredAny;
 use syncline_core::record::{FieldType, Value};
 
 /// The character set number of binary strings.
@@ -177,6 +179,21 @@ pub(super) fn from_mysql(value: MyValue, ty: &FieldType) -> Result<Value, String
         }
         (ty, value) => return Err(format!("{value:?} is not a {}", ty.postgres_name())),
     })
+}
+
+/// Appends the encoding of a value read over the binary protocol as a value of field type `ty`
+/// to `out`; `Ok(false)` for NULL, which appends nothing. JSON goes as sent (checked, not parsed
+/// into a tree and written again), other values as [`from_mysql`] reads them.
+pub(super) fn encode(value: MyValue, ty: &FieldType, out: &mut BytesMut) -> Result<bool, String> {
+    match (ty, value) {
+        (_, MyValue::NULL) => return Ok(false),
+        (FieldType::Json, MyValue::Bytes(b)) => {
+            serde_json::from_slice::<IgnoredAny>(&b).map_err(|e| format!("not valid JSON: {e}"))?;
+            out.put_slice(&b);
+        }
+        (ty, value) => from_mysql(value, ty)?.encode(ty, out).map_err(|e| e.0)?,
+    }
+    Ok(true)
 }
 
 fn date(y: u16, m: u8, d: u8) -> Result<NaiveDate, String> {
@@ -366,6 +383,21 @@ mod tests {
             from_mysql(MyValue::Bytes(br#"{"a": [1]}"#.to_vec()), &FieldType::Json),
             Ok(Value::Json(serde_json::json!({"a": [1]})))
         );
+    }
+
+    #[test]
+    fn encodes_in_place_with_json_as_sent() {
+        let encoded = |value: MyValue, ty: &FieldType| {
+            let mut out = BytesMut::new();
+            encode(value, ty, &mut out).map(|some| some.then(|| out.to_vec()))
+        };
+        let json = br#"{"b": 1, "a": ["x"]}"#;
+        assert_eq!(encoded(MyValue::Bytes(json.to_vec()), &FieldType::Json), Ok(Some(json.to_vec())));
+        assert!(encoded(MyValue::Bytes(b"{".to_vec()), &FieldType::Json).unwrap_err().contains("not valid JSON"));
+        assert_eq!(encoded(MyValue::NULL, &FieldType::Json), Ok(None));
+        assert_eq!(encoded(MyValue::Int(7), &FieldType::Int32), Ok(Some(7i32.to_be_bytes().to_vec())));
+        assert!(encoded(MyValue::Int(1 << 40), &FieldType::Int32).is_err());
+        assert!(encoded(MyValue::Bytes(vec![0xff]), &FieldType::Text).unwrap_err().contains("not UTF-8"));
     }
 
     #[test]

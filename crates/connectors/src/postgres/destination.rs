@@ -3,14 +3,14 @@
 //! records are isolated, so one bad record costs O(log n) retries, not the whole batch.
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use futures::SinkExt;
 use syncline_core::{
     connector::{
         Action, BatchWriter, ConnectorError, Context, Destination, ErrorClass, ObjectSpec, Operation, Operations,
         RecordFailure, SyncMode, TargetField, TargetObject, WriteBatch, WriteRequest,
     },
-    record::{Field, RecordBatch},
+    record::{Field, RecordBatch, RecordBatchBuilder},
 };
 
 use super::{
@@ -164,8 +164,10 @@ struct PostgresWriter {
     /// Statements applying the staged batch, in order.
     apply: Vec<String>,
     /// `COPY` straight into the table, when every column takes the records' binary format as is
-    /// (not in update mode, which must never create records).
+    /// or as `jsonb` (not in update mode, which must never create records).
     direct: Option<String>,
+    /// Which fields go into `jsonb` columns as JSON text, when some do.
+    jsonb: Option<Vec<bool>>,
     /// Deletes the staged keys (replace mode only).
     delete: Option<String>,
 }
@@ -184,9 +186,23 @@ impl PostgresWriter {
         }
         let (schema, table) = split_object(&req.object);
         let table = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
-        let binary_compatible = req.targets.iter().zip(&req.schema.fields).all(|(target, field)| {
-            target_columns.iter().any(|c| &c.name == target && types::accepts_binary(c.type_oid, &field.field_type))
-        });
+        let column_types: Vec<u32> = req
+            .targets
+            .iter()
+            .map(|target| target_columns.iter().find(|c| &c.name == target).map_or(0, |c| c.type_oid))
+            .collect();
+        // JSON text bound for a jsonb column is copied straight in after jsonb's version byte.
+        let jsonb: Vec<bool> = column_types
+            .iter()
+            .zip(&req.schema.fields)
+            .map(|(oid, f)| types::json_into_jsonb(*oid, &f.field_type))
+            .collect();
+        let binary_compatible = column_types
+            .iter()
+            .zip(&req.schema.fields)
+            .zip(&jsonb)
+            .all(|((oid, field), jsonb)| *jsonb || types::accepts_binary(*oid, &field.field_type));
+        let jsonb = jsonb.contains(&true).then_some(jsonb);
         let stage_columns: Vec<String> = req
             .schema
             .fields
@@ -266,7 +282,7 @@ impl PostgresWriter {
             }
             _ => None,
         };
-        Ok(Self { conn, apply, direct, delete })
+        Ok(Self { conn, apply, direct, jsonb, delete })
     }
 
     /// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) with `tuples` as its data.
@@ -283,8 +299,12 @@ impl PostgresWriter {
     /// Copies a batch of new records straight into the table; `false` if the database refused
     /// (a record already exists, or breaks a constraint), with nothing written.
     async fn copy_new(&self, statement: &str, batch: &RecordBatch) -> Result<bool, ConnectorError> {
+        let data = match &self.jsonb {
+            Some(jsonb) => with_jsonb_versions(batch, jsonb)?,
+            None => batch.data().clone(),
+        };
         self.conn.client.batch_execute("savepoint syncline_direct").await.map_err(|e| client::error(&e))?;
-        match self.copy(statement, batch.data().clone()).await {
+        match self.copy(statement, data).await {
             Ok(()) => {
                 self.conn
                     .client
@@ -343,6 +363,25 @@ impl PostgresWriter {
         failures.extend(bisection.into_failures());
         Ok(())
     }
+}
+
+/// The tuples of `batch` with jsonb's version byte before the values of the fields `jsonb` marks.
+fn with_jsonb_versions(batch: &RecordBatch, jsonb: &[bool]) -> Result<Bytes, ConnectorError> {
+    let capacity = batch.data().len() + batch.len() * jsonb.len();
+    let mut out = RecordBatchBuilder::with_capacity(batch.schema().clone(), capacity);
+    for record in batch.records() {
+        let mut values = record.raw_values().zip(jsonb);
+        out.push_encoded(|_, out| {
+            let Some((Some(value), versioned)) = values.next() else { return Ok(false) };
+            if *versioned {
+                out.put_u8(1);
+            }
+            out.put_slice(value);
+            Ok(true)
+        })
+        .map_err(|e| ConnectorError::permanent(e.to_string()))?;
+    }
+    Ok(out.finish().data().clone())
 }
 
 #[async_trait]

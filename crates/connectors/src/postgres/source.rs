@@ -248,8 +248,8 @@ struct PostgresDialect<'a> {
 }
 
 impl sql::Dialect for PostgresDialect<'_> {
-    fn order_by(&self, expr: &str, ty: &FieldType) -> String {
-        let collate = if *ty == FieldType::Text { " collate \"C\"" } else { "" };
+    fn order_by(&self, expr: &str, field: &Field) -> String {
+        let collate = if field.field_type == FieldType::Text { " collate \"C\"" } else { "" };
         format!("({expr}){collate} nulls last")
     }
 

@@ -77,6 +77,12 @@ pub(super) fn accepts_binary(oid: u32, field_type: &FieldType) -> bool {
     exact == Some(oid) || (*field_type == FieldType::Text && oid == Type::VARCHAR.oid())
 }
 
+/// Whether a column of type `oid` is `jsonb` and `field_type` JSON text, which it takes after
+/// jsonb's version byte.
+pub(super) fn json_into_jsonb(oid: u32, field_type: &FieldType) -> bool {
+    *field_type == FieldType::Json && oid == Type::JSONB.oid()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +94,9 @@ mod tests {
         assert!(accepts_binary(Type::INT4_ARRAY.oid(), &FieldType::List(Box::new(FieldType::Int32))));
         assert!(!accepts_binary(Type::INT4.oid(), &FieldType::Int64));
         assert!(!accepts_binary(Type::TEXT.oid(), &FieldType::Jsonb));
+        assert!(!accepts_binary(Type::JSONB.oid(), &FieldType::Json));
+        assert!(json_into_jsonb(Type::JSONB.oid(), &FieldType::Json));
+        assert!(!json_into_jsonb(Type::JSON.oid(), &FieldType::Json));
         assert_eq!(field_type(&Type::INTERVAL), FieldType::Text);
         assert_eq!(field_type(&Type::TEXT_ARRAY), FieldType::List(Box::new(FieldType::Text)));
         assert_eq!(field_type(&Type::VARCHAR_ARRAY), FieldType::Text);

@@ -1,5 +1,5 @@
-//! MariaDB (or MySQL) on the local server (127.0.0.1:3306, root without a password;
-//! `MARIADB_HOST`/`MARIADB_PORT` override): a database of its own per check, dropped afterwards.
+//! MariaDB (or MySQL) on the server of `MARIADB_URL` (default the local one, root without a
+//! password): a database of its own per check, dropped afterwards.
 
 use std::sync::Arc;
 
@@ -15,18 +15,10 @@ use syncline_core::{
     record::{FieldType, Value},
 };
 
-fn host() -> String {
-    std::env::var("MARIADB_HOST").unwrap_or_else(|_| "127.0.0.1".into())
-}
+#[path = "../support/mariadb.rs"]
+mod server;
 
-fn port() -> u16 {
-    std::env::var("MARIADB_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3306)
-}
-
-async fn admin() -> mysql_async::Conn {
-    let url = format!("mysql://root@{}:{}", host(), port());
-    mysql_async::Conn::from_url(url).await.expect("the local MariaDB")
-}
+use server::admin;
 
 struct MysqlFixture {
     database: String,
@@ -40,8 +32,7 @@ async fn fixture() -> MysqlFixture {
 
 impl MysqlFixture {
     fn config_with(&self, changes: Json) -> Json {
-        let mut config =
-            json!({"hostname": host(), "port": port(), "database": self.database, "username": "root", "ssl": false});
+        let mut config = server::config(&self.database);
         if let (Some(config), Some(changes)) = (config.as_object_mut(), changes.as_object()) {
             config.extend(changes.clone());
         }

@@ -404,35 +404,46 @@ impl RecordBatchBuilder {
     /// Appends a record from one value per schema field, encoding each as its field's type. A
     /// value that does not fit its field is an error naming both, and nothing is appended.
     pub fn push_row<'v>(&mut self, values: impl IntoIterator<Item = &'v Value>) -> Result<(), ValueError> {
-        let start = self.data.len();
-        let record = self.len();
+        let fields = self.schema.fields.len();
         let mut values = values.into_iter();
+        self.push_encoded(|ty, out| match values.next() {
+            None => Err(DecodeError(format!("the row has too few values for {fields} fields"))),
+            Some(Value::Null) => Ok(false),
+            Some(value) => value.encode(ty, out).map(|()| true),
+        })?;
+        if values.next().is_some() {
+            self.offsets.pop();
+            self.data.truncate(self.offsets[self.offsets.len() - 1] as usize);
+            let reason = format!("the row has more values than the {fields} fields");
+            return Err(ValueError { field: String::new(), record: self.len(), reason });
+        }
+        Ok(())
+    }
+
+    /// Appends a record whose values `encode` writes straight into the batch, one field at a
+    /// time in schema order: it appends the value's encoding as the field's type to the buffer
+    /// and returns `Ok(true)`, or appends nothing and returns `Ok(false)` for NULL. An error
+    /// names the field, and nothing is appended.
+    pub fn push_encoded(
+        &mut self,
+        mut encode: impl FnMut(&FieldType, &mut BytesMut) -> Result<bool, DecodeError>,
+    ) -> Result<(), ValueError> {
+        let start = self.data.len();
         self.data.put_i16(self.schema.fields.len() as i16);
         for field in &self.schema.fields {
-            let result = match values.next() {
-                None => Err(DecodeError(format!("the row has too few values for {} fields", self.schema.fields.len()))),
-                Some(Value::Null) => {
-                    self.data.put_i32(-1);
-                    Ok(())
-                }
-                Some(value) => {
-                    let at = self.data.len();
-                    self.data.put_i32(0);
-                    let encoded = value.encode(&field.field_type, &mut self.data);
+            let at = self.data.len();
+            self.data.put_i32(-1);
+            match encode(&field.field_type, &mut self.data) {
+                Ok(true) => {
                     let len = (self.data.len() - at - 4) as i32;
                     self.data[at..at + 4].copy_from_slice(&len.to_be_bytes());
-                    encoded
                 }
-            };
-            if let Err(e) = result {
-                self.data.truncate(start);
-                return Err(ValueError { field: field.name.clone(), record, reason: e.0 });
+                Ok(false) => self.data.truncate(at + 4),
+                Err(e) => {
+                    self.data.truncate(start);
+                    return Err(ValueError { field: field.name.clone(), record: self.len(), reason: e.0 });
+                }
             }
-        }
-        if values.next().is_some() {
-            self.data.truncate(start);
-            let reason = format!("the row has more values than the {} fields", self.schema.fields.len());
-            return Err(ValueError { field: String::new(), record, reason });
         }
         self.offsets.push(self.data.len() as u32);
         Ok(())
@@ -515,6 +526,22 @@ mod tests {
         assert_eq!(batch.record(0).get(1), Ok(Value::Decimal("19.99".into())));
         let err = batch.record(0).get_bool(0).expect_err("not a boolean");
         assert_eq!(err.to_string(), "record 0, field \"id\": 7 is not a boolean");
+    }
+
+    #[test]
+    fn encoded_rows_are_written_in_place() {
+        let mut b = RecordBatchBuilder::with_capacity(schema(2), 64);
+        let mut values = [Some("a"), None].into_iter();
+        b.push_encoded(|_, out| Ok(values.next().flatten().map(|v| out.put_slice(v.as_bytes())).is_some()))
+            .expect("fits");
+        let err = b.push_encoded(|_, out| {
+            out.put_slice(b"half");
+            Err(DecodeError("bad".into()))
+        });
+        assert_eq!(err.map_err(|e| (e.field, e.record, e.reason)), Err(("f0".into(), 1, "bad".into())));
+        let batch = b.finish();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch.record(0).raw_values().collect::<Vec<_>>(), vec![Some(&b"a"[..]), None]);
     }
 
     #[test]
