@@ -3,6 +3,7 @@
 //! The API validates against these types and refuses (422, naming the field) what the engine
 //! does not honour; the engine reads nothing else.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How a bulk sync writes each schema.
@@ -43,8 +44,9 @@ pub enum AutoAdd {
 }
 
 /// The destination's configuration for a bulk sync (PostgreSQL and MariaDB: where the tables
-/// go and how deletes show).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// go and how deletes show). Its JSON Schema is what `bulk_sync.get_destination` serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// The schema (PostgreSQL) or database (MariaDB) the tables are written to.
     #[serde(default)]
@@ -92,6 +94,12 @@ impl FieldSelection {
     }
 }
 
+/// The destination table name of schema `schema_id` when the user chose none: its table part
+/// (`public.users` → `users`).
+pub fn default_output_name(schema_id: &str) -> &str {
+    schema_id.rsplit_once('.').map_or(schema_id, |(_, table)| table)
+}
+
 /// How one schema of a bulk sync is replicated (`bulk_sync_schemas.config`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchemaConfig {
@@ -108,6 +116,16 @@ pub struct SchemaConfig {
     /// The destination table name the user chose.
     #[serde(default)]
     pub user_output_name: Option<String>,
+}
+
+impl SchemaConfig {
+    /// The destination table name of schema `schema_id`: the user's, else the default one.
+    pub fn output_name<'a>(&'a self, schema_id: &'a str) -> &'a str {
+        match self.user_output_name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => name,
+            None => default_output_name(schema_id),
+        }
+    }
 }
 
 /// What a re-run of already delivered schemas does (Polytomic `resync_mode`).
@@ -166,6 +184,15 @@ mod tests {
         assert_eq!(enabled, ["id", "name"]);
         assert_eq!(config.fields[2].output_name(), Some("full_name"));
         assert_eq!(config.tracking_field.as_deref(), Some("updated_at"));
+    }
+
+    #[test]
+    fn output_names_default_to_the_table() {
+        assert_eq!(default_output_name("public.users"), "users");
+        assert_eq!(default_output_name("users"), "users");
+        let named = SchemaConfig { user_output_name: Some("people".into()), ..SchemaConfig::default() };
+        assert_eq!(named.output_name("public.users"), "people");
+        assert_eq!(SchemaConfig::default().output_name("app.orders"), "orders");
     }
 
     #[test]
