@@ -19,6 +19,7 @@ pub mod executions;
 pub mod models;
 pub mod organizations;
 pub mod permissions;
+pub mod schemas;
 pub mod syncs;
 pub mod targets;
 pub mod users;
@@ -36,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(targets::configure)
             .configure(models::configure)
             .configure(syncs::configure)
-            .configure(executions::configure),
+            .configure(executions::configure)
+            .configure(schemas::configure),
     );
 }
 

@@ -8,6 +8,7 @@
 //! `From<DbError> for ApiError` (`crate::error`), naming the field from [`constraints`].
 
 pub mod audit;
+pub mod catalogs;
 pub mod connections;
 pub mod constraints;
 pub mod executions;
@@ -15,6 +16,7 @@ pub mod keys;
 pub mod models;
 pub mod organizations;
 pub mod permissions;
+pub mod schema_overrides;
 pub mod sessions;
 pub mod syncs;
 pub mod users;
