@@ -8,9 +8,13 @@
 //! `From<DbError> for ApiError` (`crate::error`), naming the field from [`constraints`].
 
 pub mod audit;
+pub mod bulk_schema_executions;
+pub mod bulk_schemas;
+pub mod bulk_syncs;
 pub mod catalogs;
 pub mod connections;
 pub mod constraints;
+pub mod execution_logs;
 pub mod executions;
 pub mod keys;
 pub mod models;
