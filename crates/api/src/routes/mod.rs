@@ -13,6 +13,7 @@ use crate::{
 };
 
 pub mod audit_events;
+pub mod bulk_syncs;
 pub mod connection_discovery;
 pub mod connections;
 pub mod executions;
@@ -38,7 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(models::configure)
             .configure(syncs::configure)
             .configure(executions::configure)
-            .configure(schemas::configure),
+            .configure(schemas::configure)
+            .configure(bulk_syncs::configure),
     );
 }
 
