@@ -1,16 +1,18 @@
-//! Bulk syncs (`client.bulk_sync`): configuration and activation here; discovery, schedules and
-//! error handling in their own modules. The engine that runs them
+//! Bulk syncs (`client.bulk_sync`): configuration and activation here; discovery, schemas,
+//! schedules and error handling in their own modules. The engine that runs them
 //! is the worker's.
 
 mod discovery;
 mod error_handling;
 mod schedules;
+mod schemas;
 mod selection;
 mod validate;
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Map, Value as Json, json};
+use syncline_core::bulk::BulkMode;
 use uuid::Uuid;
 
 use self::validate::validate;
@@ -21,7 +23,7 @@ use crate::{
     error::{ApiError, parse_body},
     extract::{Authorized, Tenant, can},
     idempotency,
-    store::{self, bulk_syncs::BulkSync},
+    store::{self, StoreError, bulk_syncs::BulkSync},
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -32,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(remove)
         .service(activate)
         .configure(discovery::configure)
+        .configure(schemas::configure)
         .configure(schedules::configure)
         .configure(error_handling::configure);
 }
@@ -58,6 +61,12 @@ fn read<T: DeserializeOwned>(
         .map(|v| serde_json::from_value(v.clone()))
         .transpose()
         .map_err(|_| refuse(key, format!("{key} must be {expected}")))
+}
+
+/// The mode of `sync`.
+fn mode(sync: &BulkSync) -> Result<BulkMode, ApiError> {
+    serde_json::from_value(json!(sync.mode))
+        .map_err(|e| StoreError::Malformed { what: "bulk sync mode", message: e.to_string() }.into())
 }
 
 /// The ids of the schemas of bulk sync `sync_id` (only the enabled or disabled ones when
