@@ -1,9 +1,10 @@
 //! Bulk syncs (`client.bulk_sync`): configuration and activation here; discovery, schemas,
-//! schedules and error handling in their own modules. The engine that runs them
+//! schedules, executions and error handling in their own modules. The engine that runs them
 //! is the worker's.
 
 mod discovery;
 mod error_handling;
+mod executions;
 mod schedules;
 mod schemas;
 mod selection;
@@ -27,7 +28,9 @@ use crate::{
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(list)
+    // Before `/bulk/syncs/{id}`, which would take `status` for an id.
+    cfg.service(executions::list_status)
+        .service(list)
         .service(create)
         .service(get_one)
         .service(update)
@@ -36,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(discovery::configure)
         .configure(schemas::configure)
         .configure(schedules::configure)
+        .configure(executions::configure)
         .configure(error_handling::configure);
 }
 
