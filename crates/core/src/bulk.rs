@@ -94,10 +94,13 @@ impl FieldSelection {
     }
 }
 
-/// The destination table name of schema `schema_id` when the user chose none: its table part
-/// (`public.users` → `users`).
-pub fn default_output_name(schema_id: &str) -> &str {
-    schema_id.rsplit_once('.').map_or(schema_id, |(_, table)| table)
+/// A source name (a table, a field) as bulk syncs write it to the destination: with
+/// `normalize_names` (the default) lowercase ASCII letters, digits and underscores, else as it is.
+pub fn destination_name(name: &str, normalize: bool) -> String {
+    match normalize {
+        true => name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect(),
+        false => name.to_owned(),
+    }
 }
 
 /// How one schema of a bulk sync is replicated (`bulk_sync_schemas.config`).
@@ -119,12 +122,26 @@ pub struct SchemaConfig {
 }
 
 impl SchemaConfig {
-    /// The destination table name of schema `schema_id`: the user's, else the default one.
-    pub fn output_name<'a>(&'a self, schema_id: &'a str) -> &'a str {
+    /// The destination table of schema `schema_id`: the user's name as given, else the table
+    /// part of the id (`public.users` → `users`) as [`destination_name`] writes it.
+    pub fn output_name(&self, schema_id: &str, normalize: bool) -> String {
         match self.user_output_name.as_deref().filter(|n| !n.is_empty()) {
-            Some(name) => name,
-            None => default_output_name(schema_id),
+            Some(name) => name.to_owned(),
+            None => destination_name(schema_id.rsplit('.').next().unwrap_or(schema_id), normalize),
         }
+    }
+
+    /// Whether source fields the configuration does not list (new ones) are replicated: always
+    /// when it lists none, else as `auto` (`automatically_add_new_fields`) says for a schema
+    /// with (incremental) or without a tracking field.
+    pub fn adds_new_fields(&self, auto: AutoAdd) -> bool {
+        self.fields.is_empty()
+            || match auto {
+                AutoAdd::All => true,
+                AutoAdd::OnlyIncremental => self.tracking_field.is_some(),
+                AutoAdd::OnlyNonIncremental => self.tracking_field.is_none(),
+                AutoAdd::None => false,
+            }
     }
 }
 
@@ -188,11 +205,21 @@ mod tests {
 
     #[test]
     fn output_names_default_to_the_table() {
-        assert_eq!(default_output_name("public.users"), "users");
-        assert_eq!(default_output_name("users"), "users");
-        let named = SchemaConfig { user_output_name: Some("people".into()), ..SchemaConfig::default() };
-        assert_eq!(named.output_name("public.users"), "people");
-        assert_eq!(SchemaConfig::default().output_name("app.orders"), "orders");
+        assert_eq!(SchemaConfig::default().output_name("public.users", true), "users");
+        assert_eq!(SchemaConfig::default().output_name("Sales.Order Items", true), "order_items");
+        assert_eq!(SchemaConfig::default().output_name("Sales.Order Items", false), "Order Items");
+        let named = SchemaConfig { user_output_name: Some("People".into()), ..SchemaConfig::default() };
+        assert_eq!(named.output_name("public.users", true), "People", "the user's name is taken as given");
+    }
+
+    #[test]
+    fn new_fields_follow_the_policy() {
+        let listed = SchemaConfig { fields: vec![FieldSelection::Id("id".into())], ..SchemaConfig::default() };
+        assert!(SchemaConfig::default().adds_new_fields(AutoAdd::None), "no list: every field");
+        assert!(listed.adds_new_fields(AutoAdd::All) && !listed.adds_new_fields(AutoAdd::None));
+        assert!(
+            listed.adds_new_fields(AutoAdd::OnlyNonIncremental) && !listed.adds_new_fields(AutoAdd::OnlyIncremental)
+        );
     }
 
     #[test]

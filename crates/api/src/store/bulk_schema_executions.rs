@@ -1,5 +1,6 @@
 //! Each schema of a bulk sync execution (`bulk_schema_executions`): its status, progress and
-//! accounting as the engine writes them. The API reads them and asks one schema to stop.
+//! accounting as the engine writes them (its plan adds them). The API reads them and asks one
+//! schema to stop.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -86,20 +87,21 @@ pub async fn latest_of_sync(client: &impl GenericClient, sync_id: Uuid) -> Resul
     fetch_all(client, &sql, &[&BULK_SYNC, &sync_id, &ACTIVE]).await
 }
 
-/// Asks the engine to stop schema `schema_id` of execution `execution_id` (writing
-/// `output_name` when the engine has not planned the schema yet).
+/// Asks the engine to stop schema `schema_id` of execution `execution_id`; answers the schema's
+/// status, or `None` when the engine has not planned it (yet).
 pub async fn request_cancel(
     client: &impl GenericClient,
     execution_id: Uuid,
-    (schema_id, output_name): (&str, &str),
-) -> Result<(), StoreError> {
-    client
-        .execute(
-            "insert into bulk_schema_executions (execution_id, schema_id, output_name, cancel_requested)
-             values ($1, $2, $3, true)
-             on conflict (execution_id, schema_id) do update set cancel_requested = true, updated_at = now()",
-            &[&execution_id, &schema_id, &output_name],
+    schema_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = client
+        .query_opt(
+            "update bulk_schema_executions set cancel_requested = true, updated_at = now()
+              where execution_id = $1 and schema_id = $2 returning status",
+            &[&execution_id, &schema_id],
         )
         .await?;
-    Ok(())
+    row.map(|row| row.try_get("status"))
+        .transpose()
+        .map_err(|source| StoreError::Shape { what: "schema execution", source })
 }

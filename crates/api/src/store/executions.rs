@@ -158,6 +158,18 @@ pub async fn request_cancel(
     Ok(count)
 }
 
+/// Replaces the start options of execution `id` while it waits for a worker; `false` when a
+/// worker took it already.
+pub async fn set_waiting_options(client: &impl GenericClient, id: Uuid, options: &Json) -> Result<bool, StoreError> {
+    let updated = client
+        .execute(
+            "update executions set options = $2, updated_at = now() where id = $1 and status in ('created', 'queued')",
+            &[&id, options],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
 /// Ends execution `id` as failed with `errors` (its job could not be enqueued).
 pub async fn fail(client: &impl GenericClient, id: Uuid, errors: &Json) -> Result<(), StoreError> {
     client

@@ -1,6 +1,7 @@
 //! What a connection offers bulk syncs: the schemas of a source (`get_source`) and what a
 //! destination accepts (`get_destination`). PostgreSQL and MySQL/MariaDB connections are bulk
-//! sources and destinations; other types are refused naming the connection.
+//! sources; a connection is a bulk destination when its connector loads bulk syncs (PostgreSQL
+//! today). Other connections are refused naming the field.
 
 use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
@@ -10,7 +11,7 @@ use syncline_core::{
     connector::config_schema,
 };
 
-use super::super::{envelope, schemas::catalog};
+use super::super::{connections, envelope, schemas::catalog};
 use crate::{
     AppState,
     error::ApiError,
@@ -22,8 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(source).service(destination);
 }
 
-/// The connection types bulk syncs read from and write to.
-const BULK_TYPES: &[&str] = &["postgresql", "mysql"];
+/// The connection types bulk syncs read from.
+const BULK_SOURCES: &[&str] = &["postgresql", "mysql"];
 
 /// A bulk sync's side: its source or its destination.
 #[derive(Debug, Clone, Copy)]
@@ -32,20 +33,22 @@ pub enum Side {
     Destination,
 }
 
-/// 422 (naming `field`, when given) unless `connection` can be this side of a bulk sync.
-pub fn require(connection: &Connection, side: Side, field: Option<&str>) -> Result<(), ApiError> {
-    if BULK_TYPES.contains(&connection.type_id.as_str()) {
-        return Ok(());
-    }
-    let side = match side {
-        Side::Source => "source",
-        Side::Destination => "destination",
+/// 422 (naming `field`, when given) unless `connection` can be this side of a bulk sync: a
+/// PostgreSQL or MySQL/MariaDB source, a destination whose connector loads bulk syncs.
+pub fn require(state: &AppState, connection: &Connection, side: Side, field: Option<&str>) -> Result<(), ApiError> {
+    let refused = match side {
+        Side::Source if BULK_SOURCES.contains(&connection.type_id.as_str()) => None,
+        Side::Source => Some(format!(
+            "a {} connection cannot be a bulk sync source (bulk syncs read {})",
+            connection.type_id,
+            BULK_SOURCES.join(", ")
+        )),
+        Side::Destination => {
+            let opened = connections::open(state, connection)?;
+            opened.connector.bulk_destination(&state.connector, &opened.config).err().map(|e| e.message)
+        }
     };
-    let message = format!(
-        "a {} connection cannot be a bulk sync {side} (bulk syncs support {})",
-        connection.type_id,
-        BULK_TYPES.join(", ")
-    );
+    let Some(message) = refused else { return Ok(()) };
     let error = ApiError::unprocessable(message);
     Err(match field {
         Some(field) => error.with_metadata(json!({ "field": field })),
@@ -64,7 +67,7 @@ async fn source(
     connection: Authorized<Connection, can::Read>,
     query: web::Query<SourceQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&connection, Side::Source, None)?;
+    require(&state, &connection, Side::Source, None)?;
     let view = catalog::load(&state, &connection).await?;
     let include_fields = query.include_fields.unwrap_or(false);
     let schemas: Vec<Json> = view.catalog.streams.iter().map(|s| view.schema_json(s, include_fields)).collect();
@@ -95,8 +98,11 @@ fn mode_json(mode: BulkMode) -> Json {
 }
 
 #[get("/connections/{id}/bulksync/target")]
-async fn destination(connection: Authorized<Connection, can::Read>) -> Result<HttpResponse, ApiError> {
-    require(&connection, Side::Destination, None)?;
+async fn destination(
+    state: web::Data<AppState>,
+    connection: Authorized<Connection, can::Read>,
+) -> Result<HttpResponse, ApiError> {
+    require(&state, &connection, Side::Destination, None)?;
     let modes: Vec<Json> = BulkMode::ALL.into_iter().map(mode_json).collect();
     Ok(envelope(json!({
         "configuration": config_schema::<DestinationConfig>(),

@@ -64,7 +64,13 @@ fn status_name(status: &str) -> &str {
     }
 }
 
-/// Rows read per second of a schema's load so far, and while it runs the seconds left when its
+/// How many rows of a schema's load are done: read, or handled (written, rejected, skipped)
+/// when the engine counted those further.
+fn rows_done(schema: &SchemaExecution) -> i64 {
+    schema.rows_read.max(schema.rows_written + schema.rows_rejected + schema.rows_skipped)
+}
+
+/// Rows done per second of a schema's load so far, and while it runs the seconds left when its
 /// total is known.
 fn speed(schema: &SchemaExecution) -> (Option<f64>, Option<i64>) {
     let Some(started) = schema.started_at else { return (None, None) };
@@ -72,11 +78,10 @@ fn speed(schema: &SchemaExecution) -> (Option<f64>, Option<i64>) {
     if seconds <= 0.0 {
         return (None, None);
     }
-    let rate = schema.rows_read as f64 / seconds;
+    let done = rows_done(schema);
+    let rate = done as f64 / seconds;
     let eta = match (schema.status.as_str(), schema.rows_total) {
-        ("running", Some(total)) if rate > 0.0 && total > schema.rows_read => {
-            Some(((total - schema.rows_read) as f64 / rate).round() as i64)
-        }
+        ("running", Some(total)) if rate > 0.0 && total > done => Some(((total - done) as f64 / rate).round() as i64),
         _ => None,
     };
     (Some((rate * 10.0).round() / 10.0), eta)

@@ -13,10 +13,9 @@ mod validate;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Map, Value as Json, json};
-use syncline_core::bulk::BulkMode;
 use uuid::Uuid;
 
-use self::validate::validate;
+use self::{selection::Writing, validate::validate};
 use super::{Page, envelope, schemas::catalog};
 use crate::{
     AppState,
@@ -67,10 +66,12 @@ fn read<T: DeserializeOwned>(
         .map_err(|_| refuse(key, format!("{key} must be {expected}")))
 }
 
-/// The mode of `sync`.
-fn mode(sync: &BulkSync) -> Result<BulkMode, ApiError> {
-    serde_json::from_value(json!(sync.mode))
-        .map_err(|e| StoreError::Malformed { what: "bulk sync mode", message: e.to_string() }.into())
+/// How `sync` writes its schemas.
+fn writing(sync: &BulkSync) -> Result<Writing, ApiError> {
+    let mode = serde_json::from_value(json!(sync.mode))
+        .map_err(|e| StoreError::Malformed { what: "bulk sync mode", message: e.to_string() })?;
+    let new_fields = serde_json::from_value(sync.spec["automatically_add_new_fields"].clone()).unwrap_or_default();
+    Ok(Writing { mode, normalize: sync.spec["normalize_names"] != "disabled", new_fields })
 }
 
 /// The ids of the schemas of bulk sync `sync_id` (only the enabled or disabled ones when

@@ -6,11 +6,15 @@ use actix_web::{HttpResponse, get, patch, post, put, web};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
-    bulk::{BulkMode, StartOptions},
+    bulk::StartOptions,
     executions::{ACTIVE, BULK_SYNC},
 };
 
-use super::{invalid, mode, schedules, selection};
+use super::{
+    invalid, schedules,
+    selection::{self, Writing},
+    stored_schemas, writing,
+};
 use crate::{
     AppState,
     error::{ApiError, parse_body},
@@ -19,7 +23,7 @@ use crate::{
         envelope,
         schemas::catalog::{self, View},
     },
-    store::{self, bulk_schemas::BulkSchema, bulk_syncs::BulkSync},
+    store::{self, bulk_schemas::BulkSchema, bulk_syncs::BulkSync, executions::Execution},
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -27,12 +31,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `BulkSchemaListItem`.
-fn list_item(schema: &BulkSchema) -> Json {
+fn list_item(schema: &BulkSchema, writing: Writing) -> Json {
     let config = &schema.config;
     json!({
         "id": schema.schema_id,
         "enabled": schema.enabled,
-        "output_name": config.output_name(&schema.schema_id),
+        "output_name": config.output_name(&schema.schema_id, writing.normalize),
         "user_output_name": config.user_output_name,
         "partition_key": config.partition_key,
         "tracking_field": config.tracking_field,
@@ -43,23 +47,23 @@ fn list_item(schema: &BulkSchema) -> Json {
     })
 }
 
-/// `BulkSchema`: the list item with its fields (every field of the source's cached schema, the
-/// unselected ones disabled; the configured ones when the catalog has no such schema) and
-/// `filters` (none).
-fn to_json(schema: &BulkSchema, view: Option<&View>) -> Json {
+/// `BulkSchema`: the list item with its fields (every field of the source's cached schema,
+/// those the configuration does not list as `automatically_add_new_fields` says; the configured
+/// ones when the catalog has no such schema) and `filters` (none).
+fn to_json(schema: &BulkSchema, view: Option<&View>, writing: Writing) -> Json {
     let configured = &schema.config.fields;
     let field = |id: &str| {
         let selected = configured.iter().find(|f| f.id() == id);
         let enabled = match selected {
             Some(f) => f.enabled(),
-            None => configured.is_empty(),
+            None => schema.config.adds_new_fields(writing.new_fields),
         };
         let user_output_name = selected.and_then(|f| f.output_name());
         json!({
             "id": id,
             "enabled": enabled,
             "obfuscated": false,
-            "output_name": user_output_name.unwrap_or(id),
+            "output_name": writing.column(id, user_output_name),
             "user_output_name": user_output_name,
         })
     };
@@ -67,7 +71,7 @@ fn to_json(schema: &BulkSchema, view: Option<&View>) -> Json {
         Some(stream) => stream.fields.iter().map(|f| field(&f.name)).collect(),
         None => configured.iter().map(|f| field(f.id())).collect(),
     };
-    let mut shown = list_item(schema);
+    let mut shown = list_item(schema, writing);
     shown["fields"] = json!(fields);
     shown["filters"] = json!([]);
     shown
@@ -98,6 +102,7 @@ async fn save(
     changed: Vec<BulkSchema>,
     (view, item): (&View, fn(usize) -> String),
 ) -> Result<Vec<Json>, ApiError> {
+    let writing = writing(sync)?;
     let scheduled = schedules::of_spec(&sync.spec)?;
     for (n, schema) in changed.iter().enumerate().filter(|(_, s)| !s.enabled) {
         if let Some(schedule) = scheduled.iter().find(|s| s.schemas.contains(&schema.schema_id)) {
@@ -112,7 +117,7 @@ async fn save(
     all.retain(|s| !changed.iter().any(|c| c.schema_id == s.schema_id));
     let unchanged = all.len();
     all.extend(changed.iter().cloned());
-    selection::check_distinct(&all, |i| match i.checked_sub(unchanged) {
+    selection::check_distinct(&all, writing.normalize, |i| match i.checked_sub(unchanged) {
         Some(n) => selection::at(&item(n), "user_output_name"),
         None => "user_output_name".into(),
     })?;
@@ -120,7 +125,7 @@ async fn save(
     store::bulk_schemas::put(&tx, sync.id, &changed).await?;
     store::bulk_syncs::touch(&tx, sync.id).await?;
     tx.commit().await?;
-    Ok(changed.iter().map(|s| to_json(s, Some(view))).collect())
+    Ok(changed.iter().map(|s| to_json(s, Some(view), writing)).collect())
 }
 
 #[derive(Deserialize)]
@@ -142,7 +147,8 @@ async fn list(
         Some(_) => return Err(ApiError::bad_request("filters[enabled] must be true or false")),
     };
     let schemas = store::bulk_schemas::list(&state.pool.get().await?, sync.id, enabled).await?;
-    Ok(envelope(schemas.iter().map(list_item).collect()))
+    let writing = writing(&sync)?;
+    Ok(envelope(schemas.iter().map(|s| list_item(s, writing)).collect()))
 }
 
 #[get("/bulk/syncs/{id}/schemas/{schema_id}")]
@@ -153,7 +159,7 @@ async fn get_one(
 ) -> Result<HttpResponse, ApiError> {
     let schema = configured(&state, &sync, &path.1).await?;
     let view = catalog::cached(&state, sync.source_connection_id).await?;
-    Ok(envelope(to_json(&schema, view.as_ref())))
+    Ok(envelope(to_json(&schema, view.as_ref(), writing(&sync)?)))
 }
 
 /// Replaces the configuration of one schema (omitted settings: their defaults).
@@ -168,7 +174,7 @@ async fn update(
     let current = configured(&state, &sync, &path.1).await?;
     item.insert("id".into(), json!(current.schema_id));
     let view = source_view(&state, &sync).await?;
-    let changed = selection::parse(&Json::Object(item), "", &view, mode(&sync)?)?;
+    let changed = selection::parse(&Json::Object(item), "", &view, writing(&sync)?)?;
     let mut saved = save(&state, &sync, vec![changed], (&view, |_| String::new())).await?;
     Ok(envelope(saved.remove(0)))
 }
@@ -190,7 +196,7 @@ async fn patch_many(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let input: PatchBody = parse_body(&body)?;
-    let mode: BulkMode = mode(&sync)?;
+    let writing = writing(&sync)?;
     let view = source_view(&state, &sync).await?;
     let mut changed = Vec::with_capacity(input.schemas.len());
     let client = state.pool.get().await?;
@@ -202,11 +208,49 @@ async fn patch_many(
             .ok_or_else(|| invalid(&format!("{field}.id"), format!("{id:?} is not a schema of the bulk sync")))?;
         let mut item = selection::item(&current);
         item.extend(patch.into_iter().filter(|(k, v)| !v.is_null() && !READ_ONLY.contains(&k.as_str())));
-        changed.push(selection::parse(&Json::Object(item), &field, &view, mode)?);
+        changed.push(selection::parse(&Json::Object(item), &field, &view, writing)?);
     }
     drop(client);
-    selection::check_distinct(&changed, |i| format!("schemas[{i}]"))?;
+    selection::check_distinct(&changed, writing.normalize, |i| format!("schemas[{i}]"))?;
     Ok(envelope(json!(save(&state, &sync, changed, (&view, |n| format!("schemas[{n}]"))).await?)))
+}
+
+/// What cancelling `schema` does to `execution`, in progress: the engine stops the schema once
+/// it planned it; before that the schema is taken out of the waiting execution (canceled when
+/// it ran nothing else); while the engine plans, 409 asks to try again.
+async fn cancel_in(
+    state: &AppState,
+    sync: &BulkSync,
+    schema: &BulkSchema,
+    execution: Execution,
+) -> Result<&'static str, ApiError> {
+    let mut options: StartOptions = serde_json::from_value(execution.options).unwrap_or_default();
+    let covered = match options.schemas.is_empty() {
+        true => schema.enabled,
+        false => options.schemas.contains(&schema.schema_id),
+    };
+    if !covered {
+        return Ok("the execution in progress does not run this schema");
+    }
+    let client = state.pool.get().await?;
+    match store::bulk_schema_executions::request_cancel(&client, execution.id, &schema.schema_id).await? {
+        Some(status) if status == "running" => return Ok("cancel requested"),
+        Some(_) => return Ok("the schema already ended in the execution in progress"),
+        None => {}
+    }
+    if options.schemas.is_empty() {
+        options.schemas = stored_schemas(state, sync.id, Some(true)).await?;
+    }
+    options.schemas.retain(|s| *s != schema.schema_id);
+    if options.schemas.is_empty() {
+        store::executions::request_cancel(&client, (BULK_SYNC, sync.id), Some(execution.id)).await?;
+        return Ok("cancel requested");
+    }
+    let options = serde_json::to_value(&options).expect("start options serialize");
+    match store::executions::set_waiting_options(&client, execution.id, &options).await? {
+        true => Ok("the schema was taken out of the execution, which has not started yet"),
+        false => Err(ApiError::conflict("the execution is being planned: cancel the schema again in a moment")),
+    }
 }
 
 /// Asks the engine to stop one schema of the execution in progress.
@@ -217,26 +261,10 @@ async fn cancel(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let schema = configured(&state, &sync, &path.1).await?;
-    let client = state.pool.get().await?;
-    let running = store::executions::latest(&client, (BULK_SYNC, sync.id), ACTIVE, true).await?;
+    let running = store::executions::latest(&state.pool.get().await?, (BULK_SYNC, sync.id), ACTIVE, true).await?;
     let message = match running {
         None => "no execution is running",
-        Some(execution) => {
-            let options: StartOptions = serde_json::from_value(execution.options).unwrap_or_default();
-            let covered = match options.schemas.is_empty() {
-                true => schema.enabled,
-                false => options.schemas.contains(&schema.schema_id),
-            };
-            match covered {
-                false => "the execution in progress does not run this schema",
-                true => {
-                    let output = schema.config.output_name(&schema.schema_id);
-                    store::bulk_schema_executions::request_cancel(&client, execution.id, (&schema.schema_id, output))
-                        .await?;
-                    "cancel requested"
-                }
-            }
-        }
+        Some(execution) => cancel_in(&state, &sync, &schema, execution).await?,
     };
     Ok(envelope(json!({ "message": message })))
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
-    bulk::{BulkMode, FieldSelection, SchemaConfig},
+    bulk::{AutoAdd, BulkMode, FieldSelection, SchemaConfig, destination_name},
     connector::Stream,
 };
 
@@ -87,22 +87,37 @@ fn field(item: &Json, stream: &Stream, prefix: &str) -> Result<FieldSelection, A
     Ok(selection)
 }
 
-/// The fields of `stream` a configuration replicates, each with its destination column name.
-fn output_columns<'a>(config: &'a SchemaConfig, stream: &'a Stream) -> Vec<(&'a str, &'a str)> {
-    if config.fields.is_empty() {
-        return stream.fields.iter().map(|f| (f.name.as_str(), f.name.as_str())).collect();
-    }
-    let enabled = config.fields.iter().filter(|f| f.enabled());
-    enabled.map(|f| (f.id(), f.output_name().unwrap_or(f.id()))).collect()
+/// How a bulk sync writes its schemas: its mode, whether names are normalized
+/// (`normalize_names`), and which new fields it adds (`automatically_add_new_fields`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Writing {
+    pub mode: BulkMode,
+    pub normalize: bool,
+    pub new_fields: AutoAdd,
 }
 
-/// Checks the selected fields: each once, distinct destination columns, and in `replicate`
-/// mode the primary key among them.
+impl Writing {
+    /// The destination column of field `id` with the user's `name` for it, if any.
+    pub fn column(&self, id: &str, name: Option<&str>) -> String {
+        name.map_or_else(|| destination_name(id, self.normalize), str::to_owned)
+    }
+}
+
+/// The fields of `stream` a configuration replicates, each with its destination column name.
+fn output_columns<'a>(config: &'a SchemaConfig, stream: &'a Stream, writing: Writing) -> Vec<(&'a str, String)> {
+    if config.fields.is_empty() {
+        return stream.fields.iter().map(|f| (f.name.as_str(), writing.column(&f.name, None))).collect();
+    }
+    let enabled = config.fields.iter().filter(|f| f.enabled());
+    enabled.map(|f| (f.id(), writing.column(f.id(), f.output_name()))).collect()
+}
+
+/// Checks an enabled schema's selected fields: each once, distinct destination columns, and in
+/// `replicate` mode a primary key, all of it selected.
 fn check_fields(
     config: &SchemaConfig,
-    stream: &Stream,
-    key: &[String],
-    mode: BulkMode,
+    (stream, key): (&Stream, &[String]),
+    writing: Writing,
     prefix: &str,
 ) -> Result<(), ApiError> {
     let fields = at(prefix, "fields");
@@ -111,7 +126,7 @@ fn check_fields(
             return Err(invalid(&format!("{fields}[{j}]"), format!("field {:?} is listed twice", selection.id())));
         }
     }
-    let columns = output_columns(config, stream);
+    let columns = output_columns(config, stream, writing);
     for (n, (id, column)) in columns.iter().enumerate() {
         if let Some((other, _)) = columns[..n].iter().find(|(_, c)| c.eq_ignore_ascii_case(column)) {
             return Err(invalid(
@@ -120,9 +135,20 @@ fn check_fields(
             ));
         }
     }
-    if mode == BulkMode::Replicate
-        && let Some(missing) = key.iter().find(|k| !columns.iter().any(|(id, _)| id == k))
-    {
+    if writing.mode != BulkMode::Replicate {
+        return Ok(());
+    }
+    if key.is_empty() {
+        let schema = if prefix.is_empty() { "id" } else { prefix };
+        return Err(invalid(
+            schema,
+            format!(
+                "replicate mode needs a primary key and {} has none: set one with schemas.set_primary_keys, or disable it",
+                stream.name
+            ),
+        ));
+    }
+    if let Some(missing) = key.iter().find(|k| !columns.iter().any(|(id, _)| id == k)) {
         return Err(invalid(
             &fields,
             format!("primary key field {missing:?} of {} must be replicated in replicate mode", stream.name),
@@ -133,7 +159,7 @@ fn check_fields(
 
 /// A schema item of a body: a schema id, or a configuration object with `id`. `prefix` names
 /// the item in errors (empty: the whole body).
-pub(super) fn parse(item: &Json, prefix: &str, view: &View, mode: BulkMode) -> Result<BulkSchema, ApiError> {
+pub(super) fn parse(item: &Json, prefix: &str, view: &View, writing: Writing) -> Result<BulkSchema, ApiError> {
     let object = match item {
         Json::String(id) => Map::from_iter([("id".to_owned(), json!(id))]),
         Json::Object(object) => object.clone(),
@@ -146,7 +172,7 @@ pub(super) fn parse(item: &Json, prefix: &str, view: &View, mode: BulkMode) -> R
         invalid(field, format!("{id:?} is not a schema of the source connection (refresh its schemas if it is new)"))
     })?;
     refuse_unsupported(&object, prefix)?;
-    let fields = match value(&object, "fields") {
+    let mut fields: Vec<FieldSelection> = match value(&object, "fields") {
         None => Vec::new(),
         Some(Json::Array(items)) => items
             .iter()
@@ -155,6 +181,17 @@ pub(super) fn parse(item: &Json, prefix: &str, view: &View, mode: BulkMode) -> R
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(invalid(&at(prefix, "fields"), format!("{} must be a list", at(prefix, "fields")))),
     };
+    // A list selects: the fields the source has now and the list leaves out are disabled, so
+    // that only fields new at the source follow `automatically_add_new_fields`.
+    if !fields.is_empty() {
+        let left_out: Vec<FieldSelection> = stream
+            .fields
+            .iter()
+            .filter(|f| !fields.iter().any(|s| s.id() == f.name))
+            .map(|f| FieldSelection::Config { id: f.name.clone(), enabled: Some(false), user_output_name: None })
+            .collect();
+        fields.extend(left_out);
+    }
     let tracking_field = text(&object, "tracking_field", prefix)?;
     if let Some(tracking) = tracking_field
         && !stream.capabilities.cursor_fields.iter().any(|f| f == tracking)
@@ -187,7 +224,7 @@ pub(super) fn parse(item: &Json, prefix: &str, view: &View, mode: BulkMode) -> R
     };
     let enabled = flag(&object, "enabled", prefix)?.unwrap_or(true);
     if enabled {
-        check_fields(&config, stream, view.primary_key(stream), mode, prefix)?;
+        check_fields(&config, (stream, view.primary_key(stream)), writing, prefix)?;
     }
     Ok(BulkSchema { schema_id: stream.name.clone(), enabled, config })
 }
@@ -205,16 +242,20 @@ pub(super) fn item(schema: &BulkSchema) -> Map<String, Json> {
     ])
 }
 
-/// 422 naming `schemas[i]` unless every schema of `schemas` is listed once and writes its own
+/// 422 naming `field(i)` unless every schema of `schemas` is listed once and writes its own
 /// destination table.
-pub(super) fn check_distinct(schemas: &[BulkSchema], field: impl Fn(usize) -> String) -> Result<(), ApiError> {
+pub(super) fn check_distinct(
+    schemas: &[BulkSchema],
+    normalize: bool,
+    field: impl Fn(usize) -> String,
+) -> Result<(), ApiError> {
     for (i, schema) in schemas.iter().enumerate() {
-        let output = schema.config.output_name(&schema.schema_id);
+        let output = schema.config.output_name(&schema.schema_id, normalize);
         for other in &schemas[..i] {
             if other.schema_id == schema.schema_id {
                 return Err(invalid(&field(i), format!("schema {:?} is listed twice", schema.schema_id)));
             }
-            if other.config.output_name(&other.schema_id).eq_ignore_ascii_case(output) {
+            if other.config.output_name(&other.schema_id, normalize).eq_ignore_ascii_case(&output) {
                 return Err(invalid(
                     &field(i),
                     format!(

@@ -12,7 +12,11 @@ use syncline_core::{
 };
 use uuid::Uuid;
 
-use super::{invalid, read, schedules, selection, stored_schemas, value};
+use super::{
+    invalid, read, schedules,
+    selection::{self, Writing},
+    stored_schemas, value,
+};
 use crate::{
     AppState,
     access::Action,
@@ -74,7 +78,7 @@ async fn connection(
             404 => missing(),
             _ => e,
         })?;
-    discovery::require(&connection, side, Some(key))?;
+    discovery::require(state, &connection, side, Some(key))?;
     Ok(connection)
 }
 
@@ -140,14 +144,17 @@ async fn selection(
     state: &AppState,
     body: &Map<String, Json>,
     (source, current): (&Connection, Option<&BulkSync>),
-    mode: BulkMode,
+    writing: Writing,
 ) -> Result<(Option<Vec<BulkSchema>>, Vec<String>), ApiError> {
     let listed = match value(body, "schemas") {
         None => None,
         Some(Json::Array(items)) => Some(items).filter(|items| !items.is_empty()),
         Some(_) => return Err(invalid("schemas", "schemas must be a list".into())),
     };
-    let unchanged = current.filter(|c| c.source_connection_id == source.id && c.mode == mode.as_str());
+    let unchanged = current.filter(|c| {
+        let kept = super::writing(c).is_ok_and(|w| (w.mode, w.normalize) == (writing.mode, writing.normalize));
+        c.source_connection_id == source.id && kept
+    });
     let schemas = match (listed, current) {
         (None, Some(current)) if unchanged.is_some() => {
             return Ok((None, stored_schemas(state, current.id, Some(true)).await?));
@@ -157,18 +164,18 @@ async fn selection(
             let parsed = items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| selection::parse(item, &format!("schemas[{i}]"), &view, mode))
+                .map(|(i, item)| selection::parse(item, &format!("schemas[{i}]"), &view, writing))
                 .collect::<Result<Vec<_>, _>>()?;
-            selection::check_distinct(&parsed, |i| format!("schemas[{i}]"))?;
+            selection::check_distinct(&parsed, writing.normalize, |i| format!("schemas[{i}]"))?;
             parsed
         }
-        (None, None) => every_schema(&catalog::load(state, source).await?, mode)?,
+        (None, None) => every_schema(&catalog::load(state, source).await?, writing)?,
         (None, Some(current)) => {
             let view = catalog::load(state, source).await?;
             let stored = store::bulk_schemas::list(&state.pool.get().await?, current.id, None).await?;
             stored
                 .iter()
-                .map(|s| selection::parse(&Json::Object(selection::item(s)), "schemas", &view, mode))
+                .map(|s| selection::parse(&Json::Object(selection::item(s)), "schemas", &view, writing))
                 .collect::<Result<Vec<_>, _>>()?
         }
     };
@@ -176,15 +183,19 @@ async fn selection(
     Ok((Some(schemas), enabled))
 }
 
-/// Every schema of the source, enabled with every field.
-fn every_schema(view: &View, mode: BulkMode) -> Result<Vec<BulkSchema>, ApiError> {
+/// Every schema of the source with every field; in replicate mode, those without a primary key
+/// are selected disabled.
+fn every_schema(view: &View, writing: Writing) -> Result<Vec<BulkSchema>, ApiError> {
     let all: Vec<BulkSchema> = view
         .catalog
         .streams
         .iter()
-        .map(|s| selection::parse(&json!(s.name), "schemas", view, mode))
+        .map(|s| {
+            let keyless = writing.mode == BulkMode::Replicate && view.primary_key(s).is_empty();
+            selection::parse(&json!({"id": s.name, "enabled": !keyless}), "schemas", view, writing)
+        })
         .collect::<Result<_, _>>()?;
-    selection::check_distinct(&all, |_| "schemas".into())?;
+    selection::check_distinct(&all, writing.normalize, |_| "schemas".into())?;
     Ok(all)
 }
 
@@ -207,7 +218,7 @@ pub(super) async fn validate(
     let destination_configuration = destination_configuration(&body, mode)?;
     let auto_fields: Option<AutoAdd> = read(&body, "automatically_add_new_fields", AUTO_ADD, invalid)?;
     let auto_objects: Option<AutoAdd> = read(&body, "automatically_add_new_objects", AUTO_ADD, invalid)?;
-    let normalize_names = match value(&body, "normalize_names").map(|v| v.as_str()) {
+    let normalize_names = match value(&body, "normalize_names").map(Json::as_str) {
         None | Some(Some("enabled")) => "enabled",
         Some(Some("disabled")) => "disabled",
         Some(Some("legacy")) => {
@@ -223,7 +234,9 @@ pub(super) async fn validate(
     check_policies(&state.pool.get().await?, org, &policies).await?;
     let source = connection(state, caller, &body, "source_connection_id", Side::Source).await?;
     let destination = connection(state, caller, &body, "destination_connection_id", Side::Destination).await?;
-    let (schemas, enabled) = selection(state, &body, (&source, current), mode).await?;
+    let new_fields = auto_fields.unwrap_or_default();
+    let writing = Writing { mode, normalize: normalize_names == "enabled", new_fields };
+    let (schemas, enabled) = selection(state, &body, (&source, current), writing).await?;
     let default = schedules::check(
         value(&body, "default_schedule").unwrap_or(&json!({"frequency": "manual"})),
         "default_schedule",
@@ -256,7 +269,7 @@ pub(super) async fn validate(
         "active": active,
         "default_schedule": default.to_json(),
         "additional_schedules": additional.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
-        "automatically_add_new_fields": auto_fields.unwrap_or_default(),
+        "automatically_add_new_fields": new_fields,
         "automatically_add_new_objects": auto_objects.unwrap_or(AutoAdd::None),
         "normalize_names": normalize_names,
         "disable_record_timestamps": true,
