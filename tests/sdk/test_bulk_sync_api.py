@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import secrets
+import socket
+import threading
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
 import psycopg
 import pytest
@@ -36,7 +38,6 @@ from polytomic import (
     UserFieldRequest,
 )
 from polytomic.core.api_error import ApiError
-from polytomic.errors import BadRequestError, ConflictError, NotFoundError
 
 import support
 
@@ -61,8 +62,6 @@ insert into orders select g, 1 + g % 25, g * 1.25, timestamp '2024-02-01' + g * 
 from generate_series(1, 40) as g;
 """
 
-NOT_ENDED = {"created", "scheduled", "running", "canceling"}
-
 
 @dataclasses.dataclass
 class Flow:
@@ -80,7 +79,8 @@ class Flow:
     sync_id: Optional[str] = None
     daily_schedule_id: Optional[str] = None
     execution_id: Optional[str] = None
-    ended_execution_id: Optional[str] = None
+    stall_id: Optional[str] = None
+    stalled_sync_id: Optional[str] = None
     cleaned_up: bool = False
 
     def need(self, *names: str) -> None:
@@ -109,6 +109,31 @@ def flow(server, admin):
             except Exception:  # noqa: BLE001 - cleanup after an already-reported failure
                 pass
         support.drop_databases(server.dsn, [source_db, destination_db])
+
+
+@pytest.fixture(scope="module")
+def tarpit() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers (kept open while the module runs)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -574,124 +599,166 @@ def test_activate_and_status(flow: Flow):
     assert next_run is not None and next_run.hour == 5 and next_run.minute == 30, f"the daily schedule: {next_run}"
 
 
-def test_start_cancel_and_conflict(flow: Flow):
+def wait_until(flow: Flow, sync_id: str, execution_id: str, statuses: set[str], timeout: float = 60):
+    """Polls executions.get until the execution's status is one of `statuses`; returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        execution = flow.pt.bulk_sync.executions.get(sync_id, execution_id).data
+        if execution.status in statuses:
+            return execution
+        assert time.monotonic() < deadline, f"execution not {statuses} after {timeout} s: {execution!r}"
+        time.sleep(0.2)
+
+
+def test_start_cancel_and_conflict(flow: Flow, tarpit: int):
+    """Runs in progress, held there by a destination that accepts connections and never
+    answers: the engine's plan waits for it (up to the connect deadline, then retries)."""
     flow.need("sync_id")
     pt = flow.pt
+    configuration = flow.server.postgres_configuration(flow.destination_db, f"stall-pw-{secrets.token_hex(8)}")
+    stall = pt.connections.create(
+        name="bulk-stall", type="postgresql", configuration={**configuration, "port": tarpit}, validate=False
+    ).data
+    stalled = pt.bulk_sync.create(
+        **create_body(flow, name="stalled", destination_connection_id=stall.id, active=False)
+    ).data
+    flow.stall_id, flow.stalled_sync_id = stall.id, stalled.id
     refused(
         pt.bulk_sync.start,
-        flow.sync_id,
+        stalled.id,
         request_options={"additional_body_parameters": {"resync": True}},
         status=400,
         field="resync",
         says="use resync_mode",
         what="the legacy resync flag",
     )
-    refused(pt.bulk_sync.start, flow.sync_id, test=True, resync_mode="rebuild", status=400, field="resync_mode",
+    refused(pt.bulk_sync.start, stalled.id, test=True, resync_mode="rebuild", status=400, field="resync_mode",
             says="cannot be a resync", what="a test resync")
-    refused(pt.bulk_sync.start, flow.sync_id, schemas=["public.nothing"], status=400, field="schemas[0]",
+    refused(pt.bulk_sync.start, stalled.id, schemas=["public.nothing"], status=400, field="schemas[0]",
             says="not an enabled schema", what="starting an unknown schema")
-    started = pt.bulk_sync.start(flow.sync_id, fetch_mode="full", schemas=["public.orders"]).data
-    flow.execution_id = started.id
-    assert (started.status, started.fetch_mode, started.is_partial, started.is_test) == ("scheduled", "full", True, False)
-    assert (started.is_resync, started.output_disposition, started.record_count) == (False, "retain", 0), started
-    try:
-        second = pt.bulk_sync.start(flow.sync_id)
-    except ConflictError as err:
-        assert "in progress" in body_of(err)["message"], body_of(err)
-    else:
-        first = pt.bulk_sync.executions.get(flow.sync_id, started.id).data
-        assert first.status not in NOT_ENDED, f"a second start while {first.status}: {second!r}"
-    status = pt.bulk_sync.get_status(flow.sync_id).data
-    assert status.current_execution is not None and status.current_execution.id == started.id, status
 
-    users = pt.bulk_sync.schemas.cancel(flow.sync_id, "public.users").data
+    started = pt.bulk_sync.start(stalled.id, fetch_mode="full", schemas=["public.orders"]).data
+    assert started.status in {"scheduled", "running"}, started
+    assert (started.fetch_mode, started.is_partial, started.is_test, started.is_resync) == ("full", True, False, False)
+    assert (started.output_disposition, started.record_count) == ("retain", 0), started
+    wait_until(flow, stalled.id, started.id, {"running"})
+    conflict = refused(pt.bulk_sync.start, stalled.id, status=409, says="in progress", what="a second start")
+    assert conflict["key"] == "conflict"
+    status = pt.bulk_sync.get_status(stalled.id).data
+    assert status.current_execution.id == started.id and status.current_execution.status == "running", status
+    assert status.last_execution is None
+
+    users = pt.bulk_sync.schemas.cancel(stalled.id, "public.users").data
     assert users.message == "the execution in progress does not run this schema", users
-    orders = pt.bulk_sync.schemas.cancel(flow.sync_id, "public.orders").data
-    assert orders.message == "cancel requested", orders
-    with flow.state() as conn:
-        requested = conn.execute(
-            "select output_name, cancel_requested from bulk_schema_executions where execution_id = %s and schema_id = 'public.orders'",
-            (started.id,),
-        ).fetchone()
-    assert requested == ("orders_copy", True), requested
+    orders = pt.bulk_sync.schemas.cancel(stalled.id, "public.orders").data
+    assert orders.message == "cancel requested", "the run's only schema: the run is canceled"
+    assert wait_until(flow, stalled.id, started.id, {"canceled", "failed"}).status == "canceled"
+    assert pt.bulk_sync.cancel(stalled.id).data.message == "no execution is running"
+    assert pt.bulk_sync.schemas.cancel(stalled.id, "public.orders").data.message == "no execution is running"
 
-    canceled = pt.bulk_sync.executions.cancel(flow.sync_id, started.id).data
-    assert canceled.message == "cancel requested"
-    assert pt.bulk_sync.executions.get(flow.sync_id, started.id).data.status == "canceled"
-    assert pt.bulk_sync.cancel(flow.sync_id).data.message == "no execution is running"
-
-    again = pt.bulk_sync.start(flow.sync_id, resync_mode="rebuild").data
+    again = pt.bulk_sync.start(stalled.id, resync_mode="rebuild").data
     assert (again.is_resync, again.output_disposition, again.is_partial) == (True, "rebuild", False), again
-    assert pt.bulk_sync.cancel(flow.sync_id).data.message == "cancel requested"
-    assert pt.bulk_sync.executions.get(flow.sync_id, again.id).data.status == "canceled"
-    flow.ended_execution_id = started.id
+    wait_until(flow, stalled.id, again.id, {"running"})
+    refused(pt.bulk_sync.schemas.cancel, stalled.id, "public.orders", status=409, says="being planned",
+            what="cancelling a schema the engine is still planning")
+    assert pt.bulk_sync.executions.cancel(stalled.id, again.id).data.message == "cancel requested"
+    assert wait_until(flow, stalled.id, again.id, {"canceled", "failed"}).status == "canceled"
+    assert pt.bulk_sync.executions.cancel(stalled.id, again.id).data.message == "no execution is running"
+
+    test_run = pt.bulk_sync.start(stalled.id, test=True).data
+    assert pt.bulk_sync.cancel(stalled.id).data.message == "cancel requested"
+    assert wait_until(flow, stalled.id, test_run.id, {"canceled", "failed"}).status == "canceled"
+    last = pt.bulk_sync.get_status(stalled.id).data
+    assert last.current_execution is None and last.last_execution.id == test_run.id, last
 
 
-def test_execution_shows_what_the_engine_wrote(flow: Flow):
-    flow.need("sync_id", "ended_execution_id")
-    execution_id = flow.ended_execution_id
-    with flow.state() as conn:
-        conn.execute(
-            """update bulk_schema_executions set status = 'completed', rows_total = 40, rows_read = 40,
-                      rows_written = 38, rows_rejected = 2, rows_deleted = 1, partitions = 4, partitions_committed = 4,
-                      started_at = now() - interval '10 seconds', completed_at = now(), updated_at = now()
-                where execution_id = %s and schema_id = 'public.orders'""",
-            (execution_id,),
-        )
-        for n in range(60):
-            schema = "public.orders" if n % 2 else None
-            conn.execute(
-                "insert into execution_logs (execution_id, schema_id, level, message) values (%s, %s, 'info', %s)",
-                (execution_id, schema, f"line {n}"),
-            )
-    execution = flow.pt.bulk_sync.executions.get(flow.sync_id, execution_id).data
-    assert (execution.status, execution.record_count, execution.error_count) == ("canceled", 38, 2), execution
-    (orders,) = execution.schemas
-    assert (orders.schema_, orders.output_name, orders.status) == ("public.orders", "orders_copy", "completed")
-    assert (orders.record_count, orders.error_count, orders.warning_count) == (38, 2, 0), orders
-    extra = orders.dict()
-    assert (extra["rows_read"], extra["rows_rejected"], extra["rows_deleted"], extra["partitions_committed"]) == (40, 2, 1, 4)
-    assert 3.5 <= extra["rows_per_second"] <= 4.5 and extra["eta_seconds"] is None, extra
+def test_a_run_copies_the_selected_schemas(flow: Flow):
+    flow.need("sync_id")
+    pt = flow.pt
+    started = pt.bulk_sync.start(flow.sync_id).data
+    execution = wait_until(flow, flow.sync_id, started.id, {"completed", "errors", "failed", "canceled"})
+    flow.execution_id = execution.id
+    assert (execution.status, execution.record_count, execution.error_count) == ("completed", 65, 0), execution
+    assert (execution.is_partial, execution.is_resync, execution.output_disposition) == (False, False, "retain")
+    by_schema = {s.schema_: s for s in execution.schemas}
+    orders, users = by_schema["public.orders"], by_schema["public.users"]
+    assert (orders.output_name, orders.status, orders.record_count) == ("orders_copy", "completed", 40), orders
+    assert (users.output_name, users.record_count, users.warning_count) == ("users", 25, 0), users
+    progress = orders.dict()
+    assert (progress["rows_written"], progress["rows_rejected"], progress["rows_skipped"]) == (40, 0, 0), progress
+    assert progress["partitions"] == progress["partitions_committed"] >= 1, progress
+    assert progress["rows_per_second"] > 0 and progress["eta_seconds"] is None, progress
+    with flow.server.connect(flow.destination_db) as conn:
+        copied = conn.execute("select id, amount, placed_at from bulk_out.orders_copy order by id").fetchall()
+        columns = [c.name for c in conn.execute("select * from bulk_out.orders_copy limit 0").description]
+    with flow.server.connect(flow.source_db) as conn:
+        source = conn.execute("select id, total, placed_at from orders order by id").fetchall()
+    assert copied == source, "the selected fields, under their output names"
+    assert columns == ["id", "amount", "placed_at"], columns
+    status = pt.bulk_sync.get_status(flow.sync_id).data
+    assert status.current_execution is None and status.last_execution.id == execution.id, status
+    test_run = pt.bulk_sync.start(flow.sync_id, test=True, schemas=["public.users"]).data
+    assert test_run.is_test is True and test_run.is_partial is True
+    assert wait_until(flow, flow.sync_id, test_run.id, {"completed", "errors", "failed", "canceled"}).is_test
 
-    logs = flow.pt.bulk_sync.executions.get_console_logs(flow.sync_id, execution_id).data
-    assert [e.message for e in logs.entries] == [f"line {n}" for n in range(10, 60)], "the newest 50, oldest first"
-    page = flow.pt.bulk_sync.executions.get_console_logs(flow.sync_id, execution_id, limit=5, after=logs.entries[4].id).data
-    assert [e.message for e in page.entries] == [f"line {n}" for n in range(15, 20)]
-    assert page.next_cursor == page.entries[-1].id
-    schema_logs = flow.pt.bulk_sync.executions.get_schema_console_logs(flow.sync_id, execution_id, "public.orders").data
-    assert [e.message for e in schema_logs.entries] == [f"line {n}" for n in range(1, 60, 2)]
-    assert all(e.level == "info" and e.timestamp is not None for e in schema_logs.entries)
 
-    files = flow.pt.bulk_sync.executions.get_logs(flow.sync_id, execution_id).data
+def test_console_logs_and_their_download(flow: Flow):
+    flow.need("sync_id", "execution_id")
+    executions = flow.pt.bulk_sync.executions
+    logs = executions.get_console_logs(flow.sync_id, flow.execution_id).data
+    messages = [e.message for e in logs.entries]
+    assert "public.orders planned: 1 partition(s) into orders_copy" in messages, messages
+    assert any(m.startswith("public.users completed") for m in messages), messages
+    assert all(e.id and e.level and e.timestamp for e in logs.entries), logs.entries
+    assert logs.next_cursor == logs.entries[-1].id
+    page = executions.get_console_logs(flow.sync_id, flow.execution_id, limit=1, after=logs.entries[0].id).data
+    assert [e.message for e in page.entries] == messages[1:2] and page.next_cursor == logs.entries[1].id
+    nothing_new = executions.get_console_logs(flow.sync_id, flow.execution_id, after=logs.next_cursor).data
+    assert nothing_new.entries == [] and nothing_new.next_cursor == logs.next_cursor
+    orders = executions.get_schema_console_logs(flow.sync_id, flow.execution_id, "public.orders").data
+    assert [e.message for e in orders.entries] == [m for m in messages if m.startswith("public.orders")]
+
+    files = executions.get_logs(flow.sync_id, flow.execution_id).data
     raw = files.dict(by_alias=True)
     assert set(raw) >= {"URLs", "Expires"} and len(files.ur_ls) == 1, raw
     assert files.expires > dt.datetime.now(dt.timezone.utc), files.expires
     text = requests.get(files.ur_ls[0], headers={"Authorization": f"Bearer {flow.token}"}, timeout=10)
     assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain"), text.text
-    assert text.text.count("\n") == 60 and " INFO [public.orders] line 59" in text.text, text.text[-300:]
+    lines = text.text.splitlines()
+    assert len(lines) == len(messages) and lines[0].endswith(f"INFO [public.orders] {messages[0]}"), lines
     assert requests.get(files.ur_ls[0], timeout=10).status_code == 401, "the log URL needs credentials"
-    exported = flow.pt.bulk_sync.executions.export_logs(flow.sync_id, execution_id)
+    exported = executions.export_logs(flow.sync_id, flow.execution_id)
     assert exported.job.status == "done" and exported.job.type == "exportlogs", exported
     assert exported.data.url.split("?")[0] == files.ur_ls[0].split("?")[0], exported
+    refused(executions.export_logs, flow.sync_id, flow.execution_id, notify=True, status=400, field="notify",
+            says="notifications are not built", what="an export that would notify")
 
 
 def test_executions_list_and_status_of_many(flow: Flow):
-    flow.need("sync_id", "ended_execution_id")
+    flow.need("sync_id", "execution_id", "stalled_sync_id")
     executions = flow.pt.bulk_sync.executions
     listed = executions.list(flow.sync_id)
-    assert len(listed.data) == 2 and listed.data[1].id == flow.ended_execution_id, "newest first"
+    assert len(listed.data) == 2 and listed.data[1].id == flow.execution_id, "newest first"
     assert listed.pagination.next_page_token == ""
     first = executions.list(flow.sync_id, limit=1, ascending=True)
-    assert [e.id for e in first.data] == [flow.ended_execution_id] and first.pagination.next_page_token
+    assert [e.id for e in first.data] == [flow.execution_id] and first.pagination.next_page_token
     second = executions.list(flow.sync_id, limit=1, ascending=True, page_token=first.pagination.next_page_token)
-    assert len(second.data) == 1 and second.data[0].id != flow.ended_execution_id
+    assert len(second.data) == 1 and second.data[0].is_test is True
     assert len(executions.list(flow.sync_id, only_terminal=True).data) == 2
-    statuses = executions.list_status(sync_id=flow.sync_id).data
-    assert [s.sync_id for s in statuses] == [flow.sync_id] and statuses[0].status == "canceled", statuses
-    (orders,) = statuses[0].schemas
-    assert (orders.schema_, orders.execution_id, orders.record_count) == ("public.orders", flow.ended_execution_id, 38)
-    assert statuses[0].next_execution_time is not None
-    assert [s.sync_id for s in executions.list_status(all_=True).data] == [flow.sync_id]
+    got = executions.get(flow.sync_id, flow.execution_id).data
+    assert got.id == flow.execution_id and got.record_count == 65
+    refused(executions.get, flow.sync_id, flow.execution_id.replace(flow.execution_id[:8], "00000000"), status=404,
+            what="an execution of another id")
+    (status,) = executions.list_status(sync_id=flow.sync_id).data
+    assert (status.sync_id, status.status) == (flow.sync_id, "completed"), status
+    latest = {s.schema_: s for s in status.schemas}
+    assert latest["public.orders"].execution_id == flow.execution_id and latest["public.orders"].record_count == 40
+    assert latest["public.users"].record_count <= 5, "the test run read a few records of users"
+    assert status.next_execution_time is not None, "the daily schedule"
+    both = executions.list_status(sync_id=[flow.sync_id, flow.stalled_sync_id]).data
+    assert {s.sync_id for s in both} == {flow.sync_id, flow.stalled_sync_id}
+    assert {s.sync_id for s in executions.list_status(all_=True).data} == {flow.sync_id, flow.stalled_sync_id}
+    assert [s.sync_id for s in executions.list_status(active=True).data] == [flow.sync_id], "the stalled one is inactive"
     refused(executions.list_status, sync_id=[flow.sync_id, "0b3c59a4-3f1c-4f7e-9d7e-1a2b3c4d5e6f"], status=404,
             what="a status of a bulk sync that does not exist")
     refused(executions.get_ingest_console_logs, flow.src_id, status=404, what="ingestion logs (no CDC yet)")
@@ -712,7 +779,7 @@ def test_error_handling(flow: Flow):
 
 
 def test_delete_removes_everything(flow: Flow):
-    flow.need("sync_id")
+    flow.need("sync_id", "stalled_sync_id")
     pt = flow.pt
     pt.bulk_sync.delete(flow.sync_id)
     refused(pt.bulk_sync.get, flow.sync_id, status=404, what="a deleted bulk sync")
@@ -725,8 +792,9 @@ def test_delete_removes_everything(flow: Flow):
             {"id": flow.sync_id},
         ).fetchone()[0]
     assert left == 0, "executions, schedules and schemas went with the bulk sync"
-    pt.connections.delete(flow.src_id)
-    pt.connections.delete(flow.dst_id)
+    pt.bulk_sync.delete(flow.stalled_sync_id)
+    for connection in (flow.src_id, flow.dst_id, flow.stall_id):
+        pt.connections.delete(connection)
     flow.admin.users.delete(flow.org_id, flow.user_id)
     flow.admin.organization.delete(flow.org_id)
     flow.cleaned_up = True

@@ -1,6 +1,6 @@
-//! The bulk sync API (the engine that runs them is the worker's, see `bulk_sync.rs`): bodies checked
-//! connections and the source's catalog, one execution at a time, idempotent starts, roles,
-//! and the connections bulk syncs use.
+//! The bulk sync API (the engine that runs bulk syncs is tested in `bulk_sync.rs`): bodies
+//! checked against their connections and the source's catalog, one execution at a time,
+//! idempotent starts, roles, and the connections bulk syncs use.
 
 use serde_json::{Value as Json, json};
 
@@ -35,9 +35,9 @@ async fn bodies_are_checked_against_the_connections_and_the_catalog() {
     assert_error(status, &answer, 422, "a memory connection cannot be a bulk sync destination");
     assert_eq!(answer["metadata"]["field"], "destination_connection_id");
     let (status, answer) = api.send("GET", &format!("/api/connections/{memory}/bulksync/target"), None).await;
-    assert_error(status, &answer, 422, "bulk syncs support postgresql, mysql");
+    assert_error(status, &answer, 422, "cannot be a bulk sync destination");
     let (status, answer) = api.send("GET", &format!("/api/connections/{memory}/bulksync/source"), None).await;
-    assert_error(status, &answer, 422, "cannot be a bulk sync source");
+    assert_error(status, &answer, 422, "cannot be a bulk sync source (bulk syncs read postgresql, mysql)");
 
     let (other_org, other) = organization(&scene.install, &scene.process, "elsewhere").await;
     assert_ne!(other_org, scene.org_id);
@@ -47,26 +47,38 @@ async fn bodies_are_checked_against_the_connections_and_the_catalog() {
     assert_eq!(answer["metadata"]["field"], "source_connection_id");
 
     let mut tracking = body(conn, conn);
-    tracking["schemas"] = json!(["public.events", {"id": "public.users", "tracking_field": "email"}]);
+    tracking["schemas"] =
+        json!([{"id": "public.events", "enabled": false}, {"id": "public.users", "tracking_field": "email"}]);
     let (status, answer) = api.send("POST", "/api/bulk/syncs", Some(tracking)).await;
     assert_error(status, &answer, 422, "cannot be the tracking field of public.users");
     assert_eq!(answer["metadata"]["field"], "schemas[1].tracking_field");
     let mut duplicate = body(conn, conn);
-    duplicate["schemas"] = json!(["public.users", {"id": "public.events", "user_output_name": "USERS"}]);
+    duplicate["schemas"] =
+        json!(["public.users", {"id": "public.events", "enabled": false, "user_output_name": "USERS"}]);
     let (status, answer) = api.send("POST", "/api/bulk/syncs", Some(duplicate)).await;
     assert_error(status, &answer, 422, "would both be written to table \"USERS\"");
     assert_eq!(answer["metadata"]["field"], "schemas[1]");
     assert_eq!(api.ok("GET", "/api/bulk/syncs", None).await, json!([]), "nothing refused was stored");
 
-    // Omitted schemas select every table, a table without a primary key included; unknown body
-    // members are accepted and not echoed.
+    // A listed table without a primary key cannot be replicated; omitted schemas select every
+    // table, one without a primary key disabled. Unknown body members are accepted, not echoed.
+    let mut keyless = body(conn, conn);
+    keyless["schemas"] = json!(["public.users", "public.events"]);
+    let (status, answer) = api.send("POST", "/api/bulk/syncs", Some(keyless)).await;
+    assert_error(status, &answer, 422, "replicate mode needs a primary key and public.events has none");
+    assert_eq!(answer["metadata"]["field"], "schemas[1]");
     let mut every = body(conn, conn);
     every["comment"] = json!("not a bulk sync setting");
     let sync = api.ok("POST", "/api/bulk/syncs", Some(every)).await;
     assert!(sync.get("comment").is_none(), "{sync}");
     let schemas = api.ok("GET", &format!("/api/bulk/syncs/{}/schemas", id(&sync)), None).await;
-    let ids: Vec<&str> = schemas.as_array().expect("schemas").iter().filter_map(|s| s["id"].as_str()).collect();
-    assert_eq!(ids, ["public.events", "public.users"]);
+    let selected: Vec<(&str, bool)> = schemas
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .map(|s| (s["id"].as_str().expect("id"), s["enabled"].as_bool().expect("enabled")))
+        .collect();
+    assert_eq!(selected, [("public.events", false), ("public.users", true)]);
     let (status, answer) = other.send("GET", &format!("/api/bulk/syncs/{}", id(&sync)), None).await;
     assert_error(status, &answer, 404, "not found");
     scene.finish().await;
@@ -160,5 +172,56 @@ async fn connections_in_use_by_a_bulk_sync_are_kept_unless_forced() {
     let (status, _) = api.send("GET", &format!("/api/bulk/syncs/{sync}"), None).await;
     assert_eq!(status, 404, "force deletes the bulk syncs using the connection");
     assert_eq!(state.query_one(scheduled, &[&sync]).await.expect("count").get::<_, i64>(0), 0, "and their schedules");
+    scene.finish().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_schema_stops_it_where_the_execution_is() {
+    // No worker: executions wait until the test plays the engine's part.
+    let scene = Scene::new("api", "bulkcancel", TABLES).await;
+    let (api, conn) = (&scene.api, &scene.conn);
+    let mut snapshot = body(conn, conn);
+    snapshot["mode"] = json!("snapshot");
+    let sync = id(&api.ok("POST", "/api/bulk/syncs", Some(snapshot)).await);
+    let cancel = |schema: &str| format!("/api/bulk/syncs/{sync}/schemas/{schema}/cancel");
+    let state = scene.install.db.client().await;
+    let start = format!("/api/bulk/syncs/{sync}/executions");
+
+    // Waiting: the schema is taken out of the execution; the last one cancels it.
+    let waiting = id(&api.ok("POST", &start, Some(json!({}))).await);
+    let answer = api.ok("POST", &cancel("public.events"), None).await;
+    assert_eq!(answer["message"], "the schema was taken out of the execution, which has not started yet");
+    let execution = api.ok("GET", &format!("{start}/{waiting}"), None).await;
+    assert_eq!((execution["status"].as_str(), execution["is_partial"].as_bool()), (Some("scheduled"), Some(true)));
+    let options = "select options from executions where id = $1::text::uuid";
+    let stored: Json = state.query_one(options, &[&waiting]).await.expect("options").get(0);
+    assert_eq!(stored, json!({"schemas": ["public.users"]}), "what the engine will plan");
+    assert_eq!(api.ok("POST", &cancel("public.users"), None).await["message"], "cancel requested");
+    assert_eq!(api.ok("GET", &format!("{start}/{waiting}"), None).await["status"], "canceled");
+
+    // Planning (running, no schema planned yet): try again. Planned: the engine is asked.
+    let running = id(&api.ok("POST", &start, Some(json!({}))).await);
+    state
+        .execute("update executions set status = 'running', worker = 'w' where id = $1::text::uuid", &[&running])
+        .await
+        .expect("claim");
+    let (status, answer) = api.send("POST", &cancel("public.users"), None).await;
+    assert_error(status, &answer, 409, "being planned");
+    state
+        .batch_execute(&format!(
+            "insert into bulk_schema_executions (execution_id, schema_id, output_name, status) values
+               ('{running}', 'public.users', 'users', 'running'), ('{running}', 'public.events', 'events', 'completed')"
+        ))
+        .await
+        .expect("plan");
+    assert_eq!(api.ok("POST", &cancel("public.users"), None).await["message"], "cancel requested");
+    let requested =
+        "select schema_id from bulk_schema_executions where cancel_requested and execution_id = $1::text::uuid";
+    let rows = state.query(requested, &[&running]).await.expect("requested");
+    assert_eq!(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), ["public.users"]);
+    let answer = api.ok("POST", &cancel("public.events"), None).await;
+    assert_eq!(answer["message"], "the schema already ended in the execution in progress");
+    let (status, _) = api.send("POST", &cancel("public.nothing"), None).await;
+    assert_eq!(status, 404, "a schema the sync does not replicate");
     scene.finish().await;
 }
