@@ -355,8 +355,9 @@ def test_create_refuses_what_the_engine_does_not_honour(flow: Flow):
          "schemas[1].fields[1]", "not a field of public.orders"),
         (dict(schemas=[SchemaConfiguration(id="public.users", tracking_field="email")]),
          "schemas[0].tracking_field", "number, date or timestamp"),
-        (dict(schemas=[SchemaConfiguration(id="public.users", partition_key="nope")]),
-         "schemas[0].partition_key", "cannot be the partition key"),
+        (dict(schemas=[SchemaConfiguration(id="public.users", partition_key="id")]),
+         "schemas[0].partition_key", "cuts tables into partitions itself"),
+        (dict(automatically_add_new_objects="all"), "automatically_add_new_objects", "must be none"),
         (dict(schemas=[{"id": "public.users", "filters": [{"field_id": "email", "function": "IsNull"}]}]),
          "schemas[0].filters", "not supported"),
         (dict(schemas=[{"id": "public.users", "history_enabled": True}]), "schemas[0].history_enabled", "history"),
@@ -506,10 +507,9 @@ def test_bulk_schemas_list_get_update_patch(flow: Flow):
         "public.orders",
         fields=[UpdateBulkField(id="id"), UpdateBulkField(id="total", user_output_name="amount"), UpdateBulkField(id="placed_at")],
         tracking_field="placed_at",
-        partition_key="id",
         user_output_name="orders_copy",
     ).data
-    assert (updated.output_name, updated.user_output_name, updated.partition_key) == ("orders_copy", "orders_copy", "id")
+    assert (updated.output_name, updated.user_output_name, updated.partition_key) == ("orders_copy", "orders_copy", None)
     total = fields_of(updated)["total"]
     assert (total.enabled, total.output_name, total.user_output_name) == (True, "amount", "amount"), total
     refused(

@@ -1,7 +1,7 @@
 //! One schema's configuration from a request body (an item of a bulk sync's `schemas`, or the
 //! body of `bulk_sync.schemas.update`/`patch`), checked against the source's catalog: the
-//! schema, its fields, tracking field and partition key must exist, and what the engine does
-//! not honour yet is refused naming the field.
+//! schema, its fields and tracking field must exist, and what the engine does not honour yet is
+//! refused naming the field.
 
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
@@ -38,7 +38,8 @@ fn flag(object: &Map<String, Json>, key: &str, prefix: &str) -> Result<Option<bo
     }
 }
 
-/// Refuses what the engine does not honour yet: row filters, data cutoffs, history tables.
+/// Refuses what the engine does not honour yet: row filters, data cutoffs, history tables,
+/// partition keys.
 fn refuse_unsupported(object: &Map<String, Json>, prefix: &str) -> Result<(), ApiError> {
     let refused =
         |key: &str, why: &str| Err(invalid(&at(prefix, key), format!("{} is not supported: {why}", at(prefix, key))));
@@ -53,6 +54,9 @@ fn refuse_unsupported(object: &Map<String, Json>, prefix: &str) -> Result<(), Ap
     }
     if flag(object, "history_enabled", prefix)? == Some(true) {
         return refused("history_enabled", "the destination keeps no history tables");
+    }
+    if text(object, "partition_key", prefix)?.is_some() {
+        return refused("partition_key", "the source cuts tables into partitions itself (PostgreSQL: by table pages)");
     }
     Ok(())
 }
@@ -204,23 +208,11 @@ pub(super) fn parse(item: &Json, prefix: &str, view: &View, writing: Writing) ->
             ),
         ));
     }
-    let partition_key = text(&object, "partition_key", prefix)?;
-    if let Some(partition) = partition_key
-        && !stream.fields.iter().any(|f| f.name == partition && f.field_type.can_identify())
-    {
-        return Err(invalid(
-            &at(prefix, "partition_key"),
-            format!(
-                "{partition:?} cannot be the partition key of {}: it must be a field of it with ordered values",
-                stream.name
-            ),
-        ));
-    }
     let config = SchemaConfig {
         fields,
         tracking_field: tracking_field.map(str::to_owned),
-        partition_key: partition_key.map(str::to_owned),
         user_output_name: text(&object, "user_output_name", prefix)?.map(str::to_owned),
+        partition_key: None,
     };
     let enabled = flag(&object, "enabled", prefix)?.unwrap_or(true);
     if enabled {
@@ -237,7 +229,6 @@ pub(super) fn item(schema: &BulkSchema) -> Map<String, Json> {
         ("enabled".to_owned(), json!(schema.enabled)),
         ("fields".to_owned(), json!(config.fields)),
         ("tracking_field".to_owned(), json!(config.tracking_field)),
-        ("partition_key".to_owned(), json!(config.partition_key)),
         ("user_output_name".to_owned(), json!(config.user_output_name)),
     ])
 }

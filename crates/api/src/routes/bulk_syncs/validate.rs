@@ -2,8 +2,9 @@
 //! empty `schemas` keep the selection) against its connections and the source's catalog
 //! before it is stored. What the engine does not honour yet is refused naming the field,
 //! never stored and ignored: `source_configuration`, data cutoffs, record timestamp columns
-//! (`disable_record_timestamps` must be true or absent), `normalize_names: legacy`, and per
-//! schema filters, history tables and obfuscation.
+//! (`disable_record_timestamps` must be true or absent), `normalize_names: legacy`, new tables
+//! added on their own (`automatically_add_new_objects` other than `none`), and per schema
+//! filters, history tables, partition keys and obfuscation.
 
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
@@ -218,6 +219,12 @@ pub(super) async fn validate(
     let destination_configuration = destination_configuration(&body, mode)?;
     let auto_fields: Option<AutoAdd> = read(&body, "automatically_add_new_fields", AUTO_ADD, invalid)?;
     let auto_objects: Option<AutoAdd> = read(&body, "automatically_add_new_objects", AUTO_ADD, invalid)?;
+    if auto_objects.is_some_and(|a| a != AutoAdd::None) {
+        return Err(invalid(
+            "automatically_add_new_objects",
+            "automatically_add_new_objects must be none: tables new at the source are added to a bulk sync through its schemas".into(),
+        ));
+    }
     let normalize_names = match value(&body, "normalize_names").map(Json::as_str) {
         None | Some(Some("enabled")) => "enabled",
         Some(Some("disabled")) => "disabled",
@@ -270,7 +277,7 @@ pub(super) async fn validate(
         "default_schedule": default.to_json(),
         "additional_schedules": additional.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
         "automatically_add_new_fields": new_fields,
-        "automatically_add_new_objects": auto_objects.unwrap_or(AutoAdd::None),
+        "automatically_add_new_objects": AutoAdd::None,
         "normalize_names": normalize_names,
         "disable_record_timestamps": true,
         "policies": policies,
