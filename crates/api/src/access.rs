@@ -4,7 +4,7 @@
 //! which applies to every object of the organization. Custom policies apply to the objects
 //! whose `policies` list names them. A policy action is either an object action (`read`,
 //! `update`, `delete`, `run`) or a type-wide grant `<type>:<action>` (`connection:create`,
-//! `sync:run`) that covers every object of that type. Admins may do everything.
+//! `sync:run`, `bulk_sync:run`) that covers every object of that type. Admins may do everything.
 
 use std::fmt;
 
@@ -17,10 +17,11 @@ pub enum Kind {
     Connection,
     Model,
     Sync,
+    BulkSync,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Connection, Kind::Model, Kind::Sync];
+    const ALL: [Kind; 4] = [Kind::Connection, Kind::Model, Kind::Sync, Kind::BulkSync];
 
     /// The name used in grants, audit events and error messages.
     pub fn as_str(self) -> &'static str {
@@ -28,6 +29,7 @@ impl Kind {
             Self::Connection => "connection",
             Self::Model => "model",
             Self::Sync => "sync",
+            Self::BulkSync => "bulk_sync",
         }
     }
 }
@@ -73,12 +75,13 @@ pub fn validate_action(action: &str, system: bool) -> Result<(), String> {
     let known = |name: &str| Action::ALL.iter().any(|a| a.as_str() == name);
     match action.split_once(':') {
         Some((kind, name)) if Kind::ALL.iter().any(|k| k.as_str() == kind) && known(name) => Ok(()),
-        None if action == "create" && !system => {
-            Err("create applies to an object type: use connection:create, model:create or sync:create".into())
-        }
+        None if action == "create" && !system => Err(
+            "create applies to an object type: use connection:create, model:create, sync:create or bulk_sync:create"
+                .into(),
+        ),
         None if known(action) => Ok(()),
         _ => Err(format!(
-            "unknown action {action:?}: use read, update, delete or run, or <type>:<action> with type connection, model or sync"
+            "unknown action {action:?}: use read, update, delete or run, or <type>:<action> with type connection, model, sync or bulk_sync"
         )),
     }
 }
@@ -216,6 +219,7 @@ mod tests {
     fn validates_action_names() {
         assert!(validate_action("read", false).is_ok());
         assert!(validate_action("sync:run", false).is_ok());
+        assert!(validate_action("bulk_sync:create", false).is_ok());
         assert!(validate_action("create", true).is_ok());
         assert!(validate_action("create", false).unwrap_err().contains("connection:create"));
         assert!(validate_action("fly", false).unwrap_err().contains("unknown action"));

@@ -2,8 +2,8 @@
 //!
 //! A middleware records every successful state-changing `/api` request, naming the action after
 //! the route (`POST /api/connections` is `connection.create`, `PUT /api/syncs/{id}` is
-//! `sync.update`, `POST /api/syncs/{id}/cancel` is `sync.cancel`), so a new route is audited
-//! without further code. Sign-ins are recorded by the sign-in flow itself.
+//! `sync.update`, `POST /api/syncs/{id}/cancel` is `sync.cancel`, `/api/bulk/syncs` names bulk
+//! syncs), so a new route is audited without further code. Sign-ins are recorded by the sign-in flow itself.
 
 use actix_web::{
     Error, HttpMessage, HttpRequest,
@@ -61,11 +61,26 @@ struct Description {
 }
 
 /// Collections whose name after an object id is a nested collection, not a verb.
-const COLLECTIONS: &[&str] = &["connections", "models", "syncs", "executions", "users", "keys", "roles", "policies"];
+const COLLECTIONS: &[&str] = &[
+    "connections",
+    "models",
+    "syncs",
+    "bulk_syncs",
+    "executions",
+    "schemas",
+    "schedules",
+    "fields",
+    "users",
+    "keys",
+    "roles",
+    "policies",
+];
 
 /// Names the action of `method` on route `pattern` (e.g. `/api/syncs/{id}/cancel`).
 fn describe(method: &str, pattern: &str) -> Option<Description> {
-    let mut segments: Vec<&str> = pattern.strip_prefix("/api/")?.split('/').collect();
+    let path = pattern.strip_prefix("/api/")?;
+    let path = path.strip_prefix("bulk/syncs").map_or_else(|| path.to_owned(), |rest| format!("bulk_syncs{rest}"));
+    let mut segments: Vec<&str> = path.split('/').collect();
     let is_param = |s: &str| s.starts_with('{');
     // A trailing literal that is not a collection is a verb on what precedes it
     // (`/syncs/{id}/cancel`, `/connections/test`).
@@ -166,6 +181,13 @@ mod tests {
         assert_eq!(action("POST", "/api/connections/test"), ("connection.test".into(), None));
         assert_eq!(action("PUT", "/api/permissions/policies/{id}"), ("policy.update".into(), Some("id".into())));
         assert_eq!(action("POST", "/api/model-preview"), ("model_preview.create".into(), None));
+        assert_eq!(action("POST", "/api/bulk/syncs"), ("bulk_sync.create".into(), None));
+        assert_eq!(action("POST", "/api/bulk/syncs/{id}/activate"), ("bulk_sync.activate".into(), Some("id".into())));
+        assert_eq!(
+            action("POST", "/api/bulk/syncs/{id}/schemas/{schema_id}/cancel"),
+            ("schema.cancel".into(), Some("schema_id".into()))
+        );
+        assert_eq!(action("POST", "/api/connections/{id}/schemas/refresh"), ("schema.refresh".into(), None));
         assert!(describe("POST", "/auth/logout").is_none());
     }
 }

@@ -92,6 +92,7 @@ impl ApiError {
             405 => "method_not_allowed",
             408 => "request_timeout",
             409 => "conflict",
+            410 => "gone",
             413 => "payload_too_large",
             422 => "unprocessable_entity",
             429 => "too_many_requests",

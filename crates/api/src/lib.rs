@@ -9,6 +9,7 @@ pub mod extract;
 pub mod http_front;
 pub mod idempotency;
 pub mod input;
+pub mod launch;
 pub mod limits;
 pub mod route_table;
 pub mod routes;

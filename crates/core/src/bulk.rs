@@ -3,6 +3,7 @@
 //! The API validates against these types and refuses (422, naming the field) what the engine
 //! does not honour; the engine reads nothing else.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How a bulk sync writes each schema.
@@ -43,8 +44,9 @@ pub enum AutoAdd {
 }
 
 /// The destination's configuration for a bulk sync (PostgreSQL and MariaDB: where the tables
-/// go and how deletes show).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// go and how deletes show). Its JSON Schema is what `bulk_sync.get_destination` serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// The schema (PostgreSQL) or database (MariaDB) the tables are written to.
     #[serde(default)]
@@ -92,6 +94,15 @@ impl FieldSelection {
     }
 }
 
+/// A source name (a table, a field) as bulk syncs write it to the destination: with
+/// `normalize_names` (the default) lowercase ASCII letters, digits and underscores, else as it is.
+pub fn destination_name(name: &str, normalize: bool) -> String {
+    match normalize {
+        true => name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect(),
+        false => name.to_owned(),
+    }
+}
+
 /// How one schema of a bulk sync is replicated (`bulk_sync_schemas.config`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchemaConfig {
@@ -108,6 +119,30 @@ pub struct SchemaConfig {
     /// The destination table name the user chose.
     #[serde(default)]
     pub user_output_name: Option<String>,
+}
+
+impl SchemaConfig {
+    /// The destination table of schema `schema_id`: the user's name as given, else the table
+    /// part of the id (`public.users` → `users`) as [`destination_name`] writes it.
+    pub fn output_name(&self, schema_id: &str, normalize: bool) -> String {
+        match self.user_output_name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => name.to_owned(),
+            None => destination_name(schema_id.rsplit('.').next().unwrap_or(schema_id), normalize),
+        }
+    }
+
+    /// Whether source fields the configuration does not list (new ones) are replicated: always
+    /// when it lists none, else as `auto` (`automatically_add_new_fields`) says for a schema
+    /// with (incremental) or without a tracking field.
+    pub fn adds_new_fields(&self, auto: AutoAdd) -> bool {
+        self.fields.is_empty()
+            || match auto {
+                AutoAdd::All => true,
+                AutoAdd::OnlyIncremental => self.tracking_field.is_some(),
+                AutoAdd::OnlyNonIncremental => self.tracking_field.is_none(),
+                AutoAdd::None => false,
+            }
+    }
 }
 
 /// What a re-run of already delivered schemas does (Polytomic `resync_mode`).
@@ -166,6 +201,25 @@ mod tests {
         assert_eq!(enabled, ["id", "name"]);
         assert_eq!(config.fields[2].output_name(), Some("full_name"));
         assert_eq!(config.tracking_field.as_deref(), Some("updated_at"));
+    }
+
+    #[test]
+    fn output_names_default_to_the_table() {
+        assert_eq!(SchemaConfig::default().output_name("public.users", true), "users");
+        assert_eq!(SchemaConfig::default().output_name("Sales.Order Items", true), "order_items");
+        assert_eq!(SchemaConfig::default().output_name("Sales.Order Items", false), "Order Items");
+        let named = SchemaConfig { user_output_name: Some("People".into()), ..SchemaConfig::default() };
+        assert_eq!(named.output_name("public.users", true), "People", "the user's name is taken as given");
+    }
+
+    #[test]
+    fn new_fields_follow_the_policy() {
+        let listed = SchemaConfig { fields: vec![FieldSelection::Id("id".into())], ..SchemaConfig::default() };
+        assert!(SchemaConfig::default().adds_new_fields(AutoAdd::None), "no list: every field");
+        assert!(listed.adds_new_fields(AutoAdd::All) && !listed.adds_new_fields(AutoAdd::None));
+        assert!(
+            listed.adds_new_fields(AutoAdd::OnlyNonIncremental) && !listed.adds_new_fields(AutoAdd::OnlyIncremental)
+        );
     }
 
     #[test]

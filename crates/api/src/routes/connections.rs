@@ -319,7 +319,7 @@ async fn remove(
         let count = store::connections::users(&client, id).await?;
         if count > 0 {
             return Err(ApiError::unprocessable(format!(
-                "the connection is used by {count} model(s) or sync(s); delete them first or pass force=true"
+                "the connection is used by {count} model(s), sync(s) or bulk sync(s); delete them first or pass force=true"
             )));
         }
     }

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use syncline_core::executions::MODEL_SYNC;
 
 use super::{Page, envelope, parse_id};
 use crate::{
@@ -83,10 +84,11 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let page = Page::parse(query.page_token.as_deref(), query.limit, 100)?;
     let filter = store::executions::Filter {
-        only_completed: query.only_completed.unwrap_or(false),
+        statuses: query.only_completed.unwrap_or(false).then_some(store::executions::COMPLETED),
         ascending: query.ascending.unwrap_or(false),
     };
-    let executions = store::executions::list(&state.pool.get().await?, sync.id, &filter, page.window()).await?;
+    let subject = (MODEL_SYNC, sync.id);
+    let executions = store::executions::list(&state.pool.get().await?, subject, &filter, page.window()).await?;
     Ok(page.respond(&executions, to_json))
 }
 
@@ -97,7 +99,7 @@ async fn get_one(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path.1, "execution")?;
-    let execution = store::executions::get_of_sync(&state.pool.get().await?, sync.id, id).await?;
+    let execution = store::executions::get_of(&state.pool.get().await?, (MODEL_SYNC, sync.id), id).await?;
     Ok(envelope(to_json(&execution.ok_or_else(|| ApiError::not_found("execution"))?)))
 }
 
@@ -109,8 +111,9 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path.1, "execution")?;
     let client = state.pool.get().await?;
-    store::executions::get_of_sync(&client, sync.id, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
-    let message = match store::executions::request_cancel(&client, sync.id, Some(id)).await? {
+    let subject = (MODEL_SYNC, sync.id);
+    store::executions::get_of(&client, subject, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    let message = match store::executions::request_cancel(&client, subject, Some(id)).await? {
         0 => "the execution is not running",
         _ => "cancel requested",
     };

@@ -13,12 +13,14 @@ use crate::{
 };
 
 pub mod audit_events;
+pub mod bulk_syncs;
 pub mod connection_discovery;
 pub mod connections;
 pub mod executions;
 pub mod models;
 pub mod organizations;
 pub mod permissions;
+pub mod schemas;
 pub mod syncs;
 pub mod targets;
 pub mod users;
@@ -36,7 +38,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(targets::configure)
             .configure(models::configure)
             .configure(syncs::configure)
-            .configure(executions::configure),
+            .configure(executions::configure)
+            .configure(schemas::configure)
+            .configure(bulk_syncs::configure),
     );
 }
 

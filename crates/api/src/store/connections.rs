@@ -110,10 +110,12 @@ pub async fn update(
     fetch_opt(client, &sql, &keyed(&id, &org, values.params())).await
 }
 
-/// How many models and syncs use connection `id`.
+/// How many models, syncs and bulk syncs use connection `id`.
 pub async fn users(client: &impl GenericClient, id: Uuid) -> Result<i64, StoreError> {
     let sql = "select (select count(*) from models where connection_id = $1)
-                    + (select count(*) from model_syncs where target_connection_id = $1) as count";
+                    + (select count(*) from model_syncs where target_connection_id = $1)
+                    + (select count(*) from bulk_syncs where $1 in (source_connection_id, destination_connection_id))
+                   as count";
     count(client, sql, &[&id]).await
 }
 

@@ -23,6 +23,7 @@ pub fn object(table: &str) -> &str {
         "connections" => "connection",
         "models" => "model",
         "model_syncs" => "sync",
+        "bulk_syncs" => "bulk sync",
         "executions" => "execution",
         "sessions" => "session",
         other => other.strip_suffix('s').unwrap_or(other),

@@ -1,5 +1,7 @@
-//! The API's reads and requests on model sync executions. Their life (claim, lease, finish) is
-//! `syncline_core::executions`; this module only lists them, shows them and asks them to stop.
+//! The API's reads and requests on executions of every job kind (model syncs, bulk syncs). Their
+//! life (claim, lease, finish) is `syncline_core::executions`; this module only lists them, shows
+//! them and asks them to stop. An execution is found through its subject: the job kind and the
+//! id of what it runs for.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -9,6 +11,15 @@ use uuid::Uuid;
 
 use super::{FromRow, StoreError, Window, fetch_all, fetch_opt};
 
+/// What executions run for: a job kind and the id of its subject (a model sync, a bulk sync).
+pub type Subject<'a> = (&'a str, Uuid);
+
+/// Statuses of executions that completed (with or without rejected records).
+pub const COMPLETED: &[&str] = &["completed", "completed_with_errors"];
+
+/// Statuses of executions that ended, however they ended.
+pub const ENDED: &[&str] = &["completed", "completed_with_errors", "failed", "canceled"];
+
 /// An execution with its counts and progress.
 #[derive(Debug, Clone)]
 pub struct Execution {
@@ -17,6 +28,7 @@ pub struct Execution {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
     pub errors: Json,
     pub insert_count: i64,
     pub update_count: i64,
@@ -32,11 +44,15 @@ pub struct Execution {
     pub error_class: Option<String>,
     /// How often the worker tried the run again after a transient failure.
     pub retries: i32,
+    /// Whether the start asked to read everything again.
+    pub resync: bool,
+    /// The start's options of the execution's kind (`{}` when none).
+    pub options: Json,
 }
 
-const COLUMNS: &str = "e.id, e.status, e.created_at, e.started_at, e.completed_at, e.errors, e.insert_count,
-    e.update_count, e.delete_count, e.error_count, e.records_read, e.records_changed, e.records_written,
-    e.records_estimate, e.trigger, e.attempt, e.error_class, e.retries";
+const COLUMNS: &str = "e.id, e.status, e.created_at, e.started_at, e.completed_at, e.updated_at, e.errors,
+    e.insert_count, e.update_count, e.delete_count, e.error_count, e.records_read, e.records_changed,
+    e.records_written, e.records_estimate, e.trigger, e.attempt, e.error_class, e.retries, e.resync, e.options";
 
 impl FromRow for Execution {
     const WHAT: &'static str = "execution";
@@ -48,6 +64,7 @@ impl FromRow for Execution {
             created_at: row.try_get("created_at")?,
             started_at: row.try_get("started_at")?,
             completed_at: row.try_get("completed_at")?,
+            updated_at: row.try_get("updated_at")?,
             errors: row.try_get("errors")?,
             insert_count: row.try_get("insert_count")?,
             update_count: row.try_get("update_count")?,
@@ -61,13 +78,16 @@ impl FromRow for Execution {
             attempt: row.try_get("attempt")?,
             error_class: row.try_get("error_class")?,
             retries: row.try_get("retries")?,
+            resync: row.try_get("resync")?,
+            options: row.try_get("options")?,
         })
     }
 }
 
-/// Which executions of a sync to list, and in which order.
-pub struct Filter {
-    pub only_completed: bool,
+/// Which executions of a subject to list, and in which order.
+pub struct Filter<'a> {
+    /// Only executions in one of these statuses (`None`: all).
+    pub statuses: Option<&'a [&'a str]>,
     pub ascending: bool,
 }
 
@@ -76,56 +96,52 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Executi
     fetch_opt(client, &format!("select {COLUMNS} from executions e where e.id = $1"), &[&id]).await
 }
 
-/// Execution `id` of sync `sync_id`.
-pub async fn get_of_sync(
+/// Execution `id` of `subject`.
+pub async fn get_of(
     client: &impl GenericClient,
-    sync_id: Uuid,
+    (kind, subject_id): Subject<'_>,
     id: Uuid,
 ) -> Result<Option<Execution>, StoreError> {
-    let sql =
-        format!("select {COLUMNS} from executions e where e.id = $1 and e.kind = 'model_sync' and e.subject_id = $2");
-    fetch_opt(client, &sql, &[&id, &sync_id]).await
+    let sql = format!("select {COLUMNS} from executions e where e.id = $1 and e.kind = $2 and e.subject_id = $3");
+    fetch_opt(client, &sql, &[&id, &kind, &subject_id]).await
 }
 
-/// The executions of sync `sync_id` matching `filter`, by creation time.
+/// The executions of `subject` matching `filter`, by creation time.
 pub async fn list(
     client: &impl GenericClient,
-    sync_id: Uuid,
-    filter: &Filter,
+    (kind, subject_id): Subject<'_>,
+    filter: &Filter<'_>,
     window: Window,
 ) -> Result<Vec<Execution>, StoreError> {
     let order = if filter.ascending { "asc" } else { "desc" };
-    let completed = match filter.only_completed {
-        true => "and e.status in ('completed', 'completed_with_errors')",
-        false => "",
-    };
     let sql = format!(
-        "select {COLUMNS} from executions e where e.kind = 'model_sync' and e.subject_id = $1 {completed}
-          order by e.created_at {order}, e.id limit $2 offset $3"
+        "select {COLUMNS} from executions e
+          where e.kind = $1 and e.subject_id = $2 and ($3::text[] is null or e.status = any($3))
+          order by e.created_at {order}, e.id limit $4 offset $5"
     );
-    fetch_all(client, &sql, &[&sync_id, &window.limit, &window.offset]).await
+    fetch_all(client, &sql, &[&kind, &subject_id, &filter.statuses, &window.limit, &window.offset]).await
 }
 
-/// The newest execution of sync `sync_id` whose status is (`active`) or is not (`!active`)
-/// one of `statuses`.
+/// The newest execution of `subject` whose status is (`active`) or is not (`!active`) one of
+/// `statuses`.
 pub async fn latest(
     client: &impl GenericClient,
-    sync_id: Uuid,
+    (kind, subject_id): Subject<'_>,
     statuses: &[&str],
     active: bool,
 ) -> Result<Option<Execution>, StoreError> {
     let sql = format!(
-        "select {COLUMNS} from executions e where e.kind = 'model_sync' and e.subject_id = $1 and (e.status = any($2)) = $3
+        "select {COLUMNS} from executions e where e.kind = $1 and e.subject_id = $2 and (e.status = any($3)) = $4
           order by e.created_at desc limit 1"
     );
-    fetch_opt(client, &sql, &[&sync_id, &statuses, &active]).await
+    fetch_opt(client, &sql, &[&kind, &subject_id, &statuses, &active]).await
 }
 
-/// Cancels the unfinished executions of `sync_id` matching `execution`: waiting ones end at
+/// Cancels the unfinished executions of `subject` matching `execution`: waiting ones end at
 /// once, running ones are asked to stop. Returns how many were affected.
 pub async fn request_cancel(
     client: &impl GenericClient,
-    sync_id: Uuid,
+    (kind, subject_id): Subject<'_>,
     execution: Option<Uuid>,
 ) -> Result<u64, StoreError> {
     let count = client
@@ -134,12 +150,24 @@ pub async fn request_cancel(
                 status = case when status in ('created', 'queued') then 'canceled' else 'canceling' end,
                 completed_at = case when status in ('created', 'queued') then now() else completed_at end,
                 cancel_requested = true, updated_at = now()
-             where kind = 'model_sync' and subject_id = $1 and ($2::uuid is null or id = $2)
+             where kind = $1 and subject_id = $2 and ($3::uuid is null or id = $3)
                and status in ('created', 'queued', 'running')",
-            &[&sync_id, &execution],
+            &[&kind, &subject_id, &execution],
         )
         .await?;
     Ok(count)
+}
+
+/// Replaces the start options of execution `id` while it waits for a worker; `false` when a
+/// worker took it already.
+pub async fn set_waiting_options(client: &impl GenericClient, id: Uuid, options: &Json) -> Result<bool, StoreError> {
+    let updated = client
+        .execute(
+            "update executions set options = $2, updated_at = now() where id = $1 and status in ('created', 'queued')",
+            &[&id, options],
+        )
+        .await?;
+    Ok(updated == 1)
 }
 
 /// Ends execution `id` as failed with `errors` (its job could not be enqueued).

@@ -8,13 +8,19 @@
 //! `From<DbError> for ApiError` (`crate::error`), naming the field from [`constraints`].
 
 pub mod audit;
+pub mod bulk_schema_executions;
+pub mod bulk_schemas;
+pub mod bulk_syncs;
+pub mod catalogs;
 pub mod connections;
 pub mod constraints;
+pub mod execution_logs;
 pub mod executions;
 pub mod keys;
 pub mod models;
 pub mod organizations;
 pub mod permissions;
+pub mod schema_overrides;
 pub mod sessions;
 pub mod syncs;
 pub mod users;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value as Json, json};
 
-use crate::support::{Api, Install, Process, Scene, model_and_sync, organization, pg_connection};
+use crate::support::{Install, Process, Scene, member, model_and_sync, organization, pg_connection};
 
 /// Every route the API declares, read from the route attributes of `crates/api/src/routes`, so a
 /// route added later is walked too.
@@ -29,16 +29,6 @@ fn route_table() -> Vec<(String, String)> {
     walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/src/routes"), &mut routes);
     routes.retain(|(_, path)| path != "/api/status.txt");
     routes
-}
-
-/// A second user of organization `org_id` (a Member, as only the first user is an Admin).
-async fn member(install: &Install, process: &Process, org_id: &str, email: &str) -> (String, Api) {
-    let partner = install.partner(process);
-    let user = partner.ok("POST", &format!("/api/organizations/{org_id}/users"), Some(json!({"email": email}))).await;
-    assert_eq!(user["role"], "member", "later users are Members: {user}");
-    let user_id = user["id"].as_str().expect("user id").to_owned();
-    let key = partner.ok("POST", &format!("/api/organizations/{org_id}/users/{user_id}/keys"), None).await;
-    (user_id, Api::new(process.base(), key["value"].as_str().expect("key")))
 }
 
 /// An organization (its Admin's API is `scene.api`) with a connection, a model and a sync.
@@ -71,6 +61,10 @@ async fn every_route_hides_other_organizations_objects() {
     let b_key = id(&b.ok("POST", &format!("/api/organization/users/{b_user}/keys"), None).await);
     let role = id(&b.ok("POST", "/api/permissions/roles", Some(json!({"name": "Analysts"}))).await);
     let policy = id(&b.ok("POST", "/api/permissions/policies", Some(json!({"name": "Ops"}))).await);
+    let bulk_body = json!({"name": "bulk", "source_connection_id": scene.conn, "destination_connection_id": scene.conn,
+                           "destination_configuration": {"schema": "copy"}, "default_schedule": {"frequency": "manual"}});
+    let bulk = id(&b.ok("POST", "/api/bulk/syncs", Some(bulk_body)).await);
+    let bulk_execution = id(&b.ok("POST", &format!("/api/bulk/syncs/{bulk}/executions"), Some(json!({}))).await);
 
     // Organization A: its Admin and a Member.
     let (a_org, a_admin) = organization(install, process, "alpha").await;
@@ -83,6 +77,7 @@ async fn every_route_hides_other_organizations_objects() {
         let mut path = String::new();
         let mut previous = "";
         let mut named = false;
+        let in_bulk = route.starts_with("/api/bulk/");
         for segment in route.trim_start_matches('/').split('/') {
             let value = match segment.starts_with('{') {
                 false => segment.to_owned(),
@@ -91,8 +86,13 @@ async fn every_route_hides_other_organizations_objects() {
                     match previous {
                         "connections" => scene.conn.clone(),
                         "models" => model.clone(),
+                        "syncs" if in_bulk => bulk.clone(),
                         "syncs" => sync.clone(),
+                        "executions" if in_bulk => bulk_execution.clone(),
                         "executions" => execution.clone(),
+                        "schemas" => "public.users".into(),
+                        "schedules" => "default".into(),
+                        "fields" => "email".into(),
                         "organizations" => scene.org_id.clone(),
                         "users" => b_user.clone(),
                         "keys" => b_key.clone(),

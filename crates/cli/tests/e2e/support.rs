@@ -337,6 +337,16 @@ pub async fn organization(install: &Install, process: &Process, name: &str) -> (
     (org_id, Api::new(process.base(), key["value"].as_str().expect("key")))
 }
 
+/// A second user of organization `org_id` (a Member, as only the first user is an Admin).
+pub async fn member(install: &Install, process: &Process, org_id: &str, email: &str) -> (String, Api) {
+    let partner = install.partner(process);
+    let user = partner.ok("POST", &format!("/api/organizations/{org_id}/users"), Some(json!({"email": email}))).await;
+    assert_eq!(user["role"], "member", "later users are Members: {user}");
+    let user_id = user["id"].as_str().expect("user id").to_owned();
+    let key = partner.ok("POST", &format!("/api/organizations/{org_id}/users/{user_id}/keys"), None).await;
+    (user_id, Api::new(process.base(), key["value"].as_str().expect("key")))
+}
+
 /// The usual setup: an installation running `roles`, one organization and its API client, and
 /// a data database created with `ddl` behind a PostgreSQL connection of that organization.
 pub struct Scene {

@@ -1,12 +1,13 @@
 //! What a connection holds: the streams (tables, API objects) discovery finds, with their
-//! fields, keys and what each can do.
+//! fields, keys and what each can do. A catalog is kept as JSON (`connection_catalogs`) until
+//! a refresh replaces it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::record::Field;
 
 /// Everything a connection offers, as discovery found it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
     pub streams: Vec<Stream>,
 }
@@ -19,7 +20,7 @@ impl Catalog {
 }
 
 /// One readable or writable object: a table, a view, an API object.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stream {
     /// The id reads and writes name it by (`public.users`, `Contact`).
     pub name: String,
@@ -30,7 +31,7 @@ pub struct Stream {
 }
 
 /// What a stream's reads can do.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamCapabilities {
     /// Reads can come back sorted by any identity (see [`crate::record::key`]); otherwise the
     /// worker sorts them itself.

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
-    executions::{self, MODEL_SYNC, StartError},
+    executions::{self, MODEL_SYNC},
     schedule::FREQUENCIES,
     sync::SyncSpec,
 };
@@ -20,7 +20,7 @@ use crate::{
     auth::Caller,
     error::{ApiError, parse_body},
     extract::{Authorized, Tenant, can},
-    idempotency,
+    idempotency, launch,
     store::{self, syncs::ModelSync},
 };
 
@@ -170,30 +170,6 @@ struct StartBody {
     resync: Option<bool>,
 }
 
-/// Starts an execution of `sync_id` and enqueues it; 409 if one is in progress.
-pub async fn start_execution(
-    state: &AppState,
-    org: Uuid,
-    sync_id: Uuid,
-    trigger: &str,
-    resync: bool,
-) -> Result<Json, ApiError> {
-    let client = state.pool.get().await?;
-    let id = executions::create(&client, (MODEL_SYNC, sync_id, org), trigger, resync, &json!({})).await.map_err(
-        |e| match e {
-            StartError::AlreadyRunning => ApiError::conflict("the sync already has an execution in progress"),
-            StartError::Db(e) => e.into(),
-        },
-    )?;
-    if let Err(e) = state.queues.enqueue(MODEL_SYNC, id).await {
-        tracing::error!(execution_id = %id, error = %e, "cannot enqueue execution");
-        store::executions::fail(&client, id, &json!(["the job queue is unavailable"])).await?;
-        return Err(ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "the job queue is unavailable"));
-    }
-    let execution = store::executions::get(&client, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
-    Ok(execution_routes::to_json(&execution))
-}
-
 #[post("/syncs/{id}/executions")]
 async fn start(
     state: web::Data<AppState>,
@@ -204,7 +180,9 @@ async fn start(
     idempotency::once(&state, &req, &sync.caller, &body, async {
         let input: StartBody = parse_body(&body)?;
         let resync = input.resync.unwrap_or(false);
-        Ok(envelope(start_execution(&state, sync.organization_id, sync.id, "manual", resync).await?))
+        let subject = (MODEL_SYNC, sync.id, sync.organization_id);
+        let execution = launch::start(&state, subject, "manual", resync, &json!({})).await?;
+        Ok(envelope(execution_routes::to_json(&execution)))
     })
     .await
 }
@@ -212,8 +190,8 @@ async fn start(
 #[get("/syncs/{id}/status")]
 async fn status(state: web::Data<AppState>, sync: Authorized<ModelSync, can::Read>) -> Result<HttpResponse, ApiError> {
     let client = state.pool.get().await?;
-    let current = store::executions::latest(&client, sync.id, executions::ACTIVE, true).await?;
-    let last = store::executions::latest(&client, sync.id, executions::ACTIVE, false).await?;
+    let current = store::executions::latest(&client, (MODEL_SYNC, sync.id), executions::ACTIVE, true).await?;
+    let last = store::executions::latest(&client, (MODEL_SYNC, sync.id), executions::ACTIVE, false).await?;
     Ok(envelope(json!({
         "current_execution": current.as_ref().map(execution_routes::to_json),
         "last_execution": last.as_ref().map(execution_routes::to_json),
@@ -250,7 +228,8 @@ async fn activate(
 
 #[post("/syncs/{id}/cancel")]
 async fn cancel(state: web::Data<AppState>, sync: Authorized<ModelSync, can::Run>) -> Result<HttpResponse, ApiError> {
-    let message = match store::executions::request_cancel(&state.pool.get().await?, sync.id, None).await? {
+    let message = match store::executions::request_cancel(&state.pool.get().await?, (MODEL_SYNC, sync.id), None).await?
+    {
         0 => "no execution is running",
         _ => "cancel requested",
     };
