@@ -143,7 +143,7 @@ impl Databases {
 /// The api and worker processes, and a sync of the whole table.
 pub struct Syncline {
     api: Child,
-    worker: Child,
+    workers: Vec<Child>,
     http: reqwest::Client,
     base: String,
     token: String,
@@ -152,7 +152,7 @@ pub struct Syncline {
 
 impl Drop for Syncline {
     fn drop(&mut self) {
-        for child in [&mut self.api, &mut self.worker] {
+        for child in std::iter::once(&mut self.api).chain(&mut self.workers) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -171,7 +171,16 @@ pub fn connection_config(url: &reqwest::Url, user: &str, port: u16) -> Json {
 }
 
 impl Syncline {
+    /// Starts the api and one worker process with a model sync of the whole table.
     pub async fn start(binary: &str, dbs: &Databases, source: &Source) -> anyhow::Result<Self> {
+        let mut syncline = Self::launch(binary, dbs, 1).await?;
+        syncline.configure(dbs, source).await?;
+        Ok(syncline)
+    }
+
+    /// Starts the api (with the scheduler) and `workers` worker processes, each running one job
+    /// of a kind at a time, and provisions an organization whose API key later calls use.
+    pub async fn launch(binary: &str, dbs: &Databases, workers: usize) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let payloads = std::env::temp_dir().join("syncline-bench-payloads");
         let _ = std::fs::remove_dir_all(&payloads);
@@ -197,7 +206,7 @@ impl Syncline {
                 .with_context(|| format!("start {binary} (build it with `cargo build --profile bench -p syncline`; it lands in target/release)"))
         };
         let api = spawn("api,scheduler")?;
-        let worker = spawn("worker")?;
+        let workers = (0..workers).map(|_| spawn("worker")).collect::<anyhow::Result<_>>()?;
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -205,12 +214,13 @@ impl Syncline {
             ensure!(Instant::now() < deadline, "syncline did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let mut syncline = Self { api, worker, http, base, token: key, sync_id: String::new() };
-        syncline.configure(dbs, source).await?;
+        let mut syncline = Self { api, workers, http, base, token: key, sync_id: String::new() };
+        syncline.provision().await?;
         Ok(syncline)
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Json) -> anyhow::Result<Json> {
+    /// Calls the API with the organization's key; returns the answer's `data`.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Json) -> anyhow::Result<Json> {
         let response = self
             .http
             .request(method.clone(), format!("{}/api/{path}", self.base))
@@ -226,7 +236,8 @@ impl Syncline {
         Ok(body["data"].clone())
     }
 
-    async fn configure(&mut self, dbs: &Databases, source: &Source) -> anyhow::Result<()> {
+    /// An organization, a user and its API key, which later calls use.
+    async fn provision(&mut self) -> anyhow::Result<()> {
         use reqwest::Method;
         let org = self.call(Method::POST, "organizations", json!({"name": "bench"})).await?;
         let org_id = org["id"].as_str().context("org")?.to_owned();
@@ -241,6 +252,20 @@ impl Syncline {
             )
             .await?;
         self.token = key["value"].as_str().context("key")?.to_owned();
+        Ok(())
+    }
+
+    /// A PostgreSQL connection to database `url`; returns its id.
+    pub async fn postgres_connection(&self, name: &str, url: &str) -> anyhow::Result<String> {
+        let config = connection_config(&reqwest::Url::parse(url)?, "postgres", 5432);
+        let c = self
+            .call(reqwest::Method::POST, "connections", json!({"name": name, "type": "postgresql", "configuration": config}))
+            .await?;
+        Ok(c["id"].as_str().context("connection")?.to_owned())
+    }
+
+    async fn configure(&mut self, dbs: &Databases, source: &Source) -> anyhow::Result<()> {
+        use reqwest::Method;
         let destination = connection_config(&reqwest::Url::parse(&dbs.destination_url)?, "postgres", 5432);
         let mut connections = Vec::new();
         for (name, (kind, config)) in
@@ -300,15 +325,19 @@ impl Syncline {
         Ok((time, execution["counts"]["update"].as_i64().unwrap_or(-1)))
     }
 
-    /// The worker process's peak resident memory, in MB.
+    /// The highest peak resident memory of the worker processes, in MB.
     pub fn worker_peak_rss_mb(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.worker.id()))?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("VmHWM")?;
-        Ok(kb / 1024)
+        let mut peak = 0;
+        for worker in &self.workers {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", worker.id()))?;
+            let kb: u64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .context("VmHWM")?;
+            peak = peak.max(kb / 1024);
+        }
+        Ok(peak)
     }
 }

@@ -10,6 +10,7 @@
 //! directory unless `BENCH_PAYLOAD_PATH` names another store (e.g. `s3://…`).
 
 mod baseline;
+mod bulk;
 mod harness;
 mod source;
 
@@ -27,22 +28,32 @@ use crate::{
 const RSS_TARGET_MB: u64 = 128;
 
 struct Args {
+    /// `model-sync` or `bulk-sync`.
+    name: String,
     rows: i64,
     runs: usize,
     binary: String,
     source: String,
+    workers: usize,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("model-sync") => {}
+    let name = match args.next() {
+        Some(name) if name == "model-sync" || name == "bulk-sync" => name,
         other => bail!(
-            "usage: syncline-bench model-sync [--source postgres|mariadb] [--rows N] [--runs N] [--bin PATH] (got {other:?})"
+            "usage: syncline-bench model-sync [--source postgres|mariadb] [--rows N] [--runs N] [--bin PATH]\n       \
+             syncline-bench bulk-sync [--workers N] [--rows N] [--runs N] [--bin PATH] (got {other:?})"
         ),
-    }
-    let mut parsed =
-        Args { rows: 1_000_000, runs: 3, binary: "target/release/syncline".into(), source: "postgres".into() };
+    };
+    let mut parsed = Args {
+        name,
+        rows: 1_000_000,
+        runs: 3,
+        binary: "target/release/syncline".into(),
+        source: "postgres".into(),
+        workers: 1,
+    };
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -50,6 +61,7 @@ fn args() -> anyhow::Result<Args> {
             "--runs" => parsed.runs = value.parse()?,
             "--bin" => parsed.binary = value,
             "--source" => parsed.source = value,
+            "--workers" => parsed.workers = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -77,6 +89,13 @@ fn against(ratio: f64, what: &str, target: Option<f64>) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
+    match args.name.as_str() {
+        "bulk-sync" => bulk::run(args.rows, args.runs, &args.binary, args.workers).await,
+        _ => model_sync(args).await,
+    }
+}
+
+async fn model_sync(args: Args) -> anyhow::Result<()> {
     let changed = args.rows / 100;
     let source = Source::parse(&args.source)?;
     println!(

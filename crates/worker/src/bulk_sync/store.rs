@@ -332,6 +332,8 @@ pub async fn end_schema(
     let tx = client.transaction().await.map_err(state)?;
     tx.execute(
         "update bulk_schema_executions set status = $3, status_message = $4, rows_deleted = $5,
+            rows_read = coalesce((select sum(p.rows_read) from bulk_partitions p where p.execution_id = $1
+                and p.schema_id = $2 and p.status = 'committed'), 0),
             completed_at = now(), updated_at = now()
          where execution_id = $1 and schema_id = $2 and status = 'running'",
         &[&execution_id, &schema_id, &end.status, &end.message, &end.deleted],

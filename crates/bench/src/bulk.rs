@@ -1,0 +1,119 @@
+//! `syncline-bench bulk-sync`: a bulk sync of the reference table, PostgreSQL → PostgreSQL, timed
+//! beside the physical limits measured in the same run:
+//! - full run: `COPY … TO STDOUT (FORMAT binary) | COPY … FROM STDIN (FORMAT binary)` into an
+//!   empty table (the pipe); the target is at least 0.9× its throughput;
+//! - 1%-changed incremental run: the same pipe of the changed rows into a staging table plus
+//!   `INSERT … ON CONFLICT`; the target is within 1.2× of it.
+//!
+//! `--workers N` loads with N worker processes (the table cut into partitions).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use reqwest::Method;
+use serde_json::{Value as Json, json};
+
+use crate::{
+    baseline::Baselines,
+    harness::{Databases, Syncline},
+    median, rate,
+    source::Source,
+    verdict,
+};
+
+/// A bulk sync of `users` with `updated_at` as its tracking field.
+struct BulkSync<'a> {
+    syncline: &'a Syncline,
+    id: String,
+}
+
+impl BulkSync<'_> {
+    /// Starts a run with `options` and waits for it; returns its wall time and the execution.
+    async fn run(&self, options: Json) -> anyhow::Result<(Duration, Json)> {
+        let started = Instant::now();
+        let path = format!("bulk/syncs/{}/executions", self.id);
+        let execution = self.syncline.call(Method::POST, &path, options).await?;
+        let id = execution["id"].as_str().context("execution")?.to_owned();
+        loop {
+            let e = self.syncline.call(Method::GET, &format!("{path}/{id}"), Json::Null).await?;
+            match e["status"].as_str() {
+                Some("completed") => return Ok((started.elapsed(), e)),
+                Some("errors" | "failed" | "canceled" | "interrupted") => bail!("execution ended badly: {e}"),
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+}
+
+/// Changes 1% of the rows, moving their tracking field an hour past the last run's (further
+/// than the incremental lookback); returns how many.
+async fn change_one_percent(dbs: &Databases, run: i64) -> anyhow::Result<u64> {
+    let sql = format!(
+        "update users set score = score + 1, updated_at = timestamptz '2030-01-01' + {run} * interval '1 hour'
+         where id % 100 = {}",
+        Databases::changed_remainder(run)
+    );
+    dbs.execute(&dbs.source_url, &sql).await
+}
+
+pub async fn run(rows: i64, runs: usize, binary: &str, workers: usize) -> anyhow::Result<()> {
+    println!(
+        "bulk-sync benchmark: {rows} rows × 12 columns, PostgreSQL → PostgreSQL, {workers} worker(s), median of {runs} runs"
+    );
+    let dbs = Databases::prepare(rows).await?;
+    println!("table: {}", dbs.table_source);
+    let postgres = Source::parse("postgres")?;
+    let baselines = Baselines { dbs: &dbs, source: &postgres };
+    let (mut pipe, mut delta) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        pipe.push(baselines.copy_only().await?);
+        delta.push(baselines.copy_upsert(Some(run as i64)).await?);
+    }
+
+    let syncline = Syncline::launch(binary, &dbs, workers).await?;
+    let source = syncline.postgres_connection("source", &dbs.source_url).await?;
+    let destination = syncline.postgres_connection("destination", &dbs.destination_url).await?;
+    let created = syncline
+        .call(Method::POST, "bulk/syncs", json!({
+            "name": "bench", "source_connection_id": source, "destination_connection_id": destination,
+            "destination_configuration": {"schema": "public"}, "mode": "replicate", "active": true,
+            "default_schedule": {"frequency": "manual"},
+            "schemas": [{"id": "public.users", "tracking_field": "updated_at"}],
+        }))
+        .await?;
+    let sync = BulkSync { syncline: &syncline, id: created["id"].as_str().context("bulk sync")?.to_owned() };
+    let (mut full, mut incremental, mut partitions) = (Vec::new(), Vec::new(), 0);
+    for run in 0..runs {
+        let (time, execution) = sync.run(json!({"resync_mode": "resync"})).await?;
+        partitions = execution["schemas"][0]["partitions"].as_i64().unwrap_or(0);
+        full.push(time);
+        let changed = change_one_percent(&dbs, run as i64).await?;
+        let (time, execution) = sync.run(json!({})).await?;
+        let written = execution["schemas"][0]["rows_written"].as_u64().unwrap_or(0);
+        ensure!(written >= changed, "the incremental run wrote {written} rows, {changed} changed");
+        incremental.push(time);
+    }
+    let rss = syncline.worker_peak_rss_mb()?;
+    let same = dbs.checksum(&dbs.source_url).await? == dbs.checksum(&dbs.destination_url).await?;
+    drop(syncline);
+
+    let (pipe, delta, full, incremental) = (median(pipe), median(delta), median(full), median(incremental));
+    let throughput = pipe.as_secs_f64() / full.as_secs_f64();
+    let ratio = incremental.as_secs_f64() / delta.as_secs_f64();
+    let changed = rows / 100;
+    println!();
+    println!("{:<56} {:>9} {:>18}", "", "time", "throughput");
+    let line = |what: &str, time: Duration, rows: i64| println!("{what:<56} {:>8.2}s {}", time.as_secs_f64(), rate(rows, time));
+    line("pipe: COPY TO STDOUT | COPY FROM STDIN (binary)", pipe, rows);
+    line(&format!("syncline: full run ({partitions} partitions)"), full, rows);
+    line(&format!("baseline: COPY {changed} changed rows + INSERT … ON CONFLICT"), delta, changed);
+    line("syncline: 1%-changed incremental run", incremental, changed);
+    println!();
+    println!("full run:     {throughput:.2}× the pipe's throughput (target ≥ 0.9×) {}", verdict(throughput >= 0.9));
+    println!("incremental:  {ratio:.2}× its baseline (target ≤ 1.2×) {}", verdict(ratio <= 1.2));
+    println!("worker RSS:   {rss} MB peak (target < 128 MB) {}", verdict(rss < 128));
+    println!("checksums:    source {} destination {}", if same { "=" } else { "≠" }, verdict(same));
+    dbs.drop_all().await?;
+    ensure!(same, "the destination does not equal the source");
+    Ok(())
+}
