@@ -17,6 +17,8 @@ use syncline_core::connector::{DynConnector, register};
 pub mod conformance;
 pub mod files;
 pub mod memory;
+#[cfg(feature = "conformance")]
+pub mod moto;
 pub mod mysql;
 pub mod postgres;
 mod sql;
