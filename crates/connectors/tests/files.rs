@@ -17,7 +17,7 @@ use syncline_core::{
     connector::{BulkDestination, Context, DynConnector, ErrorClass, LoadMode, LoadRequest, TableSpec},
     egress::{Egress, Rule},
     object_url,
-    record::{Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value, arrow},
+    record::{Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
 };
 use uuid::Uuid;
 
@@ -90,19 +90,9 @@ impl Target {
         listed.into_iter().map(|m| m.location.to_string()).collect()
     }
 
-    /// The rows of the table's latest copy: `_latest.json`, its manifest, then its files.
+    /// The manifest and rows of the table's latest copy, read as readers read them.
     async fn read_back(&self, table: &str) -> (Json, Vec<RecordBatch>) {
-        let dir = table.replace('.', "/");
-        let latest = self.json(&format!("{dir}/_latest.json")).await;
-        let manifest = self.json(latest["manifest"].as_str().expect("manifest path")).await;
-        let mut batches = Vec::new();
-        for file in manifest["files"].as_array().expect("files") {
-            let bytes = self.get(file["path"].as_str().expect("path")).await;
-            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes).expect("parquet").build().expect("reader") {
-                batches.push(arrow::from_arrow(&batch.expect("batch")).expect("records"));
-            }
-        }
-        (manifest, batches)
+        syncline_connectors::files::read::latest(&context(vec![]), &self.config, table).await.expect("read back")
     }
 }
 

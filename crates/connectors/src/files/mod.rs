@@ -7,6 +7,8 @@ mod bulk;
 mod layout;
 mod manifest;
 mod part;
+#[cfg(feature = "conformance")]
+pub mod read;
 mod store;
 
 use std::sync::Arc;

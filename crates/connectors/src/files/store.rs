@@ -153,13 +153,18 @@ impl Bucket {
         }
     }
 
+    /// The object at `path`, or `None` when there is none.
+    pub async fn get(&self, path: &Path) -> Result<Option<Bytes>, ConnectorError> {
+        match self.store.get(path).await {
+            Ok(result) => result.bytes().await.map(Some).map_err(|e| self.error(path, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(path, e)),
+        }
+    }
+
     /// The JSON document at `path`, or `None` when there is none.
     pub async fn read<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, ConnectorError> {
-        let bytes = match self.store.get(path).await {
-            Ok(result) => result.bytes().await.map_err(|e| self.error(path, e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.error(path, e)),
-        };
+        let Some(bytes) = self.get(path).await? else { return Ok(None) };
         let document = serde_json::from_slice(&bytes)
             .map_err(|e| ConnectorError::permanent(format!("{}: {e}", self.relative(path))))?;
         Ok(Some(document))
