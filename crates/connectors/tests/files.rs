@@ -161,6 +161,18 @@ async fn copy(destination: &dyn BulkDestination, schema: &Schema) -> String {
     shadow
 }
 
+/// A new copy of `TABLE` holding one partition of every case, swapped in; returns its name.
+async fn swap_in_a_copy(destination: &dyn BulkDestination) -> String {
+    let cases = cases();
+    let schema = schema_of(&cases);
+    let shadow = copy(destination, &schema).await;
+    let mut loader = destination.load(request(&shadow, schema, Uuid::new_v4())).await.expect("load");
+    loader.write(&batch(&cases)).await.expect("write");
+    loader.commit().await.expect("commit");
+    destination.swap(&shadow, TABLE).await.expect("swap");
+    shadow
+}
+
 /// Two partitions into a new copy, one committed and one abandoned; the swapped-in copy reads
 /// back value for value.
 async fn every_type_round_trips(target: Target) {
@@ -218,14 +230,7 @@ async fn every_type_round_trips_through_s3() {
 #[tokio::test]
 async fn columns_carry_parquet_logical_types_readers_understand() {
     let target = Target::local();
-    let destination = target.destination();
-    let cases = cases();
-    let schema = schema_of(&cases);
-    let shadow = copy(destination.as_ref(), &schema).await;
-    let mut loader = destination.load(request(&shadow, schema.clone(), Uuid::new_v4())).await.expect("load");
-    loader.write(&batch(&cases)).await.expect("write");
-    loader.commit().await.expect("commit");
-    destination.swap(&shadow, TABLE).await.expect("swap");
+    swap_in_a_copy(target.destination().as_ref()).await;
     let (manifest, _) = target.read_back(TABLE).await;
     let file = target.get(manifest["files"][0]["path"].as_str().expect("path")).await;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
@@ -290,15 +295,9 @@ async fn a_large_partition_streams_through_a_multipart_upload() {
 async fn each_swap_keeps_the_copy_it_replaced_and_deletes_older_ones() {
     let target = Target::local();
     let destination = target.destination();
-    let cases = cases();
-    let schema = schema_of(&cases);
     let mut executions = Vec::new();
     for _ in 0..3 {
-        let shadow = copy(destination.as_ref(), &schema).await;
-        let mut loader = destination.load(request(&shadow, schema.clone(), Uuid::new_v4())).await.expect("load");
-        loader.write(&batch(&cases)).await.expect("write");
-        loader.commit().await.expect("commit");
-        destination.swap(&shadow, TABLE).await.expect("swap");
+        let shadow = swap_in_a_copy(destination.as_ref()).await;
         destination.swap(&shadow, TABLE).await.expect("a retried swap changes nothing");
         executions.push(shadow.rsplit_once('@').map(|(_, e)| Uuid::parse_str(e).expect("execution")).expect("copy"));
     }
