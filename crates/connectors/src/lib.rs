@@ -15,13 +15,16 @@ use syncline_core::connector::{DynConnector, register};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod files;
 pub mod memory;
+#[cfg(feature = "conformance")]
+pub mod moto;
 pub mod mysql;
 pub mod postgres;
 mod sql;
 
 static PRODUCTION: LazyLock<Vec<Arc<dyn DynConnector>>> =
-    LazyLock::new(|| vec![register(postgres::Postgres), register(mysql::Mysql)]);
+    LazyLock::new(|| vec![register(postgres::Postgres), register(mysql::Mysql), register(files::Files)]);
 
 static WITH_REFERENCE: LazyLock<Vec<Arc<dyn DynConnector>>> =
     LazyLock::new(|| PRODUCTION.iter().cloned().chain([register(memory::Memory)]).collect());

@@ -10,6 +10,7 @@ pub mod db;
 pub mod egress;
 pub mod executions;
 pub mod jsonschema;
+pub mod object_url;
 pub mod payload;
 pub mod queue;
 pub mod record;

@@ -225,3 +225,27 @@ async fn cancelling_a_schema_stops_it_where_the_execution_is() {
     assert_eq!(status, 404, "a schema the sync does not replicate");
     scene.finish().await;
 }
+
+#[tokio::test]
+async fn a_files_destination_takes_snapshots_only() {
+    let scene = Scene::new("api", "bulkfiles", TABLES).await;
+    let (api, conn) = (&scene.api, &scene.conn);
+    let dir = std::env::temp_dir().join(format!("syncline-files-{}", scene.org_id));
+    let files = json!({"name": "lake", "type": "files", "configuration": {"url": format!("file://{}", dir.display())}});
+    let files = id(&api.ok("POST", "/api/connections", Some(files)).await);
+    let target = api.ok("GET", &format!("/api/connections/{files}/bulksync/target"), None).await;
+    assert_eq!(
+        target["modes"].as_array().map(|m| m.iter().map(|m| m["id"].clone()).collect()),
+        Some(vec![json!("snapshot")])
+    );
+
+    let mut replicate = body(conn, &files);
+    replicate["mode"] = json!("replicate");
+    let (status, answer) = api.send("POST", "/api/bulk/syncs", Some(replicate)).await;
+    assert_error(status, &answer, 422, "a files destination does not take replicate mode (it takes snapshot)");
+    assert_eq!(answer["metadata"]["field"], "mode");
+    let sync = api.ok("POST", "/api/bulk/syncs", Some(body(conn, &files))).await;
+    assert_eq!(sync["mode"], "snapshot", "the destination's mode when none is given: {sync}");
+    std::fs::remove_dir_all(dir).ok();
+    scene.finish().await;
+}

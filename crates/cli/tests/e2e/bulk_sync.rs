@@ -1,13 +1,30 @@
-//! Bulk syncs end to end: PostgreSQL → PostgreSQL in every mode, tables cut into partitions that
-//! several workers load, incremental runs with deletes, and schema changes that stop only their
-//! own schema.
+//! Bulk syncs end to end: PostgreSQL → PostgreSQL in every mode and PostgreSQL → Parquet files
+//! on S3, tables cut into partitions that several workers load, incremental runs with deletes,
+//! and schema changes that stop only their own schema.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde_json::{Value as Json, json};
+use syncline_connectors::moto::Moto;
+use syncline_core::{
+    config::Deadlines,
+    connector::{Context, LoadMode, LoadRequest, TableSpec},
+    egress::Egress,
+    record::{Field, Schema},
+};
 use uuid::Uuid;
 
 use crate::support::*;
+
+/// Changes to the source `users`: 100 rows inserted, 50 updated, 30 deleted.
+const CHANGES: &str =
+    "insert into users select g, 'new' || g || '@example.com', 'N', 'N', null, 1, 1.00, true, now(), now(), null, 'US'
+       from generate_series(100001, 100100) g;
+     update users set email = 'changed' || id || '@example.com', updated_at = now() where id between 1000 and 1049;
+     delete from users where id between 5000 and 5029;";
 
 /// A bulk sync from `source` into `destination` (schema `public`) of `schemas` (id, config).
 async fn bulk_sync(scene: &Scene, destination: &str, mode: &str, schemas: &[(&str, Json)], spec: Json) -> Uuid {
@@ -140,15 +157,7 @@ async fn replicate_loads_in_partitions_then_applies_only_changes_and_deletes() {
     assert_eq!(*written, 20_000);
     assert!(*partitions >= 5, "20,000 rows in partitions of 3,000: {partitions}");
 
-    source
-        .batch_execute(
-            "insert into users select g, 'new' || g || '@example.com', 'N', 'N', null, 1, 1.00, true, now(), now(), null, 'US'
-               from generate_series(100001, 100100) g;
-             update users set email = 'changed' || id || '@example.com', updated_at = now() where id between 1000 and 1049;
-             delete from users where id between 5000 and 5029;",
-        )
-        .await
-        .expect("change the source");
+    source.batch_execute(CHANGES).await.expect("change the source");
     let (status, error, schemas) = run(&scene, sync, json!({})).await;
     assert_eq!(status, "completed", "{error:?} {schemas:?}");
     assert_eq!(checksum(&target).await, checksum(&source).await, "inserts, updates and deletes arrived");
@@ -168,6 +177,79 @@ async fn replicate_loads_in_partitions_then_applies_only_changes_and_deletes() {
     assert_eq!(shadows, 0, "no shadow table is left behind");
     assert_none_running(&scene.install).await;
     destination.drop_now().await;
+    scene.finish().await;
+}
+
+/// The checksum of `users` as files connection `config` holds it: its latest copy read back
+/// with the parquet crate, loaded into the empty database `into` by the PostgreSQL bulk
+/// destination and summed there by the query that sums the source; and the copy's manifest.
+async fn files_checksum(scene: &Scene, config: &Json, into: &TestDb) -> (String, Json) {
+    let egress = Egress::new(&scene.install.db.url, vec![], vec![]);
+    let ctx = Context::new(Arc::new(egress), Deadlines::default());
+    let table = "public.users";
+    let (manifest, batches) =
+        syncline_connectors::files::read::latest(&ctx, config, table).await.expect("read the files back");
+    let fields: Vec<Field> = serde_json::from_value(manifest["schema"].clone()).expect("the manifest's schema");
+    let schema = Arc::new(Schema { fields });
+    let (host, port) = server_address();
+    let postgres = syncline_connectors::get("postgresql").expect("postgresql");
+    let target = postgres.bulk_destination(&ctx, &pg_config(&host, port, &into.name, "readback")).expect("postgres");
+    target.drop_table(table).await.expect("drop");
+    target.shape(&TableSpec { table: table.into(), fields: schema.fields.clone(), key: vec![] }).await.expect("shape");
+    let request = LoadRequest {
+        table: table.into(),
+        schema,
+        key: vec![],
+        mode: LoadMode::Append,
+        marker: Uuid::new_v4(),
+        soft_delete: None,
+    };
+    let mut loader = target.load(request).await.expect("load");
+    for batch in &batches {
+        loader.write(batch).await.expect("write");
+    }
+    loader.commit().await.expect("commit");
+    (checksum(&into.client().await).await, manifest)
+}
+
+#[tokio::test]
+async fn snapshots_into_parquet_on_s3_equal_the_source() {
+    let Some(moto) = Moto::start().await else { return };
+    moto.create_bucket("lake").await;
+    let (scene, readback, _) = scene("bulk-files", 2_000, 6_000).await;
+    let config = json!({
+        "url": moto.url("lake", "warehouse"),
+        "format": "parquet",
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    });
+    let files = scene
+        .api
+        .ok("POST", "/api/connections", Some(json!({"name": "lake", "type": "files", "configuration": config})))
+        .await["id"]
+        .as_str()
+        .expect("connection id")
+        .to_owned();
+    let sync = bulk_sync(&scene, &files, "snapshot", &[("public.users", json!({}))], json!({})).await;
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    let source = scene.data.client().await;
+    let (copied, first) = files_checksum(&scene, &config, &readback).await;
+    assert_eq!(copied, checksum(&source).await, "the Parquet copy equals the source");
+    assert!(first["files"].as_array().map_or(0, Vec::len) >= 2, "a file per partition: {first}");
+
+    source.batch_execute(CHANGES).await.expect("change the source");
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    assert_eq!(schemas[0].3, 6_070, "the new copy is whole: {schemas:?}");
+    let (copied, second) = files_checksum(&scene, &config, &readback).await;
+    assert_eq!(copied, checksum(&source).await, "inserts, updates and deletes arrived");
+    assert_ne!(second["execution"], first["execution"]);
+    let listing = moto.listing("lake").await;
+    let first_copy = first["execution"].as_str().expect("execution");
+    assert!(listing.contains(first_copy), "the copy swapped out stays for readers until the next swap");
+    assert_none_running(&scene.install).await;
+    readback.drop_now().await;
     scene.finish().await;
 }
 

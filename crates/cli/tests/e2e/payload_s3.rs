@@ -1,89 +1,36 @@
 //! `s3://` payload paths against a real S3-compatible server (moto, from PyPI).
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use bytes::Bytes;
+use syncline_connectors::moto::Moto;
 use syncline_core::payload::PayloadStore;
 
 use crate::support::{Install, Scene, model_and_sync, run_sync};
 
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `moto_server` on a free port, or returns `None` (skip) outside CI when it is absent.
-async fn moto() -> Option<Moto> {
-    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let binary =
-        std::env::var("MOTO_SERVER").map(Into::into).unwrap_or_else(|_| workspace.join(".venv/bin/moto_server"));
-    if !binary.exists() {
-        assert!(std::env::var_os("CI").is_none(), "{} is missing: run scripts/python-env.sh", binary.display());
-        eprintln!("skipping: {} is missing (run scripts/python-env.sh)", binary.display());
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let child = Command::new(binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{endpoint}/")).await.is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Some(Moto { child, endpoint })
-}
-
-async fn create_bucket(moto: &Moto, bucket: &str) {
-    let response =
-        reqwest::Client::new().put(format!("{}/{bucket}", moto.endpoint)).send().await.expect("create bucket");
-    assert!(response.status().is_success(), "create bucket: {}", response.status());
-}
-
+/// A payload URL on `moto`, with its credentials in the query as the payload store takes them.
 fn s3_url(moto: &Moto, bucket: &str) -> String {
-    format!(
-        "s3://{bucket}/payloads?region=eu-west-1&endpoint={}&allow_http=true&access_key_id=test&secret_access_key=test",
-        moto.endpoint
-    )
+    format!("{}&access_key_id=test&secret_access_key=test", moto.url(bucket, "payloads"))
 }
 
 #[tokio::test]
 async fn s3_payloads_round_trip() {
-    let Some(moto) = moto().await else { return };
-    create_bucket(&moto, "roundtrip").await;
+    let Some(moto) = Moto::start().await else { return };
+    moto.create_bucket("roundtrip").await;
     let store = PayloadStore::open(&s3_url(&moto, "roundtrip")).expect("open s3 store");
     store.put("a/1.bin", Bytes::from_static(b"first")).await.expect("put");
     store.put("a/2.bin", Bytes::from_static(b"second")).await.expect("put");
     assert_eq!(store.get("a/2.bin").await.expect("get"), Bytes::from_static(b"second"));
     store.delete_prefix("a").await.expect("delete");
     assert_eq!(store.get_optional("a/1.bin").await.expect("get"), None);
-    let listing = reqwest::get(format!("{}/roundtrip?list-type=2", moto.endpoint))
-        .await
-        .expect("list")
-        .text()
-        .await
-        .expect("body");
+    let listing = moto.listing("roundtrip").await;
     assert!(!listing.contains("payloads/a/"), "deleted: {listing}");
 }
 
 #[tokio::test]
 async fn a_sync_runs_with_payloads_on_s3() {
-    let Some(moto) = moto().await else { return };
-    create_bucket(&moto, "executions").await;
+    let Some(moto) = Moto::start().await else { return };
+    moto.create_bucket("executions").await;
     let mut install = Install::new().await;
     install.payload_url = s3_url(&moto, "executions");
     let scene = Scene::with(
@@ -101,12 +48,7 @@ async fn a_sync_runs_with_payloads_on_s3() {
             .await;
     let run = run_sync(&api, &sync_id, Duration::from_secs(60)).await;
     assert_eq!((run["status"].as_str(), run["counts"]["insert"].as_i64()), (Some("completed"), Some(5000)), "{run}");
-    let listing = reqwest::get(format!("{}/executions?list-type=2", moto.endpoint))
-        .await
-        .expect("list")
-        .text()
-        .await
-        .expect("body");
+    let listing = moto.listing("executions").await;
     assert!(
         listing.contains(&format!("payloads/syncs/{sync_id}/snapshots/")),
         "the diff snapshot lives in S3: {listing}"

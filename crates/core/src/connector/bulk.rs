@@ -9,7 +9,10 @@ use futures::stream::BoxStream;
 use uuid::Uuid;
 
 use super::ConnectorError;
-use crate::record::{Field, RecordBatch, Schema};
+use crate::{
+    bulk::BulkMode,
+    record::{Field, RecordBatch, Schema},
+};
 
 /// A table as a bulk sync wants it: its columns, and its key (empty when it has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,21 @@ pub trait Loader: Send {
 /// Loads whole tables: what a bulk sync writes to.
 #[async_trait]
 pub trait BulkDestination: Send + Sync {
+    /// The modes it supports, snapshot always among them; a run of another mode runs as a
+    /// snapshot. One that supports only snapshots keeps whole copies: every run, test runs too,
+    /// appends into a new copy ([`shadow`](Self::shadow)) swapped in at the end, and
+    /// [`sweep`](Self::sweep) and [`retire`](Self::retire) are never called.
+    fn modes(&self) -> &'static [BulkMode] {
+        &BulkMode::ALL
+    }
+
+    /// The name of the copy of `table` that execution `execution` fills, to be swapped in at
+    /// the end. By default the table's name marked with the execution, within PostgreSQL's
+    /// 63-byte identifiers.
+    fn shadow(&self, table: &str, execution: Uuid) -> String {
+        marked(table, execution)
+    }
+
     /// The columns `table` has, or `None` when it does not exist.
     async fn columns(&self, table: &str) -> Result<Option<Vec<Field>>, ConnectorError>;
 
@@ -103,4 +121,23 @@ pub trait BulkDestination: Send + Sync {
 
     /// How many rows `table` holds.
     async fn count(&self, table: &str) -> Result<u64, ConnectorError>;
+}
+
+/// `schema.table` with the table's name marked with `execution`, within 63 bytes.
+fn marked(table: &str, execution: Uuid) -> String {
+    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    let mark = format!("__syncline_{}", &execution.simple().to_string()[..12]);
+    let base: String = name.chars().take(63 - mark.len()).collect();
+    format!("{schema}.{base}{mark}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_names_fit() {
+        let name = marked(&format!("public.{}", "x".repeat(80)), Uuid::new_v4());
+        assert_eq!(name.len(), "public.".len() + 63);
+    }
 }

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use syncline_core::{
-    bulk::StartOptions,
+    bulk::{BulkMode, StartOptions},
     connector::{BulkDestination, ConnectorError, Source},
     executions::{BULK_PARTITION, Claim, Outcome},
 };
@@ -72,9 +72,17 @@ async fn coordinate(
         let catalog = ends.source.discover().await?;
         let source_connection: Uuid = sync.connections.try_get("source_connection_id").map_err(connections::state)?;
         let keys = store::key_overrides(&services.pool, source_connection).await?;
+        let mode = match ends.destination.modes().contains(&sync.mode) {
+            true => sync.mode,
+            false => {
+                let message = format!("{} runs as snapshot: the destination keeps whole copies", sync.mode.as_str());
+                store::log(&services.pool, execution_id, None, "info", &message).await;
+                BulkMode::Snapshot
+            }
+        };
         let planner = Planner {
             execution_id,
-            mode: sync.mode,
+            mode,
             spec: &sync.spec,
             options: &options,
             catalog: &catalog,

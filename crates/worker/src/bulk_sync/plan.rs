@@ -216,15 +216,17 @@ impl Planner<'_> {
             && self.mode != BulkMode::Snapshot;
         // Test runs and incremental runs write into the live table; other runs fill a shadow
         // table that replaces it at the end, except append runs, which add to what is there.
+        // A destination that keeps whole copies (snapshots only) fills a new copy every run.
+        let supports = |mode| self.destination.modes().contains(&mode);
         let (load, shadow) = match (self.mode, test || incremental) {
             (BulkMode::Append, _) if resync.is_none() => (Load::Append, None),
             (BulkMode::Replicate, true) => (Load::Upsert, None),
             (BulkMode::Replicate, false) if resync == Some(ResyncMode::Refetch) && existing.is_some() => {
                 (Load::Upsert, None)
             }
-            (BulkMode::Snapshot, true) if !key.is_empty() => (Load::Upsert, None),
-            (BulkMode::Snapshot, true) => (Load::Append, None),
-            _ => (Load::Append, Some(shadow_name(output_name, &dataset, self.execution_id))),
+            (BulkMode::Snapshot, true) if !key.is_empty() && supports(BulkMode::Replicate) => (Load::Upsert, None),
+            (BulkMode::Snapshot, true) if supports(BulkMode::Append) => (Load::Append, None),
+            _ => (Load::Append, Some(self.destination.shadow(&table, self.execution_id))),
         };
         let target = match &shadow {
             Some(shadow) => {
@@ -303,14 +305,6 @@ impl Planner<'_> {
         }
         Ok(selected)
     }
-}
-
-/// A shadow table's name: the table's, marked with the execution, within PostgreSQL's 63 bytes.
-fn shadow_name(table: &str, dataset: &str, execution_id: Uuid) -> String {
-    let mark = format!("__syncline_{}", &execution_id.simple().to_string()[..12]);
-    let room = 63 - mark.len();
-    let base: String = table.chars().take(room).collect();
-    format!("{dataset}.{base}{mark}")
 }
 
 /// Fails when a column the table has holds another type than the source field now has.
@@ -402,12 +396,5 @@ mod tests {
             "{}",
             error.message
         );
-    }
-
-    #[test]
-    fn shadow_names_fit() {
-        let id = Uuid::new_v4();
-        let name = shadow_name(&"x".repeat(80), "public", id);
-        assert_eq!(name.len(), "public.".len() + 63);
     }
 }

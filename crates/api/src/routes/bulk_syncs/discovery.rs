@@ -1,7 +1,7 @@
 //! What a connection offers bulk syncs: the schemas of a source (`get_source`) and what a
 //! destination accepts (`get_destination`). PostgreSQL and MySQL/MariaDB connections are bulk
-//! sources; a connection is a bulk destination when its connector loads bulk syncs (PostgreSQL
-//! today). Other connections are refused naming the field.
+//! sources; a connection is a bulk destination when its connector loads bulk syncs (PostgreSQL,
+//! files), in the modes it supports. Other connections are refused naming the field.
 
 use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
@@ -36,24 +36,39 @@ pub enum Side {
 /// 422 (naming `field`, when given) unless `connection` can be this side of a bulk sync: a
 /// PostgreSQL or MySQL/MariaDB source, a destination whose connector loads bulk syncs.
 pub fn require(state: &AppState, connection: &Connection, side: Side, field: Option<&str>) -> Result<(), ApiError> {
-    let refused = match side {
-        Side::Source if BULK_SOURCES.contains(&connection.type_id.as_str()) => None,
-        Side::Source => Some(format!(
-            "a {} connection cannot be a bulk sync source (bulk syncs read {})",
-            connection.type_id,
-            BULK_SOURCES.join(", ")
+    match side {
+        Side::Source if BULK_SOURCES.contains(&connection.type_id.as_str()) => Ok(()),
+        Side::Source => Err(refusal(
+            format!(
+                "a {} connection cannot be a bulk sync source (bulk syncs read {})",
+                connection.type_id,
+                BULK_SOURCES.join(", ")
+            ),
+            field,
         )),
-        Side::Destination => {
-            let opened = connections::open(state, connection)?;
-            opened.connector.bulk_destination(&state.connector, &opened.config).err().map(|e| e.message)
-        }
-    };
-    let Some(message) = refused else { return Ok(()) };
+        Side::Destination => destination_modes(state, connection, field).map(|_| ()),
+    }
+}
+
+/// The modes bulk syncs into `connection` may take, the default first; 422 (naming `field`,
+/// when given) when its connector loads no bulk syncs.
+pub fn destination_modes(
+    state: &AppState,
+    connection: &Connection,
+    field: Option<&str>,
+) -> Result<&'static [BulkMode], ApiError> {
+    let opened = connections::open(state, connection)?;
+    let bulk = opened.connector.bulk_destination(&state.connector, &opened.config);
+    bulk.map(|b| b.modes()).map_err(|e| refusal(e.message, field))
+}
+
+/// 422 with `message`, naming `field` when given.
+fn refusal(message: String, field: Option<&str>) -> ApiError {
     let error = ApiError::unprocessable(message);
-    Err(match field {
+    match field {
         Some(field) => error.with_metadata(json!({ "field": field })),
         None => error,
-    })
+    }
 }
 
 #[derive(Deserialize)]
@@ -102,8 +117,7 @@ async fn destination(
     state: web::Data<AppState>,
     connection: Authorized<Connection, can::Read>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&state, &connection, Side::Destination, None)?;
-    let modes: Vec<Json> = BulkMode::ALL.into_iter().map(mode_json).collect();
+    let modes: Vec<Json> = destination_modes(&state, &connection, None)?.iter().copied().map(mode_json).collect();
     Ok(envelope(json!({
         "configuration": config_schema::<DestinationConfig>(),
         "modes": modes,

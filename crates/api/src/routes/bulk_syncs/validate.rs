@@ -83,6 +83,28 @@ async fn connection(
     Ok(connection)
 }
 
+/// The mode of a bulk sync into `destination`: `asked` if the destination takes it (422 naming
+/// `mode` otherwise), else the destination's default (replicate where it takes it).
+fn mode_into(state: &AppState, destination: &Connection, asked: Option<BulkMode>) -> Result<BulkMode, ApiError> {
+    let modes = discovery::destination_modes(state, destination, Some("destination_connection_id"))?;
+    match asked {
+        None => Ok(modes[0]),
+        Some(mode) if modes.contains(&mode) => Ok(mode),
+        Some(mode) => {
+            let taken: Vec<&str> = modes.iter().map(|m| m.as_str()).collect();
+            Err(invalid(
+                "mode",
+                format!(
+                    "a {} destination does not take {} mode (it takes {})",
+                    destination.type_id,
+                    mode.as_str(),
+                    taken.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
 /// What `automatically_add_new_fields` and `_objects` may be.
 const AUTO_ADD: &str = "one of all, onlyIncremental, onlyNonIncremental, none";
 
@@ -215,8 +237,7 @@ pub(super) async fn validate(
         return Err(invalid("organization_id", "organization_id must be the caller's organization".into()));
     }
     refuse_unsupported(&body)?;
-    let mode = read(&body, "mode", "one of replicate, snapshot, append", invalid)?.unwrap_or(BulkMode::Replicate);
-    let destination_configuration = destination_configuration(&body, mode)?;
+    let mode: Option<BulkMode> = read(&body, "mode", "one of replicate, snapshot, append", invalid)?;
     let auto_fields: Option<AutoAdd> = read(&body, "automatically_add_new_fields", AUTO_ADD, invalid)?;
     let auto_objects: Option<AutoAdd> = read(&body, "automatically_add_new_objects", AUTO_ADD, invalid)?;
     if auto_objects.is_some_and(|a| a != AutoAdd::None) {
@@ -241,6 +262,8 @@ pub(super) async fn validate(
     check_policies(&state.pool.get().await?, org, &policies).await?;
     let source = connection(state, caller, &body, "source_connection_id", Side::Source).await?;
     let destination = connection(state, caller, &body, "destination_connection_id", Side::Destination).await?;
+    let mode = mode_into(state, &destination, mode)?;
+    let destination_configuration = destination_configuration(&body, mode)?;
     let new_fields = auto_fields.unwrap_or_default();
     let writing = Writing { mode, normalize: normalize_names == "enabled", new_fields };
     let (schemas, enabled) = selection(state, &body, (&source, current), writing).await?;
