@@ -74,12 +74,16 @@ pub async fn run(rows: i64, runs: usize, binary: &str, workers: usize) -> anyhow
     let source = syncline.postgres_connection("source", &dbs.source_url).await?;
     let destination = syncline.postgres_connection("destination", &dbs.destination_url).await?;
     let created = syncline
-        .call(Method::POST, "bulk/syncs", json!({
-            "name": "bench", "source_connection_id": source, "destination_connection_id": destination,
-            "destination_configuration": {"schema": "public"}, "mode": "replicate", "active": true,
-            "default_schedule": {"frequency": "manual"},
-            "schemas": [{"id": "public.users", "tracking_field": "updated_at"}],
-        }))
+        .call(
+            Method::POST,
+            "bulk/syncs",
+            json!({
+                "name": "bench", "source_connection_id": source, "destination_connection_id": destination,
+                "destination_configuration": {"schema": "public"}, "mode": "replicate", "active": true,
+                "default_schedule": {"frequency": "manual"},
+                "schemas": [{"id": "public.users", "tracking_field": "updated_at"}],
+            }),
+        )
         .await?;
     let sync = BulkSync { syncline: &syncline, id: created["id"].as_str().context("bulk sync")?.to_owned() };
     let (mut full, mut incremental, mut partitions) = (Vec::new(), Vec::new(), 0);
@@ -103,7 +107,9 @@ pub async fn run(rows: i64, runs: usize, binary: &str, workers: usize) -> anyhow
     let changed = rows / 100;
     println!();
     println!("{:<56} {:>9} {:>18}", "", "time", "throughput");
-    let line = |what: &str, time: Duration, rows: i64| println!("{what:<56} {:>8.2}s {}", time.as_secs_f64(), rate(rows, time));
+    let line = |what: &str, time: Duration, rows: i64| {
+        println!("{what:<56} {:>8.2}s {}", time.as_secs_f64(), rate(rows, time))
+    };
     line("pipe: COPY TO STDOUT | COPY FROM STDIN (binary)", pipe, rows);
     line(&format!("syncline: full run ({partitions} partitions)"), full, rows);
     line(&format!("baseline: COPY {changed} changed rows + INSERT … ON CONFLICT"), delta, changed);

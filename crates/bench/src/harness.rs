@@ -259,7 +259,11 @@ impl Syncline {
     pub async fn postgres_connection(&self, name: &str, url: &str) -> anyhow::Result<String> {
         let config = connection_config(&reqwest::Url::parse(url)?, "postgres", 5432);
         let c = self
-            .call(reqwest::Method::POST, "connections", json!({"name": name, "type": "postgresql", "configuration": config}))
+            .call(
+                reqwest::Method::POST,
+                "connections",
+                json!({"name": name, "type": "postgresql", "configuration": config}),
+            )
             .await?;
         Ok(c["id"].as_str().context("connection")?.to_owned())
     }

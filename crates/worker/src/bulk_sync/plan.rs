@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use syncline_core::{
-    bulk::{AutoAdd, BulkMode, DestinationConfig, FetchMode, ResyncMode, SchemaConfig, StartOptions, TEST_ROWS},
+    bulk::{
+        AutoAdd, BulkMode, DestinationConfig, FetchMode, ResyncMode, SchemaConfig, StartOptions, TEST_ROWS,
+        destination_name,
+    },
     connector::{BulkDestination, Catalog, ConnectorError, LoadMode, Source, Stream, TableSpec},
     record::{Field, FieldType},
 };
@@ -112,7 +115,7 @@ impl Planner<'_> {
             if !schema.enabled || !named {
                 continue;
             }
-            let output_name = self.output_name(&schema.schema_id, &schema.config);
+            let output_name = schema.config.output_name(&schema.schema_id, self.normalize());
             let mut plan = PlannedSchema {
                 schema_id: schema.schema_id.clone(),
                 output_name: output_name.clone(),
@@ -139,21 +142,9 @@ impl Planner<'_> {
         self.spec["normalize_names"].as_str() != Some("disabled")
     }
 
-    /// The destination table name: the user's, or the table part of the schema id.
-    fn output_name(&self, schema_id: &str, config: &SchemaConfig) -> String {
-        match config.user_output_name.as_deref().filter(|n| !n.is_empty()) {
-            Some(name) => name.to_owned(),
-            None => self.name(schema_id.rsplit('.').next().unwrap_or(schema_id)),
-        }
-    }
-
-    /// A name as the destination gets it: lowercase letters, digits and underscores unless
-    /// `normalize_names` is disabled.
+    /// A name as the destination gets it (see [`destination_name`]).
     fn name(&self, name: &str) -> String {
-        if !self.normalize() {
-            return name.to_owned();
-        }
-        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+        destination_name(name, self.normalize())
     }
 
     async fn plan_schema(
@@ -281,14 +272,7 @@ impl Planner<'_> {
     fn selected_fields(&self, stream: &Stream, config: &SchemaConfig) -> Result<Vec<(Field, String)>, ConnectorError> {
         let auto: AutoAdd =
             serde_json::from_value(self.spec["automatically_add_new_fields"].clone()).unwrap_or_default();
-        let incremental = config.tracking_field.is_some();
-        let add_new = config.fields.is_empty()
-            || match auto {
-                AutoAdd::All => true,
-                AutoAdd::OnlyIncremental => incremental,
-                AutoAdd::OnlyNonIncremental => !incremental,
-                AutoAdd::None => false,
-            };
+        let add_new = config.adds_new_fields(auto);
         let mut selected = Vec::new();
         for field in &stream.fields {
             let listed = config.fields.iter().find(|f| f.id() == field.name);
@@ -373,15 +357,15 @@ mod tests {
     fn cursors_advance_to_the_highest_value() {
         let state = advanced(Some(json!(5)), &[json!(3), json!(12), json!(7)]);
         assert_eq!(state.cursor, Some(json!(12)));
-        let state = advanced(None, &[json!("2026-01-01T10:00:00+00:00"), json!("2026-01-01T12:00:00+02:00")]);
-        assert_eq!(state.cursor, Some(json!("2026-01-01T10:00:00+00:00")));
+        let state = advanced(None, &[json!("2026-01-01T10:00:00+00:00"), json!("2026-01-01T11:00:00+02:00")]);
+        assert_eq!(state.cursor, Some(json!("2026-01-01T10:00:00+00:00")), "by instant, not by text");
         assert_eq!(advanced(Some(json!(5)), &[]).cursor, Some(json!(5)));
     }
 
     #[test]
     fn timestamp_cursors_look_back() {
         assert_eq!(lookback(&json!("2026-01-01T10:00:00+00:00")), json!("2026-01-01T09:55:00+00:00"));
-        assert_eq!(lookback(&json!("2026-01-01T10:00:00.5")), json!("2026-01-01T09:55:00.5"));
+        assert_eq!(lookback(&json!("2026-01-01T10:00:00.5")), json!("2026-01-01T09:55:00.500"));
         assert_eq!(lookback(&json!(42)), json!(42));
     }
 
