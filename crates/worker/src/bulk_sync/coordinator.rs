@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    Settled,
+    Settled, capture,
     plan::{Finish, Planner},
     settle,
     store::{self, PartitionState, SchemaEnd},
@@ -84,6 +84,7 @@ async fn coordinate(
             partition_rows: services.partition_rows,
         };
         let schemas = store::schemas(&services.pool, sync_id).await?;
+        capture::prepare(&services.pool, &ctx, (sync_id, &sync), &source_config, &schemas).await?;
         let planned = planner.plan(&schemas).await?;
         for schema in &planned {
             let message = match &schema.failure {

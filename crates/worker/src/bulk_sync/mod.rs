@@ -2,6 +2,7 @@
 //! worker loads. Two job kinds: the execution of a bulk sync ([`BulkSync`], its coordinator)
 //! and one partition of one of its schemas ([`BulkPartition`]). See `docs/ARCHITECTURE.md`.
 
+mod capture;
 mod coordinator;
 mod partition;
 mod plan;
