@@ -75,7 +75,8 @@ pub async fn run(
     tokio::try_join!(
         run_kind::<model_sync::ModelSync>(services.clone(), concurrency, stop_rx.clone()),
         run_kind::<bulk_sync::BulkSync>(services.clone(), concurrency, stop_rx.clone()),
-        run_kind::<bulk_sync::BulkPartition>(services, concurrency, stop_rx),
+        run_kind::<bulk_sync::BulkPartition>(services.clone(), concurrency, stop_rx.clone()),
+        run_kind::<bulk_sync::BulkCdc>(services, concurrency, stop_rx),
     )?;
     let _ = sweep.await;
     info!("worker stopped");

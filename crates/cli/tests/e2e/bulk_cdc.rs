@@ -1,6 +1,6 @@
 //! Change data capture of bulk syncs: a `replicate` sync from a PostgreSQL connection with
-//! `change_detection` on gets a replication slot before its initial load, dropped once the sync
-//! is deleted.
+//! `change_detection` on gets a replication slot before its initial load, then streams the
+//! source's changes into the destination; the slot is dropped once the sync is deleted.
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,81 @@ async fn a_capturing_sync_has_a_slot_from_its_first_load_until_it_is_deleted() {
         assert!(Instant::now() < deadline, "the capture_slots row stays");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
+/// Seconds the writer changes the source (`SYNCLINE_CDC_SECONDS`, 10 by default; 60 for the
+/// full run).
+fn writer_seconds() -> u64 {
+    std::env::var("SYNCLINE_CDC_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10)
+}
+
+/// Changes about 1,000 rows a second of the source's `users` (`rows` of them at the start) for
+/// `seconds`: inserts, updates and deletes, 100 every 100 ms.
+async fn write_changes(source: &tokio_postgres::Client, rows: i64, seconds: u64) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for step in 0..(seconds as i64 * 10) {
+        tick.tick().await;
+        let (new, updated, deleted) = (rows + 1 + step * 40, 1 + (step * 40) % rows, rows - step * 20);
+        source
+            .batch_execute(&format!(
+                "insert into users select g, 'new' || g || '@example.com', 'N', 'N', null, 1, 1.00, true, now(), now(), null, 'US'
+                   from generate_series({new}, {new} + 39) g;
+                 update users set email = 'changed{step}.' || id || '@example.com', updated_at = now()
+                   where id between {updated} and {updated} + 39;
+                 delete from users where id between {deleted} - 19 and {deleted};"
+            ))
+            .await
+            .expect("change the source");
+    }
+}
+
+/// Waits until the destination equals the source (checksum and row count); returns how long.
+async fn converge(scene: &Scene, destination: &TestDb, limit: Duration) -> Duration {
+    let (source, target) = (scene.data.client().await, destination.client().await);
+    let started = Instant::now();
+    let count = "select count(*) from users";
+    loop {
+        let same = checksum(&target).await == checksum(&source).await
+            && target.query_one(count, &[]).await.expect("count").get::<_, i64>(0)
+                == source.query_one(count, &[]).await.expect("count").get::<_, i64>(0);
+        if same {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "the destination did not converge to the source within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for sync `sync`'s capture to run.
+async fn capture_running(scene: &Scene, sync: Uuid) {
+    let state = scene.install.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sql = "select count(*) from executions where kind = 'bulk_cdc' and subject_id = $1 and status = 'running'";
+        if state.query_one(sql, &[&sync]).await.expect("capture").get::<_, i64>(0) == 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the capture did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn changes_stream_after_the_load_and_converge_within_5_seconds() {
+    let rows = 20_000;
+    let (scene, destination, conn) = scene("bulk-cdc-stream", 5_000, rows).await;
+    capture_changes(&scene).await;
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({}))], json!({})).await;
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    capture_running(&scene, sync).await;
+    let seconds = writer_seconds();
+    write_changes(&scene.data.client().await, rows, seconds).await;
+    let took = converge(&scene, &destination, Duration::from_secs(60)).await;
+    println!("change capture: converged {took:?} after a {seconds} s writer stopped");
+    assert!(took <= Duration::from_secs(5), "converged in {took:?}");
     destination.drop_now().await;
     scene.finish().await;
 }

@@ -137,6 +137,9 @@ async fn coordinate(
         let error = ConnectorError::permanent(failures.join("; "));
         return Ok(RunEnd::Finished { outcome: Outcome::Failed { error: error.message, class: error.class }, counts });
     }
+    if capture::config(&sync, &source_config)?.is_some() {
+        capture::start(services, (sync_id, sync.organization_id), execution_id).await?;
+    }
     Ok(RunEnd::Finished { outcome: Outcome::Completed(Settled), counts })
 }
 
