@@ -8,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    bulk_sync::{bulk_sync, run, scene},
+    bulk_sync::{bulk_sync, run, scene, scene_with_roles},
     support::*,
 };
 
@@ -145,6 +145,34 @@ async fn changes_stream_after_the_load_and_converge_within_5_seconds() {
     let took = converge(&scene, &destination, Duration::from_secs(60)).await;
     println!("change capture: converged {took:?} after a {seconds} s writer stopped");
     assert!(took <= Duration::from_secs(5), "converged in {took:?}");
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
+#[tokio::test]
+async fn a_killed_capture_worker_loses_and_duplicates_nothing() {
+    let rows = 20_000;
+    let (scene, destination, conn) = scene_with_roles("bulk-cdc-kill", 5_000, rows, "api,scheduler").await;
+    let mut first = scene.install.spawn_as("worker", "w1").await;
+    capture_changes(&scene).await;
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({}))], json!({})).await;
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    capture_running(&scene, sync).await;
+    let seconds = writer_seconds();
+    let source = scene.data.client().await;
+    let writer = tokio::spawn(async move { write_changes(&source, rows, seconds).await });
+    tokio::time::sleep(Duration::from_secs(seconds / 2)).await;
+    first.kill();
+    let second = scene.install.spawn_as("worker", "w2").await;
+    writer.await.expect("the writer");
+    let took = converge(&scene, &destination, Duration::from_secs(120)).await;
+    println!("change capture after a kill -9: converged {took:?} after the writer stopped");
+    let state = scene.install.db.client().await;
+    let sql = "select worker from executions where kind = 'bulk_cdc' and subject_id = $1 and status = 'running'";
+    let worker: Option<String> = state.query_one(sql, &[&sync]).await.expect("the capture").get(0);
+    assert!(worker.is_some_and(|w| w.contains("-w2-")), "the second worker took the capture over");
+    drop(second);
     destination.drop_now().await;
     scene.finish().await;
 }
