@@ -37,6 +37,8 @@ pub struct Services {
     pub batch_bytes: usize,
     /// About how many rows one partition of a bulk sync's table holds.
     pub partition_rows: u64,
+    /// The most WAL, in MB, a bulk sync's replication slot may hold.
+    pub max_retained_wal_mb: u64,
 }
 
 impl Services {

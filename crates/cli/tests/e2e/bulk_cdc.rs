@@ -176,3 +176,44 @@ async fn a_killed_capture_worker_loses_and_duplicates_nothing() {
     destination.drop_now().await;
     scene.finish().await;
 }
+
+#[tokio::test]
+async fn a_slot_holding_too_much_wal_stops_the_capture_and_is_dropped() {
+    let (mut scene, destination, conn) = scene_with_roles("bulk-cdc-wal", 5_000, 2_000, "api,scheduler").await;
+    scene.install.extra_env.push(("CDC_MAX_RETAINED_WAL_MB".into(), "1".into()));
+    let worker = scene.install.spawn_as("worker", "w1").await;
+    capture_changes(&scene).await;
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({}))], json!({})).await;
+    let (status, error, _) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?}");
+    capture_running(&scene, sync).await;
+    // One transaction of a few MB of WAL.
+    let source = scene.data.client().await;
+    source
+        .batch_execute(
+            "insert into users select g, 'bulk' || g || '@example.com', 'N', 'N', null, 1, 1.00, true, now(), now(), null, 'US'
+               from generate_series(100001, 130000) g",
+        )
+        .await
+        .expect("a large change");
+    let state = scene.install.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let sql = "select status, errors ->> 0 from executions where kind = 'bulk_cdc' and subject_id = $1";
+        let row = state.query_one(sql, &[&sync]).await.expect("the capture");
+        if row.get::<_, String>(0) == "failed" {
+            break row.get::<_, Option<String>>(1).unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "the capture did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("held more than 1 MB of WAL") && error.contains("slot dropped"), "{error}");
+    assert!(slots(&scene).await.is_empty(), "the slot is dropped");
+    let (status, error, _) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "the next run reloads: {error:?}");
+    assert_eq!(checksum(&destination.client().await).await, checksum(&source).await, "the reload caught up");
+    assert_eq!(slots(&scene).await.len(), 1, "the next run prepares a new slot");
+    drop(worker);
+    destination.drop_now().await;
+    scene.finish().await;
+}

@@ -10,6 +10,7 @@ mod plan;
 mod settle;
 mod store;
 mod stream;
+mod wal_guard;
 
 use syncline_core::{
     db::{DbError, Transaction},

@@ -2,7 +2,7 @@
 //! slot in micro-batches, keeps the last change of each table and key, applies them to the
 //! destination (a truncate, then deletes by key, then upserts), and confirms the slot only once
 //! every table committed. A killed worker's successor gets the unconfirmed changes again and
-//! applies them idempotently.
+//! applies them idempotently. Before applying, [`wal_guard`] checks the WAL the slot holds.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::{
     Streamed, capture,
     plan::{Finish, Task},
-    store,
+    store, wal_guard,
 };
 use crate::{
     Services, connections,
@@ -87,6 +87,9 @@ async fn stream(services: &Services, claim: &Claim, counts: &mut Counts) -> Resu
             tokio::time::sleep(IDLE).await;
             continue;
         };
+        if !set.transactions.is_empty() {
+            wal_guard::check(services, &capture, (sync_id, claim.execution_id)).await?;
+        }
         let changes = apply(destination.as_ref(), &targets, &set).await?;
         capture.confirm(end).await?;
         counts.read += changes as i64;
