@@ -145,6 +145,12 @@ async fn changes_stream_after_the_load_and_converge_within_5_seconds() {
     let took = converge(&scene, &destination, Duration::from_secs(60)).await;
     println!("change capture: converged {took:?} after a {seconds} s writer stopped");
     assert!(took <= Duration::from_secs(5), "converged in {took:?}");
+    let state = scene.install.db.client().await;
+    let sql =
+        "select position is not null and position_time is not null, applied from capture_slots where bulk_sync_id = $1";
+    let row = state.query_one(sql, &[&sync]).await.expect("progress");
+    let (positioned, applied): (bool, i64) = (row.get(0), row.get(1));
+    assert!(positioned && applied >= 1_000, "the capture records its progress: {applied} changes");
     destination.drop_now().await;
     scene.finish().await;
 }

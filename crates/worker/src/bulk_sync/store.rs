@@ -14,6 +14,8 @@ use syncline_core::{
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use syncline_connectors::postgres::cdc::Lsn;
+
 use super::plan::{Finish, PlannedSchema, Task};
 use crate::connections::state;
 
@@ -485,4 +487,25 @@ pub async fn capture_targets(
             Ok((finish.stream.clone(), (finish, task)))
         })
         .collect()
+}
+
+/// Records a capture's confirmed `position`, the commit time of the last change it applied (when
+/// it applied any) and how many more changes it applied.
+pub async fn record_position(
+    pool: &DbPool,
+    sync_id: Uuid,
+    (position, time): (Lsn, Option<chrono::DateTime<chrono::Utc>>),
+    applied: i64,
+) -> Result<(), ConnectorError> {
+    let client = pool.get().await.map_err(state)?;
+    client
+        .execute(
+            "update capture_slots set position = $2, position_time = coalesce($3, position_time),
+                applied = applied + $4
+             where bulk_sync_id = $1",
+            &[&sync_id, &position, &time, &applied],
+        )
+        .await
+        .map_err(state)?;
+    Ok(())
 }
