@@ -20,7 +20,7 @@ from polytomic import BulkSyncDefaultScheduleRequest, Polytomic, SchemaConfigura
 from polytomic.core.api_error import ApiError
 
 import support
-from test_mariadb_flow import MARIADB_HOST, MARIADB_PORT
+from test_mariadb_flow import MARIADB_HOST, MARIADB_PASSWORD, MARIADB_PORT, MARIADB_USER
 
 TESTDATA = Path(__file__).resolve().parents[2] / "testdata"
 ROWS = 2_000
@@ -176,9 +176,10 @@ def mariadb_orders(n: int) -> tuple:
 def test_mariadb_into_postgres(server, databases, pt: Polytomic):
     _, destination_db = databases
     database = f"sdk_bulk_my_{support.random_suffix()}"
-    admin = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", password="", autocommit=True)
+    admin = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER, password=MARIADB_PASSWORD, autocommit=True)
     connect: Callable[[], pymysql.connections.Connection] = lambda: pymysql.connect(  # noqa: E731
-        host=MARIADB_HOST, port=MARIADB_PORT, user="root", password="", database=database, charset="utf8mb4",
+        host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER, password=MARIADB_PASSWORD, database=database,
+        charset="utf8mb4",
         autocommit=True)
     try:
         with admin.cursor() as cur:
@@ -187,7 +188,8 @@ def test_mariadb_into_postgres(server, databases, pt: Polytomic):
             cur.execute(MARIADB_ORDERS)
             cur.executemany("insert into orders values (%s, %s, %s, %s, %s, %s)", [mariadb_orders(n) for n in range(1, 301)])
         src = pt.connections.create(name="my-src", type="mysql", configuration={
-            "hostname": MARIADB_HOST, "port": MARIADB_PORT, "database": database, "username": "root", "ssl": False}).data
+            "hostname": MARIADB_HOST, "port": MARIADB_PORT, "database": database, "username": MARIADB_USER,
+            "password": MARIADB_PASSWORD, "ssl": False}).data
         dst = pt.connections.create(name="pg-my-dst", type="postgresql",
                                     configuration=server.postgres_configuration(destination_db, "pw")).data
         sync = pt.bulk_sync.create(

@@ -121,6 +121,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             batch_rows: syncline_worker::BATCH_ROWS,
             batch_bytes: syncline_worker::BATCH_BYTES,
             partition_rows: settings.bulk_partition_rows,
+            max_retained_wal_mb: settings.cdc_max_retained_wal_mb,
         };
         tasks.spawn(syncline_worker::run(services, settings.worker_concurrency, stopped()));
     }

@@ -113,6 +113,9 @@ pub struct Settings {
     /// `BULK_PARTITION_ROWS`: about how many rows one partition of a bulk sync's table holds;
     /// a larger table is cut into partitions that workers load in parallel.
     pub bulk_partition_rows: u64,
+    /// `CDC_MAX_RETAINED_WAL_MB`: the most WAL a bulk sync's replication slot may hold at its
+    /// source before its capture is stopped and the slot dropped.
+    pub cdc_max_retained_wal_mb: u64,
     /// State-database connections each role may hold, and how long a request waits for one.
     pub pools: PoolSizes,
     /// Deadlines of every call to a customer system.
@@ -244,6 +247,7 @@ impl Settings {
             worker_heartbeat: Duration::from_secs(env.number("WORKER_HEARTBEAT_SECONDS", 10, 1)?),
             worker_organization_slots: env.number("WORKER_ORGANIZATION_SLOTS", worker_concurrency.div_ceil(2), 1)?,
             bulk_partition_rows: env.number("BULK_PARTITION_ROWS", 250_000, 1)?,
+            cdc_max_retained_wal_mb: env.number("CDC_MAX_RETAINED_WAL_MB", 10_240, 1)?,
             pools,
             deadlines,
             connection_allowed: env

@@ -44,8 +44,12 @@ pub const BULK_SYNC: &str = "bulk_sync";
 /// partition), run by any worker.
 pub const BULK_PARTITION: &str = "bulk_partition";
 
+/// The job kind of a bulk sync's change capture (its subject is the bulk sync): streams the
+/// source's changes into the destination until it is stopped.
+pub const BULK_CDC: &str = "bulk_cdc";
+
 /// Every job kind, each with its own queue.
-pub const KINDS: &[&str] = &[MODEL_SYNC, BULK_SYNC, BULK_PARTITION];
+pub const KINDS: &[&str] = &[MODEL_SYNC, BULK_SYNC, BULK_PARTITION, BULK_CDC];
 
 /// Inserts a queued execution of `kind` for `subject_id`; fails with
 /// [`StartError::AlreadyRunning`] when one is in progress (a unique partial index makes this

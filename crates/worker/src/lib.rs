@@ -3,9 +3,11 @@
 //! Workers are stateless. Any number can run; each claims executions in Postgres, so a job
 //! delivered twice runs once, and an execution whose worker died is taken over once its lease
 //! expires. On SIGTERM a worker stops taking jobs and hands its running executions back.
+//! Workers also drop the replication slots of deleted bulk syncs ([`capture_slots`]).
 
 mod abort;
 mod bulk_sync;
+mod capture_slots;
 mod connections;
 mod job;
 mod kind;
@@ -35,6 +37,8 @@ pub struct Services {
     pub batch_bytes: usize,
     /// About how many rows one partition of a bulk sync's table holds.
     pub partition_rows: u64,
+    /// The most WAL, in MB, a bulk sync's replication slot may hold.
+    pub max_retained_wal_mb: u64,
 }
 
 impl Services {
@@ -67,11 +71,16 @@ pub async fn run(
         shutdown.await;
         stop_tx.send_replace(true);
     });
+    let sweeper = services.clone();
+    let sweep_stop = stop_rx.clone();
+    let sweep = tokio::spawn(async move { capture_slots::sweep_until(&sweeper, sweep_stop).await });
     tokio::try_join!(
         run_kind::<model_sync::ModelSync>(services.clone(), concurrency, stop_rx.clone()),
         run_kind::<bulk_sync::BulkSync>(services.clone(), concurrency, stop_rx.clone()),
-        run_kind::<bulk_sync::BulkPartition>(services, concurrency, stop_rx),
+        run_kind::<bulk_sync::BulkPartition>(services.clone(), concurrency, stop_rx.clone()),
+        run_kind::<bulk_sync::BulkCdc>(services, concurrency, stop_rx),
     )?;
+    let _ = sweep.await;
     info!("worker stopped");
     Ok(())
 }

@@ -27,7 +27,13 @@ const CHANGES: &str =
      delete from users where id between 5000 and 5029;";
 
 /// A bulk sync from `source` into `destination` (schema `public`) of `schemas` (id, config).
-async fn bulk_sync(scene: &Scene, destination: &str, mode: &str, schemas: &[(&str, Json)], spec: Json) -> Uuid {
+pub(crate) async fn bulk_sync(
+    scene: &Scene,
+    destination: &str,
+    mode: &str,
+    schemas: &[(&str, Json)],
+    spec: Json,
+) -> Uuid {
     let state = scene.install.db.client().await;
     let id = Uuid::new_v4();
     let org: Uuid = scene.org_id.parse().expect("org id");
@@ -59,13 +65,13 @@ type SchemaRun = (String, String, Option<String>, i64, i64, i32);
 
 /// Starts a run of `sync_id` with `options` (through a due schedule) and waits for it to end;
 /// returns its status, error and schemas.
-async fn run(scene: &Scene, sync_id: Uuid, options: Json) -> (String, Option<String>, Vec<SchemaRun>) {
+pub(crate) async fn run(scene: &Scene, sync_id: Uuid, options: Json) -> (String, Option<String>, Vec<SchemaRun>) {
     let execution = start(scene, sync_id, options).await;
     wait(scene, execution).await
 }
 
 /// Starts a run of `sync_id` with `options` through a due schedule; returns the execution.
-async fn start(scene: &Scene, sync_id: Uuid, options: Json) -> Uuid {
+pub(crate) async fn start(scene: &Scene, sync_id: Uuid, options: Json) -> Uuid {
     let state = scene.install.db.client().await;
     let org: Uuid = scene.org_id.parse().expect("org id");
     let started: String = state.query_one("select now()::text", &[]).await.expect("now").get(0);
@@ -96,7 +102,7 @@ async fn start(scene: &Scene, sync_id: Uuid, options: Json) -> Uuid {
 }
 
 /// Waits for bulk execution `id` to end; returns its status, error and schemas.
-async fn wait(scene: &Scene, id: Uuid) -> (String, Option<String>, Vec<SchemaRun>) {
+pub(crate) async fn wait(scene: &Scene, id: Uuid) -> (String, Option<String>, Vec<SchemaRun>) {
     let state = scene.install.db.client().await;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -126,11 +132,16 @@ async fn wait(scene: &Scene, id: Uuid) -> (String, Option<String>, Vec<SchemaRun
 
 /// A scene whose workers cut tables into partitions of about `partition_rows` rows, with a
 /// source `users` table of `rows` rows and a destination connection.
-async fn scene(name: &str, partition_rows: u64, rows: i64) -> (Scene, TestDb, String) {
+pub(crate) async fn scene(name: &str, partition_rows: u64, rows: i64) -> (Scene, TestDb, String) {
     scene_with_roles(name, partition_rows, rows, "api,worker,scheduler").await
 }
 
-async fn scene_with_roles(name: &str, partition_rows: u64, rows: i64, roles: &str) -> (Scene, TestDb, String) {
+pub(crate) async fn scene_with_roles(
+    name: &str,
+    partition_rows: u64,
+    rows: i64,
+    roles: &str,
+) -> (Scene, TestDb, String) {
     let mut install = Install::new().await;
     install.extra_env.push(("BULK_PARTITION_ROWS".into(), partition_rows.to_string()));
     let scene = Scene::with(install, roles, name, "select 1").await;

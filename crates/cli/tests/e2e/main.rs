@@ -5,6 +5,7 @@ mod access;
 mod api_errors;
 mod api_resources;
 mod bulk_api;
+mod bulk_cdc;
 mod bulk_sync;
 mod cli;
 mod config;

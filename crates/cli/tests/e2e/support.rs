@@ -57,8 +57,7 @@ impl TestDb {
     }
 
     pub async fn drop_now(self) {
-        let admin = connect(&server_url()).await;
-        let _ = admin.batch_execute(&format!("drop database if exists {} with (force)", self.name)).await;
+        drop_database(&connect(&server_url()).await, &self.name).await;
     }
 }
 
@@ -75,9 +74,16 @@ async fn sweep(admin: &tokio_postgres::Client) {
         let name: String = row.get(0);
         let pid: Option<u32> = name.split('_').nth(2).and_then(|p| p.parse().ok());
         if pid.is_some_and(|pid| !PathBuf::from(format!("/proc/{pid}")).exists()) {
-            let _ = admin.batch_execute(&format!("drop database if exists {name} with (force)")).await;
+            drop_database(admin, &name).await;
         }
     }
+}
+
+/// Drops test database `name` with its replication slots (which would keep it).
+async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
+    let slots = "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1";
+    let _ = admin.query(slots, &[&name]).await;
+    let _ = admin.batch_execute(&format!("drop database if exists {name} with (force)")).await;
 }
 
 /// One Syncline installation: state database, Redis prefix, payload directory, deployment key.

@@ -181,6 +181,16 @@ impl BulkDestination for FilesBulk {
         Err(ConnectorError::config(format!("{table}: {WHOLE_COPIES}; rows are not deleted from them")))
     }
 
+    async fn delete(
+        &self,
+        table: &str,
+        _: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
+        _: Arc<Schema>,
+        _: Option<&str>,
+    ) -> Result<u64, ConnectorError> {
+        Err(ConnectorError::config(format!("{table}: {WHOLE_COPIES}; rows are not deleted from them")))
+    }
+
     async fn retire(&self, table: &str, _: &str, _: &[String], _: Option<&str>) -> Result<u64, ConnectorError> {
         Err(ConnectorError::config(format!("{table}: {WHOLE_COPIES}; rows are not deleted from them")))
     }

@@ -44,6 +44,50 @@ impl PostgresBulk {
         client::connect(&self.ctx, &self.config).await
     }
 
+    /// Deletes (or, with `soft_delete`, marks) the rows of `table` whose key is among `keys`
+    /// (`among`), or not among them, in one transaction; returns how many.
+    async fn delete_keyed(
+        &self,
+        table: &str,
+        (keys, key_schema): (BoxStream<'static, Result<RecordBatch, ConnectorError>>, Arc<Schema>),
+        soft_delete: Option<&str>,
+        among: bool,
+    ) -> Result<u64, ConnectorError> {
+        let conn = self.connect().await?;
+        let key: Vec<String> = key_schema.fields.iter().map(|f| f.name.clone()).collect();
+        let columns: Vec<String> = key_schema
+            .fields
+            .iter()
+            .map(|f| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name()))
+            .collect();
+        let negation = if among { "" } else { "not " };
+        let gone = format!("{negation}exists (select 1 from syncline_keys k where {})", key_match(&key, "t", "k"));
+        let statement = match soft_delete {
+            None => format!("delete from {} as t where {gone}", quoted(table)),
+            Some(column) => {
+                format!(
+                    "update {} as t set {1} = now() where {1} is null and {gone}",
+                    quoted(table),
+                    quote_ident(column)
+                )
+            }
+        };
+        let work = async {
+            conn.client
+                .batch_execute(&format!(
+                    "begin; create temporary table syncline_keys ({}) on commit drop",
+                    columns.join(", ")
+                ))
+                .await
+                .map_err(|e| client::error(&e))?;
+            copy_all(&conn, "copy syncline_keys from stdin (format binary)", keys).await?;
+            let swept = conn.client.execute(&statement, &[]).await.map_err(|e| client::error(&e))?;
+            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))?;
+            Ok(swept)
+        };
+        conn.guard(self.ctx.deadlines.idle, work).await
+    }
+
     /// Runs `sql` in one transaction within the idle deadline.
     async fn execute(&self, sql: &str) -> Result<(), ConnectorError> {
         let conn = self.connect().await?;
@@ -230,38 +274,17 @@ impl BulkDestination for PostgresBulk {
         key_schema: Arc<Schema>,
         soft_delete: Option<&str>,
     ) -> Result<u64, ConnectorError> {
-        let conn = self.connect().await?;
-        let key: Vec<String> = key_schema.fields.iter().map(|f| f.name.clone()).collect();
-        let columns: Vec<String> = key_schema
-            .fields
-            .iter()
-            .map(|f| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name()))
-            .collect();
-        let gone = format!("not exists (select 1 from syncline_keys k where {})", key_match(&key, "t", "k"));
-        let statement = match soft_delete {
-            None => format!("delete from {} as t where {gone}", quoted(table)),
-            Some(column) => {
-                format!(
-                    "update {} as t set {1} = now() where {1} is null and {gone}",
-                    quoted(table),
-                    quote_ident(column)
-                )
-            }
-        };
-        let work = async {
-            conn.client
-                .batch_execute(&format!(
-                    "begin; create temporary table syncline_keys ({}) on commit drop",
-                    columns.join(", ")
-                ))
-                .await
-                .map_err(|e| client::error(&e))?;
-            copy_all(&conn, "copy syncline_keys from stdin (format binary)", keys).await?;
-            let swept = conn.client.execute(&statement, &[]).await.map_err(|e| client::error(&e))?;
-            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))?;
-            Ok(swept)
-        };
-        conn.guard(self.ctx.deadlines.idle, work).await
+        self.delete_keyed(table, (keys, key_schema), soft_delete, false).await
+    }
+
+    async fn delete(
+        &self,
+        table: &str,
+        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
+        key_schema: Arc<Schema>,
+        soft_delete: Option<&str>,
+    ) -> Result<u64, ConnectorError> {
+        self.delete_keyed(table, (keys, key_schema), soft_delete, true).await
     }
 
     async fn retire(

@@ -51,6 +51,11 @@ pub struct PostgresConfig {
     /// Whether to require TLS.
     #[serde(default = "default_ssl")]
     pub ssl: bool,
+    /// Whether bulk syncs in `replicate` mode from this connection capture changes through
+    /// logical replication after their initial load (needs `wal_level = logical` and a role
+    /// with `REPLICATION`).
+    #[serde(default)]
+    pub change_detection: bool,
 }
 
 fn default_port() -> u16 {

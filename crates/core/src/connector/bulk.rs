@@ -108,6 +108,17 @@ pub trait BulkDestination: Send + Sync {
         soft_delete: Option<&str>,
     ) -> Result<u64, ConnectorError>;
 
+    /// Deletes the rows of `table` whose key is among `keys` (the deletes change capture
+    /// streams) — or, with `soft_delete`, sets that timestamp column on them instead. Returns
+    /// how many rows it deleted or marked.
+    async fn delete(
+        &self,
+        table: &str,
+        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
+        key_schema: Arc<Schema>,
+        soft_delete: Option<&str>,
+    ) -> Result<u64, ConnectorError>;
+
     /// Counts the rows of `table` that `shadow` (its full reload) lacks by key: the rows deleted
     /// at the source. With `soft_delete`, also copies them into `shadow` with that timestamp
     /// column set, so the reload keeps them marked; the count is then of the newly marked.

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    Settled,
+    Settled, capture,
     plan::{Finish, Planner},
     settle,
     store::{self, PartitionState, SchemaEnd},
@@ -92,6 +92,7 @@ async fn coordinate(
             partition_rows: services.partition_rows,
         };
         let schemas = store::schemas(&services.pool, sync_id).await?;
+        capture::prepare(&services.pool, &ctx, (sync_id, &sync), &source_config, &schemas).await?;
         let planned = planner.plan(&schemas).await?;
         for schema in &planned {
             let message = match &schema.failure {
@@ -143,6 +144,9 @@ async fn coordinate(
     if !failures.is_empty() && failures.len() >= schemas {
         let error = ConnectorError::permanent(failures.join("; "));
         return Ok(RunEnd::Finished { outcome: Outcome::Failed { error: error.message, class: error.class }, counts });
+    }
+    if capture::config(&sync, &source_config)?.is_some() {
+        capture::start(services, (sync_id, sync.organization_id), execution_id).await?;
     }
     Ok(RunEnd::Finished { outcome: Outcome::Completed(Settled), counts })
 }

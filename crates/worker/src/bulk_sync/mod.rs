@@ -1,12 +1,16 @@
 //! Bulk syncs: whole tables from a source into a destination, cut into partitions that any
 //! worker loads. Two job kinds: the execution of a bulk sync ([`BulkSync`], its coordinator)
-//! and one partition of one of its schemas ([`BulkPartition`]). See `docs/ARCHITECTURE.md`.
+//! and one partition of one of its schemas ([`BulkPartition`]); then, for syncs that capture
+//! changes, the stream of those changes ([`BulkCdc`]). See `docs/ARCHITECTURE.md`.
 
+mod capture;
 mod coordinator;
 mod partition;
 mod plan;
 mod settle;
 mod store;
+mod stream;
+mod wal_guard;
 
 use syncline_core::{
     db::{DbError, Transaction},
@@ -71,6 +75,40 @@ impl JobKind for BulkPartition {
     }
 
     fn leftovers(_: &Claim, _: Option<&partition::PartitionLoaded>) -> Vec<String> {
+        vec![]
+    }
+}
+
+/// The change capture of a bulk sync: streams its source's changes into the destination.
+pub struct BulkCdc;
+
+/// A capture changes nothing on its sync when it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Streamed;
+
+#[async_trait::async_trait]
+impl Effects for Streamed {
+    async fn apply(&self, _: &Transaction<'_>, _: Uuid) -> Result<(), DbError> {
+        Ok(())
+    }
+}
+
+impl JobKind for BulkCdc {
+    const KIND: &'static str = executions::BULK_CDC;
+    /// It runs for as long as the sync exists: it would hold a slot for good.
+    const TAKES_SLOT: bool = false;
+    type Effects = Streamed;
+
+    fn run(
+        services: &Services,
+        claim: &Claim,
+        worker: &str,
+        stop: watch::Receiver<Option<Stop>>,
+    ) -> impl Future<Output = RunEnd<Streamed>> + Send {
+        stream::run(services, claim, worker, stop)
+    }
+
+    fn leftovers(_: &Claim, _: Option<&Streamed>) -> Vec<String> {
         vec![]
     }
 }

@@ -14,6 +14,8 @@ use syncline_core::{
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use syncline_connectors::postgres::cdc::Lsn;
+
 use super::plan::{Finish, PlannedSchema, Task};
 use crate::connections::state;
 
@@ -454,4 +456,58 @@ pub async fn running(pool: &DbPool, execution_id: Uuid) -> Result<Vec<String>, C
         .await
         .map_err(state)?;
     rows.iter().map(|r| r.try_get(0).map_err(state)).collect()
+}
+
+/// Whether bulk sync `sync_id` still exists.
+pub async fn exists(pool: &DbPool, sync_id: Uuid) -> Result<bool, ConnectorError> {
+    let client = pool.get().await.map_err(state)?;
+    let row = client.query_one("select exists (select 1 from bulk_syncs where id = $1)", &[&sync_id]).await;
+    row.map_err(state)?.try_get(0).map_err(state)
+}
+
+/// The completed schemas of load `execution_id` as change capture writes them, by source
+/// stream: how each ended and one of its tasks (fields and columns).
+pub async fn capture_targets(
+    pool: &DbPool,
+    execution_id: Uuid,
+) -> Result<HashMap<String, (Finish, Task)>, ConnectorError> {
+    let client = pool.get().await.map_err(state)?;
+    let rows = client
+        .query(
+            "select distinct on (s.schema_id) s.plan, p.task from bulk_schema_executions s
+             join bulk_partitions p on p.execution_id = s.execution_id and p.schema_id = s.schema_id
+             where s.execution_id = $1 and s.status = 'completed' and s.plan is not null",
+            &[&execution_id],
+        )
+        .await
+        .map_err(state)?;
+    let parse = |e: serde_json::Error| ConnectorError::permanent(format!("schema plan: {e}"));
+    rows.iter()
+        .map(|r| {
+            let finish: Finish = serde_json::from_value(r.try_get("plan").map_err(state)?).map_err(parse)?;
+            let task: Task = serde_json::from_value(r.try_get("task").map_err(state)?).map_err(parse)?;
+            Ok((finish.stream.clone(), (finish, task)))
+        })
+        .collect()
+}
+
+/// Records a capture's confirmed `position`, the commit time of the last change it applied (when
+/// it applied any) and how many more changes it applied.
+pub async fn record_position(
+    pool: &DbPool,
+    sync_id: Uuid,
+    (position, time): (Lsn, Option<chrono::DateTime<chrono::Utc>>),
+    applied: i64,
+) -> Result<(), ConnectorError> {
+    let client = pool.get().await.map_err(state)?;
+    client
+        .execute(
+            "update capture_slots set position = $2, position_time = coalesce($3, position_time),
+                applied = applied + $4
+             where bulk_sync_id = $1",
+            &[&sync_id, &position, &time, &applied],
+        )
+        .await
+        .map_err(state)?;
+    Ok(())
 }
