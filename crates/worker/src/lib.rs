@@ -56,7 +56,7 @@ pub const BATCH_ROWS: usize = 50_000;
 pub const BATCH_BYTES: usize = 16 << 20;
 
 /// How often an idle worker asks Redis for work.
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Runs a worker until `shutdown` resolves, then drains: running executions are handed back.
 /// Each job kind has its own queue and its own `concurrency` slots.

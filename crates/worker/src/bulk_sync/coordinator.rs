@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// How often the coordinator looks at its partitions.
-const TICK: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(100);
 
 /// Runs the bulk execution `claim` until every schema ended or `stop` says otherwise.
 pub async fn run(
