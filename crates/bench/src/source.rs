@@ -37,7 +37,7 @@ impl Source {
         }
     }
 
-    /// Fills the source's table from the PostgreSQL source's (which is the PostgreSQL source).
+    /// Fills a MariaDB source's table from the PostgreSQL source's (which needs nothing).
     pub fn load(&self, dbs: &Databases) -> anyhow::Result<()> {
         match self {
             Self::Postgres => Ok(()),
@@ -84,7 +84,8 @@ impl Source {
     }
 
     /// The shell command copying [`Source::export`]'s output into `table` of database `url`.
-    /// `mariadb --batch` escapes text as `COPY`'s text format does but spells NULL `NULL`.
+    /// `mariadb --batch` escapes text as `COPY`'s text format does but spells NULL `NULL` (so
+    /// the text `NULL` would arrive as NULL; the benchmark table holds none).
     pub fn copy_in(&self, url: &str, table: &str) -> String {
         match self {
             Self::Postgres => format!("psql -X -q '{url}' -c \"copy {table} from stdin (format binary)\""),
