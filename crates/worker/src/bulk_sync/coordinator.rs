@@ -125,10 +125,13 @@ async fn coordinate(
             }
             return Ok(RunEnd::Stopped { stop: stopped, counts: Default::default() });
         }
-        for schema_id in store::schema_cancels(&services.pool, execution_id).await? {
-            run.cancel(Some(&schema_id)).await?;
+        let mut running = Vec::new();
+        for (schema_id, cancel_requested) in store::running(&services.pool, execution_id).await? {
+            match cancel_requested {
+                true => run.cancel(Some(&schema_id)).await?,
+                false => running.push(schema_id),
+            }
         }
-        let running = store::running(&services.pool, execution_id).await?;
         if running.is_empty() {
             break;
         }
@@ -222,7 +225,7 @@ impl Run<'_> {
     /// Cancels the running schemas (or only `only`).
     async fn cancel(&self, only: Option<&str>) -> Result<(), ConnectorError> {
         store::cancel_partitions(&self.services.pool, self.execution_id, only).await?;
-        for schema_id in store::running(&self.services.pool, self.execution_id).await? {
+        for (schema_id, _) in store::running(&self.services.pool, self.execution_id).await? {
             if only.is_some_and(|s| s != schema_id) {
                 continue;
             }

@@ -249,19 +249,6 @@ pub async fn cancel_partitions(
     Ok(())
 }
 
-/// Schemas of `execution_id` whose cancel a user asked for while they run.
-pub async fn schema_cancels(pool: &DbPool, execution_id: Uuid) -> Result<Vec<String>, ConnectorError> {
-    let client = pool.get().await.map_err(state)?;
-    let rows = client
-        .query(
-            "select schema_id from bulk_schema_executions where execution_id = $1 and cancel_requested and status = 'running'",
-            &[&execution_id],
-        )
-        .await
-        .map_err(state)?;
-    rows.iter().map(|r| r.try_get(0).map_err(state)).collect()
-}
-
 /// Brings each running schema's `rows_read` up to date with its partitions in flight.
 pub async fn refresh_progress(pool: &DbPool, execution_id: Uuid) -> Result<(), ConnectorError> {
     let client = pool.get().await.map_err(state)?;
@@ -445,17 +432,18 @@ pub async fn finishes(pool: &DbPool, execution_id: Uuid) -> Result<HashMap<Strin
         .collect()
 }
 
-/// The schemas of `execution_id` still running.
-pub async fn running(pool: &DbPool, execution_id: Uuid) -> Result<Vec<String>, ConnectorError> {
+/// The schemas of `execution_id` still running, each with whether a user asked to cancel it.
+pub async fn running(pool: &DbPool, execution_id: Uuid) -> Result<Vec<(String, bool)>, ConnectorError> {
     let client = pool.get().await.map_err(state)?;
     let rows = client
         .query(
-            "select schema_id from bulk_schema_executions where execution_id = $1 and status = 'running' order by schema_id",
+            "select schema_id, cancel_requested from bulk_schema_executions
+             where execution_id = $1 and status = 'running' order by schema_id",
             &[&execution_id],
         )
         .await
         .map_err(state)?;
-    rows.iter().map(|r| r.try_get(0).map_err(state)).collect()
+    rows.iter().map(|r| Ok((r.try_get(0).map_err(state)?, r.try_get(1).map_err(state)?))).collect()
 }
 
 /// Whether bulk sync `sync_id` still exists.
