@@ -1,5 +1,5 @@
-"""Helpers shared by the Python suites (tests/sdk, tests/signin): throwaway PostgreSQL
-databases, free ports, and `syncline serve` processes with their logs.
+"""Helpers shared by the Python suites (tests/sdk, tests/signin, tests/dagster): throwaway
+PostgreSQL databases, free ports, `syncline serve` and `moto_server` processes with their logs.
 
 Importable as ``support`` because tests/pytest.ini puts this directory on ``sys.path``.
 """
@@ -14,6 +14,7 @@ import signal
 import socket
 import string
 import subprocess
+import sys
 import time
 import urllib.parse
 import warnings
@@ -239,6 +240,134 @@ def start_syncline(workdir: Path, state_dsn: str, env: dict[str, str]) -> Syncli
             stop(proc)
         raise
     return Syncline(base_url=base_url, deployment_key=deployment_key, log_path=log_path, process=proc)
+
+
+@dataclasses.dataclass(frozen=True)
+class SynclineServer:
+    """A `syncline serve` with every role, and the PostgreSQL databases made for its tests."""
+
+    base_url: str
+    deployment_key: str
+    # PostgreSQL: the admin URL the databases were created through, and the databases.
+    dsn: str
+    state_db: str
+    source_db: str
+    destination_db: str
+    # How Syncline's PostgreSQL *connections* (the ones created through the API) reach them.
+    pg_host: str
+    pg_port: int
+    pg_user: str
+    log_path: Path
+    # Every connection password handed out; none may appear in the server log.
+    passwords: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def source_dsn(self) -> str:
+        return url_with_database(self.dsn, self.source_db)
+
+    @property
+    def destination_dsn(self) -> str:
+        return url_with_database(self.dsn, self.destination_db)
+
+    @property
+    def state_dsn(self) -> str:
+        return url_with_database(self.dsn, self.state_db)
+
+    def connect(self, dbname: str) -> psycopg.Connection:
+        """An autocommit psycopg connection to one of this session's databases."""
+        return psycopg.connect(url_with_database(self.dsn, dbname), autocommit=True)
+
+    def postgres_configuration(self, dbname: str, password: str) -> dict:
+        """Connection configuration for a Syncline `postgresql` connection to `dbname`.
+
+        The server uses trust auth for loopback TCP, so the password is never checked; it is
+        there so the tests can verify that it is never echoed back by the API.
+        """
+        self.passwords.append(password)
+        return {
+            "hostname": self.pg_host,
+            "port": self.pg_port,
+            "database": dbname,
+            "username": self.pg_user,
+            "password": password,
+            "ssl": False,
+        }
+
+    def log(self) -> str:
+        return log_tail(self.log_path)
+
+
+@contextlib.contextmanager
+def syncline_server(workdir: Path, suite: str, prefix: str) -> Iterator[SynclineServer]:
+    """A running `syncline serve` (api, worker and scheduler in one process) with a fresh state,
+    source and destination database named after `prefix`, its log in `workdir`; stops it and
+    drops the databases on exit, then fails if a connection password reached the log. A
+    startup failure stops the whole session of `suite`."""
+    admin = admin_dsn()
+    parsed = urllib.parse.urlsplit(admin)
+    suffix = random_suffix()
+    databases = [f"syncline_{prefix}_{suffix}", f"{prefix}_src_{suffix}", f"{prefix}_dst_{suffix}"]
+    syncline: Optional[Syncline] = None
+    server: Optional[SynclineServer] = None
+    try:
+        with stop_session_on_startup_error(suite):
+            create_databases(admin, databases)
+            syncline = start_syncline(
+                workdir,
+                url_with_database(admin, databases[0]),
+                {
+                    "REDIS_KEY_PREFIX": f"{prefix}-{suffix}",
+                    "DEPLOYMENT": f"{prefix}-test",
+                    "ROLE": "api,worker,scheduler",
+                    "WORKER_HEARTBEAT_SECONDS": "2",
+                },
+            )
+        server = SynclineServer(
+            base_url=syncline.base_url,
+            deployment_key=syncline.deployment_key,
+            dsn=admin,
+            state_db=databases[0],
+            source_db=databases[1],
+            destination_db=databases[2],
+            pg_host=parsed.hostname or "127.0.0.1",
+            pg_port=parsed.port or 5432,
+            pg_user=urllib.parse.unquote(parsed.username or "postgres"),
+            log_path=syncline.log_path,
+        )
+        yield server
+    finally:
+        if syncline is not None:
+            stop(syncline.process)
+        drop_databases(admin, databases)
+    logged = server.log_path.read_text(errors="replace") if server else ""
+    leaked = [p for p in server.passwords if p in logged] if server else []
+    assert not leaked, f"connection passwords reached the server log {server.log_path}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Moto:
+    """A running `moto_server`: a local S3 (any access key is accepted)."""
+
+    endpoint: str
+    log_path: Path
+    process: subprocess.Popen
+
+
+def start_moto(workdir: Path) -> Moto:
+    """`moto_server` of this venv on a free port of 127.0.0.1, once it answers GET /."""
+    binary = Path(sys.executable).parent / "moto_server"
+    if not binary.exists():
+        raise StartupError(f"{binary} is missing: run scripts/python-env.sh")
+    port = free_tcp_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log_path = workdir / "moto.log"
+    proc = start_process([str(binary), "-H", "127.0.0.1", "-p", str(port)], log_path, dict(os.environ), workdir)
+    try:
+        wait_until_ready(proc, f"{endpoint}/", log_path)
+    except BaseException:
+        stop(proc)
+        raise
+    return Moto(endpoint=endpoint, log_path=log_path, process=proc)
 
 
 def report_logs(terminalreporter, exitstatus: int, paths: list[Path]) -> None:
