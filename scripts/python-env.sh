@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# Create (idempotently) the repo's Python virtualenv at ./.venv and install the pinned
-# test tooling from tests/sdk/requirements.txt (official Polytomic SDK, pytest, psycopg,
-# moto, boto3, requests).
+# Create (idempotently) one of the repo's Python virtualenvs and install its pinned test
+# tooling:
 #
-# Re-running is cheap: the pip install is skipped while .venv/.stamp-<hash of the
+#   scripts/python-env.sh          ./.venv from tests/sdk/requirements.txt (official Polytomic
+#                                  SDK 25.x, pytest, psycopg, moto, boto3, pyarrow, requests)
+#   scripts/python-env.sh dagster  ./.venv-dagster from tests/dagster/requirements.txt
+#                                  (dagster-polytomic, which needs the 1.x Polytomic SDK)
+#
+# Re-running is cheap: the pip install is skipped while <venv>/.stamp-<hash of the
 # requirements file> exists. Edit the requirements file and the next run reinstalls.
 #
 # Environment:
 #   PYTHON   interpreter used to create the venv (default: python3)
-#   VENV     venv location (default: <repo>/.venv)
+#   VENV     venv location (default: <repo>/.venv, or <repo>/.venv-<name> for a named one)
 #
 # Works on a fresh Debian machine: installs python3 / python3-venv with apt-get when missing
 # (through sudo when not root).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${VENV:-$repo_root/.venv}"
-req="$repo_root/tests/sdk/requirements.txt"
+case "${1:-sdk}" in
+    sdk) venv="${VENV:-$repo_root/.venv}" req="$repo_root/tests/sdk/requirements.txt" ;;
+    dagster) venv="${VENV:-$repo_root/.venv-dagster}" req="$repo_root/tests/dagster/requirements.txt" ;;
+    *) printf 'usage: %s [sdk|dagster]\n' "$0" >&2; exit 2 ;;
+esac
 python="${PYTHON:-python3}"
 
 log() { printf 'python-env: %s\n' "$*" >&2; }
@@ -70,10 +77,11 @@ else
     log "installing $(grep -cvE '^\s*(#|$)' "$req") pinned requirements from ${req#"$repo_root"/}"
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     "$venv/bin/python" -m pip install -q -r "$req" >&2
-    "$venv/bin/python" - <<'PY' >&2
-import importlib.metadata as md
-print("python-env: polytomic", md.version("polytomic"), "| pytest", md.version("pytest"),
-      "| psycopg", md.version("psycopg"))
+    "$venv/bin/python" - "$req" <<'PY' >&2
+import importlib.metadata as md, re, sys
+names = [re.split(r"[\[=<>~! ;]", line.strip())[0] for line in open(sys.argv[1])]
+names = [n for n in names if n and not n.startswith("#")]
+print("python-env:", " | ".join(f"{n} {md.version(n)}" for n in names))
 PY
     rm -f "$venv"/.stamp-*
     : >"$stamp"
