@@ -21,8 +21,7 @@ rust_passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/test-rust.log |
 # in its own venv (it needs the 1.x SDK).
 python_passed=0
 for suite in sdk signin dagster; do
-    venv=.venv
-    [ "$suite" = dagster ] && venv=.venv-dagster
+    case "$suite" in dagster) venv=.venv-dagster ;; *) venv=.venv ;; esac
     echo "== tests/$suite"
     SYNCLINE_BIN="$PWD/target/debug/syncline" "$venv/bin/pytest" "tests/$suite" -q -p no:cacheprovider 2>&1 | tee "target/test-$suite.log"
     python_passed=$((python_passed + $(grep -Eo '[0-9]+ passed' "target/test-$suite.log" | tail -n1 | awk '{print $1}')))

@@ -113,7 +113,7 @@ def test_bulk_sync_schemas_become_assets(server, org, tmp_path: Path):
     assert (bulk_sync.source_connection_id, bulk_sync.destination_connection_id) == (src["id"], dst["id"])
     assert (bulk_sync.organization_id, bulk_sync.destination_configuration_schema) == (org_id, DATASET)
 
-    specs = component.build_defs_from_workspace_data(state).assets
+    specs = component.build_defs_from_workspace_data(state).resolve_all_asset_specs()
     by_key = {spec.key: spec for spec in specs}
     assert set(by_key) == {dg.AssetKey([DATASET, "public.users"]), dg.AssetKey([DATASET, "public.orders"])}
     expected = {
