@@ -355,7 +355,29 @@ fn scale_rows() -> i64 {
 
 #[tokio::test]
 async fn three_workers_share_a_table_and_a_killed_one_loses_nothing() {
-    let rows = scale_rows();
+    three_workers_and_a_kill(scale_rows(), Victim::PartitionLoader).await;
+}
+
+#[tokio::test]
+async fn a_killed_coordinator_reloads_its_table_at_a_new_snapshot() {
+    three_workers_and_a_kill(60_000, Victim::Coordinator).await;
+}
+
+/// Which worker a scale-out test kills mid-load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    /// One loading a partition but not coordinating: the run resumes with the partitions not
+    /// yet committed.
+    PartitionLoader,
+    /// The one coordinating: the snapshot the partitions read at ends with it, so the table is
+    /// loaded again from the start at a new one.
+    Coordinator,
+}
+
+/// Loads a `rows`-row table with three workers, kills `victim` once partitions committed, and
+/// checks the run still completes with the destination equal to the source, each partition
+/// loaded once.
+async fn three_workers_and_a_kill(rows: i64, victim: Victim) {
     let (scene, destination, conn) = scene_with_roles("bulk-scale", (rows / 40) as u64, rows, "api,scheduler").await;
     let mut workers = Vec::new();
     for host in ["w1", "w2", "w3"] {
@@ -366,14 +388,18 @@ async fn three_workers_share_a_table_and_a_killed_one_loses_nothing() {
     let state = scene.install.db.client().await;
     // Once partitions committed, kill -9 a worker that is loading one.
     let deadline = Instant::now() + Duration::from_secs(300);
-    let victim = loop {
+    let host = loop {
         let row = state
             .query_opt(
-                "select e.worker from executions e join bulk_partitions p on e.kind = 'bulk_partition' and e.subject_id = p.id
+                "select case when $2 then c.worker else e.worker end
+                 from executions e join bulk_partitions p on e.kind = 'bulk_partition' and e.subject_id = p.id
+                 join executions c on c.id = p.execution_id
                  where p.execution_id = $1 and e.status = 'running' and e.worker is not null
-                   and exists (select 1 from bulk_partitions c where c.execution_id = $1 and c.status = 'committed')
+                   and c.worker is not null and (e.worker <> c.worker or $2)
+                   and exists (select 1 from bulk_partitions d where d.execution_id = $1 and d.status = 'committed')
+                   and (select count(*) from bulk_partitions u where u.execution_id = $1 and u.status <> 'committed') >= 5
                  limit 1",
-                &[&execution],
+                &[&execution, &(victim == Victim::Coordinator)],
             )
             .await
             .expect("running partitions");
@@ -384,7 +410,7 @@ async fn three_workers_share_a_table_and_a_killed_one_loses_nothing() {
         assert!(Instant::now() < deadline, "no partition was loading");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    workers[victim].kill();
+    workers[host].kill();
     let (status, error, schemas) = wait(&scene, execution).await;
     assert_eq!(status, "completed", "{error:?} {schemas:?}");
     let (source, target) = (scene.data.client().await, destination.client().await);
@@ -393,19 +419,34 @@ async fn three_workers_share_a_table_and_a_killed_one_loses_nothing() {
     assert_eq!(*written, rows, "every row written once");
     let row = state
         .query_one(
-            "select count(*), count(distinct worker), count(*) filter (where status = 'committed') from bulk_partitions
-             where execution_id = $1",
+            "select count(*), count(distinct worker), count(*) filter (where status = 'committed'), array_agg(id)
+             from bulk_partitions where execution_id = $1",
             &[&execution],
         )
         .await
         .expect("partitions");
-    let (count, workers_used, committed): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    let (count, workers_used, committed, ids): (i64, i64, i64, Vec<Uuid>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     assert_eq!(count, *partitions as i64);
     assert_eq!(committed, count, "every partition committed");
     assert!(workers_used >= 2, "partitions ran on several workers: {workers_used}");
-    let markers: i64 =
-        target.query_one("select count(*) from public._syncline_loads", &[]).await.expect("markers").get(0);
+    let markers: i64 = target
+        .query_one("select count(*) from public._syncline_loads where marker = any($1)", &[&ids])
+        .await
+        .expect("markers")
+        .get(0);
     assert_eq!(markers, count, "each partition was loaded exactly once");
+    // When the victim coordinated the run, the snapshot its partitions read at ended with it:
+    // the table was loaded again from the start (said in the log), at one new snapshot.
+    let reloaded: i64 = state
+        .query_one(
+            "select count(*) from execution_logs where execution_id = $1 and message like '%loading it again from the start%'",
+            &[&execution],
+        )
+        .await
+        .expect("logs")
+        .get(0);
+    assert_eq!(reloaded > 0, victim == Victim::Coordinator, "a reload happens exactly when the coordinator died");
     assert_none_running(&scene.install).await;
     drop(workers);
     destination.drop_now().await;

@@ -117,6 +117,30 @@ impl Connection {
         let timeout = limit.map_or(String::new(), |l| format!("; set local statement_timeout = {}", l.as_millis()));
         self.interactive(self.client.batch_execute(&format!("start transaction read only{timeout}"))).await
     }
+
+    /// Opens a read-only transaction that sees what snapshot `id` (exported by another
+    /// connection, see [`Self::export_snapshot`]) saw.
+    pub(super) async fn read_only_at(&self, id: &str) -> Result<(), ConnectorError> {
+        let sql = format!(
+            "start transaction isolation level repeatable read read only; set transaction snapshot '{}'",
+            id.replace('\'', "''")
+        );
+        self.interactive(self.client.batch_execute(&sql)).await.map_err(|e| {
+            ConnectorError::permanent(format!(
+                "the source snapshot {id} this read shares is gone (the run that held it ended): {}",
+                e.message
+            ))
+        })
+    }
+
+    /// Opens a read-only transaction and exports its snapshot for other connections to share
+    /// while this one stays open.
+    pub(super) async fn export_snapshot(&self) -> Result<String, ConnectorError> {
+        self.interactive(self.client.batch_execute("start transaction isolation level repeatable read read only"))
+            .await?;
+        let row = self.interactive(self.client.query_one("select pg_export_snapshot()", &[])).await?;
+        row.try_get(0).map_err(|e| error(&e))
+    }
 }
 
 /// Asks the server to cancel the running statement when dropped, unless disarmed.

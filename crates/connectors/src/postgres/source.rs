@@ -9,7 +9,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value as Json};
 use syncline_core::{
     connector::{
-        Catalog, ConnectorError, Context, ReadRequest, Readable, Reading, Source, Stream, StreamCapabilities, within,
+        Catalog, ConnectorError, Context, HeldSnapshot, ReadRequest, Readable, Reading, Source, Stream,
+        StreamCapabilities, within,
     },
     record::{Field, FieldType, RecordBatch, Schema, tuple_len},
 };
@@ -185,7 +186,10 @@ impl Source for PostgresSource {
         // Reads only read; the stream has no statement timeout (a large model reads for long)
         // but fails when the database goes quiet for longer than the idle deadline.
         let conn = client::connect(&self.ctx, &self.config).await?;
-        conn.read_only(None).await?;
+        match &request.snapshot {
+            Some(id) => conn.read_only_at(id).await?,
+            None => conn.read_only(None).await?,
+        }
         let sql = readable_sql(&request.readable, request.slice.as_ref())?;
         let columns = describe(&conn, &sql).await?;
         let column = |name: &str| {
@@ -215,6 +219,12 @@ impl Source for PostgresSource {
         Ok(Reading { schema, sorted, events: with_checkpoints(batches, cursor) })
     }
 
+    async fn hold_snapshot(&self) -> Result<Option<Box<dyn HeldSnapshot>>, ConnectorError> {
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        let id = conn.export_snapshot().await?;
+        Ok(Some(Box::new(Snapshot { id, conn })))
+    }
+
     async fn count(&self, stream: &str) -> Result<Option<u64>, ConnectorError> {
         let conn = client::connect(&self.ctx, &self.config).await?;
         let sql = format!("select count(*) from ({}) as m", table_sql(stream));
@@ -238,6 +248,23 @@ impl Source for PostgresSource {
                 }
             })
             .collect())
+    }
+}
+
+/// An exported snapshot and the transaction that keeps it.
+struct Snapshot {
+    id: String,
+    conn: Connection,
+}
+
+#[async_trait]
+impl HeldSnapshot for Snapshot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn keep_alive(&self) -> Result<(), ConnectorError> {
+        self.conn.interactive(self.conn.client.simple_query("select 1")).await.map(drop)
     }
 }
 

@@ -33,7 +33,7 @@ pub use destination::{
     TargetObject, WriteBatch, WriteRequest,
 };
 pub use error::{ConnectorError, ErrorClass};
-pub use source::{Cursor, Partition, ReadEvent, ReadRequest, Readable, Reading, Source};
+pub use source::{Cursor, HeldSnapshot, Partition, ReadEvent, ReadRequest, Readable, Reading, Source};
 pub use spec::{Capabilities, Connector, ConnectorSpec, DynConnector, ParameterValue, Secret, config_schema, register};
 
 /// What every connector call gets from the process: where connections may go, how long a call

@@ -47,6 +47,8 @@ pub struct ReadRequest {
     pub partition: Option<Partition>,
     /// One of the slices [`Source::slices`] cut the stream into.
     pub slice: Option<Json>,
+    /// Read as of this snapshot, held by [`Source::hold_snapshot`] (on any process).
+    pub snapshot: Option<String>,
     /// The state the source handed out in its last checkpoint of this read, if any.
     pub state: Option<Json>,
     /// Upper bounds of one batch.
@@ -64,6 +66,7 @@ impl ReadRequest {
             cursor: None,
             partition: None,
             slice: None,
+            snapshot: None,
             state: None,
             batch_rows,
             batch_bytes,
@@ -86,6 +89,17 @@ pub struct Reading {
     /// Whether records come sorted by `order_by` (a source may decline to sort).
     pub sorted: bool,
     pub events: BoxStream<'static, Result<ReadEvent, ConnectorError>>,
+}
+
+/// A moment of a source that reads on other connections, of other processes, can share (see
+/// [`Source::hold_snapshot`]); it lasts until this is dropped or its connection ends.
+#[async_trait]
+pub trait HeldSnapshot: Send + Sync {
+    /// What reads name in [`ReadRequest::snapshot`] to see it.
+    fn id(&self) -> &str;
+
+    /// Shows the source the holder is still there (so no idle timeout ends it).
+    async fn keep_alive(&self) -> Result<(), ConnectorError>;
 }
 
 /// Reads from a connection.
@@ -112,6 +126,12 @@ pub trait Source: Send + Sync {
     /// whole stream (`null`).
     async fn slices(&self, _stream: &str, _rows: u64) -> Result<Vec<Json>, ConnectorError> {
         Ok(vec![Json::Null])
+    }
+
+    /// Holds a moment of the source that the reads of a table's slices, on any worker, share,
+    /// so a table read in slices is read as of one moment; `None` when the source cannot.
+    async fn hold_snapshot(&self) -> Result<Option<Box<dyn HeldSnapshot>>, ConnectorError> {
+        Ok(None)
     }
 
     /// How many records stream `stream` holds, exactly, when the source can count them cheaply.

@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use syncline_core::{
     bulk::{BulkMode, StartOptions},
-    connector::{BulkDestination, ConnectorError, Source},
+    connector::{BulkDestination, ConnectorError, Context, HeldSnapshot, Source},
     executions::{BULK_PARTITION, Claim, Outcome},
 };
 use tokio::sync::watch;
@@ -48,6 +48,9 @@ pub async fn run(
 struct Ends {
     source: Arc<dyn Source>,
     destination: Arc<dyn BulkDestination>,
+    /// The source's full configuration and the calls' context (for change capture).
+    source_config: serde_json::Value,
+    ctx: Context,
 }
 
 async fn coordinate(
@@ -65,49 +68,15 @@ async fn coordinate(
     let ends = Ends {
         source: source.source(&ctx, &source_config)?,
         destination: target.bulk_destination(&ctx, &target_config)?,
+        source_config,
+        ctx,
     };
     let options: StartOptions = serde_json::from_value(claim.options.clone())
         .map_err(|e| ConnectorError::config(format!("start options: {e}")))?;
-    if !store::planned(&services.pool, execution_id).await? {
-        let catalog = ends.source.discover().await?;
-        let source_connection: Uuid = sync.connections.try_get("source_connection_id").map_err(connections::state)?;
-        let keys = store::key_overrides(&services.pool, source_connection).await?;
-        let mode = match ends.destination.modes().contains(&sync.mode) {
-            true => sync.mode,
-            false => {
-                let message = format!("{} runs as snapshot: the destination keeps whole copies", sync.mode.as_str());
-                store::log(&services.pool, execution_id, None, "info", &message).await;
-                BulkMode::Snapshot
-            }
-        };
-        let planner = Planner {
-            execution_id,
-            mode,
-            spec: &sync.spec,
-            options: &options,
-            catalog: &catalog,
-            keys: &keys,
-            source: ends.source.as_ref(),
-            destination: ends.destination.as_ref(),
-            partition_rows: services.partition_rows,
-        };
-        let schemas = store::schemas(&services.pool, sync_id).await?;
-        capture::prepare(&services.pool, &ctx, (sync_id, &sync), &source_config, &schemas).await?;
-        let planned = planner.plan(&schemas).await?;
-        for schema in &planned {
-            let message = match &schema.failure {
-                Some(failure) => format!("{} cannot run: {failure}", schema.schema_id),
-                None => format!(
-                    "{} planned: {} partition(s) into {}",
-                    schema.schema_id,
-                    schema.tasks.len(),
-                    schema.output_name
-                ),
-            };
-            store::log(&services.pool, execution_id, Some(&schema.schema_id), "info", &message).await;
-        }
-        store::save_plan(&services.pool, execution_id, &planned).await?;
-    }
+    let held = match store::planned(&services.pool, execution_id).await? {
+        false => plan(services, &ends, (sync_id, &sync, &options), execution_id, None).await?,
+        true => resume(services, &ends, (sync_id, &sync, &options), execution_id).await?,
+    };
     let run = Run {
         services,
         ends,
@@ -117,6 +86,7 @@ async fn coordinate(
         limit: concurrency(&sync.spec, &options),
         organization_id: sync.organization_id,
     };
+    let mut kept_alive = tokio::time::Instant::now();
     loop {
         let stopped = *stop.borrow();
         if let Some(stopped) = stopped {
@@ -137,6 +107,12 @@ async fn coordinate(
         }
         run.step(&running).await?;
         store::refresh_progress(&services.pool, execution_id).await?;
+        if let Some(held) = &held
+            && kept_alive.elapsed() >= KEEP_ALIVE
+        {
+            held.keep_alive().await?;
+            kept_alive = tokio::time::Instant::now();
+        }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => {}
@@ -148,11 +124,95 @@ async fn coordinate(
         let error = ConnectorError::permanent(failures.join("; "));
         return Ok(RunEnd::Finished { outcome: Outcome::Failed { error: error.message, class: error.class }, counts });
     }
-    if capture::config(&sync, &source_config)?.is_some() {
+    if capture::config(&sync, &run.ends.source_config)?.is_some() {
         capture::start(services, (sync_id, sync.organization_id), execution_id).await?;
     }
     Ok(RunEnd::Finished { outcome: Outcome::Completed(Settled), counts })
 }
+
+/// Plans the schemas of the run (those in `only`, when given) and saves the plan. Returns the
+/// source snapshot the partitions of its tables read at, which must be held until they
+/// committed.
+async fn plan(
+    services: &Services,
+    ends: &Ends,
+    (sync_id, sync, options): (Uuid, &store::SyncRow, &StartOptions),
+    execution_id: Uuid,
+    only: Option<&[String]>,
+) -> Result<Option<Box<dyn HeldSnapshot>>, ConnectorError> {
+    let catalog = ends.source.discover().await?;
+    let source_connection: Uuid = sync.connections.try_get("source_connection_id").map_err(connections::state)?;
+    let keys = store::key_overrides(&services.pool, source_connection).await?;
+    let mode = match ends.destination.modes().contains(&sync.mode) {
+        true => sync.mode,
+        false => {
+            let message = format!("{} runs as snapshot: the destination keeps whole copies", sync.mode.as_str());
+            store::log(&services.pool, execution_id, None, "info", &message).await;
+            BulkMode::Snapshot
+        }
+    };
+    let held = ends.source.hold_snapshot().await?;
+    let planner = Planner {
+        shadow_mark: if only.is_none() { execution_id } else { Uuid::new_v4() },
+        mode,
+        spec: &sync.spec,
+        options,
+        catalog: &catalog,
+        keys: &keys,
+        source: ends.source.as_ref(),
+        destination: ends.destination.as_ref(),
+        partition_rows: services.partition_rows,
+        snapshot: held.as_ref().map(|h| h.id()),
+    };
+    let mut schemas = store::schemas(&services.pool, sync_id).await?;
+    schemas.retain(|s| only.is_none_or(|only| only.contains(&s.schema_id)));
+    capture::prepare(&services.pool, &ends.ctx, (sync_id, sync), &ends.source_config, &schemas).await?;
+    let planned = planner.plan(&schemas).await?;
+    for schema in &planned {
+        let message = match &schema.failure {
+            Some(failure) => format!("{} cannot run: {failure}", schema.schema_id),
+            None => {
+                format!("{} planned: {} partition(s) into {}", schema.schema_id, schema.tasks.len(), schema.output_name)
+            }
+        };
+        store::log(&services.pool, execution_id, Some(&schema.schema_id), "info", &message).await;
+    }
+    store::save_plan(&services.pool, execution_id, &planned).await?;
+    let shared = planned.iter().flat_map(|s| &s.tasks).any(|t| t.snapshot.is_some());
+    Ok(held.filter(|_| shared))
+}
+
+/// Takes over a planned execution whose coordinator stopped. The source snapshot its
+/// partitions read at ended with that coordinator: a table read in several slices that has
+/// slices left to load is loaded again from the start, at a new snapshot, rather than from two
+/// moments of the source (a row updated in between could be read twice or not at all).
+async fn resume(
+    services: &Services,
+    ends: &Ends,
+    run: (Uuid, &store::SyncRow, &StartOptions),
+    execution_id: Uuid,
+) -> Result<Option<Box<dyn HeldSnapshot>>, ConnectorError> {
+    let stale = store::unshared(&services.pool, execution_id).await?;
+    if stale.is_empty() {
+        return Ok(None);
+    }
+    let finishes = store::finishes(&services.pool, execution_id).await?;
+    for schema_id in &stale {
+        let message = format!(
+            "{schema_id}: the source snapshot its partitions read at ended with the previous coordinator; loading it again from the start"
+        );
+        store::log(&services.pool, execution_id, Some(schema_id), "warning", &message).await;
+        store::cancel_partitions(&services.pool, execution_id, Some(schema_id)).await?;
+        if let Some(shadow) = finishes.get(schema_id).and_then(|f| f.shadow.as_deref()) {
+            ends.destination.drop_table(shadow).await?;
+        }
+    }
+    store::forget(&services.pool, execution_id, &stale).await?;
+    plan(services, ends, run, execution_id, Some(&stale)).await
+}
+
+/// How often the coordinator shows the source it still holds the run's snapshot.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// One coordinated execution.
 struct Run<'a> {

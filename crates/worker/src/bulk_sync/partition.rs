@@ -131,6 +131,7 @@ async fn load(
         services.batch_bytes,
     );
     request.slice = Some(task.slice.clone()).filter(|s| !s.is_null());
+    request.snapshot = task.snapshot.clone();
     if let (Some(after), Some(tracking)) = (&task.after, task.tracking) {
         request.cursor = Some(Cursor { field: task.fields[tracking].clone(), after: Some(after.clone()) });
     }

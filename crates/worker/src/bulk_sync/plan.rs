@@ -46,6 +46,9 @@ pub struct Task {
     pub columns: Vec<String>,
     /// The slice of the stream ([`Source::slices`]).
     pub slice: Json,
+    /// The source snapshot every slice of the table is read at, when it is read in several.
+    #[serde(default)]
+    pub snapshot: Option<String>,
     /// Read only records whose tracking field is after this value.
     pub after: Option<Json>,
     /// The position in `fields` of the tracking field, whose highest value is checkpointed.
@@ -91,7 +94,9 @@ pub struct PlannedSchema {
 
 /// What planning needs besides the schemas.
 pub struct Planner<'a> {
-    pub execution_id: Uuid,
+    /// Marks the names of shadow tables: the execution's id, or a fresh one when a schema is
+    /// planned again (so a partition of the first plan can never load into the new shadow).
+    pub shadow_mark: Uuid,
     pub mode: BulkMode,
     pub spec: &'a Json,
     pub options: &'a StartOptions,
@@ -100,6 +105,8 @@ pub struct Planner<'a> {
     pub source: &'a dyn Source,
     pub destination: &'a dyn BulkDestination,
     pub partition_rows: u64,
+    /// The source snapshot held for the run, shared by the slices of each table.
+    pub snapshot: Option<&'a str>,
 }
 
 /// How late a commit may become visible after rows with later tracking values: incremental
@@ -217,7 +224,7 @@ impl Planner<'_> {
             }
             (BulkMode::Snapshot, true) if !key.is_empty() && supports(BulkMode::Replicate) => (Load::Upsert, None),
             (BulkMode::Snapshot, true) if supports(BulkMode::Append) => (Load::Append, None),
-            _ => (Load::Append, Some(self.destination.shadow(&table, self.execution_id))),
+            _ => (Load::Append, Some(self.destination.shadow(&table, self.shadow_mark))),
         };
         let target = match &shadow {
             Some(shadow) => {
@@ -235,6 +242,7 @@ impl Planner<'_> {
             (false, false) => self.source.slices(id, self.partition_rows).await?,
             _ => vec![Json::Null],
         };
+        let snapshot = self.snapshot.filter(|_| slices.len() > 1).map(str::to_owned);
         plan.total =
             self.source.estimate_rows(&syncline_core::connector::Readable::Stream(id.clone())).await.ok().flatten();
         plan.tasks = slices
@@ -244,6 +252,7 @@ impl Planner<'_> {
                 fields: selected.iter().map(|(f, _)| f.name.clone()).collect(),
                 columns: selected.iter().map(|(_, c)| c.clone()).collect(),
                 slice,
+                snapshot: snapshot.clone(),
                 after: after.clone(),
                 tracking,
                 table: target.clone(),

@@ -163,6 +163,36 @@ pub async fn save_plan(pool: &DbPool, execution_id: Uuid, schemas: &[PlannedSche
     tx.commit().await.map_err(state)
 }
 
+/// The running schemas of `execution_id` with partitions left to load that read at a shared
+/// source snapshot.
+pub async fn unshared(pool: &DbPool, execution_id: Uuid) -> Result<Vec<String>, ConnectorError> {
+    let client = pool.get().await.map_err(state)?;
+    let rows = client
+        .query(
+            "select distinct s.schema_id from bulk_schema_executions s
+             join bulk_partitions p on p.execution_id = s.execution_id and p.schema_id = s.schema_id
+             where s.execution_id = $1 and s.status = 'running' and p.status <> 'committed'
+               and p.task ->> 'snapshot' is not null
+             order by 1",
+            &[&execution_id],
+        )
+        .await
+        .map_err(state)?;
+    rows.iter().map(|r| r.try_get(0).map_err(state)).collect()
+}
+
+/// Forgets the plan of `schema_ids` in `execution_id` (their partitions and counts), so they
+/// can be planned again.
+pub async fn forget(pool: &DbPool, execution_id: Uuid, schema_ids: &[String]) -> Result<(), ConnectorError> {
+    let mut client = pool.get().await.map_err(state)?;
+    let tx = client.transaction().await.map_err(state)?;
+    for table in ["bulk_partitions", "bulk_schema_executions"] {
+        let sql = format!("delete from {table} where execution_id = $1 and schema_id = any($2)");
+        tx.execute(&sql, &[&execution_id, &schema_ids]).await.map_err(state)?;
+    }
+    tx.commit().await.map_err(state)
+}
+
 /// Where a partition stands.
 #[derive(Debug, Clone)]
 pub struct PartitionState {
