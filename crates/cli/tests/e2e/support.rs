@@ -429,6 +429,60 @@ pub async fn pg_connection(api: &Api, label: &str, database: &str) -> String {
     c["id"].as_str().expect("connection id").to_owned()
 }
 
+/// The MariaDB server tests create their databases on.
+fn mariadb_opts() -> mysql_async::Opts {
+    let url = std::env::var("MARIADB_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    mysql_async::Opts::from_url(&url).unwrap_or_else(|e| panic!("MARIADB_URL {url:?}: {e}"))
+}
+
+/// A database of this test's own on the MariaDB server; dropped by [`MariaDb::drop_now`].
+pub struct MariaDb {
+    pub name: String,
+}
+
+impl MariaDb {
+    pub async fn new() -> Self {
+        let name = format!("sl_t_{}_{}", std::process::id(), rand_suffix());
+        let mut admin = mysql_async::Conn::new(mariadb_opts()).await.expect("the MariaDB of MARIADB_URL");
+        mysql_async::prelude::Queryable::query_drop(
+            &mut admin,
+            format!("create database {name} character set utf8mb4"),
+        )
+        .await
+        .expect("create test database");
+        Self { name }
+    }
+
+    /// A connection to the database, in UTC.
+    pub async fn conn(&self) -> mysql_async::Conn {
+        let opts = mysql_async::OptsBuilder::from_opts(mariadb_opts())
+            .db_name(Some(self.name.clone()))
+            .init(vec!["set time_zone = '+00:00'"]);
+        mysql_async::Conn::new(opts).await.expect("connect to MariaDB")
+    }
+
+    pub async fn drop_now(self) {
+        let mut conn = self.conn().await;
+        mysql_async::prelude::Queryable::query_drop(&mut conn, format!("drop database {}", self.name))
+            .await
+            .expect("drop test database");
+    }
+
+    /// A MySQL / MariaDB connection to the database through `api`.
+    pub async fn connection(&self, api: &Api, label: &str) -> String {
+        let opts = mariadb_opts();
+        let mut config = json!({
+            "hostname": opts.ip_or_hostname(), "port": opts.tcp_port(), "database": self.name,
+            "username": opts.user().unwrap_or("root"), "ssl": false,
+        });
+        if let Some(password) = opts.pass() {
+            config["password"] = json!(password);
+        }
+        let body = json!({"name": label, "type": "mysql", "configuration": config});
+        api.ok("POST", "/api/connections", Some(body)).await["id"].as_str().expect("connection id").to_owned()
+    }
+}
+
 /// A model over `query` and a sync of its `fields` into `object`, identity `id`.
 pub async fn model_and_sync(
     api: &Api,
