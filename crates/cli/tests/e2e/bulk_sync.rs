@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use mysql_async::prelude::Queryable;
 use serde_json::{Value as Json, json};
 use syncline_connectors::moto::Moto;
 use syncline_core::{
@@ -195,12 +196,14 @@ async fn replicate_loads_in_partitions_then_applies_only_changes_and_deletes() {
 }
 
 /// `users` row by row, every column but `attributes` rendered alike by both engines (timestamps in
-/// UTC), and `attributes` parsed: PostgreSQL writes `jsonb` with spaces, MariaDB as it was sent.
+/// UTC, decimals without trailing zeros: the source's `numeric(12,2)` is read as `numeric`, which
+/// MariaDB stores as `DECIMAL(65,30)`), and `attributes` parsed: PostgreSQL writes `jsonb` with
+/// spaces, MariaDB as it was sent.
 type UserRows = Vec<(i64, String, Option<Json>)>;
 
 async fn pg_users(client: &tokio_postgres::Client) -> UserRows {
-    let sql = "select id, concat_ws('|', email, first_name, last_name, coalesce(company, '(null)'), score, revenue,
-                      active, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),
+    let sql = "select id, concat_ws('|', email, first_name, last_name, coalesce(company, '(null)'), score,
+                      trim_scale(revenue), active, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),
                       to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), country),
                       attributes::text
                from users order by id";
@@ -209,15 +212,14 @@ async fn pg_users(client: &tokio_postgres::Client) -> UserRows {
 }
 
 async fn mariadb_users(db: &MariaDb) -> UserRows {
-    let sql = "select id, concat_ws('|', email, first_name, last_name, coalesce(company, '(null)'), score, revenue,
-                      case active when 1 then 't' when 0 then 'f' end,
+    let sql = "select id, concat_ws('|', email, first_name, last_name, coalesce(company, '(null)'), score,
+                      trim(trailing '.' from trim(trailing '0' from revenue)), case active when 1 then 't' when 0 then 'f' end,
                       date_format(created_at, '%Y-%m-%d %H:%i:%s.%f'),
                       date_format(updated_at, '%Y-%m-%d %H:%i:%s.%f'), country),
                       attributes
                from users order by id";
     let mut conn = db.conn().await;
-    let rows: Vec<(i64, String, Option<String>)> =
-        mysql_async::prelude::Queryable::query(&mut conn, sql).await.expect("users");
+    let rows: Vec<(i64, String, Option<String>)> = conn.query(sql).await.expect("users");
     rows.into_iter().map(|(id, line, attributes)| (id, line, parsed(attributes))).collect()
 }
 
@@ -260,12 +262,13 @@ async fn replicate_into_mariadb_equals_the_source() {
     assert_eq!(*deleted, 30, "deletes are counted");
     assert_eq!(*partitions, 1, "an incremental run reads one slice");
     assert!((150..=150 + 301).contains(written), "only moved rows are read: {written}");
-    let tables: Vec<String> = mysql_async::prelude::Queryable::query(
-        &mut mariadb.conn().await,
-        "select table_name from information_schema.tables where table_schema = database() order by 1",
-    )
-    .await
-    .expect("tables");
+    let mut tables: Vec<String> = mariadb
+        .conn()
+        .await
+        .query("select table_name from information_schema.tables where table_schema = database()")
+        .await
+        .expect("tables");
+    tables.sort();
     assert_eq!(tables, ["_syncline_loads", "users"], "no shadow table is left behind");
     assert_none_running(&scene.install).await;
     mariadb.drop_now().await;

@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use mysql_async::prelude::Queryable;
 use serde_json::{Value as Json, json};
 use tokio_postgres::NoTls;
 
@@ -72,11 +73,16 @@ async fn sweep(admin: &tokio_postgres::Client) {
     };
     for row in rows {
         let name: String = row.get(0);
-        let pid: Option<u32> = name.split('_').nth(2).and_then(|p| p.parse().ok());
-        if pid.is_some_and(|pid| !PathBuf::from(format!("/proc/{pid}")).exists()) {
+        if left_behind(&name) {
             drop_database(admin, &name).await;
         }
     }
+}
+
+/// Whether test database `name` (`sl_t_<pid>_…`) belongs to a test process no longer running.
+fn left_behind(name: &str) -> bool {
+    let pid: Option<u32> = name.split('_').nth(2).and_then(|p| p.parse().ok());
+    pid.is_some_and(|pid| !PathBuf::from(format!("/proc/{pid}")).exists())
 }
 
 /// Drops test database `name` with its replication slots (which would keep it).
@@ -435,21 +441,21 @@ fn mariadb_opts() -> mysql_async::Opts {
     mysql_async::Opts::from_url(&url).unwrap_or_else(|e| panic!("MARIADB_URL {url:?}: {e}"))
 }
 
-/// A database of this test's own on the MariaDB server; dropped by [`MariaDb::drop_now`].
+/// A database of this test's own on the MariaDB server; dropped by [`MariaDb::drop_now`] or
+/// swept by a later run.
 pub struct MariaDb {
     pub name: String,
 }
 
 impl MariaDb {
     pub async fn new() -> Self {
-        let name = format!("sl_t_{}_{}", std::process::id(), rand_suffix());
         let mut admin = mysql_async::Conn::new(mariadb_opts()).await.expect("the MariaDB of MARIADB_URL");
-        mysql_async::prelude::Queryable::query_drop(
-            &mut admin,
-            format!("create database {name} character set utf8mb4"),
-        )
-        .await
-        .expect("create test database");
+        let existing: Vec<String> = admin.query("show databases like 'sl\\_t\\_%'").await.expect("databases");
+        for name in existing.iter().filter(|name| left_behind(name)) {
+            let _ = admin.query_drop(format!("drop database if exists {name}")).await;
+        }
+        let name = format!("sl_t_{}_{}", std::process::id(), rand_suffix());
+        admin.query_drop(format!("create database {name} character set utf8mb4")).await.expect("create test database");
         Self { name }
     }
 
@@ -463,9 +469,7 @@ impl MariaDb {
 
     pub async fn drop_now(self) {
         let mut conn = self.conn().await;
-        mysql_async::prelude::Queryable::query_drop(&mut conn, format!("drop database {}", self.name))
-            .await
-            .expect("drop test database");
+        conn.query_drop(format!("drop database {}", self.name)).await.expect("drop test database");
     }
 
     /// A MySQL / MariaDB connection to the database through `api`.
