@@ -104,8 +104,9 @@ impl MysqlBulk {
         soft_delete: Option<&str>,
         among: bool,
     ) -> Result<u64, ConnectorError> {
-        let mut conn = self.connect().await?;
         let key: Vec<String> = key_schema.fields.iter().map(|f| quote_ident(&f.name)).collect();
+        let first = first_key(&key, table)?;
+        let mut conn = self.connect().await?;
         let definitions: Vec<String> = key_schema
             .fields
             .iter()
@@ -125,7 +126,7 @@ impl MysqlBulk {
         let group = format!("({})", vec!["?"; key.len()].join(", "));
         let insert = format!("insert into {KEYS} ({}) values ", key.join(", "));
         // A key deleted twice in a stream of deletes is there once.
-        let tail = format!(" on duplicate key update {0} = {0}", key[0]);
+        let tail = format!(" on duplicate key update {first} = {first}");
         while let Some(batch) = keys.next().await {
             let rows = values(&batch?)?;
             let guard = conn.kill_on_drop();
@@ -134,7 +135,7 @@ impl MysqlBulk {
         let matches = key_match(&key, "t", "k");
         let (join, filter) = match among {
             true => ("join", String::new()),
-            false => ("left join", format!(" and k.{} is null", key[0])),
+            false => ("left join", format!(" and k.{first} is null")),
         };
         let from = format!("{} as t {join} {KEYS} as k on {matches}", self.quoted(table));
         let statement = match soft_delete {
@@ -159,6 +160,13 @@ impl MysqlBulk {
 fn key_match(key: &[String], left: &str, right: &str) -> String {
     let matches: Vec<String> = key.iter().map(|k| format!("{left}.{k} = {right}.{k}")).collect();
     matches.join(" and ")
+}
+
+/// The first of the quoted `key` columns of `table`, which rows without a match lack.
+fn first_key<'a>(key: &'a [String], table: &str) -> Result<&'a str, ConnectorError> {
+    key.first()
+        .map(String::as_str)
+        .ok_or_else(|| ConnectorError::config(format!("{table} has no key to match rows by")))
 }
 
 /// The values of every record of `batch` as statement parameters; a record that does not
@@ -317,14 +325,14 @@ impl BulkDestination for MysqlBulk {
         key: &[String],
         soft_delete: Option<&str>,
     ) -> Result<u64, ConnectorError> {
-        let mut conn = self.connect().await?;
         let key: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
+        let first = first_key(&key, table)?;
+        let mut conn = self.connect().await?;
         let gone = format!(
-            "from {} as t left join {} as s on {} where s.{} is null",
+            "from {} as t left join {} as s on {} where s.{first} is null",
             self.quoted(table),
             self.quoted(shadow),
             key_match(&key, "s", "t"),
-            key[0]
         );
         let Some(soft_delete) = soft_delete else {
             return self.number(&mut conn, &format!("select count(*) {gone}")).await;
