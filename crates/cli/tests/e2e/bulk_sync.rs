@@ -1,12 +1,13 @@
-//! Bulk syncs end to end: PostgreSQL → PostgreSQL in every mode and PostgreSQL → Parquet files
-//! on S3, tables cut into partitions that several workers load, incremental runs with deletes,
-//! and schema changes that stop only their own schema.
+//! Bulk syncs end to end: PostgreSQL → PostgreSQL in every mode, PostgreSQL → MariaDB and
+//! PostgreSQL → Parquet files on S3, tables cut into partitions that several workers load,
+//! incremental runs with deletes, and schema changes that stop only their own schema.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use mysql_async::prelude::Queryable;
 use serde_json::{Value as Json, json};
 use syncline_connectors::moto::Moto;
 use syncline_core::{
@@ -26,7 +27,8 @@ const CHANGES: &str =
      update users set email = 'changed' || id || '@example.com', updated_at = now() where id between 1000 and 1049;
      delete from users where id between 5000 and 5029;";
 
-/// A bulk sync from `source` into `destination` (schema `public`) of `schemas` (id, config).
+/// A bulk sync from `source` into `destination` of `schemas` (id, config), into schema `public`
+/// unless `spec` names one (`null`: the destination's default).
 pub(crate) async fn bulk_sync(
     scene: &Scene,
     destination: &str,
@@ -39,7 +41,9 @@ pub(crate) async fn bulk_sync(
     let org: Uuid = scene.org_id.parse().expect("org id");
     let (source, destination): (Uuid, Uuid) = (scene.conn.parse().expect("id"), destination.parse().expect("id"));
     let mut spec = spec;
-    spec["destination_configuration"]["schema"] = json!("public");
+    if spec["destination_configuration"].get("schema").is_none() {
+        spec["destination_configuration"]["schema"] = json!("public");
+    }
     state
         .execute(
             "insert into bulk_syncs (id, organization_id, name, source_connection_id, destination_connection_id, mode, active, spec)
@@ -188,6 +192,86 @@ async fn replicate_loads_in_partitions_then_applies_only_changes_and_deletes() {
     assert_eq!(shadows, 0, "no shadow table is left behind");
     assert_none_running(&scene.install).await;
     destination.drop_now().await;
+    scene.finish().await;
+}
+
+/// `users` row by row, every column but `attributes` rendered alike by both engines (timestamps in
+/// UTC, decimals without trailing zeros: the source's `numeric(12,2)` is read as `numeric`, which
+/// MariaDB stores as `DECIMAL(65,30)`), and `attributes` parsed: PostgreSQL writes `jsonb` with
+/// spaces, MariaDB as it was sent.
+type UserRows = Vec<(i64, String, Option<Json>)>;
+
+async fn pg_users(client: &tokio_postgres::Client) -> UserRows {
+    let sql = "select id, concat_ws('|', email, first_name, last_name, coalesce(company, '(null)'), score,
+                      trim_scale(revenue), active, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),
+                      to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), country),
+                      attributes::text
+               from users order by id";
+    let rows = client.query(sql, &[]).await.expect("users");
+    rows.iter().map(|r| (r.get(0), r.get(1), parsed(r.get(2)))).collect()
+}
+
+async fn mariadb_users(db: &MariaDb) -> UserRows {
+    let sql = "select id, concat_ws('|', email, first_name, last_name, coalesce(company, '(null)'), score,
+                      trim(trailing '.' from trim(trailing '0' from revenue)), case active when 1 then 't' when 0 then 'f' end,
+                      date_format(created_at, '%Y-%m-%d %H:%i:%s.%f'),
+                      date_format(updated_at, '%Y-%m-%d %H:%i:%s.%f'), country),
+                      attributes
+               from users order by id";
+    let mut conn = db.conn().await;
+    let rows: Vec<(i64, String, Option<String>)> = conn.query(sql).await.expect("users");
+    rows.into_iter().map(|(id, line, attributes)| (id, line, parsed(attributes))).collect()
+}
+
+/// Asserts `actual` equals `expected`, showing the first row that differs.
+fn assert_same(actual: &UserRows, expected: &UserRows, what: &str) {
+    let differs = actual.iter().zip(expected).find(|(a, e)| a != e);
+    assert!(differs.is_none(), "{what}: {differs:?}");
+    assert_eq!(actual.len(), expected.len(), "{what}");
+}
+
+fn parsed(json: Option<String>) -> Option<Json> {
+    json.map(|text| serde_json::from_str(&text).expect("JSON"))
+}
+
+#[tokio::test]
+async fn replicate_into_mariadb_equals_the_source() {
+    let (scene, unused, _) = scene("bulk-mariadb", 3_000, 20_000).await;
+    unused.drop_now().await;
+    let mariadb = MariaDb::new().await;
+    let conn = mariadb.connection(&scene.api, "maria").await;
+    // No schema: the tables go into the connection's database.
+    let spec = json!({"destination_configuration": {"schema": null}});
+    let sync =
+        bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({"tracking_field": "updated_at"}))], spec).await;
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    let source = scene.data.client().await;
+    let expected = pg_users(&source).await;
+    assert_eq!(expected.len(), 20_000);
+    assert_same(&mariadb_users(&mariadb).await, &expected, "the destination equals the source");
+    let (_, _, _, written, _, partitions) = &schemas[0];
+    assert_eq!(*written, 20_000);
+    assert!(*partitions >= 5, "20,000 rows in partitions of 3,000: {partitions}");
+
+    source.batch_execute(CHANGES).await.expect("change the source");
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    assert_same(&mariadb_users(&mariadb).await, &pg_users(&source).await, "inserts, updates and deletes arrived");
+    let (_, _, _, written, deleted, partitions) = &schemas[0];
+    assert_eq!(*deleted, 30, "deletes are counted");
+    assert_eq!(*partitions, 1, "an incremental run reads one slice");
+    assert!((150..=150 + 301).contains(written), "only moved rows are read: {written}");
+    let mut tables: Vec<String> = mariadb
+        .conn()
+        .await
+        .query("select table_name from information_schema.tables where table_schema = database()")
+        .await
+        .expect("tables");
+    tables.sort();
+    assert_eq!(tables, ["_syncline_loads", "users"], "no shadow table is left behind");
+    assert_none_running(&scene.install).await;
+    mariadb.drop_now().await;
     scene.finish().await;
 }
 

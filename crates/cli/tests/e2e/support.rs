@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use mysql_async::prelude::Queryable;
 use serde_json::{Value as Json, json};
 use tokio_postgres::NoTls;
 
@@ -72,11 +73,16 @@ async fn sweep(admin: &tokio_postgres::Client) {
     };
     for row in rows {
         let name: String = row.get(0);
-        let pid: Option<u32> = name.split('_').nth(2).and_then(|p| p.parse().ok());
-        if pid.is_some_and(|pid| !PathBuf::from(format!("/proc/{pid}")).exists()) {
+        if left_behind(&name) {
             drop_database(admin, &name).await;
         }
     }
+}
+
+/// Whether test database `name` (`sl_t_<pid>_…`) belongs to a test process no longer running.
+fn left_behind(name: &str) -> bool {
+    let pid: Option<u32> = name.split('_').nth(2).and_then(|p| p.parse().ok());
+    pid.is_some_and(|pid| !PathBuf::from(format!("/proc/{pid}")).exists())
 }
 
 /// Drops test database `name` with its replication slots (which would keep it).
@@ -427,6 +433,58 @@ pub async fn pg_connection(api: &Api, label: &str, database: &str) -> String {
         .ok("POST", "/api/connections", Some(json!({"name": label, "type": "postgresql", "configuration": config})))
         .await;
     c["id"].as_str().expect("connection id").to_owned()
+}
+
+/// The MariaDB server tests create their databases on.
+fn mariadb_opts() -> mysql_async::Opts {
+    let url = std::env::var("MARIADB_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    mysql_async::Opts::from_url(&url).unwrap_or_else(|e| panic!("MARIADB_URL {url:?}: {e}"))
+}
+
+/// A database of this test's own on the MariaDB server; dropped by [`MariaDb::drop_now`] or
+/// swept by a later run.
+pub struct MariaDb {
+    pub name: String,
+}
+
+impl MariaDb {
+    pub async fn new() -> Self {
+        let mut admin = mysql_async::Conn::new(mariadb_opts()).await.expect("the MariaDB of MARIADB_URL");
+        let existing: Vec<String> = admin.query("show databases like 'sl\\_t\\_%'").await.expect("databases");
+        for name in existing.iter().filter(|name| left_behind(name)) {
+            let _ = admin.query_drop(format!("drop database if exists {name}")).await;
+        }
+        let name = format!("sl_t_{}_{}", std::process::id(), rand_suffix());
+        admin.query_drop(format!("create database {name} character set utf8mb4")).await.expect("create test database");
+        Self { name }
+    }
+
+    /// A connection to the database, in UTC.
+    pub async fn conn(&self) -> mysql_async::Conn {
+        let opts = mysql_async::OptsBuilder::from_opts(mariadb_opts())
+            .db_name(Some(self.name.clone()))
+            .init(vec!["set time_zone = '+00:00'"]);
+        mysql_async::Conn::new(opts).await.expect("connect to MariaDB")
+    }
+
+    pub async fn drop_now(self) {
+        let mut conn = self.conn().await;
+        conn.query_drop(format!("drop database {}", self.name)).await.expect("drop test database");
+    }
+
+    /// A MySQL / MariaDB connection to the database through `api`.
+    pub async fn connection(&self, api: &Api, label: &str) -> String {
+        let opts = mariadb_opts();
+        let mut config = json!({
+            "hostname": opts.ip_or_hostname(), "port": opts.tcp_port(), "database": self.name,
+            "username": opts.user().unwrap_or("root"), "ssl": false,
+        });
+        if let Some(password) = opts.pass() {
+            config["password"] = json!(password);
+        }
+        let body = json!({"name": label, "type": "mysql", "configuration": config});
+        api.ok("POST", "/api/connections", Some(body)).await["id"].as_str().expect("connection id").to_owned()
+    }
 }
 
 /// A model over `query` and a sync of its `fields` into `object`, identity `id`.

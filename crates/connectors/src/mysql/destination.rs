@@ -13,7 +13,7 @@ use syncline_core::{
         Action, BatchWriter, ConnectorError, Context, Destination, ErrorClass, ObjectSpec, Operation, Operations,
         RecordFailure, SyncMode, TargetField, TargetObject, WriteBatch, WriteRequest,
     },
-    record::{Field, RecordBatch},
+    record::{Field, FieldType, RecordBatch},
 };
 
 use super::{
@@ -40,20 +40,25 @@ impl MysqlDestination {
 
 const MODES: &[SyncMode] = &SyncMode::ALL;
 
-struct Column {
-    name: String,
+pub(super) struct Column {
+    pub(super) name: String,
     column_type: String,
-    field_type: &'static str,
+    pub(super) field_type: FieldType,
     required: bool,
 }
 
-/// The columns of table `database.table`; not found when there is no such table.
-async fn columns(conn: &mut Connection, (database, table): (&str, &str)) -> Result<Vec<Column>, ConnectorError> {
-    let rows: Vec<(String, String, String, Option<String>, bool)> = conn
+/// The columns of table `database.table`; not found when there is no such table. A column's
+/// field type is the one its comment names when a bulk sync created it (see
+/// [`types::commented`]), else the one its declaration maps to.
+pub(super) async fn columns(
+    conn: &mut Connection,
+    (database, table): (&str, &str),
+) -> Result<Vec<Column>, ConnectorError> {
+    let rows: Vec<(String, String, String, Option<String>, bool, String)> = conn
         .query(
             conn.ctx.deadlines.query,
             "select column_name, data_type, column_type, character_set_name,
-                    is_nullable = 'NO' and column_default is null and extra = ''
+                    is_nullable = 'NO' and column_default is null and extra = '', column_comment
              from information_schema.columns
              where table_schema = ? and table_name = ?
              order by ordinal_position",
@@ -65,9 +70,10 @@ async fn columns(conn: &mut Connection, (database, table): (&str, &str)) -> Resu
     }
     Ok(rows
         .into_iter()
-        .map(|(name, data_type, column_type, charset, required)| {
+        .map(|(name, data_type, column_type, charset, required, comment)| {
             let info = ColumnInfo::from_declared(&data_type, &column_type, charset.as_deref(), false);
-            Column { name, field_type: types::field_type(&info).api_name(), column_type, required }
+            let field_type = types::commented(&comment).unwrap_or_else(|| types::field_type(&info));
+            Column { name, field_type, column_type, required }
         })
         .collect())
 }
@@ -116,7 +122,7 @@ impl Destination for MysqlDestination {
         Ok(columns(&mut conn, split_object(object, &self.config.database))
             .await?
             .into_iter()
-            .map(|c| target_field(c.name, c.field_type, c.column_type, c.required))
+            .map(|c| target_field(c.name, c.field_type.api_name(), c.column_type, c.required))
             .collect())
     }
 
@@ -279,7 +285,7 @@ fn chunks(rows: &[Vec<MyValue>]) -> Vec<&[Vec<MyValue>]> {
 
 /// Runs `{head}{group}{separator}{group}…{tail}` with one group of placeholders per row, in
 /// chunks.
-async fn run_chunked(
+pub(super) async fn run_chunked(
     conn: &mut Conn,
     head: &str,
     group: &str,
@@ -315,7 +321,7 @@ impl Plan {
 }
 
 /// The values of every record as statement parameters, and the records that do not decode.
-fn parameters(records: &RecordBatch) -> (Vec<Vec<MyValue>>, Vec<usize>, Vec<RecordFailure>) {
+pub(super) fn parameters(records: &RecordBatch) -> (Vec<Vec<MyValue>>, Vec<usize>, Vec<RecordFailure>) {
     let (mut rows, mut positions, mut failures) = (Vec::new(), Vec::new(), Vec::new());
     for record in records.records() {
         match record.values() {

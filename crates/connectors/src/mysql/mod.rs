@@ -1,11 +1,13 @@
-//! MySQL and MariaDB as a model source and a destination.
+//! MySQL and MariaDB as a model source, a destination and a bulk sync destination.
 //!
 //! The source streams a model's rows over the binary protocol and encodes them into record
 //! batches as they arrive (see [`types`] for the type mapping); the destination writes batches
 //! with multi-row `INSERT … ON DUPLICATE KEY UPDATE` when the identity is the table's unique key,
-//! and through a temporary staging table otherwise. Every session runs in UTC
+//! and through a temporary staging table otherwise; the bulk destination ([`bulk`]) loads each
+//! partition in one transaction with its marker. Every session runs in UTC
 //! (`time_zone = '+00:00'`) with `utf8mb4`.
 
+mod bulk;
 mod client;
 mod destination;
 mod source;
@@ -17,7 +19,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use syncline_core::connector::{
-    Capabilities, Connector, ConnectorError, Context, Destination, Endpoint, ParameterValue, Secret, Source,
+    BulkDestination, Capabilities, Connector, ConnectorError, Context, Destination, Endpoint, ParameterValue, Secret,
+    Source,
 };
 
 /// MySQL / MariaDB
@@ -100,6 +103,10 @@ impl Connector for Mysql {
 
     fn destination(&self, ctx: &Context, config: MysqlConfig) -> Result<Arc<dyn Destination>, ConnectorError> {
         Ok(Arc::new(destination::MysqlDestination::new(ctx.clone(), config)))
+    }
+
+    fn bulk_destination(&self, ctx: &Context, config: MysqlConfig) -> Result<Arc<dyn BulkDestination>, ConnectorError> {
+        Ok(Arc::new(bulk::MysqlBulk::new(ctx.clone(), config)))
     }
 }
 

@@ -284,6 +284,21 @@ pub(super) fn column_definition(ty: &FieldType, key: bool, mariadb: bool) -> Str
     }
 }
 
+/// What the comment of a column a bulk sync creates starts with; the field type follows as JSON.
+const COMMENT_PREFIX: &str = "syncline:";
+
+/// The comment a bulk sync gives a column of field type `ty`, naming it, so the table reads back
+/// as the fields it was created from ([`commented`]): `DATETIME(6)` holds both timestamps,
+/// `CHAR(36)` a UUID, `JSON` lists.
+pub(super) fn comment(ty: &FieldType) -> String {
+    format!("{COMMENT_PREFIX}{}", serde_json::to_string(ty).unwrap_or_default())
+}
+
+/// The field type a column's comment names, if [`comment`] wrote it.
+pub(super) fn commented(comment: &str) -> Option<FieldType> {
+    serde_json::from_str(comment.strip_prefix(COMMENT_PREFIX)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,5 +451,16 @@ mod tests {
         assert_eq!(column_definition(&FieldType::Numeric, false, true), "decimal(65,30)");
         assert!(column_definition(&FieldType::Text, true, true).ends_with("utf8mb4_nopad_bin"));
         assert_eq!(column_definition(&FieldType::TimestampTz, false, true), "datetime(6)");
+    }
+
+    #[test]
+    fn comments_name_field_types() {
+        let list = FieldType::List(Box::new(FieldType::Decimal { precision: 38, scale: 10 }));
+        for ty in [FieldType::TimestampTz, FieldType::Uuid, FieldType::Jsonb, list] {
+            assert_eq!(commented(&comment(&ty)), Some(ty));
+        }
+        assert_eq!(comment(&FieldType::TimestampTz), r#"syncline:"timestamp_tz""#);
+        assert_eq!(commented("a comment of the user's"), None);
+        assert_eq!(commented("syncline:nonsense"), None);
     }
 }

@@ -70,9 +70,14 @@ pub trait BulkDestination: Send + Sync {
         &BulkMode::ALL
     }
 
+    /// The schema tables go into when the bulk sync names none.
+    fn default_schema(&self) -> &str {
+        "public"
+    }
+
     /// The name of the copy of `table` that execution `execution` fills, to be swapped in at
     /// the end. By default the table's name marked with the execution, within PostgreSQL's
-    /// 63-byte identifiers.
+    /// 63-byte identifiers (and MySQL's 64-character ones).
     fn shadow(&self, table: &str, execution: Uuid) -> String {
         marked(table, execution)
     }

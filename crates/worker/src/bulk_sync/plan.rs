@@ -188,7 +188,7 @@ impl Planner<'_> {
                 None => None,
             };
         let destination = self.destination_config();
-        let dataset = destination.schema.clone().unwrap_or_else(|| "public".into());
+        let dataset = destination.schema.clone().unwrap_or_else(|| self.destination.default_schema().to_owned());
         let table = format!("{dataset}.{output_name}");
         let soft_delete = destination.soft_delete_column.clone().filter(|_| self.mode == BulkMode::Replicate);
         let mut fields: Vec<Field> =

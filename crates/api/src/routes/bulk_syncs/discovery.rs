@@ -1,7 +1,7 @@
 //! What a connection offers bulk syncs: the schemas of a source (`get_source`) and what a
 //! destination accepts (`get_destination`). PostgreSQL and MySQL/MariaDB connections are bulk
 //! sources; a connection is a bulk destination when its connector loads bulk syncs (PostgreSQL,
-//! files), in the modes it supports. Other connections are refused naming the field.
+//! MySQL/MariaDB, files), in the modes it supports. Other connections are refused naming the field.
 
 use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
