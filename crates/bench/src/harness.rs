@@ -104,6 +104,11 @@ impl Databases {
         Ok(())
     }
 
+    /// A connection to Syncline's state database.
+    pub async fn state(&self) -> anyhow::Result<tokio_postgres::Client> {
+        connect(&self.state_url).await
+    }
+
     /// Runs one statement; returns how many rows it touched.
     pub async fn execute(&self, url: &str, sql: &str) -> anyhow::Result<u64> {
         Ok(connect(url).await?.execute(sql, &[]).await?)
@@ -200,7 +205,8 @@ impl Syncline {
                 .env("GOOGLE_CLIENT_ID", "bench")
                 .env("GOOGLE_CLIENT_SECRET", "bench")
                 .env("JOB_PAYLOAD_PATH", std::env::var("BENCH_PAYLOAD_PATH").unwrap_or(format!("file://{}", payloads.display())))
-                .env("WORKER_CONCURRENCY", "1")
+                .env("WORKER_CONCURRENCY", std::env::var("BENCH_WORKER_CONCURRENCY").unwrap_or("1".into()))
+                .env("WORKER_ORGANIZATION_SLOTS", std::env::var("BENCH_WORKER_CONCURRENCY").unwrap_or("1".into()))
                 .env("LOG_LEVEL", "warn")
                 .spawn()
                 .with_context(|| format!("start {binary} (build it with `cargo build --profile bench -p syncline`; it lands in target/release)"))

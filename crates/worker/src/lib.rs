@@ -12,6 +12,7 @@ mod connections;
 mod job;
 mod kind;
 mod model_sync;
+mod read_ahead;
 mod slots;
 
 use std::{sync::Arc, time::Duration};

@@ -249,7 +249,6 @@ impl BulkDestination for PostgresBulk {
             apply,
             marker: request.marker,
             markers: markers(&request.table),
-            rows: 0,
             conn,
         };
         loader.feed(Bytes::from_static(copy::HEADER)).await?;
@@ -349,7 +348,6 @@ struct PostgresLoader {
     apply: Option<String>,
     marker: Uuid,
     markers: String,
-    rows: u64,
 }
 
 impl PostgresLoader {
@@ -364,7 +362,6 @@ impl PostgresLoader {
 #[async_trait]
 impl Loader for PostgresLoader {
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
-        self.rows += batch.len() as u64;
         self.feed(batch.data().clone()).await
     }
 
@@ -373,16 +370,17 @@ impl Loader for PostgresLoader {
         let this = &mut *self;
         let (conn, sink) = (&this.conn, &mut this.sink);
         let work = async {
-            sink.as_mut().finish().await.map_err(|e| client::error(&e))?;
+            // The server's count of the rows copied, straight in or into staging (applied
+            // whole by one statement).
+            let copied = sink.as_mut().finish().await.map_err(|e| client::error(&e))?;
             if let Some(apply) = &this.apply {
                 conn.client.execute(apply.as_str(), &[]).await.map_err(|e| client::error(&e))?;
             }
-            let rows = this.rows as i64;
             let mark = format!("insert into {} (marker, rows) values ($1, $2)", this.markers);
-            conn.client.execute(&mark, &[&this.marker, &rows]).await.map_err(|e| client::error(&e))?;
-            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))
+            conn.client.execute(&mark, &[&this.marker, &(copied as i64)]).await.map_err(|e| client::error(&e))?;
+            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))?;
+            Ok(copied)
         };
-        conn.guard(conn.ctx.deadlines.idle, work).await?;
-        Ok(this.rows)
+        conn.guard(conn.ctx.deadlines.idle, work).await
     }
 }

@@ -55,7 +55,8 @@ pub trait Loader: Send {
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
 
     /// Commits every record written, with the marker, in one transaction; returns how many rows
-    /// it wrote. Nothing is written when this fails or is never called.
+    /// it wrote, as the destination counted them. Nothing is written when this fails or is
+    /// never called.
     async fn commit(self: Box<Self>) -> Result<u64, ConnectorError>;
 }
 

@@ -4,7 +4,11 @@
 //! committed, or fail it when one failed. Cancels of the whole execution or of one schema stop
 //! their partitions and drop the shadow tables.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use syncline_core::{
     bulk::{BulkMode, StartOptions},
@@ -17,7 +21,7 @@ use uuid::Uuid;
 use super::{
     Settled, capture,
     plan::{Finish, Planner},
-    settle,
+    settle::{self, SourceRows},
     store::{self, PartitionState, SchemaEnd},
 };
 use crate::{
@@ -77,12 +81,15 @@ async fn coordinate(
         false => plan(services, &ends, (sync_id, &sync, &options), execution_id, None).await?,
         true => resume(services, &ends, (sync_id, &sync, &options), execution_id).await?,
     };
+    let finishes = store::finishes(&services.pool, execution_id).await?;
+    let source_rows = Mutex::new(settle::count_sources(&ends.source, &finishes));
     let run = Run {
         services,
         ends,
+        source_rows,
         execution_id,
         sync_id,
-        finishes: store::finishes(&services.pool, execution_id).await?,
+        finishes,
         limit: concurrency(&sync.spec, &options),
         organization_id: sync.organization_id,
     };
@@ -105,13 +112,16 @@ async fn coordinate(
         if running.is_empty() {
             break;
         }
-        run.step(&running).await?;
+        let ended = run.step(&running).await?;
         store::refresh_progress(&services.pool, execution_id).await?;
         if let Some(held) = &held
             && kept_alive.elapsed() >= KEEP_ALIVE
         {
             held.keep_alive().await?;
             kept_alive = tokio::time::Instant::now();
+        }
+        if ended {
+            continue;
         }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -151,7 +161,6 @@ async fn plan(
             BulkMode::Snapshot
         }
     };
-    let held = ends.source.hold_snapshot().await?;
     let planner = Planner {
         shadow_mark: if only.is_none() { execution_id } else { Uuid::new_v4() },
         mode,
@@ -162,7 +171,7 @@ async fn plan(
         source: ends.source.as_ref(),
         destination: ends.destination.as_ref(),
         partition_rows: services.partition_rows,
-        snapshot: held.as_ref().map(|h| h.id()),
+        held: Default::default(),
     };
     let mut schemas = store::schemas(&services.pool, sync_id).await?;
     schemas.retain(|s| only.is_none_or(|only| only.contains(&s.schema_id)));
@@ -178,8 +187,7 @@ async fn plan(
         store::log(&services.pool, execution_id, Some(&schema.schema_id), "info", &message).await;
     }
     store::save_plan(&services.pool, execution_id, &planned).await?;
-    let shared = planned.iter().flat_map(|s| &s.tasks).any(|t| t.snapshot.is_some());
-    Ok(held.filter(|_| shared))
+    Ok(planner.into_held())
 }
 
 /// Takes over a planned execution whose coordinator stopped. The source snapshot its
@@ -222,6 +230,9 @@ struct Run<'a> {
     sync_id: Uuid,
     /// How each planned schema ends, by schema.
     finishes: HashMap<String, Finish>,
+    /// The source's row counts of the schemas whose deletes are found by counting, taken while
+    /// their partitions load.
+    source_rows: Mutex<HashMap<String, SourceRows>>,
     /// Most partitions loading at once.
     limit: usize,
     organization_id: Uuid,
@@ -230,9 +241,10 @@ struct Run<'a> {
 impl Run<'_> {
     /// Looks at the partitions of the `running` schemas once: fails a schema whose partition
     /// failed, settles one whose partitions all committed, and starts waiting partitions.
-    async fn step(&self, running: &[String]) -> Result<(), ConnectorError> {
+    /// Returns whether a schema ended.
+    async fn step(&self, running: &[String]) -> Result<bool, ConnectorError> {
         let partitions = store::partitions(&self.services.pool, self.execution_id).await?;
-        let mut in_flight = 0;
+        let (mut in_flight, mut ended) = (0, false);
         let mut waiting = Vec::new();
         for schema_id in running {
             let Some(finish) = self.finishes.get(schema_id) else { continue };
@@ -240,8 +252,10 @@ impl Run<'_> {
             if let Some(failed) = parts.iter().find(|p| matches!(p.execution.as_deref(), Some("failed" | "canceled"))) {
                 let reason = failed.error.clone().unwrap_or_else(|| "it was canceled".into());
                 self.fail(schema_id, finish, &format!("a partition failed: {reason}")).await?;
+                ended = true;
             } else if parts.iter().all(|p| p.committed) {
                 self.settle(schema_id, finish).await?;
+                ended = true;
             } else {
                 in_flight += parts.iter().filter(|p| !p.committed && p.execution.is_some()).count();
                 waiting.extend(parts.into_iter().filter(|p| p.execution.is_none()));
@@ -256,13 +270,19 @@ impl Run<'_> {
                 tracing::warn!(execution_id = %id, error = %e, "cannot queue a partition");
             }
         }
-        Ok(())
+        Ok(ended)
     }
 
     /// Settles a schema whose partitions all committed; a failure that is not retryable fails it.
     async fn settle(&self, schema_id: &str, finish: &Finish) -> Result<(), ConnectorError> {
         let (source, destination) = (self.ends.source.as_ref(), self.ends.destination.as_ref());
-        let end = match settle::settle(self.services, source, destination, self.execution_id, schema_id, finish).await {
+        let counting = self.source_rows.lock().unwrap_or_else(|e| e.into_inner()).remove(schema_id);
+        let source_rows = match counting {
+            Some(counting) => counting.await.map_err(|e| ConnectorError::transient(format!("counting: {e}")))??,
+            None => None,
+        };
+        let ends = (source, destination, source_rows);
+        let end = match settle::settle(self.services, ends, self.execution_id, schema_id, finish).await {
             Ok(end) => end,
             Err(e) if e.class.is_retryable() => return Err(e),
             Err(e) => return self.fail(schema_id, finish, &e.message).await,

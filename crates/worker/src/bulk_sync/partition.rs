@@ -20,6 +20,7 @@ use super::{plan::Task, store};
 use crate::{
     Services, connections,
     kind::{RunEnd, Stop},
+    read_ahead::read_ahead,
 };
 
 /// What a loaded partition records: its counts and the highest tracking value it read.
@@ -63,6 +64,9 @@ impl Effects for PartitionLoaded {
         Ok(())
     }
 }
+
+/// Batches read ahead of the one being written.
+const READ_AHEAD: usize = 2;
 
 /// How often a partition records how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -135,8 +139,9 @@ async fn load(
     if let (Some(after), Some(tracking)) = (&task.after, task.tracking) {
         request.cursor = Some(Cursor { field: task.fields[tracking].clone(), after: Some(after.clone()) });
     }
-    let mut reading = source.read(request).await?;
+    let reading = source.read(request).await?;
     let schema = Arc::new(renamed(&reading.schema, &task));
+    let mut events = read_ahead(reading.events, READ_AHEAD);
     let mut loader = destination
         .load(LoadRequest {
             table: task.table.clone(),
@@ -150,7 +155,7 @@ async fn load(
     let mut highest: Option<Value> = None;
     let mut reported = tokio::time::Instant::now();
     let mut room = task.limit.unwrap_or(u64::MAX);
-    while let Some(event) = reading.events.next().await {
+    while let Some(event) = events.next().await {
         let ReadEvent::Batch(batch) = event? else { continue };
         let batch = match batch.len() as u64 > room {
             true => batch.truncated(room as usize),

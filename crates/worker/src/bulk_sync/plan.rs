@@ -12,7 +12,7 @@ use syncline_core::{
         AutoAdd, BulkMode, DestinationConfig, FetchMode, ResyncMode, SchemaConfig, StartOptions, TEST_ROWS,
         destination_name,
     },
-    connector::{BulkDestination, Catalog, ConnectorError, LoadMode, Source, Stream, TableSpec},
+    connector::{BulkDestination, Catalog, ConnectorError, HeldSnapshot, LoadMode, Source, Stream, TableSpec},
     record::{Field, FieldType},
 };
 use uuid::Uuid;
@@ -105,8 +105,9 @@ pub struct Planner<'a> {
     pub source: &'a dyn Source,
     pub destination: &'a dyn BulkDestination,
     pub partition_rows: u64,
-    /// The source snapshot held for the run, shared by the slices of each table.
-    pub snapshot: Option<&'a str>,
+    /// The source snapshot the slices of the run's tables share, held when a table is first
+    /// read in several.
+    pub held: tokio::sync::OnceCell<Option<Box<dyn HeldSnapshot>>>,
 }
 
 /// How late a commit may become visible after rows with later tracking values: incremental
@@ -139,6 +140,17 @@ impl Planner<'_> {
             planned.push(plan);
         }
         Ok(planned)
+    }
+
+    /// The source snapshot that slices share, held on first use (`None` when the source cannot).
+    async fn shared_snapshot(&self) -> Result<Option<String>, ConnectorError> {
+        let held = self.held.get_or_try_init(|| self.source.hold_snapshot()).await?;
+        Ok(held.as_ref().map(|h| h.id().to_owned()))
+    }
+
+    /// The snapshot the plan's slices read at, to hold until they committed.
+    pub fn into_held(self) -> Option<Box<dyn HeldSnapshot>> {
+        self.held.into_inner().flatten()
     }
 
     fn destination_config(&self) -> DestinationConfig {
@@ -242,7 +254,10 @@ impl Planner<'_> {
             (false, false) => self.source.slices(id, self.partition_rows).await?,
             _ => vec![Json::Null],
         };
-        let snapshot = self.snapshot.filter(|_| slices.len() > 1).map(str::to_owned);
+        let snapshot = match slices.len() > 1 {
+            true => self.shared_snapshot().await?,
+            false => None,
+        };
         plan.total =
             self.source.estimate_rows(&syncline_core::connector::Readable::Stream(id.clone())).await.ok().flatten();
         plan.tasks = slices

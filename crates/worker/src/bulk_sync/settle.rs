@@ -2,7 +2,7 @@
 //! in place (after counting, or carrying over as soft-deleted, the rows the source no longer
 //! has) or sweep the live table with the source's keys, and move the cursor.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use futures::StreamExt;
 use syncline_core::{
@@ -17,11 +17,27 @@ use super::{
 };
 use crate::Services;
 
-/// Settles `schema_id` of `execution_id`; an error that is not retryable fails the schema.
+/// A count of a source stream's rows in progress.
+pub type SourceRows = tokio::task::JoinHandle<Result<Option<u64>, ConnectorError>>;
+
+/// Starts counting the source rows of each schema whose deleted rows are found by comparing
+/// counts (see [`sweep`]), so the count is ready when its partitions committed.
+pub fn count_sources(source: &Arc<dyn Source>, finishes: &HashMap<String, Finish>) -> HashMap<String, SourceRows> {
+    finishes
+        .iter()
+        .filter(|(_, f)| f.deletes && f.shadow.is_none() && f.soft_delete.is_none())
+        .map(|(schema_id, finish)| {
+            let (source, stream) = (source.clone(), finish.stream.clone());
+            (schema_id.clone(), tokio::spawn(async move { source.count(&stream).await }))
+        })
+        .collect()
+}
+
+/// Settles `schema_id` of `execution_id`, given the source's row count if one was taken during
+/// the run; an error that is not retryable fails the schema.
 pub async fn settle(
     services: &Services,
-    source: &dyn Source,
-    destination: &dyn BulkDestination,
+    (source, destination, source_rows): (&dyn Source, &dyn BulkDestination, Option<u64>),
     execution_id: Uuid,
     schema_id: &str,
     finish: &Finish,
@@ -36,13 +52,6 @@ pub async fn settle(
     }
     let deleted = match &finish.shadow {
         Some(shadow) => {
-            let held = destination.count(shadow).await?;
-            if held != totals.written as u64 {
-                return Err(ConnectorError::permanent(format!(
-                    "rows do not reconcile: {} written, but the new table holds {held}",
-                    totals.written
-                )));
-            }
             let deleted = match finish.deletes && destination.columns(&finish.table).await?.is_some() {
                 true => destination.retire(&finish.table, shadow, &finish.key, finish.soft_delete.as_deref()).await?,
                 false => 0,
@@ -50,7 +59,7 @@ pub async fn settle(
             destination.swap(shadow, &finish.table).await?;
             deleted
         }
-        None if finish.deletes => sweep(services, source, destination, finish).await?,
+        None if finish.deletes => sweep(services, (source, source_rows), destination, finish).await?,
         None => 0,
     };
     Ok(SchemaEnd {
@@ -64,16 +73,20 @@ pub async fn settle(
 /// Deletes (or soft-deletes) the rows of the live table whose key the source no longer has.
 /// The table holds every key the source has (it was loaded whole, then kept up with what moved
 /// past the cursor), so when both hold as many rows nothing was deleted and the keys need not
-/// be compared.
+/// be compared. The source's count may be one taken while the partitions loaded: a row deleted
+/// meanwhile is then found by the next run's counts.
 async fn sweep(
     services: &Services,
-    source: &dyn Source,
+    (source, source_rows): (&dyn Source, Option<u64>),
     destination: &dyn BulkDestination,
     finish: &Finish,
 ) -> Result<u64, ConnectorError> {
     if finish.soft_delete.is_none() {
-        let at_source = source.count(&finish.stream).await?;
-        if at_source.is_some() && at_source == Some(destination.count(&finish.table).await?) {
+        let at_source = match source_rows {
+            Some(rows) => Some(rows),
+            None => source.count(&finish.stream).await?,
+        };
+        if at_source == Some(destination.count(&finish.table).await?) {
             return Ok(0);
         }
     }
