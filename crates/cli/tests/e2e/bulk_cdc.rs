@@ -151,6 +151,16 @@ async fn changes_stream_after_the_load_and_converge_within_5_seconds() {
     let row = state.query_one(sql, &[&sync]).await.expect("progress");
     let (positioned, applied): (bool, i64) = (row.get(0), row.get(1));
     assert!(positioned && applied >= 1_000, "the capture records its progress: {applied} changes");
+    let status = scene.api.ok("GET", &format!("/api/bulk/syncs/{sync}/status"), None).await;
+    let ingestion = &status["ingestion_status"];
+    assert_eq!(
+        (&ingestion["enabled"], &ingestion["is_running"], &ingestion["status"]),
+        (&json!(true), &json!(true), &json!("ok")),
+        "{ingestion}"
+    );
+    let lsn = |v: &serde_json::Value| v.as_str().is_some_and(|s| s.contains('/'));
+    assert!(lsn(&ingestion["position"]) && lsn(&ingestion["highwater_mark"]), "LSNs as text: {ingestion}");
+    assert!(ingestion["position_time"].is_string() && ingestion["updated_at"].is_string(), "{ingestion}");
     destination.drop_now().await;
     scene.finish().await;
 }
@@ -215,6 +225,10 @@ async fn a_slot_holding_too_much_wal_stops_the_capture_and_is_dropped() {
     };
     assert!(error.contains("held more than 1 MB of WAL") && error.contains("slot dropped"), "{error}");
     assert!(slots(&scene).await.is_empty(), "the slot is dropped");
+    let status = scene.api.ok("GET", &format!("/api/bulk/syncs/{sync}/status"), None).await;
+    let ingestion = &status["ingestion_status"];
+    assert_eq!((&ingestion["status"], &ingestion["is_running"]), (&json!("error"), &json!(false)), "{ingestion}");
+    assert!(ingestion["status_message"].as_str().is_some_and(|m| m.contains("held more than 1 MB")), "{ingestion}");
     let (status, error, _) = run(&scene, sync, json!({})).await;
     assert_eq!(status, "completed", "the next run reloads: {error:?}");
     assert_eq!(checksum(&destination.client().await).await, checksum(&source).await, "the reload caught up");

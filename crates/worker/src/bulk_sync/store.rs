@@ -509,21 +509,22 @@ pub async fn capture_targets(
         .collect()
 }
 
-/// Records a capture's confirmed `position`, the commit time of the last change it applied (when
-/// it applied any) and how many more changes it applied.
+/// Records a capture's confirmed `position`, the source's `highwater` mark its poll saw, the
+/// commit time of the last change it applied (when it applied any) and how many more changes it
+/// applied.
 pub async fn record_position(
     pool: &DbPool,
     sync_id: Uuid,
-    (position, time): (Lsn, Option<chrono::DateTime<chrono::Utc>>),
+    (position, highwater, time): (Lsn, Option<Lsn>, Option<chrono::DateTime<chrono::Utc>>),
     applied: i64,
 ) -> Result<(), ConnectorError> {
     let client = pool.get().await.map_err(state)?;
     client
         .execute(
-            "update capture_slots set position = $2, position_time = coalesce($3, position_time),
-                applied = applied + $4
+            "update capture_slots set position = $2, highwater_mark = coalesce($3, highwater_mark),
+                position_time = coalesce($4, position_time), applied = applied + $5, updated_at = now()
              where bulk_sync_id = $1",
-            &[&sync_id, &position, &time, &applied],
+            &[&sync_id, &position, &highwater, &time, &applied],
         )
         .await
         .map_err(state)?;

@@ -93,7 +93,7 @@ async fn stream(services: &Services, claim: &Claim, counts: &mut Counts) -> Resu
         let changes = apply(destination.as_ref(), &targets, &set).await?;
         capture.confirm(end).await?;
         let time = set.transactions.last().map(|t| t.committed_at);
-        store::record_position(&services.pool, sync_id, (end, time), changes as i64).await?;
+        store::record_position(&services.pool, sync_id, (end, set.highwater, time), changes as i64).await?;
         counts.read += changes as i64;
         counts.written += changes as i64;
         if set.transactions.is_empty() {

@@ -5,6 +5,7 @@
 mod discovery;
 mod error_handling;
 mod executions;
+mod ingestion;
 mod schedules;
 mod schemas;
 mod selection;
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(schemas::configure)
         .configure(schedules::configure)
         .configure(executions::configure)
+        .configure(ingestion::configure)
         .configure(error_handling::configure);
 }
 
