@@ -131,6 +131,73 @@ async fn capture_running(scene: &Scene, sync: Uuid) {
     }
 }
 
+/// The messages of the ingest console log of the scene's source connection, of sync `sync`.
+async fn ingest_log(scene: &Scene, sync: Uuid) -> Vec<String> {
+    let path = format!("/api/connections/{}/ingest/consolelog?sync_id={sync}", scene.conn);
+    let data = scene.api.ok("GET", &path, None).await;
+    let entries = data["entries"].as_array().expect("entries");
+    entries.iter().map(|e| e["message"].as_str().expect("a message").to_owned()).collect()
+}
+
+/// Waits until sync `sync` has no capture in progress.
+async fn capture_ended(scene: &Scene, sync: Uuid) {
+    let state = scene.install.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sql = "select count(*) from executions where kind = 'bulk_cdc' and subject_id = $1
+                   and status in ('created', 'queued', 'running', 'canceling')";
+        if state.query_one(sql, &[&sync]).await.expect("capture").get::<_, i64>(0) == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the capture did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_deactivated_sync_pauses_its_capture_and_resumes_from_its_position() {
+    let (scene, destination, conn) = scene("bulk-cdc-pause", 5_000, 5_000).await;
+    capture_changes(&scene).await;
+    let schedule = json!({"default_schedule": {"id": "default", "frequency": "manual"}});
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({}))], schedule).await;
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    capture_running(&scene, sync).await;
+    let activate = format!("/api/bulk/syncs/{sync}/activate");
+    scene.api.ok("POST", &activate, Some(json!({"active": false}))).await;
+    capture_ended(&scene, sync).await;
+    let (source, target) = (scene.data.client().await, destination.client().await);
+    source
+        .batch_execute(
+            "update users set email = 'paused.' || id || '@example.com' where id <= 100;
+             delete from users where id between 101 and 150",
+        )
+        .await
+        .expect("change the source");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_ne!(checksum(&target).await, checksum(&source).await, "nothing is applied while the sync is inactive");
+    assert_eq!(slots(&scene).await.len(), 1, "the paused sync keeps its slot");
+    let status = scene.api.ok("GET", &format!("/api/bulk/syncs/{sync}/status"), None).await;
+    let ingestion = &status["ingestion_status"];
+    assert_eq!((&ingestion["is_running"], &ingestion["status"]), (&json!(false), &json!("ok")), "{ingestion}");
+    assert!(ingestion["status_message"].as_str().is_some_and(|m| m.contains("paused")), "{ingestion}");
+    let log = ingest_log(&scene, sync).await;
+    assert!(log.iter().any(|l| l.starts_with("capture started at LSN ")), "{log:?}");
+    assert!(log.iter().any(|l| l.starts_with("capture paused at LSN ")), "{log:?}");
+
+    scene.api.ok("POST", &activate, Some(json!({"active": true}))).await;
+    capture_running(&scene, sync).await;
+    converge(&scene, &destination, Duration::from_secs(30)).await;
+    let log = ingest_log(&scene, sync).await;
+    assert!(log.last().is_some_and(|l| l.starts_with("capture resumed from LSN ")), "{log:?}");
+
+    let (_, other) = organization(&scene.install, &scene.process, "bulk-cdc-other").await;
+    let (code, body) = other.send("GET", &format!("/api/connections/{}/ingest/consolelog", scene.conn), None).await;
+    assert_error(code, &body, 404, "connection");
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
 #[tokio::test]
 async fn changes_stream_after_the_load_and_converge_within_5_seconds() {
     let rows = 20_000;
@@ -229,6 +296,8 @@ async fn a_slot_holding_too_much_wal_stops_the_capture_and_is_dropped() {
     let ingestion = &status["ingestion_status"];
     assert_eq!((&ingestion["status"], &ingestion["is_running"]), (&json!("error"), &json!(false)), "{ingestion}");
     assert!(ingestion["status_message"].as_str().is_some_and(|m| m.contains("held more than 1 MB")), "{ingestion}");
+    let log = ingest_log(&scene, sync).await;
+    assert!(log.iter().any(|l| l.starts_with("capture failed: the replication slot held more than 1 MB")), "{log:?}");
     let (status, error, _) = run(&scene, sync, json!({})).await;
     assert_eq!(status, "completed", "the next run reloads: {error:?}");
     assert_eq!(checksum(&destination.client().await).await, checksum(&source).await, "the reload caught up");

@@ -1,9 +1,10 @@
-//! Change data capture as the API shows it: a bulk sync's ingestion status (`get_status`) and
-//! the console log of the captures reading from a connection (`get_ingest_console_logs`). The
-//! worker's capture (kind `bulk_cdc`) writes both: its progress in `capture_slots`, its log
-//! lines in `execution_logs` under its execution.
+//! Change data capture as the API shows it: a bulk sync's ingestion status (`get_status`), the
+//! console log of the captures reading from a connection (`get_ingest_console_logs`), and the
+//! restart of a capture when its sync is activated. The worker's capture (kind `bulk_cdc`)
+//! writes its progress in `capture_slots` and its log lines in `execution_logs` under its
+//! execution.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, get, http::StatusCode, web};
 use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -15,6 +16,7 @@ use crate::{
     AppState,
     error::ApiError,
     extract::{Authorized, can},
+    launch,
     routes::parse_id,
     store::{self, bulk_syncs::BulkSync, connections::Connection},
 };
@@ -69,6 +71,23 @@ pub(super) async fn status(state: &AppState, sync: &BulkSync) -> Result<Json, Ap
         "highwater_mark": slot.as_ref().and_then(|s| s.highwater_mark.clone()),
         "updated_at": slot.as_ref().and_then(|s| s.updated_at),
     }))
+}
+
+/// Starts `sync`'s capture again once it is active, from its slot's confirmed position: with
+/// the options of its last capture, when it had one and its slot is still there (after the WAL
+/// guard dropped it, the next run reloads first). A capture in progress is left alone; a
+/// deactivated sync's capture pauses by itself.
+pub(super) async fn resume(state: &AppState, sync: &BulkSync) -> Result<(), ApiError> {
+    let client = state.pool.get().await?;
+    let last = store::executions::latest(&client, (BULK_CDC, sync.id), &[], false).await?;
+    let slot = store::capture_slots::get(&client, sync.id).await?;
+    drop(client);
+    let Some(last) = last.filter(|_| sync.active && slot.is_some()) else { return Ok(()) };
+    let subject = (BULK_CDC, sync.id, sync.organization_id);
+    match launch::start(state, subject, "bulk_sync", false, &last.options).await {
+        Err(e) if e.status != StatusCode::CONFLICT => Err(e),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
