@@ -306,3 +306,61 @@ async fn a_slot_holding_too_much_wal_stops_the_capture_and_is_dropped() {
     destination.drop_now().await;
     scene.finish().await;
 }
+
+/// `docs` rows: id, n, and the body's md5 and length.
+async fn docs(client: &tokio_postgres::Client) -> Vec<(i32, i32, String, i32)> {
+    let rows = client.query("select id, n, md5(body), length(body) from docs order by id", &[]).await.expect("docs");
+    rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+}
+
+#[tokio::test]
+async fn an_update_leaving_a_large_value_out_keeps_it_at_the_destination() {
+    let (scene, destination, conn) = scene("bulk-cdc-toast", 5_000, 100).await;
+    let source = scene.data.client().await;
+    // About 13 KB of random hex per row: stored out of line (TOAST), and an update of another
+    // column does not send it.
+    source
+        .batch_execute(
+            "create table docs (id integer primary key, body text not null, n integer not null);
+             insert into docs select g, (select string_agg(md5(random()::text || i), '') from generate_series(1, 400) i where g > 0), 0
+               from generate_series(1, 3) g",
+        )
+        .await
+        .expect("docs");
+    capture_changes(&scene).await;
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.docs", json!({}))], json!({})).await;
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    capture_running(&scene, sync).await;
+    source
+        .batch_execute("update docs set n = 1 where id = 1; update docs set n = 2, body = 'small' where id = 3")
+        .await
+        .expect("update the source");
+    let target = destination.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while docs(&target).await != docs(&source).await {
+        assert!(Instant::now() < deadline, "the destination did not converge: {:?}", docs(&target).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kept = docs(&target).await;
+    assert!(kept[0].1 == 1 && kept[0].3 > 8_000, "the large value is kept, the sent column changed: {kept:?}");
+
+    // A row the destination lacks cannot take an update without its large value.
+    target.execute("delete from docs where id = 2", &[]).await.expect("lose a row");
+    source.execute("update docs set n = 5 where id = 2", &[]).await.expect("update it at the source");
+    let state = scene.install.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let sql = "select status, errors ->> 0 from executions where kind = 'bulk_cdc' and subject_id = $1
+                   order by created_at desc limit 1";
+        let row = state.query_one(sql, &[&sync]).await.expect("the capture");
+        if row.get::<_, String>(0) == "failed" {
+            break row.get::<_, Option<String>>(1).unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "the capture did not fail");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("public.docs") && error.contains("REPLICA IDENTITY FULL"), "{error}");
+    destination.drop_now().await;
+    scene.finish().await;
+}

@@ -219,23 +219,38 @@ impl BulkDestination for PostgresBulk {
                 names.join(", "),
                 casts.join(", ")
             );
+            // The columns besides the key, each with its staged value (cast), and the key's.
+            let (keys, others): (Vec<_>, Vec<_>) =
+                request.schema.fields.iter().zip(&casts).partition(|(f, _)| request.key.contains(&f.name));
+            let cleared = request.soft_delete.iter().map(|c| format!("{} = null", quote_ident(c)));
             let apply = match request.mode {
                 LoadMode::Append => insert,
                 LoadMode::Upsert => {
-                    let mut others: Vec<String> = request
-                        .schema
-                        .fields
-                        .iter()
-                        .filter(|f| !request.key.contains(&f.name))
-                        .map(|f| format!("{0} = excluded.{0}", quote_ident(&f.name)))
-                        .collect();
-                    others.extend(request.soft_delete.iter().map(|c| format!("{} = null", quote_ident(c))));
+                    let mut sets: Vec<String> =
+                        others.iter().map(|(f, _)| format!("{0} = excluded.{0}", quote_ident(&f.name))).collect();
+                    sets.extend(cleared);
                     let keys: Vec<String> = request.key.iter().map(|k| quote_ident(k)).collect();
-                    let action = match others.is_empty() {
+                    let action = match sets.is_empty() {
                         true => "nothing".to_owned(),
-                        false => format!("update set {}", others.join(", ")),
+                        false => format!("update set {}", sets.join(", ")),
                     };
                     format!("{insert} on conflict ({}) do {action}", keys.join(", "))
+                }
+                LoadMode::Update => {
+                    let mut sets: Vec<String> =
+                        others.iter().map(|(f, cast)| format!("{} = {cast}", quote_ident(&f.name))).collect();
+                    sets.extend(cleared);
+                    let matches: Vec<String> =
+                        keys.iter().map(|(f, cast)| format!("t.{} = {cast}", quote_ident(&f.name))).collect();
+                    // Rows of key columns only still count the rows they find.
+                    if sets.is_empty() {
+                        sets.extend(keys.iter().take(1).map(|(f, _)| format!("{0} = t.{0}", quote_ident(&f.name))));
+                    }
+                    format!(
+                        "update {table} as t set {} from syncline_load s where {}",
+                        sets.join(", "),
+                        matches.join(" and ")
+                    )
                 }
             };
             ("copy syncline_load from stdin (format binary)".to_owned(), Some(apply))
@@ -250,6 +265,7 @@ impl BulkDestination for PostgresBulk {
             marker: request.marker,
             markers: markers(&request.table),
             rows: 0,
+            update: request.mode == LoadMode::Update,
             conn,
         };
         loader.feed(Bytes::from_static(copy::HEADER)).await?;
@@ -350,6 +366,8 @@ struct PostgresLoader {
     marker: Uuid,
     markers: String,
     rows: u64,
+    /// Whether the rows change existing rows only: the load counts the rows changed.
+    update: bool,
 }
 
 impl PostgresLoader {
@@ -374,15 +392,18 @@ impl Loader for PostgresLoader {
         let (conn, sink) = (&this.conn, &mut this.sink);
         let work = async {
             sink.as_mut().finish().await.map_err(|e| client::error(&e))?;
+            let mut rows = this.rows;
             if let Some(apply) = &this.apply {
-                conn.client.execute(apply.as_str(), &[]).await.map_err(|e| client::error(&e))?;
+                let changed = conn.client.execute(apply.as_str(), &[]).await.map_err(|e| client::error(&e))?;
+                if this.update {
+                    rows = changed;
+                }
             }
-            let rows = this.rows as i64;
             let mark = format!("insert into {} (marker, rows) values ($1, $2)", this.markers);
-            conn.client.execute(&mark, &[&this.marker, &rows]).await.map_err(|e| client::error(&e))?;
-            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))
+            conn.client.execute(&mark, &[&this.marker, &(rows as i64)]).await.map_err(|e| client::error(&e))?;
+            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))?;
+            Ok(rows)
         };
-        conn.guard(conn.ctx.deadlines.idle, work).await?;
-        Ok(this.rows)
+        conn.guard(conn.ctx.deadlines.idle, work).await
     }
 }

@@ -1,30 +1,22 @@
 //! A bulk sync's change capture (kind `bulk_cdc`), started by a completed load: polls the sync's
-//! slot in micro-batches, keeps the last change of each table and key, applies them to the
-//! destination (a truncate, then deletes by key, then upserts), and confirms the slot only once
-//! every table committed. A killed worker's successor gets the unconfirmed changes again and
-//! applies them idempotently. Before applying, [`wal_guard`] checks the WAL the slot holds.
+//! slot in micro-batches, applies each to the destination ([`apply`]), and confirms the slot
+//! only once every table committed. A killed worker's successor gets the unconfirmed changes
+//! again and applies them idempotently. Before applying, [`wal_guard`] checks the WAL the slot
+//! holds. A deactivated sync's capture ends, keeping its slot, and resumes from the confirmed
+//! position when the sync is activated again.
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use syncline_connectors::postgres::cdc::{Capture, Cell, Change, ChangeKind, ChangeSet, Lsn, Names};
+use syncline_connectors::postgres::cdc::{Capture, Lsn, Names};
 use syncline_core::{
-    connector::{BulkDestination, ConnectorError, LoadMode, LoadRequest},
+    connector::ConnectorError,
     executions::{Claim, Counts, Outcome},
-    record::{Field, RecordBatch, RecordBatchBuilder, Schema, Value},
 };
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{
-    Streamed, capture,
-    plan::{Finish, Task},
-    store, wal_guard,
-};
+use super::{Streamed, apply::apply, capture, store, wal_guard};
 use crate::{
     Services, connections,
     kind::{RunEnd, Stop},
@@ -164,157 +156,4 @@ impl Summary {
         *self = Self::default();
         Some(line)
     }
-}
-
-/// Applies a change set table by table; returns how many changes it held.
-async fn apply(
-    destination: &dyn BulkDestination,
-    targets: &HashMap<String, (Finish, Task)>,
-    set: &ChangeSet,
-) -> Result<usize, ConnectorError> {
-    let mut tables: HashMap<&str, Pending> = HashMap::new();
-    let mut count = 0;
-    for change in set.changes() {
-        let Some(target) = targets.get(&change.table.name) else { continue };
-        tables.entry(&change.table.name).or_default().push(target, change)?;
-        count += 1;
-    }
-    for (name, pending) in tables {
-        pending.write(destination, &targets[name]).await?;
-    }
-    Ok(count)
-}
-
-/// The last change of each key of one table in a change set.
-#[derive(Default)]
-struct Pending {
-    truncate: bool,
-    /// By key (as text): the key's values, and the row to upsert or `None` to delete.
-    rows: HashMap<String, (Vec<Value>, Option<Vec<Value>>)>,
-    /// The types of the upserted columns and of the key columns.
-    fields: Vec<Field>,
-    key_fields: Vec<Field>,
-}
-
-impl Pending {
-    fn push(&mut self, (finish, task): &(Finish, Task), change: &Change) -> Result<(), ConnectorError> {
-        let table = &change.table;
-        let position = |name: &str| {
-            table.fields.iter().position(|f| f.name == name).ok_or_else(|| {
-                ConnectorError::config(format!("column {name:?} of {} is not captured: resync the sync", table.name))
-            })
-        };
-        let positions: Vec<usize> = task.fields.iter().map(|f| position(f)).collect::<Result<_, _>>()?;
-        let key_positions: Vec<usize> = finish.key_fields.iter().map(|f| position(f)).collect::<Result<_, _>>()?;
-        self.fields = positions
-            .iter()
-            .map(|&p| table.fields[p].field_type.clone())
-            .zip(&task.columns)
-            .map(|(t, c)| Field { name: c.clone(), field_type: t })
-            .collect();
-        self.key_fields = key_positions
-            .iter()
-            .map(|&p| table.fields[p].field_type.clone())
-            .zip(&finish.key)
-            .map(|(t, c)| Field { name: c.clone(), field_type: t })
-            .collect();
-        let upsert = |row: &[Cell]| -> Result<(Vec<Value>, Vec<Value>), ConnectorError> {
-            let values = positions
-                .iter()
-                .map(|&p| match &row[p] {
-                    Cell::Value(v) => Ok(v.clone()),
-                    Cell::Unchanged => Err(ConnectorError::permanent(format!(
-                        "an update of {} left a large value out (TOAST): set REPLICA IDENTITY FULL on the table",
-                        table.name
-                    ))),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let key: Vec<Value> = key_positions.iter().map(|&p| values_at(row, p)).collect();
-            Ok((key, values))
-        };
-        match &change.kind {
-            ChangeKind::Insert(row) => {
-                let (key, values) = upsert(row)?;
-                self.rows.insert(format!("{key:?}"), (key, Some(values)));
-            }
-            ChangeKind::Update { row, old_key } => {
-                if let Some(old) = old_key {
-                    let key = reorder(table, old, &key_positions);
-                    self.rows.insert(format!("{key:?}"), (key, None));
-                }
-                let (key, values) = upsert(row)?;
-                self.rows.insert(format!("{key:?}"), (key, Some(values)));
-            }
-            ChangeKind::Delete { key } => {
-                let key = reorder(table, key, &key_positions);
-                self.rows.insert(format!("{key:?}"), (key, None));
-            }
-            ChangeKind::Truncate => {
-                self.rows.clear();
-                self.truncate = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the table's changes: a truncate, then the deletes, then the upserts.
-    async fn write(
-        self,
-        destination: &dyn BulkDestination,
-        (finish, _): &(Finish, Task),
-    ) -> Result<(), ConnectorError> {
-        let key_schema = Arc::new(Schema { fields: self.key_fields.clone() });
-        let soft_delete = finish.soft_delete.as_deref();
-        if self.truncate {
-            destination
-                .sweep(&finish.table, Box::pin(futures::stream::empty()), key_schema.clone(), soft_delete)
-                .await?;
-        }
-        let deletes = batch(&key_schema, self.rows.values().filter(|(_, row)| row.is_none()).map(|(key, _)| key))?;
-        if !deletes.is_empty() {
-            let keys = Box::pin(futures::stream::iter([Ok(deletes)]));
-            destination.delete(&finish.table, keys, key_schema, soft_delete).await?;
-        }
-        let schema = Arc::new(Schema { fields: self.fields });
-        let upserts = batch(&schema, self.rows.values().filter_map(|(_, row)| row.as_ref()))?;
-        if !upserts.is_empty() {
-            let request = LoadRequest {
-                table: finish.table.clone(),
-                schema,
-                key: finish.key.clone(),
-                mode: LoadMode::Upsert,
-                marker: Uuid::new_v4(),
-                soft_delete: finish.soft_delete.clone(),
-            };
-            let mut loader = destination.load(request).await?;
-            loader.write(&upserts).await?;
-            loader.commit().await?;
-        }
-        Ok(())
-    }
-}
-
-/// The value of field `p` of a row (a key field, never left out).
-fn values_at(row: &[Cell], p: usize) -> Value {
-    match &row[p] {
-        Cell::Value(v) => v.clone(),
-        Cell::Unchanged => Value::Null,
-    }
-}
-
-/// A key in the table's key order, put in `key_positions` (field positions) order.
-fn reorder(table: &syncline_connectors::postgres::cdc::Table, key: &[Value], key_positions: &[usize]) -> Vec<Value> {
-    key_positions
-        .iter()
-        .map(|p| table.key.iter().position(|k| k == p).map_or(Value::Null, |i| key[i].clone()))
-        .collect()
-}
-
-/// One batch of `rows` (values in `schema` order).
-fn batch<'r>(schema: &Arc<Schema>, rows: impl Iterator<Item = &'r Vec<Value>>) -> Result<RecordBatch, ConnectorError> {
-    let mut builder = RecordBatchBuilder::with_capacity(schema.clone(), 1 << 16);
-    for row in rows {
-        builder.push_row(row).map_err(|e| ConnectorError::permanent(e.to_string()))?;
-    }
-    Ok(builder.finish())
 }
