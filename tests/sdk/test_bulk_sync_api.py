@@ -1,6 +1,5 @@
 """The bulk sync API surface, driven through the official Polytomic SDK (polytomic==25.9.10):
-every ``client.bulk_sync`` method (32, ``get_ingest_console_logs`` answering 404 as change data
-capture is not built) and the 9 ``client.schemas`` methods, against a PostgreSQL source with two
+every ``client.bulk_sync`` method (32) and the 9 ``client.schemas`` methods, against a PostgreSQL source with two
 tables in a database of its own and a PostgreSQL destination.
 
 The engine that runs bulk syncs is not part of this surface: a started execution stays queued
@@ -443,6 +442,8 @@ def test_other_organizations_see_nothing(flow: Flow):
         refused(stranger.bulk_sync.schemas.list, flow.sync_id, status=404, what="its schemas")
         refused(stranger.bulk_sync.start, flow.sync_id, status=404, what="starting it")
         refused(stranger.bulk_sync.get_source, flow.src_id, status=404, what="its source's schemas")
+        refused(stranger.bulk_sync.executions.get_ingest_console_logs, flow.src_id, status=404,
+                what="the ingest log of its source")
         assert stranger.bulk_sync.list().data == []
         refused(
             stranger.bulk_sync.create,
@@ -761,7 +762,41 @@ def test_executions_list_and_status_of_many(flow: Flow):
     assert [s.sync_id for s in executions.list_status(active=True).data] == [flow.sync_id], "the stalled one is inactive"
     refused(executions.list_status, sync_id=[flow.sync_id, "0b3c59a4-3f1c-4f7e-9d7e-1a2b3c4d5e6f"], status=404,
             what="a status of a bulk sync that does not exist")
-    refused(executions.get_ingest_console_logs, flow.src_id, status=404, what="ingestion logs (no CDC yet)")
+
+
+def test_ingest_console_logs(flow: Flow):
+    """The console log of the change captures reading from a connection. The test's source does
+    not capture changes, so the lines are written here for a capture (`bulk_cdc`) execution of
+    the sync, as the engine writes them."""
+    flow.need("sync_id", "src_id", "dst_id", "org_id")
+    capture = "7d3f1a52-6c1e-4b8e-9a41-0c2d5e6f7a8b"
+    written = ["capture started at LSN 0/1000000", "applied 3 changes up to LSN 0/1000200",
+               "capture paused at LSN 0/1000200: the bulk sync was deactivated"]
+    with flow.state() as conn:
+        conn.execute(
+            """insert into executions (id, kind, subject_id, organization_id, status, trigger, started_at, completed_at)
+               values (%s, 'bulk_cdc', %s, %s, 'completed', 'bulk_sync', now(), now())""",
+            (capture, flow.sync_id, flow.org_id),
+        )
+        for message in written:
+            conn.execute("insert into execution_logs (execution_id, level, message) values (%s, 'info', %s)",
+                         (capture, message))
+    executions = flow.pt.bulk_sync.executions
+    logs = executions.get_ingest_console_logs(flow.src_id).data
+    assert [e.message for e in logs.entries] == written, logs
+    assert all(e.id and e.level == "info" and e.timestamp for e in logs.entries), logs.entries
+    assert logs.next_cursor == logs.entries[-1].id
+    page = executions.get_ingest_console_logs(flow.src_id, sync_id=flow.sync_id, limit=1, after=logs.entries[0].id).data
+    assert [e.message for e in page.entries] == written[1:2] and page.next_cursor == logs.entries[1].id
+    newest = executions.get_ingest_console_logs(flow.src_id, limit=2).data
+    assert [e.message for e in newest.entries] == written[1:], "without a cursor, the newest lines"
+    assert executions.get_ingest_console_logs(flow.dst_id).data.entries == [], "no sync reads from the destination"
+    refused(executions.get_ingest_console_logs, flow.dst_id, sync_id=flow.sync_id, status=404,
+            what="a sync that does not read from the connection")
+    refused(executions.get_ingest_console_logs, "0b3c59a4-3f1c-4f7e-9d7e-1a2b3c4d5e6f", status=404,
+            what="a connection that does not exist")
+    refused(executions.get_ingest_console_logs, flow.src_id, after="x", status=400, field="after",
+            what="a cursor that is not one")
 
 
 def test_error_handling(flow: Flow):

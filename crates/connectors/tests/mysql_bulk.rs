@@ -216,6 +216,33 @@ db_test!(appends_and_upserts_commit_with_their_markers, |db| {
     assert_eq!(db.destination.count(&table).await.expect("count"), 5001);
 });
 
+db_test!(an_update_load_changes_only_its_columns_of_the_rows_it_finds, |db| {
+    let table = db.table("people");
+    db.shape(&table, &people(), &["id"]).await;
+    db.load(&table, &batch(&[(1, "one"), (2, "two")]), LoadMode::Append, Uuid::new_v4(), None).await;
+    let schema = Arc::new(Schema { fields: vec![field("id", FieldType::Int64), field("name", FieldType::Text)] });
+    let mut builder = RecordBatchBuilder::with_capacity(schema.clone(), 64);
+    for (id, name) in [(2, "two again"), (3, "three")] {
+        builder.push_row(&[Value::Int(id), Value::Text(name.into())]).expect("row");
+    }
+    let marker = Uuid::new_v4();
+    let request = LoadRequest {
+        table: table.clone(),
+        schema,
+        key: vec!["id".into()],
+        mode: LoadMode::Update,
+        marker,
+        soft_delete: None,
+    };
+    let mut loader = db.destination.load(request).await.expect("load starts");
+    loader.write(&builder.finish()).await.expect("write");
+    assert_eq!(loader.commit().await.expect("commit"), 1, "one of the two rows is there");
+    assert_eq!(db.destination.loaded(&table, marker).await.expect("loaded"), Some(1));
+    let rows: Vec<(i64, String, bool)> =
+        db.rows(&format!("select id, name, `at` is not null from {table} order by id")).await;
+    assert_eq!(rows, [(1, "one".into(), true), (2, "two again".into(), true)], "other columns kept, nothing added");
+});
+
 /// Every field type with a value of it, and how MariaDB shows it (`cast(… as char)`).
 fn cases() -> Vec<(FieldType, Value, &'static str)> {
     let at = NaiveDate::from_ymd_opt(2024, 2, 29).expect("date");

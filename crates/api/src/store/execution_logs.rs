@@ -33,7 +33,7 @@ impl FromRow for LogLine {
     }
 }
 
-/// Which lines of an execution to read.
+/// Which lines of one or more executions to read.
 pub struct Query<'a> {
     /// Only those of this schema (`None`: every line).
     pub schema_id: Option<&'a str>,
@@ -42,16 +42,16 @@ pub struct Query<'a> {
     pub limit: i64,
 }
 
-/// Up to `query.limit` lines of execution `execution_id`, in the order they were written.
+/// Up to `query.limit` lines of the executions `execution_ids`, in the order they were written.
 pub async fn read(
     client: &impl GenericClient,
-    execution_id: Uuid,
+    execution_ids: &[Uuid],
     query: &Query<'_>,
 ) -> Result<Vec<LogLine>, StoreError> {
     let sql = "select * from (
                  select id, schema_id, at, level, message from execution_logs
-                  where execution_id = $1 and ($2::text is null or schema_id = $2) and ($3::bigint is null or id > $3)
+                  where execution_id = any($1) and ($2::text is null or schema_id = $2) and ($3::bigint is null or id > $3)
                   order by case when $3::bigint is null then -id else id end limit $4) lines
                order by id";
-    fetch_all(client, sql, &[&execution_id, &query.schema_id, &query.after, &query.limit]).await
+    fetch_all(client, sql, &[&execution_ids, &query.schema_id, &query.after, &query.limit]).await
 }

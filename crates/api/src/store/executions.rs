@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value as Json;
+use syncline_core::executions::BULK_CDC;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -135,6 +136,24 @@ pub async fn latest(
           order by e.created_at desc limit 1"
     );
     fetch_opt(client, &sql, &[&kind, &subject_id, &statuses, &active]).await
+}
+
+/// The change captures (kind `bulk_cdc`) of organization `org`'s bulk syncs reading from
+/// connection `connection_id` (of bulk sync `sync_id` only, when given).
+pub async fn captures_of(
+    client: &impl GenericClient,
+    (org, connection_id): (Uuid, Uuid),
+    sync_id: Option<Uuid>,
+) -> Result<Vec<Uuid>, StoreError> {
+    let rows = client
+        .query(
+            "select e.id from executions e join bulk_syncs b on b.id = e.subject_id
+             where e.kind = $1 and b.organization_id = $2 and b.source_connection_id = $3
+               and ($4::uuid is null or b.id = $4)",
+            &[&BULK_CDC, &org, &connection_id, &sync_id],
+        )
+        .await?;
+    rows.iter().map(|r| r.try_get(0).map_err(|source| StoreError::Shape { what: "execution", source })).collect()
 }
 
 /// Cancels the unfinished executions of `subject` matching `execution`: waiting ones end at

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod bulk_schema_executions;
 pub mod bulk_schemas;
 pub mod bulk_syncs;
+pub mod capture_slots;
 pub mod catalogs;
 pub mod connections;
 pub mod constraints;

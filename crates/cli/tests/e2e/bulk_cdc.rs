@@ -131,6 +131,73 @@ async fn capture_running(scene: &Scene, sync: Uuid) {
     }
 }
 
+/// The messages of the ingest console log of the scene's source connection, of sync `sync`.
+async fn ingest_log(scene: &Scene, sync: Uuid) -> Vec<String> {
+    let path = format!("/api/connections/{}/ingest/consolelog?sync_id={sync}", scene.conn);
+    let data = scene.api.ok("GET", &path, None).await;
+    let entries = data["entries"].as_array().expect("entries");
+    entries.iter().map(|e| e["message"].as_str().expect("a message").to_owned()).collect()
+}
+
+/// Waits until sync `sync` has no capture in progress.
+async fn capture_ended(scene: &Scene, sync: Uuid) {
+    let state = scene.install.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sql = "select count(*) from executions where kind = 'bulk_cdc' and subject_id = $1
+                   and status in ('created', 'queued', 'running', 'canceling')";
+        if state.query_one(sql, &[&sync]).await.expect("capture").get::<_, i64>(0) == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the capture did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_deactivated_sync_pauses_its_capture_and_resumes_from_its_position() {
+    let (scene, destination, conn) = scene("bulk-cdc-pause", 5_000, 5_000).await;
+    capture_changes(&scene).await;
+    let schedule = json!({"default_schedule": {"id": "default", "frequency": "manual"}});
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({}))], schedule).await;
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    capture_running(&scene, sync).await;
+    let activate = format!("/api/bulk/syncs/{sync}/activate");
+    scene.api.ok("POST", &activate, Some(json!({"active": false}))).await;
+    capture_ended(&scene, sync).await;
+    let (source, target) = (scene.data.client().await, destination.client().await);
+    source
+        .batch_execute(
+            "update users set email = 'paused.' || id || '@example.com' where id <= 100;
+             delete from users where id between 101 and 150",
+        )
+        .await
+        .expect("change the source");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_ne!(checksum(&target).await, checksum(&source).await, "nothing is applied while the sync is inactive");
+    assert_eq!(slots(&scene).await.len(), 1, "the paused sync keeps its slot");
+    let status = scene.api.ok("GET", &format!("/api/bulk/syncs/{sync}/status"), None).await;
+    let ingestion = &status["ingestion_status"];
+    assert_eq!((&ingestion["is_running"], &ingestion["status"]), (&json!(false), &json!("ok")), "{ingestion}");
+    assert!(ingestion["status_message"].as_str().is_some_and(|m| m.contains("paused")), "{ingestion}");
+    let log = ingest_log(&scene, sync).await;
+    assert!(log.iter().any(|l| l.starts_with("capture started at LSN ")), "{log:?}");
+    assert!(log.iter().any(|l| l.starts_with("capture paused at LSN ")), "{log:?}");
+
+    scene.api.ok("POST", &activate, Some(json!({"active": true}))).await;
+    capture_running(&scene, sync).await;
+    converge(&scene, &destination, Duration::from_secs(30)).await;
+    let log = ingest_log(&scene, sync).await;
+    assert!(log.last().is_some_and(|l| l.starts_with("capture resumed from LSN ")), "{log:?}");
+
+    let (_, other) = organization(&scene.install, &scene.process, "bulk-cdc-other").await;
+    let (code, body) = other.send("GET", &format!("/api/connections/{}/ingest/consolelog", scene.conn), None).await;
+    assert_error(code, &body, 404, "connection");
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
 #[tokio::test]
 async fn changes_stream_after_the_load_and_converge_within_5_seconds() {
     let rows = 20_000;
@@ -151,6 +218,16 @@ async fn changes_stream_after_the_load_and_converge_within_5_seconds() {
     let row = state.query_one(sql, &[&sync]).await.expect("progress");
     let (positioned, applied): (bool, i64) = (row.get(0), row.get(1));
     assert!(positioned && applied >= 1_000, "the capture records its progress: {applied} changes");
+    let status = scene.api.ok("GET", &format!("/api/bulk/syncs/{sync}/status"), None).await;
+    let ingestion = &status["ingestion_status"];
+    assert_eq!(
+        (&ingestion["enabled"], &ingestion["is_running"], &ingestion["status"]),
+        (&json!(true), &json!(true), &json!("ok")),
+        "{ingestion}"
+    );
+    let lsn = |v: &serde_json::Value| v.as_str().is_some_and(|s| s.contains('/'));
+    assert!(lsn(&ingestion["position"]) && lsn(&ingestion["highwater_mark"]), "LSNs as text: {ingestion}");
+    assert!(ingestion["position_time"].is_string() && ingestion["updated_at"].is_string(), "{ingestion}");
     destination.drop_now().await;
     scene.finish().await;
 }
@@ -215,11 +292,75 @@ async fn a_slot_holding_too_much_wal_stops_the_capture_and_is_dropped() {
     };
     assert!(error.contains("held more than 1 MB of WAL") && error.contains("slot dropped"), "{error}");
     assert!(slots(&scene).await.is_empty(), "the slot is dropped");
+    let status = scene.api.ok("GET", &format!("/api/bulk/syncs/{sync}/status"), None).await;
+    let ingestion = &status["ingestion_status"];
+    assert_eq!((&ingestion["status"], &ingestion["is_running"]), (&json!("error"), &json!(false)), "{ingestion}");
+    assert!(ingestion["status_message"].as_str().is_some_and(|m| m.contains("held more than 1 MB")), "{ingestion}");
+    let log = ingest_log(&scene, sync).await;
+    assert!(log.iter().any(|l| l.starts_with("capture failed: the replication slot held more than 1 MB")), "{log:?}");
     let (status, error, _) = run(&scene, sync, json!({})).await;
     assert_eq!(status, "completed", "the next run reloads: {error:?}");
     assert_eq!(checksum(&destination.client().await).await, checksum(&source).await, "the reload caught up");
     assert_eq!(slots(&scene).await.len(), 1, "the next run prepares a new slot");
     drop(worker);
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
+/// `docs` rows: id, n, and the body's md5 and length.
+async fn docs(client: &tokio_postgres::Client) -> Vec<(i32, i32, String, i32)> {
+    let rows = client.query("select id, n, md5(body), length(body) from docs order by id", &[]).await.expect("docs");
+    rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+}
+
+#[tokio::test]
+async fn an_update_leaving_a_large_value_out_keeps_it_at_the_destination() {
+    let (scene, destination, conn) = scene("bulk-cdc-toast", 5_000, 100).await;
+    let source = scene.data.client().await;
+    // About 13 KB of random hex per row: stored out of line (TOAST), and an update of another
+    // column does not send it.
+    source
+        .batch_execute(
+            "create table docs (id integer primary key, body text not null, n integer not null);
+             insert into docs select g, (select string_agg(md5(random()::text || i), '') from generate_series(1, 400) i where g > 0), 0
+               from generate_series(1, 3) g",
+        )
+        .await
+        .expect("docs");
+    capture_changes(&scene).await;
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.docs", json!({}))], json!({})).await;
+    let (status, error, schemas) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    capture_running(&scene, sync).await;
+    source
+        .batch_execute("update docs set n = 1 where id = 1; update docs set n = 2, body = 'small' where id = 3")
+        .await
+        .expect("update the source");
+    let target = destination.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while docs(&target).await != docs(&source).await {
+        assert!(Instant::now() < deadline, "the destination did not converge: {:?}", docs(&target).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kept = docs(&target).await;
+    assert!(kept[0].1 == 1 && kept[0].3 > 8_000, "the large value is kept, the sent column changed: {kept:?}");
+
+    // A row the destination lacks cannot take an update without its large value.
+    target.execute("delete from docs where id = 2", &[]).await.expect("lose a row");
+    source.execute("update docs set n = 5 where id = 2", &[]).await.expect("update it at the source");
+    let state = scene.install.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let sql = "select status, errors ->> 0 from executions where kind = 'bulk_cdc' and subject_id = $1
+                   order by created_at desc limit 1";
+        let row = state.query_one(sql, &[&sync]).await.expect("the capture");
+        if row.get::<_, String>(0) == "failed" {
+            break row.get::<_, Option<String>>(1).unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "the capture did not fail");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("public.docs") && error.contains("REPLICA IDENTITY FULL"), "{error}");
     destination.drop_now().await;
     scene.finish().await;
 }

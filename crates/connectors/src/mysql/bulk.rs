@@ -41,6 +41,8 @@ const MARKERS: &str = "_syncline_loads";
 const MARKER_DAYS: u32 = 7;
 /// The temporary table of the keys a sweep or a delete compares with.
 const KEYS: &str = "syncline_keys";
+/// The temporary table of the rows an update load changes the table's rows with.
+const UPDATES: &str = "syncline_updates";
 /// Values that do not fit their column fail the load instead of being cut to fit.
 const STRICT: &str = "set session sql_mode = concat_ws(',', nullif(@@sql_mode, ''), 'STRICT_ALL_TABLES')";
 
@@ -243,28 +245,60 @@ impl BulkDestination for MysqlBulk {
 
     async fn load(&self, request: LoadRequest) -> Result<Box<dyn Loader>, ConnectorError> {
         let mut conn = self.connect().await?;
+        let limit = self.ctx.deadlines.idle;
+        conn.query_drop(limit, STRICT).await?;
+        let table = self.quoted(&request.table);
         let names: Vec<String> = request.schema.fields.iter().map(|f| quote_ident(&f.name)).collect();
-        let insert = format!("insert into {} ({}) values ", self.quoted(&request.table), names.join(", "));
-        let tail = match request.mode {
-            LoadMode::Append => String::new(),
+        let others = request.schema.fields.iter().filter(|f| !request.key.contains(&f.name));
+        let cleared = request.soft_delete.iter().map(|c| format!("{} = null", quote_ident(c)));
+        let (into, tail, update) = match request.mode {
+            LoadMode::Append => (table, String::new(), None),
             LoadMode::Upsert => {
-                let mut set: Vec<String> = request
-                    .schema
-                    .fields
-                    .iter()
-                    .filter(|f| !request.key.contains(&f.name))
-                    .map(|f| format!("{0} = values({0})", quote_ident(&f.name)))
-                    .collect();
-                set.extend(request.soft_delete.iter().map(|c| format!("{} = null", quote_ident(c))));
+                let mut set: Vec<String> = others.map(|f| format!("{0} = values({0})", quote_ident(&f.name))).collect();
+                set.extend(cleared);
                 // Nothing to update: the row stays as it is.
                 if set.is_empty() {
                     set.extend(request.key.first().map(|k| format!("{0} = {0}", quote_ident(k))));
                 }
-                format!(" on duplicate key update {}", set.join(", "))
+                (table, format!(" on duplicate key update {}", set.join(", ")), None)
+            }
+            LoadMode::Update => {
+                let key: Vec<String> = request.key.iter().map(|k| quote_ident(k)).collect();
+                let first = first_key(&key, &request.table)?;
+                let definitions: Vec<String> = request
+                    .schema
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let key = request.key.contains(&f.name);
+                        format!(
+                            "{} {}",
+                            quote_ident(&f.name),
+                            types::column_definition(&f.field_type, key, conn.mariadb)
+                        )
+                    })
+                    .collect();
+                let create = format!(
+                    "create temporary table {UPDATES} ({}, primary key ({})) engine = InnoDB",
+                    definitions.join(", "),
+                    key.join(", ")
+                );
+                conn.query_drop(limit, &create).await?;
+                let mut set: Vec<String> = others.map(|f| format!("t.{0} = s.{0}", quote_ident(&f.name))).collect();
+                set.extend(cleared.map(|c| format!("t.{c}")));
+                // Key columns only: the rows found still count.
+                if set.is_empty() {
+                    set.push(format!("t.{first} = t.{first}"));
+                }
+                let from = format!("{table} as t join {UPDATES} as s on {}", key_match(&key, "t", "s"));
+                let update = Update {
+                    found: format!("select count(*) from {from}"),
+                    apply: format!("update {from} set {}", set.join(", ")),
+                };
+                (UPDATES.to_owned(), String::new(), Some(update))
             }
         };
-        let limit = self.ctx.deadlines.idle;
-        conn.query_drop(limit, STRICT).await?;
+        let insert = format!("insert into {into} ({}) values ", names.join(", "));
         conn.query_drop(limit, "start transaction").await?;
         let group = format!("({})", vec!["?"; names.len()].join(", "));
         Ok(Box::new(MysqlLoader {
@@ -272,6 +306,7 @@ impl BulkDestination for MysqlBulk {
             insert,
             group,
             tail,
+            update,
             marker: request.marker,
             markers: self.markers(&request.table),
             rows: 0,
@@ -371,9 +406,17 @@ struct MysqlLoader {
     insert: String,
     group: String,
     tail: String,
+    /// An update load's statements, its rows staged in [`UPDATES`].
+    update: Option<Update>,
     marker: Uuid,
     markers: String,
     rows: u64,
+}
+
+/// How an update load's staged rows change the table: how many rows they find, and the change.
+struct Update {
+    found: String,
+    apply: String,
 }
 
 #[async_trait]
@@ -389,14 +432,22 @@ impl Loader for MysqlLoader {
 
     async fn commit(mut self: Box<Self>) -> Result<u64, ConnectorError> {
         let mark = format!("insert into {} (marker, `rows`) values (?, ?)", self.markers);
-        let (rows, marker) = (self.rows, self.marker.to_string());
+        let (written, marker) = (self.rows, self.marker.to_string());
         let (guard, limit) = (self.conn.kill_on_drop(), self.conn.ctx.deadlines.idle);
-        let conn = &mut self.conn.conn;
+        let (conn, update) = (&mut self.conn.conn, &self.update);
         let work = async {
+            let rows = match update {
+                None => written,
+                Some(update) => {
+                    let found: Option<u64> = conn.query_first(&update.found).await?;
+                    conn.query_drop(&update.apply).await?;
+                    found.unwrap_or(0)
+                }
+            };
             conn.exec_drop(mark, (marker, rows)).await?;
-            conn.query_drop("commit").await
+            conn.query_drop("commit").await?;
+            Ok(rows)
         };
-        guarded(guard, limit, work).await?;
-        Ok(rows)
+        guarded(guard, limit, work).await
     }
 }

@@ -219,23 +219,38 @@ impl BulkDestination for PostgresBulk {
                 names.join(", "),
                 casts.join(", ")
             );
+            // The columns besides the key, each with its staged value (cast), and the key's.
+            let (keys, others): (Vec<_>, Vec<_>) =
+                request.schema.fields.iter().zip(&casts).partition(|(f, _)| request.key.contains(&f.name));
+            let cleared = request.soft_delete.iter().map(|c| format!("{} = null", quote_ident(c)));
             let apply = match request.mode {
                 LoadMode::Append => insert,
                 LoadMode::Upsert => {
-                    let mut others: Vec<String> = request
-                        .schema
-                        .fields
-                        .iter()
-                        .filter(|f| !request.key.contains(&f.name))
-                        .map(|f| format!("{0} = excluded.{0}", quote_ident(&f.name)))
-                        .collect();
-                    others.extend(request.soft_delete.iter().map(|c| format!("{} = null", quote_ident(c))));
+                    let mut sets: Vec<String> =
+                        others.iter().map(|(f, _)| format!("{0} = excluded.{0}", quote_ident(&f.name))).collect();
+                    sets.extend(cleared);
                     let keys: Vec<String> = request.key.iter().map(|k| quote_ident(k)).collect();
-                    let action = match others.is_empty() {
+                    let action = match sets.is_empty() {
                         true => "nothing".to_owned(),
-                        false => format!("update set {}", others.join(", ")),
+                        false => format!("update set {}", sets.join(", ")),
                     };
                     format!("{insert} on conflict ({}) do {action}", keys.join(", "))
+                }
+                LoadMode::Update => {
+                    let mut sets: Vec<String> =
+                        others.iter().map(|(f, cast)| format!("{} = {cast}", quote_ident(&f.name))).collect();
+                    sets.extend(cleared);
+                    let matches: Vec<String> =
+                        keys.iter().map(|(f, cast)| format!("t.{} = {cast}", quote_ident(&f.name))).collect();
+                    // Rows of key columns only still count the rows they find.
+                    if sets.is_empty() {
+                        sets.extend(keys.iter().take(1).map(|(f, _)| format!("{0} = t.{0}", quote_ident(&f.name))));
+                    }
+                    format!(
+                        "update {table} as t set {} from syncline_load s where {}",
+                        sets.join(", "),
+                        matches.join(" and ")
+                    )
                 }
             };
             ("copy syncline_load from stdin (format binary)".to_owned(), Some(apply))
@@ -249,6 +264,7 @@ impl BulkDestination for PostgresBulk {
             apply,
             marker: request.marker,
             markers: markers(&request.table),
+            update: request.mode == LoadMode::Update,
             conn,
         };
         loader.feed(Bytes::from_static(copy::HEADER)).await?;
@@ -348,6 +364,8 @@ struct PostgresLoader {
     apply: Option<String>,
     marker: Uuid,
     markers: String,
+    /// Whether the rows change existing rows only: the load counts the rows changed.
+    update: bool,
 }
 
 impl PostgresLoader {
@@ -371,15 +389,18 @@ impl Loader for PostgresLoader {
         let (conn, sink) = (&this.conn, &mut this.sink);
         let work = async {
             // The server's count of the rows copied, straight in or into staging (applied
-            // whole by one statement).
-            let copied = sink.as_mut().finish().await.map_err(|e| client::error(&e))?;
+            // whole by one statement, or counted as changed by an update).
+            let mut rows = sink.as_mut().finish().await.map_err(|e| client::error(&e))?;
             if let Some(apply) = &this.apply {
-                conn.client.execute(apply.as_str(), &[]).await.map_err(|e| client::error(&e))?;
+                let changed = conn.client.execute(apply.as_str(), &[]).await.map_err(|e| client::error(&e))?;
+                if this.update {
+                    rows = changed;
+                }
             }
             let mark = format!("insert into {} (marker, rows) values ($1, $2)", this.markers);
-            conn.client.execute(&mark, &[&this.marker, &(copied as i64)]).await.map_err(|e| client::error(&e))?;
+            conn.client.execute(&mark, &[&this.marker, &(rows as i64)]).await.map_err(|e| client::error(&e))?;
             conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))?;
-            Ok(copied)
+            Ok(rows)
         };
         conn.guard(conn.ctx.deadlines.idle, work).await
     }

@@ -30,6 +30,10 @@ pub enum LoadMode {
     Append,
     /// Rows with the key of an existing row replace it.
     Upsert,
+    /// Rows change the existing row of their key in the schema's columns only, leaving its
+    /// other columns alone; a row whose key has none changes nothing. The load's count is of
+    /// the rows changed. (Change capture's updates that left large values out.)
+    Update,
 }
 
 /// One partition's load.
@@ -38,7 +42,7 @@ pub struct LoadRequest {
     pub table: String,
     /// Schema of the incoming records; their fields fill the columns of the same names.
     pub schema: Arc<Schema>,
-    /// The key columns ([`LoadMode::Upsert`] only).
+    /// The key columns ([`LoadMode::Upsert`] and [`LoadMode::Update`] only).
     pub key: Vec<String>,
     pub mode: LoadMode,
     /// Recorded with the rows in the same transaction; see [`BulkDestination::loaded`].
@@ -55,8 +59,8 @@ pub trait Loader: Send {
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
 
     /// Commits every record written, with the marker, in one transaction; returns how many rows
-    /// it wrote, as the destination counted them. Nothing is written when this fails or is
-    /// never called.
+    /// it wrote, as the destination counted them ([`LoadMode::Update`]: changed). Nothing is
+    /// written when this fails or is never called.
     async fn commit(self: Box<Self>) -> Result<u64, ConnectorError>;
 }
 

@@ -7,10 +7,9 @@
 use serde_json::Value as Json;
 use syncline_connectors::postgres::{
     PostgresConfig,
-    cdc::{Capture, Names},
+    cdc::{self, Capture, Names},
 };
 use syncline_core::{
-    bulk::BulkMode,
     connector::{ConnectorError, Context},
     db::DbPool,
     executions,
@@ -27,12 +26,12 @@ use crate::{Services, connections::state};
 /// connection (`source`, unsealed) whose `change_detection` is on.
 pub fn config(sync: &SyncRow, source: &Json) -> Result<Option<PostgresConfig>, ConnectorError> {
     let source_type: String = sync.connections.try_get("source_type").map_err(state)?;
-    if sync.mode != BulkMode::Replicate || source_type != "postgresql" {
+    if !cdc::captures(sync.mode, &source_type, source) {
         return Ok(None);
     }
-    let config: PostgresConfig = serde_json::from_value(source.clone())
+    let config = serde_json::from_value(source.clone())
         .map_err(|e| ConnectorError::config(format!("connection postgresql: {e}")))?;
-    Ok(config.change_detection.then_some(config))
+    Ok(Some(config))
 }
 
 /// Prepares sync `sync_id`'s slot and publication for its enabled `schemas` when it captures

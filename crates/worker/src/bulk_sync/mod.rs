@@ -3,6 +3,7 @@
 //! and one partition of one of its schemas ([`BulkPartition`]); then, for syncs that capture
 //! changes, the stream of those changes ([`BulkCdc`]). See `docs/ARCHITECTURE.md`.
 
+mod apply;
 mod capture;
 mod coordinator;
 mod partition;

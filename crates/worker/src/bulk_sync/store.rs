@@ -476,11 +476,19 @@ pub async fn running(pool: &DbPool, execution_id: Uuid) -> Result<Vec<(String, b
     rows.iter().map(|r| Ok((r.try_get(0).map_err(state)?, r.try_get(1).map_err(state)?))).collect()
 }
 
-/// Whether bulk sync `sync_id` still exists.
-pub async fn exists(pool: &DbPool, sync_id: Uuid) -> Result<bool, ConnectorError> {
+/// Whether bulk sync `sync_id` is active; `None` once it is deleted.
+pub async fn active(pool: &DbPool, sync_id: Uuid) -> Result<Option<bool>, ConnectorError> {
     let client = pool.get().await.map_err(state)?;
-    let row = client.query_one("select exists (select 1 from bulk_syncs where id = $1)", &[&sync_id]).await;
-    row.map_err(state)?.try_get(0).map_err(state)
+    let row = client.query_opt("select active from bulk_syncs where id = $1", &[&sync_id]).await.map_err(state)?;
+    row.map(|r| r.try_get(0)).transpose().map_err(state)
+}
+
+/// The position sync `sync_id`'s capture last recorded, if any.
+pub async fn recorded_position(pool: &DbPool, sync_id: Uuid) -> Result<Option<Lsn>, ConnectorError> {
+    let client = pool.get().await.map_err(state)?;
+    let sql = "select position from capture_slots where bulk_sync_id = $1";
+    let row = client.query_opt(sql, &[&sync_id]).await.map_err(state)?;
+    Ok(row.map(|r| r.try_get(0)).transpose().map_err(state)?.flatten())
 }
 
 /// The completed schemas of load `execution_id` as change capture writes them, by source
@@ -509,21 +517,22 @@ pub async fn capture_targets(
         .collect()
 }
 
-/// Records a capture's confirmed `position`, the commit time of the last change it applied (when
-/// it applied any) and how many more changes it applied.
+/// Records a capture's confirmed `position`, the source's `highwater` mark its poll saw, the
+/// commit time of the last change it applied (when it applied any) and how many more changes it
+/// applied.
 pub async fn record_position(
     pool: &DbPool,
     sync_id: Uuid,
-    (position, time): (Lsn, Option<chrono::DateTime<chrono::Utc>>),
+    (position, highwater, time): (Lsn, Option<Lsn>, Option<chrono::DateTime<chrono::Utc>>),
     applied: i64,
 ) -> Result<(), ConnectorError> {
     let client = pool.get().await.map_err(state)?;
     client
         .execute(
-            "update capture_slots set position = $2, position_time = coalesce($3, position_time),
-                applied = applied + $4
+            "update capture_slots set position = $2, highwater_mark = coalesce($3, highwater_mark),
+                position_time = coalesce($4, position_time), applied = applied + $5, updated_at = now()
              where bulk_sync_id = $1",
-            &[&sync_id, &position, &time, &applied],
+            &[&sync_id, &position, &highwater, &time, &applied],
         )
         .await
         .map_err(state)?;

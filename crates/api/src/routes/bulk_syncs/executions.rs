@@ -18,7 +18,7 @@ use syncline_core::{
 };
 use uuid::Uuid;
 
-use super::{read, stored_schemas, value};
+use super::{ingestion, read, stored_schemas, value};
 use crate::{
     AppState,
     access::Kind,
@@ -261,7 +261,7 @@ async fn get_status(
         "current_execution": find(current.as_ref()),
         "last_execution": find(last.as_ref()),
         "next_execution_time": next,
-        "ingestion_status": null,
+        "ingestion_status": ingestion::status(&state, &sync).await?,
     })))
 }
 
@@ -375,21 +375,21 @@ pub(super) async fn list_status(
     Ok(envelope(json!(data)))
 }
 
+/// The query of a console log: how many lines, and after which cursor.
 #[derive(Deserialize)]
-struct LogQuery {
-    limit: Option<i64>,
-    after: Option<String>,
+pub(super) struct LogQuery {
+    pub limit: Option<i64>,
+    pub after: Option<String>,
 }
 
-/// `{entries, next_cursor}`: up to 50 console log lines of an execution (of one schema when
+/// `{entries, next_cursor}`: up to 50 console log lines of `executions` (of one schema when
 /// given), the newest ones, or those after the cursor `after`; `next_cursor` is where to go on.
-async fn console(
+pub(super) async fn log_page(
     state: &AppState,
-    (sync, exec_id): (&BulkSync, &str),
+    executions: &[Uuid],
     schema_id: Option<&str>,
     query: &LogQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let execution = execution_of(state, sync, exec_id).await?;
     let after = query
         .after
         .as_deref()
@@ -397,7 +397,7 @@ async fn console(
         .map(|a| a.parse::<i64>().map_err(|_| bad("after", "after must be a next_cursor of an earlier answer".into())))
         .transpose()?;
     let read = execution_logs::Query { schema_id, after, limit: query.limit.unwrap_or(LOG_PAGE).clamp(1, LOG_PAGE) };
-    let lines = execution_logs::read(&state.pool.get().await?, execution.id, &read).await?;
+    let lines = execution_logs::read(&state.pool.get().await?, executions, &read).await?;
     let entries: Vec<Json> = lines
         .iter()
         .map(|line| {
@@ -412,6 +412,17 @@ async fn console(
         .collect();
     let next = lines.last().map(|l| l.id).or(after);
     Ok(envelope(json!({ "entries": entries, "next_cursor": next.map(|n| n.to_string()) })))
+}
+
+/// The console log of execution `exec_id` of `sync`.
+async fn console(
+    state: &AppState,
+    (sync, exec_id): (&BulkSync, &str),
+    schema_id: Option<&str>,
+    query: &LogQuery,
+) -> Result<HttpResponse, ApiError> {
+    let execution = execution_of(state, sync, exec_id).await?;
+    log_page(state, &[execution.id], schema_id, query).await
 }
 
 #[get("/bulk/syncs/{id}/executions/{exec_id}/consolelog")]
@@ -504,7 +515,7 @@ async fn download(
     }
     let execution = execution_of(&state, &sync, &path.1).await?;
     let every = execution_logs::Query { schema_id: None, after: Some(0), limit: i64::MAX };
-    let lines = execution_logs::read(&state.pool.get().await?, execution.id, &every).await?;
+    let lines = execution_logs::read(&state.pool.get().await?, &[execution.id], &every).await?;
     let text: String = lines.iter().map(text_line).collect();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")

@@ -5,6 +5,7 @@
 mod discovery;
 mod error_handling;
 mod executions;
+mod ingestion;
 mod schedules;
 mod schemas;
 mod selection;
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(schemas::configure)
         .configure(schedules::configure)
         .configure(executions::configure)
+        .configure(ingestion::configure)
         .configure(error_handling::configure);
 }
 
@@ -188,6 +190,7 @@ async fn update(
         store::bulk_schemas::replace(&tx, sync.id, schemas).await?;
     }
     tx.commit().await?;
+    ingestion::resume(&state, &updated).await?;
     Ok(envelope(to_json(&updated)))
 }
 
@@ -205,7 +208,8 @@ struct ActivateBody {
     active: Option<bool>,
 }
 
-/// Turns the bulk sync on (it runs on its schedules) or off.
+/// Turns the bulk sync on (it runs on its schedules, its capture resumes) or off (its capture
+/// pauses, keeping its position).
 #[post("/bulk/syncs/{id}/activate")]
 async fn activate(
     state: web::Data<AppState>,
@@ -216,6 +220,7 @@ async fn activate(
     let active = input.active.ok_or_else(|| invalid("active", "active is required".into()))?;
     let mut spec = sync.spec.clone();
     spec["active"] = json!(active);
-    schedules::save(&state, &sync, spec, &schedules::of_spec(&sync.spec)?).await?;
+    let saved = schedules::save(&state, &sync, spec, &schedules::of_spec(&sync.spec)?).await?;
+    ingestion::resume(&state, &saved).await?;
     Ok(envelope(json!({ "id": sync.id, "active": active })))
 }

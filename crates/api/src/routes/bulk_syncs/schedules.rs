@@ -180,17 +180,17 @@ pub(super) async fn save(
     sync: &BulkSync,
     mut spec: Json,
     schedules: &[BulkSchedule],
-) -> Result<(), ApiError> {
+) -> Result<BulkSync, ApiError> {
     spec["default_schedule"] = schedules[0].to_json();
     spec["additional_schedules"] = schedules[1..].iter().map(BulkSchedule::to_json).collect();
     let entries: Vec<Entry> = schedules.iter().map(BulkSchedule::entry).collect();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    store::bulk_syncs::set_spec(&tx, (sync.organization_id, sync.id), &spec, Some(&entries))
+    let saved = store::bulk_syncs::set_spec(&tx, (sync.organization_id, sync.id), &spec, Some(&entries))
         .await?
         .ok_or_else(|| ApiError::not_found("bulk_sync"))?;
     tx.commit().await?;
-    Ok(())
+    Ok(saved)
 }
 
 #[derive(Deserialize)]

@@ -84,6 +84,8 @@ pub struct ChangeSet {
     /// releases them; `None` when there is nothing to confirm. Past the last transaction's end
     /// when the poll read every change up to a later position.
     pub end: Option<Lsn>,
+    /// The source's WAL flush position when the poll began: how far there was to read.
+    pub highwater: Option<Lsn>,
 }
 
 impl ChangeSet {
@@ -164,7 +166,7 @@ impl Assembler {
             _ => last,
         };
         let transactions = self.done.into_iter().filter(|t| !t.changes.is_empty()).collect();
-        ChangeSet { transactions, end }
+        ChangeSet { transactions, end, highwater: None }
     }
 
     fn table(&self, oid: u32) -> Result<Arc<Table>, ConnectorError> {

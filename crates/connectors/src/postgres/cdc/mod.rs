@@ -28,7 +28,10 @@ mod text;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use syncline_core::connector::{ConnectorError, Context, ErrorClass};
+use syncline_core::{
+    bulk::BulkMode,
+    connector::{Connector, ConnectorError, Context, ErrorClass},
+};
 use tokio_postgres::{error::SqlState, types::ToSql};
 
 pub use changes::{Cell, Change, ChangeKind, ChangeSet, Row, Table, Transaction};
@@ -36,9 +39,16 @@ pub use changes::{Cell, Change, ChangeKind, ChangeSet, Row, Table, Transaction};
 pub use tokio_postgres::types::PgLsn as Lsn;
 
 use super::{
-    PostgresConfig,
+    Postgres, PostgresConfig,
     client::{self, Connection, quote_ident},
 };
+
+/// Whether a bulk sync in `mode` from a connection of type `source_type` with `configuration`
+/// (its stored, unsealed part) captures changes: `replicate` mode from PostgreSQL with
+/// `change_detection` on.
+pub fn captures(mode: BulkMode, source_type: &str, configuration: &serde_json::Value) -> bool {
+    mode == BulkMode::Replicate && source_type == Postgres::ID && configuration["change_detection"] == true
+}
 
 /// The replication slot and the publication of one capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +116,7 @@ impl Capture {
             }
             // Fewer messages than the limit: the decoding went on to `upto`, so every
             // transaction that committed before it is here.
-            Ok(assembler.finish((count < limit).then_some(upto)))
+            Ok(ChangeSet { highwater: Some(upto), ..assembler.finish((count < limit).then_some(upto)) })
         })
         .await
     }
@@ -138,6 +148,13 @@ impl Capture {
             ConnectorError::permanent(format!("replication slot {slot} lost its WAL: the sync needs a full resync"))
         };
         retained.map(|bytes| bytes.max(0) as u64).ok_or_else(lost)
+    }
+
+    /// The slot's confirmed position: where the next poll starts.
+    pub async fn confirmed(&self) -> Result<Lsn, ConnectorError> {
+        let sql = "select confirmed_flush_lsn from pg_replication_slots where slot_name = $1";
+        let rows = self.run(self.conn.ctx.deadlines.query, self.conn.client.query(sql, &[&self.names.slot])).await?;
+        rows.first().ok_or_else(|| self.missing_slot())?.try_get(0).map_err(|e| error(&e))
     }
 
     fn missing_slot(&self) -> ConnectorError {
