@@ -5,7 +5,9 @@
 //! - 1%-changed incremental run: the same pipe of the changed rows into a staging table plus
 //!   `INSERT … ON CONFLICT`; the target is within 1.2× of it.
 //!
-//! `--workers N` loads with N worker processes (the table cut into partitions).
+//! `--workers N` loads with N worker processes (the table cut into partitions), each loading
+//! `--slots N` partitions at a time (default 2: `WORKER_CONCURRENCY`'s default, every slot the
+//! organization's).
 
 use std::time::{Duration, Instant};
 
@@ -87,21 +89,17 @@ async fn change_one_percent(dbs: &Databases, run: i64) -> anyhow::Result<u64> {
     dbs.execute(&dbs.source_url, &sql).await
 }
 
-pub async fn run(rows: i64, runs: usize, binary: &str, workers: usize) -> anyhow::Result<()> {
+pub async fn run(rows: i64, runs: usize, binary: &str, (workers, slots): (usize, usize)) -> anyhow::Result<()> {
     println!(
-        "bulk-sync benchmark: {rows} rows × 12 columns, PostgreSQL → PostgreSQL, {workers} worker(s), median of {runs} runs"
+        "bulk-sync benchmark: {rows} rows × 12 columns, PostgreSQL → PostgreSQL, {workers} worker process(es) \
+         loading {slots} partition(s) at a time each, median of {runs} runs"
     );
     let dbs = Databases::prepare(rows).await?;
     println!("table: {}", dbs.table_source);
     let postgres = Source::parse("postgres")?;
     let baselines = Baselines { dbs: &dbs, source: &postgres };
     let (mut pipe, mut delta) = (Vec::new(), Vec::new());
-    for run in 0..runs {
-        pipe.push(baselines.copy_only().await?);
-        delta.push(baselines.copy_upsert(Some(run as i64)).await?);
-    }
-
-    let syncline = Syncline::launch(binary, &dbs, workers).await?;
+    let syncline = Syncline::launch(binary, &dbs, (workers, slots)).await?;
     let source = syncline.postgres_connection("source", &dbs.source_url).await?;
     let destination = syncline.postgres_connection("destination", &dbs.destination_url).await?;
     let created = syncline
@@ -119,19 +117,29 @@ pub async fn run(rows: i64, runs: usize, binary: &str, workers: usize) -> anyhow
     let sync = BulkSync { syncline: &syncline, id: created["id"].as_str().context("bulk sync")?.to_owned() };
     let (mut full, mut resync, mut incremental, mut partitions) = (Vec::new(), Vec::new(), Vec::new(), 0);
     let mut breakdown = [String::new(), String::new(), String::new()];
+    // Each timing starts after a checkpoint, so no run pays for the writes of the one before;
+    // baselines and Syncline take turns on the same changes.
+    let checkpoint = || dbs.psql(&dbs.server_url, "checkpoint");
     for run in 0..runs {
+        checkpoint().await?;
+        pipe.push(baselines.copy_only().await?);
         // The full run loads an empty destination, as the pipe does.
         dbs.psql(&dbs.destination_url, "drop table if exists users").await?;
+        checkpoint().await?;
         let (time, execution) = sync.run(json!({"resync_mode": "resync"})).await?;
         partitions = execution["schemas"][0]["partitions"].as_i64().unwrap_or(0);
         breakdown[0] = phases(&dbs, &execution).await?;
         full.push(time);
         // A resync of the loaded table also compares the new copy with the old one to count
         // the rows the source deleted.
+        checkpoint().await?;
         let (time, execution) = sync.run(json!({"resync_mode": "resync"})).await?;
         breakdown[1] = phases(&dbs, &execution).await?;
         resync.push(time);
         let changed = change_one_percent(&dbs, run as i64).await?;
+        checkpoint().await?;
+        delta.push(baselines.copy_upsert(Some(run as i64)).await?);
+        checkpoint().await?;
         let (time, execution) = sync.run(json!({})).await?;
         let written = execution["schemas"][0]["rows_written"].as_u64().unwrap_or(0);
         ensure!(written >= changed, "the incremental run wrote {written} rows, {changed} changed");

@@ -178,14 +178,15 @@ pub fn connection_config(url: &reqwest::Url, user: &str, port: u16) -> Json {
 impl Syncline {
     /// Starts the api and one worker process with a model sync of the whole table.
     pub async fn start(binary: &str, dbs: &Databases, source: &Source) -> anyhow::Result<Self> {
-        let mut syncline = Self::launch(binary, dbs, 1).await?;
+        let mut syncline = Self::launch(binary, dbs, (1, 1)).await?;
         syncline.configure(dbs, source).await?;
         Ok(syncline)
     }
 
-    /// Starts the api (with the scheduler) and `workers` worker processes, each running one job
-    /// of a kind at a time, and provisions an organization whose API key later calls use.
-    pub async fn launch(binary: &str, dbs: &Databases, workers: usize) -> anyhow::Result<Self> {
+    /// Starts the api (with the scheduler) and `workers` worker processes, each running `slots`
+    /// jobs of a kind at a time (all of them the organization's), and provisions an organization
+    /// whose API key later calls use.
+    pub async fn launch(binary: &str, dbs: &Databases, (workers, slots): (usize, usize)) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let payloads = std::env::temp_dir().join("syncline-bench-payloads");
         let _ = std::fs::remove_dir_all(&payloads);
@@ -205,8 +206,8 @@ impl Syncline {
                 .env("GOOGLE_CLIENT_ID", "bench")
                 .env("GOOGLE_CLIENT_SECRET", "bench")
                 .env("JOB_PAYLOAD_PATH", std::env::var("BENCH_PAYLOAD_PATH").unwrap_or(format!("file://{}", payloads.display())))
-                .env("WORKER_CONCURRENCY", std::env::var("BENCH_WORKER_CONCURRENCY").unwrap_or("1".into()))
-                .env("WORKER_ORGANIZATION_SLOTS", std::env::var("BENCH_WORKER_CONCURRENCY").unwrap_or("1".into()))
+                .env("WORKER_CONCURRENCY", slots.to_string())
+                .env("WORKER_ORGANIZATION_SLOTS", slots.to_string())
                 .env("LOG_LEVEL", "warn")
                 .spawn()
                 .with_context(|| format!("start {binary} (build it with `cargo build --profile bench -p syncline`; it lands in target/release)"))

@@ -35,6 +35,8 @@ struct Args {
     binary: String,
     source: String,
     workers: usize,
+    /// Partitions one worker loads at once (bulk-sync).
+    slots: usize,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -43,7 +45,7 @@ fn args() -> anyhow::Result<Args> {
         Some(name) if name == "model-sync" || name == "bulk-sync" => name,
         other => bail!(
             "usage: syncline-bench model-sync [--source postgres|mariadb] [--rows N] [--runs N] [--bin PATH]\n       \
-             syncline-bench bulk-sync [--workers N] [--rows N] [--runs N] [--bin PATH] (got {other:?})"
+             syncline-bench bulk-sync [--workers N] [--slots N] [--rows N] [--runs N] [--bin PATH] (got {other:?})"
         ),
     };
     let mut parsed = Args {
@@ -53,6 +55,7 @@ fn args() -> anyhow::Result<Args> {
         binary: "target/release/syncline".into(),
         source: "postgres".into(),
         workers: 1,
+        slots: 2,
     };
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
@@ -62,6 +65,7 @@ fn args() -> anyhow::Result<Args> {
             "--bin" => parsed.binary = value,
             "--source" => parsed.source = value,
             "--workers" => parsed.workers = value.parse()?,
+            "--slots" => parsed.slots = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -90,7 +94,7 @@ fn against(ratio: f64, what: &str, target: Option<f64>) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
     match args.name.as_str() {
-        "bulk-sync" => bulk::run(args.rows, args.runs, &args.binary, args.workers).await,
+        "bulk-sync" => bulk::run(args.rows, args.runs, &args.binary, (args.workers, args.slots)).await,
         _ => model_sync(args).await,
     }
 }

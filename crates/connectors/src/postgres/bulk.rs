@@ -169,6 +169,15 @@ impl BulkDestination for PostgresBulk {
         Ok(())
     }
 
+    fn defers_keys(&self) -> bool {
+        true
+    }
+
+    async fn add_key(&self, table: &str, key: &[String]) -> Result<(), ConnectorError> {
+        let columns: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
+        self.execute(&format!("alter table {} add primary key ({})", quoted(table), columns.join(", "))).await
+    }
+
     async fn drop_table(&self, table: &str) -> Result<(), ConnectorError> {
         self.execute(&format!("drop table if exists {}", quoted(table))).await
     }

@@ -87,6 +87,19 @@ pub trait BulkDestination: Send + Sync {
         marked(table, execution)
     }
 
+    /// Whether a fresh copy (a shadow table) loads faster without its key, which
+    /// [`add_key`](Self::add_key) then builds once all of it is loaded (as `pg_restore` does);
+    /// otherwise the copy is created with its key.
+    fn defers_keys(&self) -> bool {
+        false
+    }
+
+    /// Adds primary key `key` to `table`; fails when its rows repeat a key. Only called on
+    /// destinations that [defer keys](Self::defers_keys).
+    async fn add_key(&self, table: &str, _key: &[String]) -> Result<(), ConnectorError> {
+        Err(ConnectorError::permanent(format!("cannot add a key to {table}: this destination does not defer keys")))
+    }
+
     /// The columns `table` has, or `None` when it does not exist.
     async fn columns(&self, table: &str) -> Result<Option<Vec<Field>>, ConnectorError>;
 

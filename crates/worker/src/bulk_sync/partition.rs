@@ -66,7 +66,11 @@ impl Effects for PartitionLoaded {
 }
 
 /// Batches read ahead of the one being written.
-const READ_AHEAD: usize = 2;
+const READ_AHEAD: usize = 4;
+/// Bounds of a partition's batches: small, so the destination starts writing soon after the
+/// slice's first rows arrive and never waits long for the next ones.
+const BATCH_ROWS: usize = 8192;
+const BATCH_BYTES: usize = 2 << 20;
 
 /// How often a partition records how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -131,8 +135,8 @@ async fn load(
     let mut request = ReadRequest::new(
         Readable::Stream(task.stream.clone()),
         task.fields.clone(),
-        services.batch_rows,
-        services.batch_bytes,
+        services.batch_rows.min(BATCH_ROWS),
+        services.batch_bytes.min(BATCH_BYTES),
     );
     request.slice = Some(task.slice.clone()).filter(|s| !s.is_null());
     request.snapshot = task.snapshot.clone();

@@ -76,6 +76,10 @@ pub struct Finish {
     pub stream: String,
     pub key_fields: Vec<String>,
     pub key: Vec<String>,
+    /// Whether the shadow is loaded without its key, added once its partitions committed
+    /// ([`BulkDestination::defers_keys`]).
+    #[serde(default)]
+    pub add_key: bool,
     /// The cursor the run started from, kept when nothing moved it; `None` with
     /// `advance: false` leaves the state alone (a test run).
     pub cursor: Option<Json>,
@@ -238,10 +242,12 @@ impl Planner<'_> {
             (BulkMode::Snapshot, true) if supports(BulkMode::Append) => (Load::Append, None),
             _ => (Load::Append, Some(self.destination.shadow(&table, self.shadow_mark))),
         };
+        let add_key = shadow.is_some() && self.destination.defers_keys() && !spec.key.is_empty();
         let target = match &shadow {
             Some(shadow) => {
                 self.destination.drop_table(shadow).await?;
-                self.destination.shape(&TableSpec { table: shadow.clone(), ..spec.clone() }).await?;
+                let key = if add_key { vec![] } else { spec.key.clone() };
+                self.destination.shape(&TableSpec { table: shadow.clone(), key, ..spec.clone() }).await?;
                 shadow.clone()
             }
             None => {
@@ -285,6 +291,7 @@ impl Planner<'_> {
             stream: id.clone(),
             key_fields,
             key,
+            add_key,
             cursor: if tracking.is_some() && !test { cursor } else { None },
             advance: tracking.is_some() && !test,
         });

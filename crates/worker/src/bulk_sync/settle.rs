@@ -52,6 +52,9 @@ pub async fn settle(
     }
     let deleted = match &finish.shadow {
         Some(shadow) => {
+            if finish.add_key {
+                destination.add_key(shadow, &finish.key).await?;
+            }
             let deleted = match finish.deletes && destination.columns(&finish.table).await?.is_some() {
                 true => destination.retire(&finish.table, shadow, &finish.key, finish.soft_delete.as_deref()).await?,
                 false => 0,
