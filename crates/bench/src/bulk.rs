@@ -24,14 +24,31 @@ use crate::{
 };
 
 /// A bulk sync of `users` with `updated_at` as its tracking field.
-struct BulkSync<'a> {
-    syncline: &'a Syncline,
-    id: String,
+pub(crate) struct BulkSync<'a> {
+    pub(crate) syncline: &'a Syncline,
+    pub(crate) id: String,
 }
 
-impl BulkSync<'_> {
+impl<'a> BulkSync<'a> {
+    /// Creates a replicate bulk sync of `public.users` with `updated_at` as its tracking field.
+    pub(crate) async fn create(syncline: &'a Syncline, source: &str, destination: &str) -> anyhow::Result<Self> {
+        let created = syncline
+            .call(
+                Method::POST,
+                "bulk/syncs",
+                json!({
+                    "name": "bench", "source_connection_id": source, "destination_connection_id": destination,
+                    "destination_configuration": {"schema": "public"}, "mode": "replicate", "active": true,
+                    "default_schedule": {"frequency": "manual"},
+                    "schemas": [{"id": "public.users", "tracking_field": "updated_at"}],
+                }),
+            )
+            .await?;
+        Ok(Self { syncline, id: created["id"].as_str().context("bulk sync")?.to_owned() })
+    }
+
     /// Starts a run with `options` and waits for it; returns its wall time and the execution.
-    async fn run(&self, options: Json) -> anyhow::Result<(Duration, Json)> {
+    pub(crate) async fn run(&self, options: Json) -> anyhow::Result<(Duration, Json)> {
         let started = Instant::now();
         let path = format!("bulk/syncs/{}/executions", self.id);
         let execution = self.syncline.call(Method::POST, &path, options).await?;
@@ -100,21 +117,9 @@ pub async fn run(rows: i64, runs: usize, binary: &str, (workers, slots): (usize,
     let baselines = Baselines { dbs: &dbs, source: &postgres };
     let (mut pipe, mut delta) = (Vec::new(), Vec::new());
     let syncline = Syncline::launch(binary, &dbs, (workers, slots)).await?;
-    let source = syncline.postgres_connection("source", &dbs.source_url).await?;
-    let destination = syncline.postgres_connection("destination", &dbs.destination_url).await?;
-    let created = syncline
-        .call(
-            Method::POST,
-            "bulk/syncs",
-            json!({
-                "name": "bench", "source_connection_id": source, "destination_connection_id": destination,
-                "destination_configuration": {"schema": "public"}, "mode": "replicate", "active": true,
-                "default_schedule": {"frequency": "manual"},
-                "schemas": [{"id": "public.users", "tracking_field": "updated_at"}],
-            }),
-        )
-        .await?;
-    let sync = BulkSync { syncline: &syncline, id: created["id"].as_str().context("bulk sync")?.to_owned() };
+    let source = syncline.postgres_connection("source", &dbs.source_url, false).await?;
+    let destination = syncline.postgres_connection("destination", &dbs.destination_url, false).await?;
+    let sync = BulkSync::create(&syncline, &source, &destination).await?;
     let (mut full, mut resync, mut incremental, mut partitions) = (Vec::new(), Vec::new(), Vec::new(), 0);
     let mut breakdown = [String::new(), String::new(), String::new()];
     // Each timing starts after a checkpoint, so no run pays for the writes of the one before;

@@ -263,8 +263,10 @@ impl Syncline {
     }
 
     /// A PostgreSQL connection to database `url`; returns its id.
-    pub async fn postgres_connection(&self, name: &str, url: &str) -> anyhow::Result<String> {
-        let config = connection_config(&reqwest::Url::parse(url)?, "postgres", 5432);
+    /// Creates a PostgreSQL connection to `url`, capturing its changes when `change_detection`.
+    pub async fn postgres_connection(&self, name: &str, url: &str, change_detection: bool) -> anyhow::Result<String> {
+        let mut config = connection_config(&reqwest::Url::parse(url)?, "postgres", 5432);
+        config["change_detection"] = json!(change_detection);
         let c = self
             .call(
                 reqwest::Method::POST,

@@ -11,6 +11,7 @@
 
 mod baseline;
 mod bulk;
+mod cdc;
 mod harness;
 mod source;
 
@@ -28,39 +29,48 @@ use crate::{
 const RSS_TARGET_MB: u64 = 128;
 
 struct Args {
-    /// `model-sync` or `bulk-sync`.
+    /// `model-sync`, `bulk-sync` or `cdc`.
     name: String,
-    rows: i64,
+    /// Rows of the reference table (default 1,000,000; 100,000 for `cdc`).
+    rows: Option<i64>,
     runs: usize,
     binary: String,
     source: String,
     workers: usize,
     /// Partitions one worker loads at once (bulk-sync).
     slots: usize,
+    /// Changes a second the `cdc` writer makes, one run each, and for how long.
+    rates: Vec<u64>,
+    seconds: u64,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
     let name = match args.next() {
-        Some(name) if name == "model-sync" || name == "bulk-sync" => name,
+        Some(name) if ["model-sync", "bulk-sync", "cdc"].contains(&name.as_str()) => name,
         other => bail!(
             "usage: syncline-bench model-sync [--source postgres|mariadb] [--rows N] [--runs N] [--bin PATH]\n       \
-             syncline-bench bulk-sync [--workers N] [--slots N] [--rows N] [--runs N] [--bin PATH] (got {other:?})"
+             syncline-bench bulk-sync [--workers N] [--slots N] [--rows N] [--runs N] [--bin PATH]\n       \
+             syncline-bench cdc [--rates 1000,10000] [--seconds N] [--rows N] [--bin PATH] (got {other:?})"
         ),
     };
     let mut parsed = Args {
         name,
-        rows: 1_000_000,
+        rows: None,
         runs: 3,
         binary: "target/release/syncline".into(),
         source: "postgres".into(),
         workers: 1,
         slots: 2,
+        rates: vec![1_000, 10_000],
+        seconds: 20,
     };
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--rows" => parsed.rows = value.parse()?,
+            "--rows" => parsed.rows = Some(value.parse()?),
+            "--rates" => parsed.rates = value.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--seconds" => parsed.seconds = value.parse()?,
             "--runs" => parsed.runs = value.parse()?,
             "--bin" => parsed.binary = value,
             "--source" => parsed.source = value,
@@ -94,21 +104,25 @@ fn against(ratio: f64, what: &str, target: Option<f64>) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
     match args.name.as_str() {
-        "bulk-sync" => bulk::run(args.rows, args.runs, &args.binary, (args.workers, args.slots)).await,
+        "bulk-sync" => {
+            bulk::run(args.rows.unwrap_or(1_000_000), args.runs, &args.binary, (args.workers, args.slots)).await
+        }
+        "cdc" => cdc::run(args.rows.unwrap_or(100_000), &args.rates, args.seconds, &args.binary).await,
         _ => model_sync(args).await,
     }
 }
 
 async fn model_sync(args: Args) -> anyhow::Result<()> {
-    let changed = args.rows / 100;
+    let rows = args.rows.unwrap_or(1_000_000);
+    let changed = rows / 100;
     let source = Source::parse(&args.source)?;
     println!(
         "model-sync benchmark: {} rows × 12 columns, {} → PostgreSQL, median of {} runs",
-        args.rows,
+        rows,
         source.name(),
         args.runs
     );
-    let dbs = Databases::prepare(args.rows).await?;
+    let dbs = Databases::prepare(rows).await?;
     source.load(&dbs)?;
     println!("table: {}", dbs.table_source);
 
@@ -147,12 +161,12 @@ async fn model_sync(args: Args) -> anyhow::Result<()> {
     let rerun_ratio = rerun.as_secs_f64() / rerun_base.as_secs_f64();
     let (pipe, read) = source.pipe();
     let rows: [(String, Duration, i64, Option<f64>); 6] = [
-        (format!("reference: bare {pipe} pipe, no upsert"), pipe_base, args.rows, None),
-        (format!("baseline: {pipe} pipe + upsert (full)"), full_base, args.rows, None),
-        ("syncline: full run into an empty table".into(), full, args.rows, Some(full_ratio)),
-        (format!("baseline: read-only {read} of the model"), read_base, args.rows, None),
+        (format!("reference: bare {pipe} pipe, no upsert"), pipe_base, rows, None),
+        (format!("baseline: {pipe} pipe + upsert (full)"), full_base, rows, None),
+        ("syncline: full run into an empty table".into(), full, rows, Some(full_ratio)),
+        (format!("baseline: read-only {read} of the model"), read_base, rows, None),
         (format!("baseline: {pipe} pipe + upsert of {changed} changed rows"), delta_base, changed, None),
-        ("syncline: 1% changed rerun".into(), rerun, args.rows, Some(rerun_ratio)),
+        ("syncline: 1% changed rerun".into(), rerun, rows, Some(rerun_ratio)),
     ];
     let width = rows.iter().map(|(label, ..)| label.chars().count()).max().unwrap_or(0).max(52);
     println!();

@@ -30,7 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list).service(patch_many).service(get_one).service(update).service(cancel);
 }
 
-/// `BulkSchemaListItem`.
+/// `BulkSchemaListItem`, without its fields.
 fn list_item(schema: &BulkSchema, writing: Writing) -> Json {
     let config = &schema.config;
     json!({
@@ -147,8 +147,10 @@ async fn list(
         Some(_) => return Err(ApiError::bad_request("filters[enabled] must be true or false")),
     };
     let schemas = store::bulk_schemas::list(&state.pool.get().await?, sync.id, enabled).await?;
+    let view = catalog::cached(&state, sync.source_connection_id).await?;
     let writing = writing(&sync)?;
-    Ok(envelope(schemas.iter().map(|s| list_item(s, writing)).collect()))
+    // With the fields, which tools built on the list (dagster-polytomic's assets) read.
+    Ok(envelope(schemas.iter().map(|s| to_json(s, view.as_ref(), writing)).collect()))
 }
 
 #[get("/bulk/syncs/{id}/schemas/{schema_id}")]
