@@ -13,7 +13,7 @@ lint:
     cargo fmt --all
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Benchmarks against physical-limit baselines, e.g. `just bench model-sync [--source mariadb]`.
+# Benchmarks against physical-limit baselines: `just bench model-sync [--source mariadb]`, `bulk-sync`, `cdc`.
 bench name="model-sync" *args="":
     scripts/bench.sh {{name}} {{args}}
 
