@@ -246,7 +246,7 @@ impl Settings {
             worker_concurrency,
             worker_heartbeat: Duration::from_secs(env.number("WORKER_HEARTBEAT_SECONDS", 10, 1)?),
             worker_organization_slots: env.number("WORKER_ORGANIZATION_SLOTS", worker_concurrency.div_ceil(2), 1)?,
-            bulk_partition_rows: env.number("BULK_PARTITION_ROWS", 250_000, 1)?,
+            bulk_partition_rows: env.number("BULK_PARTITION_ROWS", 100_000, 1)?,
             cdc_max_retained_wal_mb: env.number("CDC_MAX_RETAINED_WAL_MB", 10_240, 1)?,
             pools,
             deadlines,
