@@ -14,7 +14,7 @@ use syncline_connectors::moto::Moto;
 use syncline_core::{
     bulk::BulkMode,
     config::Deadlines,
-    connector::{BulkDestination, Context, DynConnector, ErrorClass, LoadMode, LoadRequest, TableSpec},
+    connector::{BulkDestination, Context, DynConnector, ErrorClass, Keys, LoadMode, LoadRequest, TableSpec},
     egress::{Egress, Rule},
     object_url,
     record::{Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
@@ -327,7 +327,10 @@ async fn whole_copies_refuse_upserts_and_deletes() {
         destination.load(upsert).await.err().expect("an upsert"),
         destination.load(request(TABLE, schema.clone(), Uuid::new_v4())).await.err().expect("a load into the table"),
         destination.retire(TABLE, &shadow, &["c1".into()], None).await.expect_err("retire"),
-        destination.sweep(TABLE, futures::stream::empty().boxed(), schema.clone(), None).await.expect_err("sweep"),
+        destination
+            .delete_keys(TABLE, (futures::stream::empty().boxed(), schema.clone(), Keys::Unlisted), None)
+            .await
+            .expect_err("sweep"),
     ];
     for refusal in refusals {
         assert_eq!(refusal.class, ErrorClass::Config, "{refusal}");

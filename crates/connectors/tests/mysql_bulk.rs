@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable;
 use serde_json::json;
 use syncline_core::{
     config::Deadlines,
-    connector::{BulkDestination, Context, DynConnector, LoadMode, LoadRequest, TableSpec},
+    connector::{BulkDestination, Context, DynConnector, Keys, LoadMode, LoadRequest, TableSpec},
     egress::Egress,
     record::{Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
 };
@@ -387,11 +387,15 @@ db_test!(sweeps_and_deletes_remove_or_mark_rows, |db| {
 
         // The source has all but 3, 4 and 5.
         let (stream, schema) = keys(&[1, 2, 6, 7, 8, 9, 10, 11]);
-        assert_eq!(db.destination.sweep(&table, stream, schema, soft).await.expect("sweep"), 3);
+        assert_eq!(db.destination.delete_keys(&table, (stream, schema, Keys::Unlisted), soft).await.expect("sweep"), 3);
         let (stream, schema) = keys(&[9, 10, 10, 42]);
-        assert_eq!(db.destination.delete(&table, stream, schema, soft).await.expect("delete"), 2);
+        assert_eq!(db.destination.delete_keys(&table, (stream, schema, Keys::Listed), soft).await.expect("delete"), 2);
         let (stream, schema) = keys(&[1, 2, 6, 7, 8, 11]);
-        assert_eq!(db.destination.sweep(&table, stream, schema, soft).await.expect("sweep again"), 0, "{soft:?}");
+        assert_eq!(
+            db.destination.delete_keys(&table, (stream, schema, Keys::Unlisted), soft).await.expect("sweep again"),
+            0,
+            "{soft:?}"
+        );
 
         let remaining = match soft {
             None => format!("select id from {table} order by id"),

@@ -5,14 +5,13 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use futures::stream::BoxStream;
 use object_store::{ObjectMeta, path::Path};
 use parquet::file::metadata::ParquetMetaData;
 use std::sync::Arc;
 use syncline_core::{
     bulk::BulkMode,
-    connector::{BulkDestination, ConnectorError, Context, LoadMode, LoadRequest, Loader, TableSpec},
-    record::{Field, RecordBatch, Schema, arrow},
+    connector::{BulkDestination, ConnectorError, Context, KeyStream, Keys, LoadMode, LoadRequest, Loader, TableSpec},
+    record::{Field, Schema, arrow},
 };
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -171,21 +170,10 @@ impl BulkDestination for FilesBulk {
         Ok(())
     }
 
-    async fn sweep(
+    async fn delete_keys(
         &self,
         table: &str,
-        _: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
-        _: Arc<Schema>,
-        _: Option<&str>,
-    ) -> Result<u64, ConnectorError> {
-        Err(ConnectorError::config(format!("{table}: {WHOLE_COPIES}; rows are not deleted from them")))
-    }
-
-    async fn delete(
-        &self,
-        table: &str,
-        _: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
-        _: Arc<Schema>,
+        _: (KeyStream, Arc<Schema>, Keys),
         _: Option<&str>,
     ) -> Result<u64, ConnectorError> {
         Err(ConnectorError::config(format!("{table}: {WHOLE_COPIES}; rows are not deleted from them")))

@@ -16,11 +16,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::{StreamExt, stream::BoxStream};
+use futures::StreamExt;
 use mysql_async::{Value as MyValue, prelude::Queryable};
 use syncline_core::{
     connector::{
-        BulkDestination, ConnectorError, Context, ErrorClass, LoadMode, LoadRequest, Loader, ObjectSpec, TableSpec,
+        BulkDestination, ConnectorError, Context, ErrorClass, KeyStream, Keys, LoadMode, LoadRequest, Loader,
+        ObjectSpec, TableSpec,
     },
     record::{Field, RecordBatch, Schema},
 };
@@ -95,67 +96,6 @@ impl MysqlBulk {
     async fn number(&self, conn: &mut Connection, sql: &str) -> Result<u64, ConnectorError> {
         let rows: Vec<u64> = conn.query(self.ctx.deadlines.idle, sql, vec![]).await?;
         Ok(rows.first().copied().unwrap_or(0))
-    }
-
-    /// Deletes (or, with `soft_delete`, marks) the rows of `table` whose key is among `keys`
-    /// (`among`), or not among them; returns how many. The keys go into a temporary table that
-    /// one statement then joins with the table.
-    async fn delete_keyed(
-        &self,
-        table: &str,
-        (mut keys, key_schema): (BoxStream<'static, Result<RecordBatch, ConnectorError>>, Arc<Schema>),
-        soft_delete: Option<&str>,
-        among: bool,
-    ) -> Result<u64, ConnectorError> {
-        let key: Vec<String> = key_schema.fields.iter().map(|f| quote_ident(&f.name)).collect();
-        let first = first_key(&key, table)?;
-        let mut conn = self.connect().await?;
-        let definitions: Vec<String> = key_schema
-            .fields
-            .iter()
-            .map(|f| {
-                format!("{} {}", quote_ident(&f.name), types::column_definition(&f.field_type, true, conn.mariadb))
-            })
-            .collect();
-        let create = format!(
-            "create temporary table {KEYS} ({}, primary key ({})) engine = InnoDB",
-            definitions.join(", "),
-            key.join(", ")
-        );
-        let limit = self.ctx.deadlines.idle;
-        conn.query_drop(limit, STRICT).await?;
-        conn.query_drop(limit, &create).await?;
-        conn.query_drop(limit, "start transaction").await?;
-        let group = format!("({})", vec!["?"; key.len()].join(", "));
-        let insert = format!("insert into {KEYS} ({}) values ", key.join(", "));
-        // A key deleted twice in a stream of deletes is there once.
-        let tail = format!(" on duplicate key update {first} = {first}");
-        while let Some(batch) = keys.next().await {
-            let rows = values(&batch?)?;
-            let guard = conn.kill_on_drop();
-            guarded(guard, limit, run_chunked(&mut conn.conn, &insert, &group, ", ", &tail, &rows)).await?;
-        }
-        let matches = key_match(&key, "t", "k");
-        let (join, filter) = match among {
-            true => ("join", String::new()),
-            false => ("left join", format!(" and k.{first} is null")),
-        };
-        let from = format!("{} as t {join} {KEYS} as k on {matches}", self.quoted(table));
-        let statement = match soft_delete {
-            None => format!("delete t from {from} where true{filter}"),
-            Some(column) => {
-                format!("update {from} set t.{0} = now(6) where t.{0} is null{filter}", quote_ident(column))
-            }
-        };
-        let guard = conn.kill_on_drop();
-        let conn = &mut conn.conn;
-        let work = async {
-            conn.query_drop(&statement).await?;
-            let swept = conn.affected_rows();
-            conn.query_drop("commit").await?;
-            Ok(swept)
-        };
-        guarded(guard, limit, work).await
     }
 }
 
@@ -334,24 +274,62 @@ impl BulkDestination for MysqlBulk {
         conn.query_drop(limit, &format!("drop table {old}")).await
     }
 
-    async fn sweep(
+    async fn delete_keys(
         &self,
         table: &str,
-        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
-        key_schema: Arc<Schema>,
+        (mut keys, key_schema, which): (KeyStream, Arc<Schema>, Keys),
         soft_delete: Option<&str>,
     ) -> Result<u64, ConnectorError> {
-        self.delete_keyed(table, (keys, key_schema), soft_delete, false).await
-    }
-
-    async fn delete(
-        &self,
-        table: &str,
-        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
-        key_schema: Arc<Schema>,
-        soft_delete: Option<&str>,
-    ) -> Result<u64, ConnectorError> {
-        self.delete_keyed(table, (keys, key_schema), soft_delete, true).await
+        let among = which == Keys::Listed;
+        let key: Vec<String> = key_schema.fields.iter().map(|f| quote_ident(&f.name)).collect();
+        let first = first_key(&key, table)?;
+        let mut conn = self.connect().await?;
+        let definitions: Vec<String> = key_schema
+            .fields
+            .iter()
+            .map(|f| {
+                format!("{} {}", quote_ident(&f.name), types::column_definition(&f.field_type, true, conn.mariadb))
+            })
+            .collect();
+        let create = format!(
+            "create temporary table {KEYS} ({}, primary key ({})) engine = InnoDB",
+            definitions.join(", "),
+            key.join(", ")
+        );
+        let limit = self.ctx.deadlines.idle;
+        conn.query_drop(limit, STRICT).await?;
+        conn.query_drop(limit, &create).await?;
+        conn.query_drop(limit, "start transaction").await?;
+        let group = format!("({})", vec!["?"; key.len()].join(", "));
+        let insert = format!("insert into {KEYS} ({}) values ", key.join(", "));
+        // A key deleted twice in a stream of deletes is there once.
+        let tail = format!(" on duplicate key update {first} = {first}");
+        while let Some(batch) = keys.next().await {
+            let rows = values(&batch?)?;
+            let guard = conn.kill_on_drop();
+            guarded(guard, limit, run_chunked(&mut conn.conn, &insert, &group, ", ", &tail, &rows)).await?;
+        }
+        let matches = key_match(&key, "t", "k");
+        let (join, filter) = match among {
+            true => ("join", String::new()),
+            false => ("left join", format!(" and k.{first} is null")),
+        };
+        let from = format!("{} as t {join} {KEYS} as k on {matches}", self.quoted(table));
+        let statement = match soft_delete {
+            None => format!("delete t from {from} where true{filter}"),
+            Some(column) => {
+                format!("update {from} set t.{0} = now(6) where t.{0} is null{filter}", quote_ident(column))
+            }
+        };
+        let guard = conn.kill_on_drop();
+        let conn = &mut conn.conn;
+        let work = async {
+            conn.query_drop(&statement).await?;
+            let swept = conn.affected_rows();
+            conn.query_drop("commit").await?;
+            Ok(swept)
+        };
+        guarded(guard, limit, work).await
     }
 
     async fn retire(

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt, stream::BoxStream};
 use syncline_core::{
-    connector::{BulkDestination, ConnectorError, Context, LoadMode, LoadRequest, Loader, ObjectSpec, TableSpec},
+    connector::{
+        BulkDestination, ConnectorError, Context, KeyStream, Keys, LoadMode, LoadRequest, Loader, ObjectSpec, TableSpec,
+    },
     record::{Field, RecordBatch, Schema},
 };
 use tokio_postgres::{CopyInSink, types::Type};
@@ -42,50 +44,6 @@ impl PostgresBulk {
 
     async fn connect(&self) -> Result<Connection, ConnectorError> {
         client::connect(&self.ctx, &self.config).await
-    }
-
-    /// Deletes (or, with `soft_delete`, marks) the rows of `table` whose key is among `keys`
-    /// (`among`), or not among them, in one transaction; returns how many.
-    async fn delete_keyed(
-        &self,
-        table: &str,
-        (keys, key_schema): (BoxStream<'static, Result<RecordBatch, ConnectorError>>, Arc<Schema>),
-        soft_delete: Option<&str>,
-        among: bool,
-    ) -> Result<u64, ConnectorError> {
-        let conn = self.connect().await?;
-        let key: Vec<String> = key_schema.fields.iter().map(|f| f.name.clone()).collect();
-        let columns: Vec<String> = key_schema
-            .fields
-            .iter()
-            .map(|f| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name()))
-            .collect();
-        let negation = if among { "" } else { "not " };
-        let gone = format!("{negation}exists (select 1 from syncline_keys k where {})", key_match(&key, "t", "k"));
-        let statement = match soft_delete {
-            None => format!("delete from {} as t where {gone}", quoted(table)),
-            Some(column) => {
-                format!(
-                    "update {} as t set {1} = now() where {1} is null and {gone}",
-                    quoted(table),
-                    quote_ident(column)
-                )
-            }
-        };
-        let work = async {
-            conn.client
-                .batch_execute(&format!(
-                    "begin; create temporary table syncline_keys ({}) on commit drop",
-                    columns.join(", ")
-                ))
-                .await
-                .map_err(|e| client::error(&e))?;
-            copy_all(&conn, "copy syncline_keys from stdin (format binary)", keys).await?;
-            let swept = conn.client.execute(&statement, &[]).await.map_err(|e| client::error(&e))?;
-            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))?;
-            Ok(swept)
-        };
-        conn.guard(self.ctx.deadlines.idle, work).await
     }
 
     /// Runs `sql` in one transaction within the idle deadline.
@@ -291,24 +249,46 @@ impl BulkDestination for PostgresBulk {
         .await
     }
 
-    async fn sweep(
+    async fn delete_keys(
         &self,
         table: &str,
-        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
-        key_schema: Arc<Schema>,
+        (keys, key_schema, which): (KeyStream, Arc<Schema>, Keys),
         soft_delete: Option<&str>,
     ) -> Result<u64, ConnectorError> {
-        self.delete_keyed(table, (keys, key_schema), soft_delete, false).await
-    }
-
-    async fn delete(
-        &self,
-        table: &str,
-        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
-        key_schema: Arc<Schema>,
-        soft_delete: Option<&str>,
-    ) -> Result<u64, ConnectorError> {
-        self.delete_keyed(table, (keys, key_schema), soft_delete, true).await
+        let among = which == Keys::Listed;
+        let conn = self.connect().await?;
+        let key: Vec<String> = key_schema.fields.iter().map(|f| f.name.clone()).collect();
+        let columns: Vec<String> = key_schema
+            .fields
+            .iter()
+            .map(|f| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name()))
+            .collect();
+        let negation = if among { "" } else { "not " };
+        let gone = format!("{negation}exists (select 1 from syncline_keys k where {})", key_match(&key, "t", "k"));
+        let statement = match soft_delete {
+            None => format!("delete from {} as t where {gone}", quoted(table)),
+            Some(column) => {
+                format!(
+                    "update {} as t set {1} = now() where {1} is null and {gone}",
+                    quoted(table),
+                    quote_ident(column)
+                )
+            }
+        };
+        let work = async {
+            conn.client
+                .batch_execute(&format!(
+                    "begin; create temporary table syncline_keys ({}) on commit drop",
+                    columns.join(", ")
+                ))
+                .await
+                .map_err(|e| client::error(&e))?;
+            copy_all(&conn, "copy syncline_keys from stdin (format binary)", keys).await?;
+            let swept = conn.client.execute(&statement, &[]).await.map_err(|e| client::error(&e))?;
+            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))?;
+            Ok(swept)
+        };
+        conn.guard(self.ctx.deadlines.idle, work).await
     }
 
     async fn retire(

@@ -14,6 +14,18 @@ use crate::{
     record::{Field, RecordBatch, Schema},
 };
 
+/// Batches of key columns.
+pub type KeyStream = BoxStream<'static, Result<RecordBatch, ConnectorError>>;
+
+/// Which rows [`BulkDestination::delete_keys`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// Those whose key is listed (the deletes change capture streams).
+    Listed,
+    /// Those whose key is not (a sweep: the source no longer has them).
+    Unlisted,
+}
+
 /// A table as a bulk sync wants it: its columns, and its key (empty when it has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
@@ -70,7 +82,7 @@ pub trait BulkDestination: Send + Sync {
     /// The modes it supports, snapshot always among them; a run of another mode runs as a
     /// snapshot. One that supports only snapshots keeps whole copies: every run, test runs too,
     /// appends into a new copy ([`shadow`](Self::shadow)) swapped in at the end, and
-    /// [`sweep`](Self::sweep) and [`retire`](Self::retire) are never called.
+    /// [`delete_keys`](Self::delete_keys) and [`retire`](Self::retire) are never called.
     fn modes(&self) -> &'static [BulkMode] {
         &BulkMode::ALL
     }
@@ -120,25 +132,13 @@ pub trait BulkDestination: Send + Sync {
     /// new one, never neither), dropping the old one.
     async fn swap(&self, shadow: &str, table: &str) -> Result<(), ConnectorError>;
 
-    /// Deletes the rows of `table` whose key is not among `keys` (batches holding the key
-    /// columns, named as in the table) — or, with `soft_delete`, sets that timestamp column on
-    /// them instead. Returns how many rows it deleted or marked.
-    async fn sweep(
+    /// Deletes the rows of `table` whose key is (or, for a sweep, is not) among `keys` (batches
+    /// holding the key columns, named as in the table) — or, with `soft_delete`, sets that
+    /// timestamp column on them instead. Returns how many rows it deleted or marked.
+    async fn delete_keys(
         &self,
         table: &str,
-        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
-        key_schema: Arc<Schema>,
-        soft_delete: Option<&str>,
-    ) -> Result<u64, ConnectorError>;
-
-    /// Deletes the rows of `table` whose key is among `keys` (the deletes change capture
-    /// streams) — or, with `soft_delete`, sets that timestamp column on them instead. Returns
-    /// how many rows it deleted or marked.
-    async fn delete(
-        &self,
-        table: &str,
-        keys: BoxStream<'static, Result<RecordBatch, ConnectorError>>,
-        key_schema: Arc<Schema>,
+        (keys, key_schema, which): (KeyStream, Arc<Schema>, Keys),
         soft_delete: Option<&str>,
     ) -> Result<u64, ConnectorError>;
 

@@ -12,7 +12,7 @@ use std::{
 
 use syncline_connectors::postgres::cdc::{Cell, Change, ChangeKind, ChangeSet, Table};
 use syncline_core::{
-    connector::{BulkDestination, ConnectorError, LoadMode, LoadRequest},
+    connector::{BulkDestination, ConnectorError, Keys, LoadMode, LoadRequest},
     record::{Field, RecordBatch, RecordBatchBuilder, Schema, Value},
 };
 use uuid::Uuid;
@@ -121,13 +121,17 @@ impl Pending {
         let soft_delete = finish.soft_delete.as_deref();
         if self.truncate {
             destination
-                .sweep(&finish.table, Box::pin(futures::stream::empty()), key_schema.clone(), soft_delete)
+                .delete_keys(
+                    &finish.table,
+                    (Box::pin(futures::stream::empty()), key_schema.clone(), Keys::Unlisted),
+                    soft_delete,
+                )
                 .await?;
         }
         let deletes = batch(&key_schema, self.rows.values().filter(|(_, row)| row.is_none()).map(|(key, _)| key))?;
         if !deletes.is_empty() {
             let keys = Box::pin(futures::stream::iter([Ok(deletes)]));
-            destination.delete(&finish.table, keys, key_schema, soft_delete).await?;
+            destination.delete_keys(&finish.table, (keys, key_schema, Keys::Listed), soft_delete).await?;
         }
         // By the columns each row has.
         let mut groups: BTreeMap<Vec<bool>, Vec<Vec<Value>>> = BTreeMap::new();

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use futures::StreamExt;
 use syncline_core::{
-    connector::{BulkDestination, ConnectorError, ReadEvent, ReadRequest, Readable, Source},
+    connector::{BulkDestination, ConnectorError, Keys, ReadEvent, ReadRequest, Readable, Source},
     record::{Field, Schema},
 };
 use uuid::Uuid;
@@ -122,5 +122,5 @@ async fn sweep(
             }
         })
         .boxed();
-    destination.sweep(&finish.table, keys, key_schema, finish.soft_delete.as_deref()).await
+    destination.delete_keys(&finish.table, (keys, key_schema, Keys::Unlisted), finish.soft_delete.as_deref()).await
 }
