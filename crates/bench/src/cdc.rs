@@ -7,23 +7,22 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use crate::{
+    bulk::BulkSync,
+    harness::{Databases, Syncline, connect},
+    verdict,
+};
+use anyhow::{bail, ensure};
 use reqwest::Method;
 use serde_json::json;
-use tokio_postgres::NoTls;
-
-use crate::{bulk::BulkSync, harness::Databases, harness::Syncline, verdict};
 
 /// How often the writer commits a group of changes, and the lag is sampled.
 const TICK: Duration = Duration::from_millis(100);
 /// The longest wait for the destination to catch up once the writer stopped.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(120);
 
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.with_context(|| format!("connect {url}"))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
+/// When the newest change a side holds was made.
+const NEWEST_CHANGE: &str = "select extract(epoch from max(updated_at))::float8 from users";
 
 /// What one rate's run measured.
 struct Measured {
@@ -136,11 +135,9 @@ async fn measure(dbs: &Databases, rows: i64, rate: u64, duration: Duration) -> a
     let (lags, written) = tokio::try_join!(sampling, writing)?;
     let write_time = started.elapsed();
     let stopped = Instant::now();
-    let target: f64 =
-        source.query_one("select extract(epoch from max(updated_at))::float8 from users", &[]).await?.get(0);
+    let target: f64 = source.query_one(NEWEST_CHANGE, &[]).await?.get(0);
     loop {
-        let applied: f64 =
-            probe.query_one("select extract(epoch from max(updated_at))::float8 from users", &[]).await?.get(0);
+        let applied: f64 = probe.query_one(NEWEST_CHANGE, &[]).await?.get(0);
         if applied >= target {
             break;
         }

@@ -28,7 +28,7 @@ fn reference(file: &str) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+pub(crate) async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await.with_context(|| format!("connect {url}"))?;
     tokio::spawn(connection);
     Ok(client)
@@ -136,9 +136,28 @@ impl Databases {
         })
     }
 
+    /// Drops the benchmark's databases, with the replication slots change capture left in them
+    /// (a slot still streaming to a stopped worker is ended first).
     pub async fn drop_all(&self) -> anyhow::Result<()> {
         let admin = connect(&self.server_url).await?;
         for db in DATABASES {
+            admin
+                .execute(
+                    "select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active",
+                    &[&db],
+                )
+                .await?;
+            let slots = admin.query("select slot_name from pg_replication_slots where database = $1", &[&db]).await?;
+            for slot in slots {
+                let name: String = slot.get(0);
+                // The ended backend lets go of its slot a moment later.
+                let mut tries = 0;
+                while let Err(e) = admin.execute("select pg_drop_replication_slot($1)", &[&name]).await {
+                    tries += 1;
+                    anyhow::ensure!(tries < 50, "cannot drop replication slot {name}: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
             admin.batch_execute(&format!("drop database if exists {db} with (force)")).await?;
         }
         Ok(())
