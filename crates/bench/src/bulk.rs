@@ -121,6 +121,7 @@ pub async fn run(rows: i64, runs: usize, binary: &str, (workers, slots): (usize,
     let destination = syncline.postgres_connection("destination", &dbs.destination_url, false).await?;
     let sync = BulkSync::create(&syncline, &source, &destination).await?;
     let (mut full, mut resync, mut incremental, mut partitions) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let mut full_cpu = Vec::new();
     let mut breakdown = [String::new(), String::new(), String::new()];
     // Each timing starts after a checkpoint, so no run pays for the writes of the one before;
     // baselines and Syncline take turns on the same changes.
@@ -131,7 +132,9 @@ pub async fn run(rows: i64, runs: usize, binary: &str, (workers, slots): (usize,
         // The full run loads an empty destination, as the pipe does.
         dbs.psql(&dbs.destination_url, "drop table if exists users").await?;
         checkpoint().await?;
+        let cpu = syncline.worker_cpu_seconds()?;
         let (time, execution) = sync.run(json!({"resync_mode": "resync"})).await?;
+        full_cpu.push(syncline.worker_cpu_seconds()? - cpu);
         partitions = execution["schemas"][0]["partitions"].as_i64().unwrap_or(0);
         breakdown[0] = phases(&dbs, &execution).await?;
         full.push(time);
@@ -179,6 +182,8 @@ pub async fn run(rows: i64, runs: usize, binary: &str, (workers, slots): (usize,
     println!("full run:     {throughput:.2}× the pipe's throughput (target ≥ 0.9×) {}", verdict(throughput >= 0.9));
     println!("incremental:  {ratio:.2}× its baseline (target ≤ 1.2×) {}", verdict(ratio <= 1.2));
     println!("worker RSS:   {rss} MB peak (target < 128 MB) {}", verdict(rss < 128));
+    full_cpu.sort_by(f64::total_cmp);
+    println!("worker CPU:   {:.2} s in a full run (median)", full_cpu[full_cpu.len() / 2]);
     println!("checksums:    source {} destination {}", if same { "=" } else { "≠" }, verdict(same));
     dbs.drop_all().await?;
     ensure!(same, "the destination does not equal the source");

@@ -372,4 +372,17 @@ impl Syncline {
         }
         Ok(peak)
     }
+
+    /// The CPU time the worker processes have used so far (user and system), in seconds.
+    pub fn worker_cpu_seconds(&self) -> anyhow::Result<f64> {
+        let mut ticks = 0;
+        for worker in &self.workers {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", worker.id()))?;
+            // The fields after the command name (which may hold spaces) start with the state.
+            let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
+            ticks += fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        }
+        // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
+        Ok(ticks as f64 / 100.0)
+    }
 }

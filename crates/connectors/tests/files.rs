@@ -188,7 +188,7 @@ async fn every_type_round_trips(target: Target) {
     let mut dropped = destination.load(request(&shadow, schema.clone(), abandoned)).await.expect("load");
     dropped.write(&batch).await.expect("write");
     assert_eq!(destination.loaded(&shadow, kept).await.expect("loaded"), None, "nothing before the commit");
-    assert_eq!(loader.commit().await.expect("commit"), 2);
+    assert_eq!(loader.commit().await.expect("commit").rows, 2);
     drop(dropped);
     assert_eq!(destination.loaded(&shadow, kept).await.expect("loaded"), Some(2));
     assert_eq!(destination.loaded(&shadow, abandoned).await.expect("loaded"), None);
@@ -276,7 +276,7 @@ async fn a_large_partition_streams_through_a_multipart_upload() {
     let moto = target.moto.as_ref().expect("moto");
     assert!(moto.uploads(BUCKET).await.contains("<UploadId>"), "the parts went up before the commit");
     drop(dropped);
-    assert_eq!(loader.commit().await.expect("commit"), 300_000);
+    assert_eq!(loader.commit().await.expect("commit").rows, 300_000);
     destination.swap(&shadow, TABLE).await.expect("swap");
     assert_eq!(destination.count(TABLE).await.expect("count"), 300_000);
     let (_, batches) = target.read_back(TABLE).await;

@@ -77,7 +77,7 @@ impl Db {
         };
         let mut loader = self.destination.load(request).await.expect("load starts");
         loader.write(batch).await.expect("write");
-        assert_eq!(loader.commit().await.expect("commit"), batch.len() as u64);
+        assert_eq!(loader.commit().await.expect("commit").rows, batch.len() as u64);
     }
 }
 
@@ -236,7 +236,7 @@ db_test!(an_update_load_changes_only_its_columns_of_the_rows_it_finds, |db| {
     };
     let mut loader = db.destination.load(request).await.expect("load starts");
     loader.write(&builder.finish()).await.expect("write");
-    assert_eq!(loader.commit().await.expect("commit"), 1, "one of the two rows is there");
+    assert_eq!(loader.commit().await.expect("commit").rows, 1, "one of the two rows is there");
     assert_eq!(db.destination.loaded(&table, marker).await.expect("loaded"), Some(1));
     let rows: Vec<(i64, String, bool)> =
         db.rows(&format!("select id, name, `at` is not null from {table} order by id")).await;

@@ -8,7 +8,8 @@ use serde_json::{Value as Json, json};
 use syncline_core::{
     config::Deadlines,
     connector::{
-        Context, Operation, Operations, ReadEvent, ReadRequest, Readable, Source, SyncMode, WriteBatch, WriteRequest,
+        Committed, Context, LoadMode, LoadRequest, Operation, Operations, ReadEvent, ReadRequest, Readable, Source,
+        SyncMode, TableSpec, WriteBatch, WriteRequest,
     },
     egress::Egress,
     record::{Field, FieldType, RecordBatchBuilder, Schema, Value},
@@ -162,4 +163,48 @@ async fn read_slice(
         }
     }
     Ok(rows)
+}
+
+#[tokio::test]
+async fn loads_tell_the_rows_they_added_and_a_count_from_now_misses_later_commits() {
+    in_database(|server, url| async move {
+        let (ctx, config) = context_and_config(&server, &url);
+        let destination =
+            syncline_connectors::get("postgresql").expect("registered").bulk_destination(&ctx, &config).expect("bulk");
+        let fields = vec![
+            Field { name: "id".into(), field_type: FieldType::Int64 },
+            Field { name: "v".into(), field_type: FieldType::Int64 },
+        ];
+        let spec = TableSpec { table: "public.t".into(), fields: fields.clone(), key: vec!["id".into()] };
+        destination.shape(&spec).await.expect("table");
+        let schema = Arc::new(Schema { fields });
+        let load = |mode, rows: &[i64]| {
+            let mut builder = RecordBatchBuilder::with_capacity(schema.clone(), 1 << 10);
+            for id in rows {
+                builder.push_row(&[Value::Int(*id), Value::Int(id * 10)]).expect("a row");
+            }
+            let batch = builder.finish();
+            let request = LoadRequest {
+                table: "public.t".into(),
+                schema: schema.clone(),
+                key: vec!["id".into()],
+                mode,
+                marker: uuid::Uuid::new_v4(),
+                soft_delete: None,
+            };
+            let destination = destination.as_ref();
+            async move {
+                let mut loader = destination.load(request).await.expect("load");
+                loader.write(&batch).await.expect("write");
+                loader.commit().await.expect("commit")
+            }
+        };
+        assert_eq!(load(LoadMode::Append, &[1, 2, 3]).await, Committed { rows: 3, added: Some(3) });
+        let before = destination.count_from_now("public.t").await.expect("count").expect("PostgreSQL counts from now");
+        assert_eq!(load(LoadMode::Upsert, &[2, 3, 4, 5]).await, Committed { rows: 4, added: Some(2) });
+        assert_eq!(load(LoadMode::Update, &[5, 6]).await, Committed { rows: 1, added: Some(0) }, "6 is not there");
+        assert_eq!(before.await.expect("counted"), 3, "the table as it was when the count started");
+        assert_eq!(destination.count("public.t").await.expect("count"), 5);
+    })
+    .await;
 }

@@ -136,6 +136,49 @@ pub async fn ping(pool: &DbPool) -> bool {
     }
 }
 
+/// Relays the payloads of the notifications sent on `channel` of the database at `url` to the
+/// sender's subscribers, listening again a second after a lost connection. Best effort: what
+/// is sent while the listener is away is missed, so notifications only wake pollers early.
+pub fn listen(url: &str, channel: &'static str) -> tokio::sync::broadcast::Sender<String> {
+    let (relay, _) = tokio::sync::broadcast::channel(256);
+    let (url, sender) = (url.to_owned(), relay.clone());
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = relay_notifications(&url, channel, &relay).await {
+                tracing::debug!(channel, error = %e, "listening for notifications");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    sender
+}
+
+/// Listens on `channel` until the connection ends.
+async fn relay_notifications(
+    url: &str,
+    channel: &str,
+    relay: &tokio::sync::broadcast::Sender<String>,
+) -> Result<(), tokio_postgres::Error> {
+    use futures::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (sender, mut payloads) = tokio::sync::mpsc::unbounded_channel();
+    // The connection delivers notifications only while it is polled for them.
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message? {
+                let _ = sender.send(n.payload().to_owned());
+            }
+        }
+        Ok(())
+    });
+    client.batch_execute(&format!("listen {channel}")).await?;
+    while let Some(payload) = payloads.recv().await {
+        let _ = relay.send(payload);
+    }
+    driver.await.unwrap_or(Ok(()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +207,29 @@ mod tests {
         assert!(busy.is_busy());
         assert!(busy.refused().is_none());
         assert!(!DbError::Setup("x".into()).is_busy());
+    }
+
+    #[tokio::test]
+    async fn listeners_hear_what_committed_transactions_notify() {
+        let url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let channel = "syncline_listen_test";
+        let mut heard = listen(&url, channel).subscribe();
+        let pool = pool(&url, 1, Duration::from_secs(5)).expect("pool");
+        let client = pool.get().await.expect("a connection");
+        let notify = |payload: &'static str| format!("select pg_notify('{channel}', '{payload}')");
+        // The listener may still be connecting: notify until it hears, rolled back first.
+        let first = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                client.batch_execute(&format!("begin; {}; rollback", notify("rolled back"))).await.expect("notify");
+                client.batch_execute(&notify("committed")).await.expect("notify");
+                if let Ok(Ok(payload)) = tokio::time::timeout(Duration::from_millis(200), heard.recv()).await {
+                    return payload;
+                }
+            }
+        })
+        .await
+        .expect("heard within 10 s");
+        assert_eq!(first, "committed", "a rolled-back notification is never sent");
     }
 }

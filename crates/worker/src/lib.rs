@@ -40,7 +40,13 @@ pub struct Services {
     pub partition_rows: u64,
     /// The most WAL, in MB, a bulk sync's replication slot may hold.
     pub max_retained_wal_mb: u64,
+    /// The ids of the bulk executions one of whose partitions just committed (on any worker),
+    /// from the state database's [`PARTITION_COMMITS`] channel.
+    pub partition_commits: tokio::sync::broadcast::Sender<String>,
 }
+
+/// The state database's notification channel of committed bulk partitions.
+pub const PARTITION_COMMITS: &str = "bulk_partition_commits";
 
 impl Services {
     /// How long an execution stays claimed without a renewal: three heartbeats.

@@ -25,7 +25,7 @@ use parquet::{
     },
 };
 use syncline_core::{
-    connector::{ConnectorError, Loader},
+    connector::{Committed, ConnectorError, Loader},
     record::{RecordBatch, Schema, arrow},
 };
 
@@ -72,10 +72,11 @@ impl Loader for PartWriter {
     }
 
     /// Writes the footer and completes the upload: the file appears whole, or not at all.
-    async fn commit(mut self: Box<Self>) -> Result<u64, ConnectorError> {
+    async fn commit(mut self: Box<Self>) -> Result<Committed, ConnectorError> {
         let writer = self.writer.take().ok_or_else(|| ConnectorError::permanent("committed twice"))?;
         let metadata = writer.close().await.map_err(|e| error(&self.path, e))?;
-        Ok(metadata.file_metadata().num_rows() as u64)
+        let rows = metadata.file_metadata().num_rows() as u64;
+        Ok(Committed { rows, added: Some(rows) })
     }
 }
 

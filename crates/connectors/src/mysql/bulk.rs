@@ -20,8 +20,8 @@ use futures::StreamExt;
 use mysql_async::{Value as MyValue, prelude::Queryable};
 use syncline_core::{
     connector::{
-        BulkDestination, ConnectorError, Context, ErrorClass, KeyStream, Keys, LoadMode, LoadRequest, Loader,
-        ObjectSpec, TableSpec,
+        BulkDestination, Committed, ConnectorError, Context, ErrorClass, KeyStream, Keys, LoadMode, LoadRequest,
+        Loader, ObjectSpec, TableSpec,
     },
     record::{Field, RecordBatch, Schema},
 };
@@ -408,7 +408,7 @@ impl Loader for MysqlLoader {
         Ok(())
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<u64, ConnectorError> {
+    async fn commit(mut self: Box<Self>) -> Result<Committed, ConnectorError> {
         let mark = format!("insert into {} (marker, `rows`) values (?, ?)", self.markers);
         let (written, marker) = (self.rows, self.marker.to_string());
         let (guard, limit) = (self.conn.kill_on_drop(), self.conn.ctx.deadlines.idle);
@@ -424,7 +424,8 @@ impl Loader for MysqlLoader {
             };
             conn.exec_drop(mark, (marker, rows)).await?;
             conn.query_drop("commit").await?;
-            Ok(rows)
+            // Duplicate keys are updated in place, so how many rows are new is not known.
+            Ok(Committed { rows, added: None })
         };
         guarded(guard, limit, work).await
     }

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt, stream::BoxStream};
 use syncline_core::{
     connector::{
-        BulkDestination, ConnectorError, Context, KeyStream, Keys, LoadMode, LoadRequest, Loader, ObjectSpec, TableSpec,
+        BulkDestination, Committed, ConnectorError, Context, KeyStream, Keys, LoadMode, LoadRequest, Loader,
+        ObjectSpec, PendingCount, TableSpec,
     },
     record::{Field, RecordBatch, Schema},
 };
@@ -162,7 +163,7 @@ impl BulkDestination for PostgresBulk {
                     target.iter().any(|c| c.name == f.name && types::accepts_binary(c.type_oid, &f.field_type))
                 });
         let (copy, apply) = if direct {
-            (format!("copy {table} ({}) from stdin (format binary)", names.join(", ")), None)
+            (format!("copy {table} ({}) from stdin (format binary)", names.join(", ")), Apply::Direct)
         } else {
             let staged: Vec<String> = request
                 .schema
@@ -191,7 +192,7 @@ impl BulkDestination for PostgresBulk {
                 request.schema.fields.iter().zip(&casts).partition(|(f, _)| request.key.contains(&f.name));
             let cleared = request.soft_delete.iter().map(|c| format!("{} = null", quote_ident(c)));
             let apply = match request.mode {
-                LoadMode::Append => insert,
+                LoadMode::Append => Apply::Append(insert),
                 LoadMode::Upsert => {
                     let mut sets: Vec<String> =
                         others.iter().map(|(f, _)| format!("{0} = excluded.{0}", quote_ident(&f.name))).collect();
@@ -201,7 +202,12 @@ impl BulkDestination for PostgresBulk {
                         true => "nothing".to_owned(),
                         false => format!("update set {}", sets.join(", ")),
                     };
-                    format!("{insert} on conflict ({}) do {action}", keys.join(", "))
+                    // An inserted row, unlike an updated one, has no locking transaction.
+                    Apply::Upsert(format!(
+                        "with applied as ({insert} on conflict ({}) do {action} returning t.xmax = 0 as added)
+                         select count(*) filter (where added) from applied",
+                        keys.join(", ")
+                    ))
                 }
                 LoadMode::Update => {
                     let mut sets: Vec<String> =
@@ -213,14 +219,14 @@ impl BulkDestination for PostgresBulk {
                     if sets.is_empty() {
                         sets.extend(keys.iter().take(1).map(|(f, _)| format!("{0} = t.{0}", quote_ident(&f.name))));
                     }
-                    format!(
+                    Apply::Update(format!(
                         "update {table} as t set {} from syncline_load s where {}",
                         sets.join(", "),
                         matches.join(" and ")
-                    )
+                    ))
                 }
             };
-            ("copy syncline_load from stdin (format binary)".to_owned(), Some(apply))
+            ("copy syncline_load from stdin (format binary)".to_owned(), apply)
         };
         if direct {
             conn.run(self.ctx.deadlines.idle, conn.client.batch_execute("begin")).await?;
@@ -231,7 +237,6 @@ impl BulkDestination for PostgresBulk {
             apply,
             marker: request.marker,
             markers: markers(&request.table),
-            update: request.mode == LoadMode::Update,
             conn,
         };
         loader.feed(Bytes::from_static(copy::HEADER)).await?;
@@ -335,26 +340,45 @@ impl BulkDestination for PostgresBulk {
 
     async fn count(&self, table: &str) -> Result<u64, ConnectorError> {
         let conn = self.connect().await?;
-        let row = conn
-            .run(
-                self.ctx.deadlines.idle,
-                conn.client.query_one(&format!("select count(*) from {}", quoted(table)), &[]),
-            )
-            .await?;
-        Ok(row.get::<_, i64>(0) as u64)
+        count_rows(&conn, table).await
     }
+
+    /// Fixes a repeatable-read snapshot (taken by the transaction's first statement) before
+    /// returning; the count runs in it.
+    async fn count_from_now(&self, table: &str) -> Result<Option<PendingCount>, ConnectorError> {
+        let conn = self.connect().await?;
+        let begin = "start transaction isolation level repeatable read read only; select 1";
+        conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(begin)).await?;
+        let table = table.to_owned();
+        Ok(Some(Box::pin(async move { count_rows(&conn, &table).await })))
+    }
+}
+
+async fn count_rows(conn: &Connection, table: &str) -> Result<u64, ConnectorError> {
+    let sql = format!("select count(*) from {}", quoted(table));
+    let row = conn.run(conn.ctx.deadlines.idle, conn.client.query_one(&sql, &[])).await?;
+    Ok(row.get::<_, i64>(0) as u64)
 }
 
 /// A partition's open transaction and `COPY`.
 struct PostgresLoader {
     conn: Connection,
     sink: Pin<Box<CopyInSink<Bytes>>>,
-    /// Applies the staged rows to the table (`None` when they were copied straight in).
-    apply: Option<String>,
+    apply: Apply,
     marker: Uuid,
     markers: String,
-    /// Whether the rows change existing rows only: the load counts the rows changed.
-    update: bool,
+}
+
+/// How copied rows reach the table, and what that says of them.
+enum Apply {
+    /// Copied straight in: every row is new.
+    Direct,
+    /// Appended from staging by this statement: every row is new.
+    Append(String),
+    /// Upserted from staging by this query, which answers how many rows were new.
+    Upsert(String),
+    /// Existing rows updated from staging by this statement, which counts those it changed.
+    Update(String),
 }
 
 impl PostgresLoader {
@@ -372,25 +396,32 @@ impl Loader for PostgresLoader {
         self.feed(batch.data().clone()).await
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<u64, ConnectorError> {
+    async fn commit(mut self: Box<Self>) -> Result<Committed, ConnectorError> {
         self.feed(Bytes::from_static(copy::TRAILER)).await?;
         let this = &mut *self;
         let (conn, sink) = (&this.conn, &mut this.sink);
         let work = async {
-            // The server's count of the rows copied, straight in or into staging (applied
-            // whole by one statement, or counted as changed by an update).
-            let mut rows = sink.as_mut().finish().await.map_err(|e| client::error(&e))?;
-            if let Some(apply) = &this.apply {
-                let changed = conn.client.execute(apply.as_str(), &[]).await.map_err(|e| client::error(&e))?;
-                if this.update {
-                    rows = changed;
+            // The server's count of the rows copied, straight in or into staging.
+            let copied = sink.as_mut().finish().await?;
+            let committed = match &this.apply {
+                Apply::Direct => Committed { rows: copied, added: Some(copied) },
+                Apply::Append(insert) => {
+                    conn.client.execute(insert.as_str(), &[]).await?;
+                    Committed { rows: copied, added: Some(copied) }
                 }
-            }
+                Apply::Upsert(upsert) => {
+                    let added: i64 = conn.client.query_one(upsert.as_str(), &[]).await?.try_get(0)?;
+                    Committed { rows: copied, added: Some(added as u64) }
+                }
+                Apply::Update(update) => {
+                    Committed { rows: conn.client.execute(update.as_str(), &[]).await?, added: Some(0) }
+                }
+            };
             let mark = format!("insert into {} (marker, rows) values ($1, $2)", this.markers);
-            conn.client.execute(&mark, &[&this.marker, &(rows as i64)]).await.map_err(|e| client::error(&e))?;
-            conn.client.batch_execute("commit").await.map_err(|e| client::error(&e))?;
-            Ok(rows)
+            conn.client.execute(&mark, &[&this.marker, &(committed.rows as i64)]).await?;
+            conn.client.batch_execute("commit").await?;
+            Ok(committed)
         };
-        conn.guard(conn.ctx.deadlines.idle, work).await
+        conn.run(conn.ctx.deadlines.idle, work).await
     }
 }

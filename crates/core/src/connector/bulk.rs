@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
+use futures::{future::BoxFuture, stream::BoxStream};
 use uuid::Uuid;
 
 use super::ConnectorError;
@@ -16,6 +16,9 @@ use crate::{
 
 /// Batches of key columns.
 pub type KeyStream = BoxStream<'static, Result<RecordBatch, ConnectorError>>;
+
+/// A row count under way (see [`BulkDestination::count_from_now`]).
+pub type PendingCount = BoxFuture<'static, Result<u64, ConnectorError>>;
 
 /// Which rows [`BulkDestination::delete_keys`] deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +73,19 @@ pub trait Loader: Send {
     /// Adds `batch`'s records.
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
 
-    /// Commits every record written, with the marker, in one transaction; returns how many rows
-    /// it wrote, as the destination counted them ([`LoadMode::Update`]: changed). Nothing is
-    /// written when this fails or is never called.
-    async fn commit(self: Box<Self>) -> Result<u64, ConnectorError>;
+    /// Commits every record written, with the marker, in one transaction. Nothing is written
+    /// when this fails or is never called.
+    async fn commit(self: Box<Self>) -> Result<Committed, ConnectorError>;
+}
+
+/// What a committed load wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The rows written, as the destination counted them ([`LoadMode::Update`]: changed).
+    pub rows: u64,
+    /// How many of them the table did not hold before (inserted, not updated), when the
+    /// destination tells.
+    pub added: Option<u64>,
 }
 
 /// Loads whole tables: what a bulk sync writes to.
@@ -155,6 +167,14 @@ pub trait BulkDestination: Send + Sync {
 
     /// How many rows `table` holds.
     async fn count(&self, table: &str) -> Result<u64, ConnectorError>;
+
+    /// Starts counting the rows `table` holds when this returns, whatever commits while the
+    /// count runs, so it can run while partitions load; `None` from a destination whose loads
+    /// do not tell how many rows they added (see [`Committed::added`]), which is counted once
+    /// loaded instead.
+    async fn count_from_now(&self, _table: &str) -> Result<Option<PendingCount>, ConnectorError> {
+        Ok(None)
+    }
 }
 
 /// `schema.table` with the table's name marked with `execution`, within 63 bytes.

@@ -26,7 +26,7 @@ mod source;
 mod spec;
 
 pub use budget::{Budget, Budgets};
-pub use bulk::{BulkDestination, KeyStream, Keys, LoadMode, LoadRequest, Loader, TableSpec};
+pub use bulk::{BulkDestination, Committed, KeyStream, Keys, LoadMode, LoadRequest, Loader, PendingCount, TableSpec};
 pub use catalog::{Catalog, Stream, StreamCapabilities};
 pub use destination::{
     Action, BatchWriter, Destination, ObjectSpec, Operation, Operations, RecordFailure, SyncMode, TargetField,

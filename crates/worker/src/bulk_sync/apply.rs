@@ -175,7 +175,7 @@ async fn load(
     };
     let mut loader = destination.load(request).await?;
     loader.write(&records).await?;
-    loader.commit().await
+    Ok(loader.commit().await?.rows)
 }
 
 /// The value a cell sent, `None` for a large value left out.

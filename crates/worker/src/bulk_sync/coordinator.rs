@@ -15,13 +15,13 @@ use syncline_core::{
     connector::{BulkDestination, ConnectorError, Context, HeldSnapshot, Source},
     executions::{BULK_PARTITION, Claim, Outcome},
 };
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use super::{
     Settled, capture,
     plan::{Finish, Planner},
-    settle::{self, SourceRows},
+    settle::{self, Tallied, Tally},
     store::{self, PartitionState, SchemaEnd},
 };
 use crate::{
@@ -29,7 +29,7 @@ use crate::{
     kind::{RunEnd, Stop},
 };
 
-/// How often the coordinator looks at its partitions.
+/// How often the coordinator looks at its partitions, besides when one commits.
 const TICK: Duration = Duration::from_millis(100);
 
 /// Runs the bulk execution `claim` until every schema ended or `stop` says otherwise.
@@ -82,11 +82,17 @@ async fn coordinate(
         true => resume(services, &ends, (sync_id, &sync, &options), execution_id).await?,
     };
     let finishes = store::finishes(&services.pool, execution_id).await?;
-    let source_rows = Mutex::new(settle::count_sources(&ends.source, &finishes));
+    let partitions = store::partitions(&services.pool, execution_id).await?;
+    let unstarted = finishes
+        .keys()
+        .filter(|schema_id| partitions.iter().all(|p| &p.schema_id != *schema_id || p.execution.is_none()))
+        .cloned()
+        .collect();
+    let tallies = Tally::start((&ends.source, &ends.destination), &finishes, &unstarted).await?;
     let run = Run {
         services,
         ends,
-        source_rows,
+        tallies: Mutex::new(tallies),
         execution_id,
         sync_id,
         finishes,
@@ -94,6 +100,7 @@ async fn coordinate(
         organization_id: sync.organization_id,
     };
     let mut kept_alive = tokio::time::Instant::now();
+    let mut commits = services.partition_commits.subscribe();
     loop {
         let stopped = *stop.borrow();
         if let Some(stopped) = stopped {
@@ -126,6 +133,7 @@ async fn coordinate(
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => {}
+            _ = committed(&mut commits, execution_id) => {}
         }
     }
     let (counts, failures, schemas) = store::outcome(&services.pool, execution_id).await?;
@@ -138,6 +146,20 @@ async fn coordinate(
         capture::start(services, (sync_id, sync.organization_id), execution_id).await?;
     }
     Ok(RunEnd::Finished { outcome: Outcome::Completed(Settled), counts })
+}
+
+/// Returns when a partition of `execution_id` committed, or commits were missed.
+async fn committed(commits: &mut broadcast::Receiver<String>, execution_id: Uuid) {
+    let id = execution_id.to_string();
+    loop {
+        match commits.recv().await {
+            Ok(committed) if committed == id => return,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            // No more notifications: the tick alone wakes the coordinator.
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
 }
 
 /// Plans the schemas of the run (those in `only`, when given) and saves the plan. Returns the
@@ -230,9 +252,9 @@ struct Run<'a> {
     sync_id: Uuid,
     /// How each planned schema ends, by schema.
     finishes: HashMap<String, Finish>,
-    /// The source's row counts of the schemas whose deletes are found by counting, taken while
-    /// their partitions load.
-    source_rows: Mutex<HashMap<String, SourceRows>>,
+    /// The counts of the schemas whose deletes are found by counting, taken while their
+    /// partitions load.
+    tallies: Mutex<HashMap<String, Tally>>,
     /// Most partitions loading at once.
     limit: usize,
     organization_id: Uuid,
@@ -276,12 +298,12 @@ impl Run<'_> {
     /// Settles a schema whose partitions all committed; a failure that is not retryable fails it.
     async fn settle(&self, schema_id: &str, finish: &Finish) -> Result<(), ConnectorError> {
         let (source, destination) = (self.ends.source.as_ref(), self.ends.destination.as_ref());
-        let counting = self.source_rows.lock().unwrap_or_else(|e| e.into_inner()).remove(schema_id);
-        let source_rows = match counting {
-            Some(counting) => counting.await.map_err(|e| ConnectorError::transient(format!("counting: {e}")))??,
-            None => None,
+        let tally = self.tallies.lock().unwrap_or_else(|e| e.into_inner()).remove(schema_id);
+        let tallied = match tally {
+            Some(tally) => tally.finish().await?,
+            None => Tallied::default(),
         };
-        let ends = (source, destination, source_rows);
+        let ends = (source, destination, tallied);
         let end = match settle::settle(self.services, ends, self.execution_id, schema_id, finish).await {
             Ok(end) => end,
             Err(e) if e.class.is_retryable() => return Err(e),

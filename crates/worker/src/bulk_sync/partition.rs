@@ -29,6 +29,8 @@ pub struct PartitionLoaded {
     pub rows_read: i64,
     pub rows_written: i64,
     pub rows_skipped: i64,
+    /// How many rows the table did not hold before, when the destination told.
+    pub rows_added: Option<i64>,
     pub checkpoint: Option<Json>,
     pub worker: String,
 }
@@ -39,13 +41,14 @@ impl Effects for PartitionLoaded {
         let row = tx
             .query_opt(
                 "update bulk_partitions set status = 'committed', rows_read = $2, rows_written = $3, rows_skipped = $4,
-                    checkpoint = $5, worker = $6, committed_at = now()
+                    rows_added = $5, checkpoint = $6, worker = $7, committed_at = now()
                  where id = $1 and status <> 'committed' returning execution_id, schema_id",
                 &[
                     &partition_id,
                     &self.rows_read,
                     &self.rows_written,
                     &self.rows_skipped,
+                    &self.rows_added,
                     &self.checkpoint,
                     &self.worker,
                 ],
@@ -60,6 +63,9 @@ impl Effects for PartitionLoaded {
                 &[&execution_id, &schema_id, &self.rows_written, &self.rows_skipped],
             )
             .await?;
+            // Wakes the execution's coordinator when this commits.
+            let notify = format!("select pg_notify('{}', $1)", crate::PARTITION_COMMITS);
+            tx.execute(&notify, &[&execution_id.to_string()]).await?;
         }
         Ok(())
     }
@@ -183,11 +189,12 @@ async fn load(
             break;
         }
     }
-    let written = loader.commit().await?;
+    let committed = loader.commit().await?;
     Ok(PartitionLoaded {
         rows_read: counts.read,
-        rows_written: written as i64,
+        rows_written: committed.rows as i64,
         rows_skipped: 0,
+        rows_added: committed.added.map(|rows| rows as i64),
         checkpoint: highest.map(|v| v.to_json()),
         worker: worker.to_owned(),
     })

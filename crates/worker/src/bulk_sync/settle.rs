@@ -2,13 +2,17 @@
 //! in place (after counting, or carrying over as soft-deleted, the rows the source no longer
 //! has) or sweep the live table with the source's keys, and move the cursor.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use futures::StreamExt;
 use syncline_core::{
     connector::{BulkDestination, ConnectorError, Keys, ReadEvent, ReadRequest, Readable, Source},
     record::{Field, Schema},
 };
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
@@ -17,27 +21,67 @@ use super::{
 };
 use crate::Services;
 
-/// A count of a source stream's rows in progress.
-pub type SourceRows = tokio::task::JoinHandle<Result<Option<u64>, ConnectorError>>;
-
-/// Starts counting the source rows of each schema whose deleted rows are found by comparing
-/// counts (see [`sweep`]), so the count is ready when its partitions committed.
-pub fn count_sources(source: &Arc<dyn Source>, finishes: &HashMap<String, Finish>) -> HashMap<String, SourceRows> {
-    finishes
-        .iter()
-        .filter(|(_, f)| f.deletes && f.shadow.is_none() && f.soft_delete.is_none())
-        .map(|(schema_id, finish)| {
-            let (source, stream) = (source.clone(), finish.stream.clone());
-            (schema_id.clone(), tokio::spawn(async move { source.count(&stream).await }))
-        })
-        .collect()
+/// The counts that tell whether the source deleted rows of a schema whose deletes are found
+/// by counting (see [`sweep`]), taken while its partitions load so they are ready when the
+/// partitions committed: the source's rows, and the table's before the run when the
+/// destination can count them from a moment and no partition had started.
+pub struct Tally {
+    source: JoinHandle<Result<Option<u64>, ConnectorError>>,
+    destination: Option<JoinHandle<Result<u64, ConnectorError>>>,
 }
 
-/// Settles `schema_id` of `execution_id`, given the source's row count if one was taken during
-/// the run; an error that is not retryable fails the schema.
+/// What [`Tally`] counted.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tallied {
+    pub source: Option<u64>,
+    /// The table's rows before the run.
+    pub destination: Option<u64>,
+}
+
+impl Tally {
+    /// Starts the counts of the schemas of `finishes` that need them; the table's count is
+    /// started only for the schemas in `unstarted`, before any of their partitions may commit.
+    pub async fn start(
+        (source, destination): (&Arc<dyn Source>, &Arc<dyn BulkDestination>),
+        finishes: &HashMap<String, Finish>,
+        unstarted: &HashSet<String>,
+    ) -> Result<HashMap<String, Tally>, ConnectorError> {
+        let mut tallies = HashMap::new();
+        for (schema_id, finish) in finishes {
+            if !(finish.deletes && finish.shadow.is_none() && finish.soft_delete.is_none()) {
+                continue;
+            }
+            let pending = match unstarted.contains(schema_id) {
+                true => destination.count_from_now(&finish.table).await?,
+                false => None,
+            };
+            let (source, stream) = (source.clone(), finish.stream.clone());
+            let tally = Tally {
+                source: tokio::spawn(async move { source.count(&stream).await }),
+                destination: pending.map(tokio::spawn),
+            };
+            tallies.insert(schema_id.clone(), tally);
+        }
+        Ok(tallies)
+    }
+
+    /// Waits for the counts.
+    pub async fn finish(self) -> Result<Tallied, ConnectorError> {
+        let joined = |e: tokio::task::JoinError| ConnectorError::transient(format!("counting: {e}"));
+        let source = self.source.await.map_err(joined)??;
+        let destination = match self.destination {
+            Some(counting) => Some(counting.await.map_err(joined)??),
+            None => None,
+        };
+        Ok(Tallied { source, destination })
+    }
+}
+
+/// Settles `schema_id` of `execution_id`, given the counts taken during the run; an error that
+/// is not retryable fails the schema.
 pub async fn settle(
     services: &Services,
-    (source, destination, source_rows): (&dyn Source, &dyn BulkDestination, Option<u64>),
+    (source, destination, tallied): (&dyn Source, &dyn BulkDestination, Tallied),
     execution_id: Uuid,
     schema_id: &str,
     finish: &Finish,
@@ -62,7 +106,11 @@ pub async fn settle(
             destination.swap(shadow, &finish.table).await?;
             deleted
         }
-        None if finish.deletes => sweep(services, (source, source_rows), destination, finish).await?,
+        None if finish.deletes => {
+            // The table's rows now: those before the run and those the run added.
+            let now = tallied.destination.zip(totals.added).map(|(before, added)| before + added as u64);
+            sweep(services, (source, tallied.source), (destination, now), finish).await?
+        }
         None => 0,
     };
     Ok(SchemaEnd {
@@ -77,11 +125,12 @@ pub async fn settle(
 /// The table holds every key the source has (it was loaded whole, then kept up with what moved
 /// past the cursor), so when both hold as many rows nothing was deleted and the keys need not
 /// be compared. The source's count may be one taken while the partitions loaded: a row deleted
-/// meanwhile is then found by the next run's counts.
+/// meanwhile is then found by the next run's counts. The table's count is counted when not
+/// given.
 async fn sweep(
     services: &Services,
     (source, source_rows): (&dyn Source, Option<u64>),
-    destination: &dyn BulkDestination,
+    (destination, table_rows): (&dyn BulkDestination, Option<u64>),
     finish: &Finish,
 ) -> Result<u64, ConnectorError> {
     if finish.soft_delete.is_none() {
@@ -89,7 +138,11 @@ async fn sweep(
             Some(rows) => Some(rows),
             None => source.count(&finish.stream).await?,
         };
-        if at_source == Some(destination.count(&finish.table).await?) {
+        let at_destination = match table_rows {
+            Some(rows) => rows,
+            None => destination.count(&finish.table).await?,
+        };
+        if at_source == Some(at_destination) {
             return Ok(0);
         }
     }

@@ -303,6 +303,8 @@ pub struct SchemaTotals {
     pub written: i64,
     pub rejected: i64,
     pub skipped: i64,
+    /// The rows the table did not hold before, when every partition's destination told.
+    pub added: Option<i64>,
     /// The highest tracking value each partition read, where it read any.
     pub cursors: Vec<Json>,
 }
@@ -312,14 +314,16 @@ pub async fn totals(pool: &DbPool, execution_id: Uuid, schema_id: &str) -> Resul
     let client = pool.get().await.map_err(state)?;
     let rows = client
         .query(
-            "select rows_read, rows_written, rows_rejected, rows_skipped, checkpoint from bulk_partitions
+            "select rows_read, rows_written, rows_rejected, rows_skipped, rows_added, checkpoint from bulk_partitions
              where execution_id = $1 and schema_id = $2 and status = 'committed'",
             &[&execution_id, &schema_id],
         )
         .await
         .map_err(state)?;
-    let mut totals = SchemaTotals::default();
+    let mut totals = SchemaTotals { added: Some(0), ..SchemaTotals::default() };
     for row in rows {
+        let added = row.try_get::<_, Option<i64>>("rows_added").map_err(state)?;
+        totals.added = totals.added.zip(added).map(|(sum, added)| sum + added);
         totals.read += row.try_get::<_, i64>("rows_read").map_err(state)?;
         totals.written += row.try_get::<_, i64>("rows_written").map_err(state)?;
         totals.rejected += row.try_get::<_, i64>("rows_rejected").map_err(state)?;
