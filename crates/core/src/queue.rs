@@ -40,6 +40,10 @@ pub enum QueueError {
 #[derive(Clone)]
 pub struct Queues {
     by_kind: BTreeMap<&'static str, JobQueue>,
+    /// The channel that names the kind of each job queued, so idle workers fetch it at once.
+    wake_channel: String,
+    conn: ConnectionManager,
+    client: redis::Client,
 }
 
 /// Connects to Redis and opens the queue of each of `kinds` under `prefix`
@@ -53,7 +57,8 @@ pub async fn connect(
     heartbeat: Duration,
     kinds: &[&'static str],
 ) -> Result<(Queues, ConnectionManager), QueueError> {
-    let conn = apalis_redis::connect(redis_url).await?;
+    let client = redis::Client::open(redis_url)?;
+    let conn = client.get_connection_manager().await?;
     let by_kind = kinds
         .iter()
         .map(|kind| {
@@ -65,7 +70,8 @@ pub async fn connect(
             (*kind, RedisStorage::new(conn.clone()).with_config(config))
         })
         .collect();
-    Ok((Queues { by_kind }, conn))
+    let queues = Queues { by_kind, wake_channel: format!("{prefix}:queued"), conn: conn.clone(), client };
+    Ok((queues, conn))
 }
 
 impl Queues {
@@ -74,12 +80,53 @@ impl Queues {
         self.by_kind.get(kind).ok_or_else(|| QueueError::Push(format!("no queue for job kind {kind:?}")))
     }
 
-    /// Enqueues the job for `execution_id` of `kind`, carrying the current trace.
+    /// Enqueues the job for `execution_id` of `kind`, carrying the current trace, and wakes
+    /// the idle workers of that kind.
     pub async fn enqueue(&self, kind: &str, execution_id: Uuid) -> Result<(), QueueError> {
         let mut queue = self.of(kind)?.clone();
         let job = Job { execution_id, trace: crate::telemetry::trace_carrier() };
-        queue.push(job).await.map_err(|e| QueueError::Push(e.to_string()))
+        queue.push(job).await.map_err(|e| QueueError::Push(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let published = redis::cmd("PUBLISH").arg(&self.wake_channel).arg(kind).query_async::<i64>(&mut conn).await;
+        if let Err(e) = published {
+            // Workers find the job at their next poll.
+            tracing::debug!(kind, error = %e, "could not wake the workers");
+        }
+        Ok(())
     }
+
+    /// Relays the kind of each job queued (by any process) to the sender's subscribers,
+    /// subscribing again a second after a lost connection. Best effort: workers still poll
+    /// their queues on an interval, wakes only spare them the wait.
+    pub fn wakes(&self) -> tokio::sync::broadcast::Sender<String> {
+        let (relay, _) = tokio::sync::broadcast::channel(256);
+        let (client, channel, sender) = (self.client.clone(), self.wake_channel.clone(), relay.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = relay_wakes(&client, &channel, &relay).await {
+                    tracing::debug!(error = %e, "listening for queued jobs");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        sender
+    }
+}
+
+/// Relays the kinds published on `channel` until the connection ends.
+async fn relay_wakes(
+    client: &redis::Client,
+    channel: &str,
+    relay: &tokio::sync::broadcast::Sender<String>,
+) -> redis::RedisResult<()> {
+    use futures::StreamExt;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    let mut messages = pubsub.into_on_message();
+    while let Some(message) = messages.next().await {
+        let _ = relay.send(message.get_payload::<String>()?);
+    }
+    Ok(())
 }
 
 /// Whether Redis answers `PING`.
@@ -92,4 +139,33 @@ pub async fn ping(conn: &ConnectionManager) -> bool {
 pub fn worker_name(role: &str) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     format!("{role}-{host}-{}", Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn workers_hear_the_kind_of_each_job_queued() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("syncline-test-{}", Uuid::new_v4().simple());
+        let (queues, _) = connect(&url, &prefix, Duration::from_secs(30), &["a", "b"]).await.expect("redis");
+        let mut heard = queues.wakes().subscribe();
+        // The subscription may still be starting: queue until a wake is heard.
+        let kind = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                queues.enqueue("b", Uuid::new_v4()).await.expect("enqueue");
+                if let Ok(Ok(kind)) = tokio::time::timeout(Duration::from_millis(200), heard.recv()).await {
+                    return kind;
+                }
+            }
+        })
+        .await
+        .expect("heard within 10 s");
+        assert_eq!(kind, "b");
+        let mut conn = queues.conn.clone();
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.expect("keys");
+        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("clean up");
+    }
 }

@@ -17,8 +17,9 @@ mod slots;
 
 use std::{sync::Arc, time::Duration};
 
-use apalis::prelude::{BackendExt, Event, EventListenerExt, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{BackendExt, Event, EventListenerExt, Strategy, WorkerBuilder, WorkerBuilderExt};
 use syncline_core::{connector::Context, crypto::SecretBox, db::DbPool, payload::PayloadStore, queue::Queues};
+use tokio::sync::broadcast;
 use tracing::{error, info};
 
 /// What every job handler shares.
@@ -62,8 +63,9 @@ pub use slots::OrganizationSlots;
 pub const BATCH_ROWS: usize = 50_000;
 pub const BATCH_BYTES: usize = 16 << 20;
 
-/// How often an idle worker asks Redis for work.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often an idle worker asks Redis for work besides when woken by a job queued
+/// ([`Queues::wakes`](syncline_core::queue::Queues::wakes)): what a missed wake may cost.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Runs a worker until `shutdown` resolves, then drains: running executions are handed back.
 /// Each job kind has its own queue and its own `concurrency` slots.
@@ -81,28 +83,32 @@ pub async fn run(
     let sweeper = services.clone();
     let sweep_stop = stop_rx.clone();
     let sweep = tokio::spawn(async move { capture_slots::sweep_until(&sweeper, sweep_stop).await });
+    let wakes = services.queues.wakes();
     tokio::try_join!(
-        run_kind::<model_sync::ModelSync>(services.clone(), concurrency, stop_rx.clone()),
-        run_kind::<bulk_sync::BulkSync>(services.clone(), concurrency, stop_rx.clone()),
-        run_kind::<bulk_sync::BulkPartition>(services.clone(), concurrency, stop_rx.clone()),
-        run_kind::<bulk_sync::BulkCdc>(services, concurrency, stop_rx),
+        run_kind::<model_sync::ModelSync>(services.clone(), concurrency, &wakes, stop_rx.clone()),
+        run_kind::<bulk_sync::BulkSync>(services.clone(), concurrency, &wakes, stop_rx.clone()),
+        run_kind::<bulk_sync::BulkPartition>(services.clone(), concurrency, &wakes, stop_rx.clone()),
+        run_kind::<bulk_sync::BulkCdc>(services, concurrency, &wakes, stop_rx),
     )?;
     let _ = sweep.await;
     info!("worker stopped");
     Ok(())
 }
 
-/// Runs the worker of job kind `K` until `stop` turns true.
+/// Runs the worker of job kind `K` until `stop` turns true; it polls its queue when `wakes`
+/// names its kind, and every [`POLL_INTERVAL`].
 async fn run_kind<K: kind::JobKind>(
     services: Arc<Services>,
     concurrency: usize,
+    wakes: &broadcast::Sender<String>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let name = syncline_core::queue::worker_name(K::KIND);
     info!(worker = %name, kind = K::KIND, concurrency, "worker started");
     let queue = services.queues.of(K::KIND)?.clone();
+    let strategy = Strategy::new().stream(queued::<K>(wakes.subscribe())).interval(POLL_INTERVAL);
     let worker = WorkerBuilder::new(name)
-        .backend(queue.poll_with_interval(POLL_INTERVAL))
+        .backend(queue.poll_with_strategy(strategy))
         .data(services)
         .concurrency(concurrency)
         .on_event(|ctx, event| match event {
@@ -117,4 +123,23 @@ async fn run_kind<K: kind::JobKind>(
         })
         .await?;
     Ok(())
+}
+
+/// Yields when a job of kind `K` was queued. A wake waiting to be taken stands for every job
+/// queued meanwhile: one poll fetches them.
+fn queued<K: kind::JobKind>(mut wakes: broadcast::Receiver<String>) -> futures::channel::mpsc::Receiver<()> {
+    let (mut wake, woken) = futures::channel::mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            match wakes.recv().await {
+                Ok(kind) if kind != K::KIND => continue,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+            if wake.try_send(()).is_err_and(|e| e.is_disconnected()) {
+                return;
+            }
+        }
+    });
+    woken
 }

@@ -344,10 +344,12 @@ impl BulkDestination for PostgresBulk {
     }
 
     /// Fixes a repeatable-read snapshot (taken by the transaction's first statement) before
-    /// returning; the count runs in it.
+    /// returning; the count runs in it, in one process: it runs beside the loads, which need
+    /// the CPUs more.
     async fn count_from_now(&self, table: &str) -> Result<Option<PendingCount>, ConnectorError> {
         let conn = self.connect().await?;
-        let begin = "start transaction isolation level repeatable read read only; select 1";
+        let begin = "start transaction isolation level repeatable read read only;
+                     set local max_parallel_workers_per_gather = 0; select 1";
         conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(begin)).await?;
         let table = table.to_owned();
         Ok(Some(Box::pin(async move { count_rows(&conn, &table).await })))

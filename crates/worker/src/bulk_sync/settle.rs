@@ -24,11 +24,9 @@ use crate::Services;
 /// The counts that tell whether the source deleted rows of a schema whose deletes are found
 /// by counting (see [`sweep`]), taken while its partitions load so they are ready when the
 /// partitions committed: the source's rows, and the table's before the run when the
-/// destination can count them from a moment and no partition had started.
-pub struct Tally {
-    source: JoinHandle<Result<Option<u64>, ConnectorError>>,
-    destination: Option<JoinHandle<Result<u64, ConnectorError>>>,
-}
+/// destination can count them from a moment and no partition had started. One count runs at
+/// a time, beside the loads rather than in their way.
+pub struct Tally(JoinHandle<Result<Tallied, ConnectorError>>);
 
 /// What [`Tally`] counted.
 #[derive(Debug, Default, Clone, Copy)]
@@ -40,7 +38,7 @@ pub struct Tallied {
 
 impl Tally {
     /// Starts the counts of the schemas of `finishes` that need them; the table's count is
-    /// started only for the schemas in `unstarted`, before any of their partitions may commit.
+    /// taken only for the schemas in `unstarted`, from before any of their partitions may commit.
     pub async fn start(
         (source, destination): (&Arc<dyn Source>, &Arc<dyn BulkDestination>),
         finishes: &HashMap<String, Finish>,
@@ -51,29 +49,27 @@ impl Tally {
             if !(finish.deletes && finish.shadow.is_none() && finish.soft_delete.is_none()) {
                 continue;
             }
-            let pending = match unstarted.contains(schema_id) {
+            let before = match unstarted.contains(schema_id) {
                 true => destination.count_from_now(&finish.table).await?,
                 false => None,
             };
             let (source, stream) = (source.clone(), finish.stream.clone());
-            let tally = Tally {
-                source: tokio::spawn(async move { source.count(&stream).await }),
-                destination: pending.map(tokio::spawn),
-            };
-            tallies.insert(schema_id.clone(), tally);
+            let counting = tokio::spawn(async move {
+                let source = source.count(&stream).await?;
+                let destination = match before {
+                    Some(before) => Some(before.await?),
+                    None => None,
+                };
+                Ok(Tallied { source, destination })
+            });
+            tallies.insert(schema_id.clone(), Tally(counting));
         }
         Ok(tallies)
     }
 
     /// Waits for the counts.
     pub async fn finish(self) -> Result<Tallied, ConnectorError> {
-        let joined = |e: tokio::task::JoinError| ConnectorError::transient(format!("counting: {e}"));
-        let source = self.source.await.map_err(joined)??;
-        let destination = match self.destination {
-            Some(counting) => Some(counting.await.map_err(joined)??),
-            None => None,
-        };
-        Ok(Tallied { source, destination })
+        self.0.await.map_err(|e| ConnectorError::transient(format!("counting: {e}")))?
     }
 }
 
