@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value as Json};
 use syncline_core::{
     connector::{
@@ -342,6 +342,15 @@ impl Batcher {
                         guard.disarm();
                     }
                     return Ok(None);
+                }
+                // A `COPY` sends a message per row: take those already here without arming a
+                // deadline and a cancel for each.
+                if let Some(ready) = chunks.next().now_or_never() {
+                    match ready {
+                        Some(chunk) => this.buf.extend_from_slice(&chunk?),
+                        None => done = true,
+                    }
+                    continue;
                 }
                 let next = async {
                     tokio::select! {
