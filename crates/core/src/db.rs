@@ -137,30 +137,21 @@ pub async fn ping(pool: &DbPool) -> bool {
 }
 
 /// Relays the payloads of the notifications sent on `channel` of the database at `url` to the
-/// sender's subscribers, listening again a second after a lost connection. Best effort: what
-/// is sent while the listener is away is missed, so notifications only wake pollers early.
+/// sender's subscribers, listening again a second after a lost connection (best effort, see
+/// [`crate::relay`]).
 pub fn listen(url: &str, channel: &'static str) -> tokio::sync::broadcast::Sender<String> {
-    let (relay, _) = tokio::sync::broadcast::channel(256);
-    let (url, sender) = (url.to_owned(), relay.clone());
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = relay_notifications(&url, channel, &relay).await {
-                tracing::debug!(channel, error = %e, "listening for notifications");
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-    sender
+    let url = url.to_owned();
+    crate::relay::relay_forever(channel, move |relay| relay_notifications(url.clone(), channel, relay))
 }
 
 /// Listens on `channel` until the connection ends.
 async fn relay_notifications(
-    url: &str,
+    url: String,
     channel: &str,
-    relay: &tokio::sync::broadcast::Sender<String>,
+    relay: tokio::sync::broadcast::Sender<String>,
 ) -> Result<(), tokio_postgres::Error> {
     use futures::StreamExt;
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (client, mut connection) = tokio_postgres::connect(&url, NoTls).await?;
     let (sender, mut payloads) = tokio::sync::mpsc::unbounded_channel();
     // The connection delivers notifications only while it is polled for them.
     let driver = tokio::spawn(async move {

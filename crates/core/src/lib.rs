@@ -14,6 +14,7 @@ pub mod object_url;
 pub mod payload;
 pub mod queue;
 pub mod record;
+mod relay;
 pub mod schedule;
 pub mod sync;
 pub mod telemetry;

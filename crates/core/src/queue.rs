@@ -96,32 +96,23 @@ impl Queues {
     }
 
     /// Relays the kind of each job queued (by any process) to the sender's subscribers,
-    /// subscribing again a second after a lost connection. Best effort: workers still poll
-    /// their queues on an interval, wakes only spare them the wait.
+    /// subscribing again a second after a lost connection. Best effort (see [`crate::relay`]):
+    /// workers still poll their queues on an interval, wakes only spare them the wait.
     pub fn wakes(&self) -> tokio::sync::broadcast::Sender<String> {
-        let (relay, _) = tokio::sync::broadcast::channel(256);
-        let (client, channel, sender) = (self.client.clone(), self.wake_channel.clone(), relay.clone());
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = relay_wakes(&client, &channel, &relay).await {
-                    tracing::debug!(error = %e, "listening for queued jobs");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-        sender
+        let (client, channel) = (self.client.clone(), self.wake_channel.clone());
+        crate::relay::relay_forever("queued jobs", move |relay| relay_wakes(client.clone(), channel.clone(), relay))
     }
 }
 
 /// Relays the kinds published on `channel` until the connection ends.
 async fn relay_wakes(
-    client: &redis::Client,
-    channel: &str,
-    relay: &tokio::sync::broadcast::Sender<String>,
+    client: redis::Client,
+    channel: String,
+    relay: tokio::sync::broadcast::Sender<String>,
 ) -> redis::RedisResult<()> {
     use futures::StreamExt;
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
+    pubsub.subscribe(&channel).await?;
     let mut messages = pubsub.into_on_message();
     while let Some(message) = messages.next().await {
         let _ = relay.send(message.get_payload::<String>()?);

@@ -64,8 +64,7 @@ impl Effects for PartitionLoaded {
             )
             .await?;
             // Wakes the execution's coordinator when this commits.
-            let notify = format!("select pg_notify('{}', $1)", crate::PARTITION_COMMITS);
-            tx.execute(&notify, &[&execution_id.to_string()]).await?;
+            tx.execute("select pg_notify($1, $2)", &[&crate::PARTITION_COMMITS, &execution_id.to_string()]).await?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use syncline_core::{
     connector::{BulkDestination, ConnectorError, Keys, ReadEvent, ReadRequest, Readable, Source},
     record::{Field, Schema},
 };
-use tokio::task::JoinHandle;
+use tokio::{sync::Semaphore, task::JoinHandle};
 use uuid::Uuid;
 
 use super::{
@@ -24,9 +24,15 @@ use crate::Services;
 /// The counts that tell whether the source deleted rows of a schema whose deletes are found
 /// by counting (see [`sweep`]), taken while its partitions load so they are ready when the
 /// partitions committed: the source's rows, and the table's before the run when the
-/// destination can count them from a moment and no partition had started. One count runs at
-/// a time, beside the loads rather than in their way.
+/// destination can count them from a moment and no partition had started. A schema's counts
+/// run one at a time, and a few schemas' at once, beside the loads rather than in their way;
+/// a run of many schemas holds a few snapshots open, not one connection per table.
 pub struct Tally(JoinHandle<Result<Tallied, ConnectorError>>);
+
+/// Schemas counted at once.
+const COUNTING_AT_ONCE: usize = 2;
+/// Schemas whose table is counted from before the run; the others' are counted once loaded.
+const COUNTED_FROM_BEFORE: usize = 8;
 
 /// What [`Tally`] counted.
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,16 +51,18 @@ impl Tally {
         unstarted: &HashSet<String>,
     ) -> Result<HashMap<String, Tally>, ConnectorError> {
         let mut tallies = HashMap::new();
+        let turns = Arc::new(Semaphore::new(COUNTING_AT_ONCE));
         for (schema_id, finish) in finishes {
             if !(finish.deletes && finish.shadow.is_none() && finish.soft_delete.is_none()) {
                 continue;
             }
-            let before = match unstarted.contains(schema_id) {
+            let before = match unstarted.contains(schema_id) && tallies.len() < COUNTED_FROM_BEFORE {
                 true => destination.count_from_now(&finish.table).await?,
                 false => None,
             };
-            let (source, stream) = (source.clone(), finish.stream.clone());
+            let (source, stream, turns) = (source.clone(), finish.stream.clone(), turns.clone());
             let counting = tokio::spawn(async move {
+                let _turn = turns.acquire_owned().await.map_err(|e| ConnectorError::transient(e.to_string()))?;
                 let source = source.count(&stream).await?;
                 let destination = match before {
                     Some(before) => Some(before.await?),
