@@ -39,7 +39,7 @@ pub async fn run(rows: i64, rates: &[u64], seconds: u64, binary: &str) -> anyhow
     let source = syncline.postgres_connection("source", &dbs.source_url, true).await?;
     let destination = syncline.postgres_connection("destination", &dbs.destination_url, false).await?;
     let sync = BulkSync::create(&syncline, &source, &destination).await?;
-    sync.run(json!({})).await?;
+    sync.run(&dbs, json!({})).await?;
     wait_for_capture(&syncline, &sync.id).await?;
 
     let mut results = Vec::new();

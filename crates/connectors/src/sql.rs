@@ -16,7 +16,13 @@ use syncline_core::{
 
 /// Where a database connection goes and as whom.
 pub(crate) fn endpoint(hostname: &str, port: u16, database: &str, username: &str) -> Endpoint {
-    Endpoint { host: hostname.to_owned(), port, database: Some(database.to_owned()), user: Some(username.to_owned()) }
+    Endpoint {
+        host: hostname.to_owned(),
+        port,
+        database: Some(database.to_owned()),
+        user: Some(username.to_owned()),
+        directory: None,
+    }
 }
 
 /// What a model configuration reads: `{"query": "select …"}` or `{"table": "schema.table"}`.

@@ -27,7 +27,13 @@ const BUCKET: &str = "exports";
 fn context(denied: Vec<Rule>) -> Context {
     let deadlines =
         Deadlines { connect: Duration::from_secs(10), query: Duration::from_secs(30), idle: Duration::from_secs(60) };
-    Context::new(Arc::new(Egress::new("postgres://postgres@127.0.0.1:5432/postgres", vec![], denied)), deadlines)
+    let egress = Egress::new("postgres://postgres@127.0.0.1:5432/postgres", vec![], denied);
+    Context::new(Arc::new(egress.with_local_files(Some(local_root()))), deadlines)
+}
+
+/// The directory local targets are below (`LOCAL_FILES_ROOT`).
+fn local_root() -> std::path::PathBuf {
+    std::env::temp_dir().join("syncline-lake")
 }
 
 fn connector() -> &'static Arc<dyn DynConnector> {
@@ -44,7 +50,7 @@ struct Target {
 
 impl Target {
     fn local() -> Self {
-        let dir = std::env::temp_dir().join(format!("syncline-files-{}", Uuid::new_v4()));
+        let dir = local_root().join(Uuid::new_v4().to_string());
         let config = json!({"url": format!("file://{}", dir.display()), "format": "parquet"});
         Self { config, moto: None, dir: Some(dir) }
     }
@@ -346,6 +352,15 @@ async fn check_writes_a_probe_and_refuses_what_it_cannot_reach() {
     assert!(target.keys().await.is_empty(), "the probe is deleted");
     let refused = connector().destination(&context(vec![]), &target.config).err().expect("no model syncs");
     assert_eq!(refused.class, ErrorClass::Config);
+    for outside in ["file:///etc/syncline", "file:///tmp/syncline-lake/../payloads"] {
+        let config = json!({"url": outside});
+        let error = connector().check(&context(vec![]), &config).await.expect_err("outside LOCAL_FILES_ROOT");
+        assert_eq!(error.class, ErrorClass::Config, "{error}");
+        assert!(error.message.contains("LOCAL_FILES_ROOT"), "{error}");
+        let destination = connector().bulk_destination(&context(vec![]), &config).expect("a bulk destination");
+        let error = destination.count(TABLE).await.expect_err("nothing is read outside LOCAL_FILES_ROOT");
+        assert!(error.message.contains("LOCAL_FILES_ROOT"), "{error}");
+    }
     let error = connector()
         .check(&context(vec![]), &json!({"url": "s3://b/p?metadata_endpoint=http://169.254.169.254"}))
         .await

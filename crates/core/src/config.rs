@@ -3,7 +3,7 @@
 //! Every variable is the one the Polytomic on-premises seeds use. A missing or malformed value
 //! yields a [`ConfigError`] whose message is one line naming the variable and what was expected.
 
-use std::{collections::HashMap, fmt, time::Duration};
+use std::{collections::HashMap, fmt, path::PathBuf, time::Duration};
 
 use url::Url;
 
@@ -124,6 +124,9 @@ pub struct Settings {
     pub connection_allowed: Vec<Rule>,
     /// `CONNECTION_DENIED_NETWORKS`: networks and hosts connections never reach.
     pub connection_denied: Vec<Rule>,
+    /// `LOCAL_FILES_ROOT`: the directory below which `file://` connections may write (none
+    /// when unset).
+    pub local_files_root: Option<PathBuf>,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `REFERENCE_CONNECTORS`: also offer the in-memory reference connector (`memory`), a test
@@ -246,7 +249,7 @@ impl Settings {
             worker_concurrency,
             worker_heartbeat: Duration::from_secs(env.number("WORKER_HEARTBEAT_SECONDS", 10, 1)?),
             worker_organization_slots: env.number("WORKER_ORGANIZATION_SLOTS", worker_concurrency.div_ceil(2), 1)?,
-            bulk_partition_rows: env.number("BULK_PARTITION_ROWS", 100_000, 1)?,
+            bulk_partition_rows: env.number("BULK_PARTITION_ROWS", 250_000, 1)?,
             cdc_max_retained_wal_mb: env.number("CDC_MAX_RETAINED_WAL_MB", 10_240, 1)?,
             pools,
             deadlines,
@@ -254,6 +257,7 @@ impl Settings {
                 .list("CONNECTION_ALLOWED_NETWORKS", "a network (10.0.0.0/8), an address or a host name")?,
             connection_denied: env
                 .list("CONNECTION_DENIED_NETWORKS", "a network (10.0.0.0/8), an address or a host name")?,
+            local_files_root: env.directory("LOCAL_FILES_ROOT")?,
             trusted_proxies: env
                 .list("TRUSTED_PROXIES", "a network (10.0.0.0/8) or an address")?
                 .into_iter()
@@ -267,6 +271,7 @@ impl Settings {
     /// Where connections may go: never the state database, and as the operator's lists say.
     pub fn egress(&self) -> Egress {
         Egress::new(&self.database_url, self.connection_allowed.clone(), self.connection_denied.clone())
+            .with_local_files(self.local_files_root.clone())
     }
 
     /// The keyring sealing secrets at rest: the current encryption key and the previous ones.
@@ -304,6 +309,16 @@ impl Env<'_> {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
             Some(other) => Err(ConfigError::new(var, format!("must be true or false, not {other:?}"))),
+        }
+    }
+
+    /// An absolute directory without `..`, or `None` when unset.
+    fn directory(&self, var: &'static str) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(raw) = self.get(var) else { return Ok(None) };
+        let path = PathBuf::from(&raw);
+        match path.is_absolute() && !path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            true => Ok(Some(path)),
+            false => Err(ConfigError::new(var, format!("must be an absolute directory without .., not {raw:?}"))),
         }
     }
 
@@ -498,6 +513,16 @@ mod tests {
         assert_eq!(s.trusted_proxies, vec!["10.0.0.1/32".parse::<ipnet::IpNet>().expect("net")]);
         assert_eq!(s.deadlines.query, Duration::from_secs(3));
         assert_eq!((s.pools.api, s.pools.worker, s.worker_organization_slots), (16, 6, 1));
+        assert_eq!(s.local_files_root, None);
+        vars.insert("LOCAL_FILES_ROOT".into(), "/srv/lake".into());
+        let s = Settings::from_vars(&vars).expect("valid settings");
+        assert_eq!(s.local_files_root, Some("/srv/lake".into()));
+        vars.insert("LOCAL_FILES_ROOT".into(), "/srv/../etc".into());
+        assert_eq!(
+            error_for(vars.clone()),
+            "configuration error: LOCAL_FILES_ROOT must be an absolute directory without .., not \"/srv/../etc\""
+        );
+        vars.remove("LOCAL_FILES_ROOT");
         vars.insert("CONNECTION_DENIED_NETWORKS".into(), "10.0.0.0/40".into());
         assert_eq!(
             error_for(vars),

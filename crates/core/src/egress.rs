@@ -11,9 +11,14 @@
 //! 4. When `CONNECTION_ALLOWED_NETWORKS` is set, only its networks and hosts are reached.
 //! 5. Otherwise link-local and cloud metadata addresses, and multicast and broadcast
 //!    addresses, are refused; everything else is reached.
+//!
+//! Directories of the worker's own file system (`file://` URLs) are no network place: a
+//! connection writes only below `LOCAL_FILES_ROOT`, and nowhere when it is unset, so no
+//! tenant reaches Syncline's files or anything else on its hosts.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    path::{Component, Path, PathBuf},
     str::FromStr,
     time::Duration,
 };
@@ -110,13 +115,38 @@ pub struct Egress {
     allowed: Vec<Rule>,
     denied: Vec<Rule>,
     defaults: Vec<Rule>,
+    /// The directory `file://` connections may use, when the operator set one.
+    local_files: Option<PathBuf>,
 }
 
 impl Egress {
     /// The policy for a deployment whose state database is at `database_url`.
     pub fn new(database_url: &str, allowed: Vec<Rule>, denied: Vec<Rule>) -> Self {
         let defaults = METADATA.iter().filter_map(|n| n.parse().ok()).collect();
-        Self { state: StateDatabase::parse(database_url), allowed, denied, defaults }
+        Self { state: StateDatabase::parse(database_url), allowed, denied, defaults, local_files: None }
+    }
+
+    /// The policy with `root` as the directory below which `file://` connections may write.
+    pub fn with_local_files(self, root: Option<PathBuf>) -> Self {
+        Self { local_files: root, ..self }
+    }
+
+    /// Whether a connection may use `directory` of this host's file system: an absolute path,
+    /// without `..`, below the `LOCAL_FILES_ROOT` the operator set.
+    pub fn local_directory(&self, directory: &Path) -> Result<(), EgressError> {
+        let refused = |why: String| Err(EgressError::Refused(format!("{}: {why}", directory.display())));
+        let Some(root) = &self.local_files else {
+            return refused(
+                "local directories are off on this deployment (the operator allows one with LOCAL_FILES_ROOT)".into(),
+            );
+        };
+        if !directory.is_absolute() || directory.components().any(|c| matches!(c, Component::ParentDir)) {
+            return refused("a local directory is an absolute path without ..".into());
+        }
+        match directory.starts_with(root) {
+            true => Ok(()),
+            false => refused(format!("local directories are below {} (LOCAL_FILES_ROOT)", root.display())),
+        }
     }
 
     /// Resolves `host` and returns the addresses a connection to `database` on `port` may use,
@@ -232,6 +262,19 @@ mod tests {
     fn policy(allowed: &[&str], denied: &[&str]) -> Egress {
         let rules = |list: &[&str]| list.iter().map(|r| r.parse().expect("rule")).collect();
         Egress::new("postgres://syncline@127.0.0.1:5432/syncline_state", rules(allowed), rules(denied))
+    }
+
+    #[test]
+    fn local_directories_are_only_those_below_the_root_the_operator_set() {
+        let off = policy(&[], &[]);
+        let message = off.local_directory(Path::new("/tmp/lake")).expect_err("off").to_string();
+        assert!(message.contains("LOCAL_FILES_ROOT"), "{message}");
+        let on = policy(&[], &[]).with_local_files(Some(PathBuf::from("/srv/lake")));
+        assert!(on.local_directory(Path::new("/srv/lake")).is_ok());
+        assert!(on.local_directory(Path::new("/srv/lake/team/a")).is_ok());
+        for outside in ["/srv/lakehouse", "/etc", "/srv/lake/../payloads", "srv/lake/x", "/"] {
+            assert!(on.local_directory(Path::new(outside)).is_err(), "{outside} is outside");
+        }
     }
 
     async fn refused(egress: &Egress, host: &str, port: u16, db: Option<&str>) -> String {

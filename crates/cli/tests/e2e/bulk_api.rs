@@ -4,7 +4,7 @@
 
 use serde_json::{Value as Json, json};
 
-use crate::support::{Install, Scene, assert_error, member, organization, pg_connection};
+use crate::support::{Install, Scene, assert_error, local_files_root, member, organization, pg_connection};
 
 /// Two tables; `events` has no primary key.
 const TABLES: &str = "create table users (id bigint primary key, email text, updated_at timestamptz);
@@ -230,7 +230,10 @@ async fn cancelling_a_schema_stops_it_where_the_execution_is() {
 async fn a_files_destination_takes_snapshots_only() {
     let scene = Scene::new("api", "bulkfiles", TABLES).await;
     let (api, conn) = (&scene.api, &scene.conn);
-    let dir = std::env::temp_dir().join(format!("syncline-files-{}", scene.org_id));
+    let outside = json!({"name": "etc", "type": "files", "configuration": {"url": "file:///etc/syncline"}});
+    let (status, refused) = api.send("POST", "/api/connections", Some(outside)).await;
+    assert_error(status, &refused, 422, "LOCAL_FILES_ROOT");
+    let dir = local_files_root().join(format!("syncline-files-{}", scene.org_id));
     let files = json!({"name": "lake", "type": "files", "configuration": {"url": format!("file://{}", dir.display())}});
     let files = id(&api.ok("POST", "/api/connections", Some(files)).await);
     let target = api.ok("GET", &format!("/api/connections/{files}/bulksync/target"), None).await;

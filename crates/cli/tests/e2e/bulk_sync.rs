@@ -195,6 +195,52 @@ async fn replicate_loads_in_partitions_then_applies_only_changes_and_deletes() {
     scene.finish().await;
 }
 
+/// A coordinator that stopped after swapping a schema's shadow in but before recording the
+/// schema's end leaves the schema running with its shadow now the table: the coordinator that
+/// takes over completes it, with the deletes counted before the swap, instead of failing on a
+/// shadow that is gone.
+#[tokio::test]
+async fn a_coordinator_taking_over_after_the_swap_completes_the_schema() {
+    let (scene, destination, conn) = scene("bulk-swap", 3_000, 5_000).await;
+    let sync = bulk_sync(&scene, &conn, "replicate", &[("public.users", json!({}))], json!({})).await;
+    let (status, error, _) = run(&scene, sync, json!({})).await;
+    assert_eq!(status, "completed", "{error:?}");
+    let source = scene.data.client().await;
+    source.batch_execute("delete from users where id <= 10").await.expect("delete at the source");
+    let resync = start(&scene, sync, json!({"resync_mode": "resync"})).await;
+    let (status, error, schemas) = wait(&scene, resync).await;
+    assert_eq!((status.as_str(), schemas[0].4), ("completed", 10), "{error:?} {schemas:?}");
+
+    let state = scene.install.db.client().await;
+    state
+        .execute(
+            "update bulk_schema_executions set status = 'running', completed_at = null where execution_id = $1",
+            &[&resync],
+        )
+        .await
+        .expect("the schema as the stopped coordinator left it");
+    state
+        .execute(
+            "update executions set status = 'running', completed_at = null, lease_until = now() - interval '1 second'
+             where id = $1",
+            &[&resync],
+        )
+        .await
+        .expect("the run as the stopped coordinator left it");
+    let (status, error, schemas) = wait(&scene, resync).await;
+    assert_eq!(status, "completed", "{error:?} {schemas:?}");
+    let (_, schema_status, message, _, deleted, _) = &schemas[0];
+    assert_eq!((schema_status.as_str(), *deleted), ("completed", 10), "{message:?}");
+    let attempts: i32 =
+        state.query_one("select attempt from executions where id = $1", &[&resync]).await.expect("run").get(0);
+    assert!(attempts >= 2, "another coordinator took the run over");
+    let target = destination.client().await;
+    assert_eq!(checksum(&target).await, checksum(&source).await, "the destination equals the source");
+    assert_none_running(&scene.install).await;
+    destination.drop_now().await;
+    scene.finish().await;
+}
+
 /// `users` row by row, every column but `attributes` rendered alike by both engines (timestamps in
 /// UTC, decimals without trailing zeros: the source's `numeric(12,2)` is read as `numeric`, which
 /// MariaDB stores as `DECIMAL(65,30)`), and `attributes` parsed: PostgreSQL writes `jsonb` with

@@ -105,6 +105,11 @@ pub struct Install {
     pub extra_env: Vec<(String, String)>,
 }
 
+/// The directory below which `file://` connections of the tests' installs may write.
+pub fn local_files_root() -> PathBuf {
+    std::env::temp_dir().join("syncline-lake")
+}
+
 impl Install {
     pub async fn new() -> Self {
         let db = TestDb::new().await;
@@ -136,6 +141,7 @@ impl Install {
             ("GOOGLE_CLIENT_ID", "test".into()),
             ("GOOGLE_CLIENT_SECRET", "test".into()),
             ("JOB_PAYLOAD_PATH", self.payload_url.clone()),
+            ("LOCAL_FILES_ROOT", local_files_root().display().to_string()),
             ("WORKER_HEARTBEAT_SECONDS", "1".into()),
             ("LOG_LEVEL", "info".into()),
         ]

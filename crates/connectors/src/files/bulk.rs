@@ -170,6 +170,11 @@ impl BulkDestination for FilesBulk {
         Ok(())
     }
 
+    /// Never: swapping a copy in again writes the same manifest.
+    async fn swapped(&self, _: &str) -> Result<bool, ConnectorError> {
+        Ok(false)
+    }
+
     async fn delete_keys(
         &self,
         table: &str,

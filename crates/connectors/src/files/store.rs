@@ -48,9 +48,9 @@ pub(super) fn validate(config: &FilesConfig) -> Result<Url, ConnectorError> {
     }
 }
 
-/// Where the files go over the network, and with which access key: the `endpoint` option's
-/// host, else the cloud's. A `file://` directory counts as `localhost`, so an egress policy
-/// that does not allow this host refuses local files too.
+/// Where the files go, and with which access key: the `endpoint` option's host, else the
+/// cloud's; for a `file://` URL, its directory on the worker (`localhost`), which only
+/// `LOCAL_FILES_ROOT` opens.
 pub(super) fn endpoint(config: &FilesConfig) -> Endpoint {
     let url = Url::parse(&config.url).ok();
     let scheme = url.as_ref().map_or("", Url::scheme);
@@ -62,7 +62,8 @@ pub(super) fn endpoint(config: &FilesConfig) -> Endpoint {
         ("gs", None) => ("storage.googleapis.com", 443),
         _ => ("localhost", 0),
     };
-    Endpoint { host: host.to_owned(), port, database: None, user: config.aws_access_key_id.clone() }
+    let directory = url.filter(|u| u.scheme() == "file").map(|u| u.to_file_path().unwrap_or_else(|()| u.path().into()));
+    Endpoint { host: host.to_owned(), port, database: None, user: config.aws_access_key_id.clone(), directory }
 }
 
 /// A files connection's store and the path of its URL in it.

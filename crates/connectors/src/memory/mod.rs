@@ -171,7 +171,13 @@ impl Connector for Memory {
 
     /// Nothing leaves the process; the endpoint only tells configurations apart.
     fn endpoint(&self, config: &MemoryConfig) -> Endpoint {
-        Endpoint { host: "memory.invalid".into(), port: 0, database: Some(config.dataset.clone()), user: None }
+        Endpoint {
+            host: "memory.invalid".into(),
+            port: 0,
+            database: Some(config.dataset.clone()),
+            user: None,
+            directory: None,
+        }
     }
 
     async fn check(&self, _ctx: &Context, config: &MemoryConfig) -> Result<(), ConnectorError> {

@@ -132,9 +132,18 @@ impl BulkDestination for PostgresBulk {
         true
     }
 
+    /// Builds the key unless the table has one already (a coordinator that took over after
+    /// it was built).
     async fn add_key(&self, table: &str, key: &[String]) -> Result<(), ConnectorError> {
+        let conn = self.connect().await?;
+        let keyed = "select exists (select 1 from pg_index where indrelid = $1::text::regclass and indisprimary)";
+        let row = conn.interactive(conn.client.query_one(keyed, &[&quoted(table)])).await?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
         let columns: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
-        self.execute(&format!("alter table {} add primary key ({})", quoted(table), columns.join(", "))).await
+        let add = format!("alter table {} add primary key ({})", quoted(table), columns.join(", "));
+        conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&add)).await
     }
 
     async fn drop_table(&self, table: &str) -> Result<(), ConnectorError> {

@@ -144,6 +144,12 @@ pub trait BulkDestination: Send + Sync {
     /// new one, never neither), dropping the old one.
     async fn swap(&self, shadow: &str, table: &str) -> Result<(), ConnectorError>;
 
+    /// Whether `shadow`, whose swap started, was swapped in already: by default, whether it is
+    /// gone. A destination whose swap can simply run again says no.
+    async fn swapped(&self, shadow: &str) -> Result<bool, ConnectorError> {
+        Ok(self.columns(shadow).await?.is_none())
+    }
+
     /// Deletes the rows of `table` whose key is (or, for a sweep, is not) among `keys` (batches
     /// holding the key columns, named as in the table) — or, with `soft_delete`, sets that
     /// timestamp column on them instead. Returns how many rows it deleted or marked.

@@ -78,7 +78,7 @@ impl Context {
     pub async fn allow_url(&self, url: &reqwest::Url) -> Result<(), ConnectorError> {
         let host = url.host_str().ok_or_else(|| ConnectorError::config(format!("{url} has no host")))?;
         let port = url.port_or_known_default().unwrap_or(443);
-        let endpoint = Endpoint { host: host.to_owned(), port, database: None, user: None };
+        let endpoint = Endpoint { host: host.to_owned(), port, database: None, user: None, directory: None };
         endpoint.check(self).await
     }
 }
@@ -111,6 +111,9 @@ pub struct Endpoint {
     /// The database, for database servers (the state database is refused by name too).
     pub database: Option<String>,
     pub user: Option<String>,
+    /// A directory of the worker's own file system (`file://`), which the egress policy checks
+    /// instead of the host.
+    pub directory: Option<std::path::PathBuf>,
 }
 
 impl Endpoint {
@@ -122,6 +125,9 @@ impl Endpoint {
     /// Checks the endpoint against the egress policy without connecting. A host that does not
     /// resolve now is no refusal: connecting resolves and checks again.
     pub async fn check(&self, ctx: &Context) -> Result<(), ConnectorError> {
+        if let Some(directory) = &self.directory {
+            return ctx.egress.local_directory(directory).map_err(Into::into);
+        }
         let limit = ctx.deadlines.connect;
         match ctx.egress.resolve(&self.host, self.port, self.database.as_deref(), limit).await {
             Err(refused @ EgressError::Refused(_)) => Err(refused.into()),

@@ -133,7 +133,10 @@ async fn load(
     let (target, target_config) = connections::open(services, &sync.connections, "target")?;
     let source = source.source(&ctx, &source_config)?;
     let destination = target.bulk_destination(&ctx, &target_config)?;
-    if let Some(rows) = destination.loaded(&task.table, partition_id).await? {
+    // Only a partition claimed again can have been loaded before its commit was recorded.
+    if claim.attempt > 1
+        && let Some(rows) = destination.loaded(&task.table, partition_id).await?
+    {
         tracing::info!(%partition_id, rows, "partition was loaded before; recording it");
         return Ok(loaded(rows));
     }

@@ -99,17 +99,7 @@ pub async fn settle(
         )));
     }
     let deleted = match &finish.shadow {
-        Some(shadow) => {
-            if finish.add_key {
-                destination.add_key(shadow, &finish.key).await?;
-            }
-            let deleted = match finish.deletes && destination.columns(&finish.table).await?.is_some() {
-                true => destination.retire(&finish.table, shadow, &finish.key, finish.soft_delete.as_deref()).await?,
-                false => 0,
-            };
-            destination.swap(shadow, &finish.table).await?;
-            deleted
-        }
+        Some(shadow) => swap_in(services, destination, (execution_id, schema_id), (shadow, finish)).await?,
         None if finish.deletes => {
             // The table's rows now: those before the run and those the run added.
             let now = tallied.destination.zip(totals.added).map(|(before, added)| before + added as u64);
@@ -123,6 +113,35 @@ pub async fn settle(
         deleted: deleted as i64,
         state: finish.advance.then(|| advanced(finish.cursor.clone(), &totals.cursors)),
     })
+}
+
+/// Puts a schema's loaded shadow in place of its table, once keyed and its deletes counted
+/// (or carried over as soft-deleted); returns the rows deleted. The swap's start is recorded
+/// first, so a coordinator that takes over a schema stopped in between finishes the swap, or
+/// finds it done, rather than looking for a shadow that is now the table.
+async fn swap_in(
+    services: &Services,
+    destination: &dyn BulkDestination,
+    (execution_id, schema_id): (Uuid, &str),
+    (shadow, finish): (&str, &Finish),
+) -> Result<u64, ConnectorError> {
+    let deleted = match store::swap_started(&services.pool, execution_id, schema_id).await? {
+        Some(deleted) if destination.swapped(shadow).await? => return Ok(deleted as u64),
+        Some(deleted) => deleted as u64,
+        None => {
+            if finish.add_key {
+                destination.add_key(shadow, &finish.key).await?;
+            }
+            let deleted = match finish.deletes && destination.columns(&finish.table).await?.is_some() {
+                true => destination.retire(&finish.table, shadow, &finish.key, finish.soft_delete.as_deref()).await?,
+                false => 0,
+            };
+            store::start_swap(&services.pool, execution_id, schema_id, deleted as i64).await?;
+            deleted
+        }
+    };
+    destination.swap(shadow, &finish.table).await?;
+    Ok(deleted)
 }
 
 /// Deletes (or soft-deletes) the rows of the live table whose key the source no longer has.

@@ -335,6 +335,39 @@ pub async fn totals(pool: &DbPool, execution_id: Uuid, schema_id: &str) -> Resul
     Ok(totals)
 }
 
+/// Records that `schema_id`'s shadow is about to be swapped in, having deleted `deleted` rows.
+pub async fn start_swap(
+    pool: &DbPool,
+    execution_id: Uuid,
+    schema_id: &str,
+    deleted: i64,
+) -> Result<(), ConnectorError> {
+    let client = pool.get().await.map_err(state)?;
+    client
+        .execute(
+            "update bulk_schema_executions set swap_started_at = now(), rows_deleted = $3, updated_at = now()
+             where execution_id = $1 and schema_id = $2",
+            &[&execution_id, &schema_id, &deleted],
+        )
+        .await
+        .map_err(state)?;
+    Ok(())
+}
+
+/// The rows `schema_id`'s retirement deleted, when its shadow's swap already started.
+pub async fn swap_started(pool: &DbPool, execution_id: Uuid, schema_id: &str) -> Result<Option<i64>, ConnectorError> {
+    let client = pool.get().await.map_err(state)?;
+    let row = client
+        .query_one(
+            "select case when swap_started_at is not null then rows_deleted end from bulk_schema_executions
+             where execution_id = $1 and schema_id = $2",
+            &[&execution_id, &schema_id],
+        )
+        .await
+        .map_err(state)?;
+    row.try_get(0).map_err(state)
+}
+
 /// How a schema of an execution ended.
 pub struct SchemaEnd<'a> {
     pub status: &'a str,
