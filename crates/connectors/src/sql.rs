@@ -67,7 +67,8 @@ pub(crate) struct Clauses {
     pub(crate) filter: String,
     /// ` order by …`, or nothing.
     pub(crate) order: String,
-    /// Position of the cursor field among the read's fields.
+    /// Position of the cursor field among the read's fields, when records come in its order
+    /// (each batch's checkpoint then holds its last value).
     pub(crate) cursor: Option<usize>,
 }
 
@@ -95,7 +96,7 @@ pub(crate) fn clauses(
         keys.push(select[index].as_str());
     }
     let cursor = match &request.cursor {
-        Some(Cursor { field, after }) => {
+        Some(Cursor { field, after, ordered }) => {
             let index = position(field)?;
             if !fields[index].field_type.can_be_cursor() {
                 return Err(ConnectorError::config(format!(
@@ -106,10 +107,10 @@ pub(crate) fn clauses(
                 filters.push(dialect.after(&select[index], &fields[index], after)?);
             }
             filters.push(format!("{} is not null", select[index]));
-            if order.is_empty() {
+            if *ordered && order.is_empty() {
                 order.push(select[index].clone());
             }
-            Some(index)
+            ordered.then_some(index)
         }
         None => None,
     };

@@ -483,7 +483,7 @@ db_test!(cursor_reads_checkpoint_and_resume, |db| {
     let source = db.source();
     let read = |after: Option<Json>| {
         let mut r = request(json!({"table": "events"}), &["id", "at"]);
-        r.cursor = Some(Cursor { field: "at".into(), after });
+        r.cursor = Some(Cursor { field: "at".into(), after, ordered: true });
         r.batch_rows = 2;
         r
     };
@@ -502,7 +502,7 @@ db_test!(cursor_reads_checkpoint_and_resume, |db| {
 
     // An integer cursor.
     let mut r = request(json!({"table": "events"}), &["id"]);
-    r.cursor = Some(Cursor { field: "id".into(), after: Some(json!(3)) });
+    r.cursor = Some(Cursor { field: "id".into(), after: Some(json!(3)), ordered: true });
     let (batches, checkpoints) = read_all(&*source, r).await;
     assert_eq!(values(&batches), [[Value::Int(4)], [Value::Int(5)]]);
     assert_eq!(checkpoints, [json!({"cursor": 5})]);

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{
     PostgresConfig,
-    client::{self, Connection, quote_ident, split_object},
+    client::{self, Connection, Spare, quote_ident, split_object},
     copy,
     destination::columns,
     types,
@@ -36,21 +36,29 @@ const MARKER_DAYS: i32 = 7;
 pub(super) struct PostgresBulk {
     ctx: Context,
     config: PostgresConfig,
+    spare: Spare,
 }
 
 impl PostgresBulk {
     pub(super) fn new(ctx: Context, config: PostgresConfig) -> Self {
-        Self { ctx, config }
+        Self { ctx, config, spare: Spare::default() }
     }
 
     async fn connect(&self) -> Result<Connection, ConnectorError> {
         client::connect(&self.ctx, &self.config).await
     }
 
+    /// The connection the last short call left, or a new one.
+    async fn short(&self) -> Result<Connection, ConnectorError> {
+        self.spare.take(&self.ctx, &self.config).await
+    }
+
     /// Runs `sql` in one transaction within the idle deadline.
     async fn execute(&self, sql: &str) -> Result<(), ConnectorError> {
-        let conn = self.connect().await?;
-        conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&format!("begin; {sql}; commit"))).await
+        let conn = self.short().await?;
+        conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&format!("begin; {sql}; commit"))).await?;
+        self.spare.keep(conn);
+        Ok(())
     }
 }
 
@@ -92,9 +100,9 @@ async fn copy_all(
 #[async_trait]
 impl BulkDestination for PostgresBulk {
     async fn columns(&self, table: &str) -> Result<Option<Vec<Field>>, ConnectorError> {
-        let conn = self.connect().await?;
-        match columns(&conn, table).await {
-            Ok(columns) => Ok(Some(
+        let conn = self.short().await?;
+        let fields = match columns(&conn, table).await {
+            Ok(columns) => Some(
                 columns
                     .into_iter()
                     .map(|c| Field {
@@ -102,14 +110,16 @@ impl BulkDestination for PostgresBulk {
                         field_type: types::field_type(&Type::from_oid(c.type_oid).unwrap_or(Type::TEXT)),
                     })
                     .collect(),
-            )),
-            Err(e) if e.class == syncline_core::connector::ErrorClass::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+            ),
+            Err(e) if e.class == syncline_core::connector::ErrorClass::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        self.spare.keep(conn);
+        Ok(fields)
     }
 
     async fn shape(&self, spec: &TableSpec) -> Result<(), ConnectorError> {
-        let conn = self.connect().await?;
+        let conn = self.short().await?;
         let (schema, _) = split_object(&spec.table);
         let existing = columns(&conn, &spec.table).await.map(|cs| cs.into_iter().map(|c| c.name).collect());
         let object = ObjectSpec { object: spec.table.clone(), fields: spec.fields.clone(), key: spec.key.clone() };
@@ -125,6 +135,7 @@ impl BulkDestination for PostgresBulk {
         for statement in statements {
             conn.interactive(conn.client.batch_execute(&statement)).await?;
         }
+        self.spare.keep(conn);
         Ok(())
     }
 
@@ -135,15 +146,16 @@ impl BulkDestination for PostgresBulk {
     /// Builds the key unless the table has one already (a coordinator that took over after
     /// it was built).
     async fn add_key(&self, table: &str, key: &[String]) -> Result<(), ConnectorError> {
-        let conn = self.connect().await?;
+        let conn = self.short().await?;
         let keyed = "select exists (select 1 from pg_index where indrelid = $1::text::regclass and indisprimary)";
         let row = conn.interactive(conn.client.query_one(keyed, &[&quoted(table)])).await?;
-        if row.get::<_, bool>(0) {
-            return Ok(());
+        if !row.get::<_, bool>(0) {
+            let columns: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
+            let add = format!("alter table {} add primary key ({})", quoted(table), columns.join(", "));
+            conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&add)).await?;
         }
-        let columns: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
-        let add = format!("alter table {} add primary key ({})", quoted(table), columns.join(", "));
-        conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&add)).await
+        self.spare.keep(conn);
+        Ok(())
     }
 
     async fn drop_table(&self, table: &str) -> Result<(), ConnectorError> {
@@ -151,18 +163,20 @@ impl BulkDestination for PostgresBulk {
     }
 
     async fn loaded(&self, table: &str, marker: Uuid) -> Result<Option<u64>, ConnectorError> {
-        let conn = self.connect().await?;
+        let conn = self.short().await?;
         let sql = format!("select rows from {} where marker = $1", markers(table));
-        match conn.interactive(conn.client.query_opt(&sql, &[&marker])).await {
-            Ok(row) => Ok(row.map(|r| r.get::<_, i64>(0) as u64)),
+        let rows = match conn.interactive(conn.client.query_opt(&sql, &[&marker])).await {
+            Ok(row) => row.map(|r| r.get::<_, i64>(0) as u64),
             // No markers table: nothing was ever loaded there.
-            Err(e) if e.class == syncline_core::connector::ErrorClass::Config => Ok(None),
-            Err(e) => Err(e),
-        }
+            Err(e) if e.class == syncline_core::connector::ErrorClass::Config => None,
+            Err(e) => return Err(e),
+        };
+        self.spare.keep(conn);
+        Ok(rows)
     }
 
     async fn load(&self, request: LoadRequest) -> Result<Box<dyn Loader>, ConnectorError> {
-        let conn = self.connect().await?;
+        let conn = self.short().await?;
         let table = quoted(&request.table);
         let target = columns(&conn, &request.table).await?;
         let names: Vec<String> = request.schema.fields.iter().map(|f| quote_ident(&f.name)).collect();
@@ -356,7 +370,7 @@ impl BulkDestination for PostgresBulk {
     /// returning; the count runs in it, in one process: it runs beside the loads, which need
     /// the CPUs more.
     async fn count_from_now(&self, table: &str) -> Result<Option<PendingCount>, ConnectorError> {
-        let conn = self.connect().await?;
+        let conn = self.short().await?;
         let begin = "start transaction isolation level repeatable read read only;
                      set local max_parallel_workers_per_gather = 0; select 1";
         conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(begin)).await?;

@@ -43,6 +43,28 @@ pub(super) async fn connect(ctx: &Context, cfg: &PostgresConfig) -> Result<Conne
     Ok(Connection { client, ctx: ctx.clone() })
 }
 
+/// The connection a connector's last short call left idle, kept for its next one: a run's
+/// catalog lookups and table changes share a connection rather than opening one each.
+#[derive(Default)]
+pub(super) struct Spare(std::sync::Mutex<Option<Connection>>);
+
+impl Spare {
+    /// The spare connection while it is open, else a new one.
+    pub(super) async fn take(&self, ctx: &Context, cfg: &PostgresConfig) -> Result<Connection, ConnectorError> {
+        let spare = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match spare {
+            Some(conn) if !conn.client.is_closed() => Ok(conn),
+            _ => connect(ctx, cfg).await,
+        }
+    }
+
+    /// Keeps `conn` for the next short call: only a connection left outside any transaction,
+    /// after calls that succeeded.
+    pub(super) fn keep(&self, conn: Connection) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+    }
+}
+
 type Tls = tokio_postgres_rustls::MakeRustlsConnect;
 
 /// TLS verified against the web's root certificates.

@@ -25,6 +25,10 @@ pub struct Cursor {
     pub field: String,
     /// The last value read, as JSON; `None` reads from the beginning.
     pub after: Option<Json>,
+    /// Whether records come in cursor order, each batch followed by a checkpoint that a read can
+    /// resume from; otherwise only the records after `after` come, in any order (a reader that
+    /// commits all it read at once need not wait for them to be sorted).
+    pub ordered: bool,
 }
 
 /// One of `count` disjoint slices of a stream; together they cover it exactly.

@@ -149,7 +149,9 @@ async fn load(
     request.slice = Some(task.slice.clone()).filter(|s| !s.is_null());
     request.snapshot = task.snapshot.clone();
     if let (Some(after), Some(tracking)) = (&task.after, task.tracking) {
-        request.cursor = Some(Cursor { field: task.fields[tracking].clone(), after: Some(after.clone()) });
+        // The partition commits all it read at once and tracks the highest value itself.
+        let field = task.fields[tracking].clone();
+        request.cursor = Some(Cursor { field, after: Some(after.clone()), ordered: false });
     }
     let reading = source.read(request).await?;
     let schema = Arc::new(renamed(&reading.schema, &task));

@@ -264,8 +264,14 @@ impl Planner<'_> {
             true => self.shared_snapshot().await?,
             false => None,
         };
-        plan.total =
-            self.source.estimate_rows(&syncline_core::connector::Readable::Stream(id.clone())).await.ok().flatten();
+        // An incremental run reads what moved, of which the table's size tells nothing.
+        plan.total = match incremental {
+            true => None,
+            false => {
+                let readable = syncline_core::connector::Readable::Stream(id.clone());
+                self.source.estimate_rows(&readable).await.ok().flatten()
+            }
+        };
         plan.tasks = slices
             .into_iter()
             .map(|slice| Task {
