@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod crypto;
 pub mod db;
 pub mod egress;
+pub mod events;
 pub mod executions;
 pub mod jsonschema;
 pub mod object_url;
