@@ -18,10 +18,11 @@ pub enum Kind {
     Model,
     Sync,
     BulkSync,
+    EventSource,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Connection, Kind::Model, Kind::Sync, Kind::BulkSync];
+    const ALL: [Kind; 5] = [Kind::Connection, Kind::Model, Kind::Sync, Kind::BulkSync, Kind::EventSource];
 
     /// The name used in grants, audit events and error messages.
     pub fn as_str(self) -> &'static str {
@@ -30,6 +31,7 @@ impl Kind {
             Self::Model => "model",
             Self::Sync => "sync",
             Self::BulkSync => "bulk_sync",
+            Self::EventSource => "event_source",
         }
     }
 }
@@ -76,12 +78,12 @@ pub fn validate_action(action: &str, system: bool) -> Result<(), String> {
     match action.split_once(':') {
         Some((kind, name)) if Kind::ALL.iter().any(|k| k.as_str() == kind) && known(name) => Ok(()),
         None if action == "create" && !system => Err(
-            "create applies to an object type: use connection:create, model:create, sync:create or bulk_sync:create"
+            "create applies to an object type: use connection:create, model:create, sync:create, bulk_sync:create or event_source:create"
                 .into(),
         ),
         None if known(action) => Ok(()),
         _ => Err(format!(
-            "unknown action {action:?}: use read, update, delete or run, or <type>:<action> with type connection, model, sync or bulk_sync"
+            "unknown action {action:?}: use read, update, delete or run, or <type>:<action> with type connection, model, sync, bulk_sync or event_source"
         )),
     }
 }

@@ -102,6 +102,7 @@ owned_object!(store::connections::Connection, Kind::Connection, store::connectio
 owned_object!(store::models::Model, Kind::Model, store::models::get);
 owned_object!(store::syncs::ModelSync, Kind::Sync, store::syncs::get);
 owned_object!(store::bulk_syncs::BulkSync, Kind::BulkSync, store::bulk_syncs::get);
+owned_object!(store::event_sources::EventSource, Kind::EventSource, store::event_sources::get);
 
 /// Loads object `id` of the caller's organization for the caller to do `action` to: 404 when
 /// there is none (other organizations' objects do not exist for the caller), 403 when the

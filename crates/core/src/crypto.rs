@@ -71,8 +71,18 @@ pub fn hash_api_key(key: &str) -> Vec<u8> {
 
 /// A new random API key value, shown to its owner once.
 pub fn new_api_key() -> String {
+    random_key("sk")
+}
+
+/// A new random write key of an event source, shown once; stored like an API key.
+pub fn new_write_key() -> String {
+    random_key("wk")
+}
+
+/// 256 random bits in hex after `prefix`.
+fn random_key(prefix: &str) -> String {
     let bytes: [u8; 32] = rand::random();
-    format!("sk_{}", hex::encode(bytes))
+    format!("{prefix}_{}", hex::encode(bytes))
 }
 
 #[cfg(test)]

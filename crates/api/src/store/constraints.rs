@@ -7,6 +7,7 @@ const FIELDS: &[(&str, &str)] = &[
     ("users_org_email", "email"),
     ("roles_org_name", "name"),
     ("policies_org_name", "name"),
+    ("event_sources_org_name", "name"),
     ("model_syncs_target_connection_id_fkey", "target.connection_id"),
     ("user_roles_role_id_fkey", "role_ids"),
 ];
@@ -24,6 +25,7 @@ pub fn object(table: &str) -> &str {
         "models" => "model",
         "model_syncs" => "sync",
         "bulk_syncs" => "bulk sync",
+        "event_sources" => "event source",
         "executions" => "execution",
         "sessions" => "session",
         other => other.strip_suffix('s').unwrap_or(other),

@@ -163,10 +163,18 @@ pub async fn delete_role(client: &impl GenericClient, org: Uuid, id: Uuid) -> Re
 /// Deletes policy `id` of `org` and removes it from the objects it applied to.
 pub async fn delete_policy(client: &impl GenericClient, org: Uuid, id: Uuid) -> Result<(), StoreError> {
     client.execute("delete from policies where id = $1 and organization_id = $2", &[&id, &org]).await?;
-    for objects in ["connections", "models", "model_syncs"] {
+    for objects in ["connections", "models", "model_syncs", "event_sources"] {
         let sql = format!("update {objects} set policies = array_remove(policies, $2) where organization_id = $1");
         client.execute(&sql, &[&org, &id.to_string()]).await?;
     }
+    // A bulk sync keeps its policies in its spec.
+    client
+        .execute(
+            "update bulk_syncs set spec = jsonb_set(spec, '{policies}', (spec -> 'policies') - $2)
+             where organization_id = $1 and jsonb_typeof(spec -> 'policies') = 'array'",
+            &[&org, &id.to_string()],
+        )
+        .await?;
     Ok(())
 }
 

@@ -65,6 +65,7 @@ async fn every_route_hides_other_organizations_objects() {
                            "destination_configuration": {"schema": "copy"}, "default_schedule": {"frequency": "manual"}});
     let bulk = id(&b.ok("POST", "/api/bulk/syncs", Some(bulk_body)).await);
     let bulk_execution = id(&b.ok("POST", &format!("/api/bulk/syncs/{bulk}/executions"), Some(json!({}))).await);
+    let event_source = id(&b.ok("POST", "/api/event_sources", Some(json!({"name": "server"}))).await);
 
     // Organization A: its Admin and a Member.
     let (a_org, a_admin) = organization(install, process, "alpha").await;
@@ -99,6 +100,7 @@ async fn every_route_hides_other_organizations_objects() {
                         "roles" => role.clone(),
                         "policies" => policy.clone(),
                         "connection_types" => "postgresql".into(),
+                        "event_sources" => event_source.clone(),
                         other => {
                             panic!("{method} {route}: no object of organization B for a parameter after {other:?}")
                         }
