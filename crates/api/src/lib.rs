@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod http_front;
 pub mod idempotency;
+pub mod ingest;
 pub mod input;
 pub mod launch;
 pub mod limits;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub store: PayloadStore,
     pub limiter: limits::AuthLimiter,
+    /// Where accepted events are committed.
+    pub events: syncline_core::events::store::EventWriter,
 }
 
 /// Largest request body accepted (connection configurations, models and syncs are small).
@@ -85,6 +88,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .wrap(middleware::from_fn(error::json_errors))
             .service(status::status)
             .configure(routes::configure)
+            .configure(ingest::configure)
             .configure(signin::configure)
             .default_service(web::to(route_table::no_route))
     })

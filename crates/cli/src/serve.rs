@@ -89,15 +89,21 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
         let limiter = syncline_api::limits::AuthLimiter::connect(&settings.redis_url, &settings.redis_key_prefix)
             .await
             .context("cannot connect to Redis (is REDIS_URL reachable?)")?;
+        let api_pool = pool(pools.api)?;
+        let events = syncline_core::events::store::EventWriter::start(
+            api_pool.clone(),
+            syncline_core::queue::worker_name("events"),
+        );
         let state = syncline_api::AppState {
             settings: settings.clone(),
-            pool: pool(pools.api)?,
+            pool: api_pool,
             connector: connector.clone(),
             queues: queues.clone(),
             redis,
             secrets: secrets.clone(),
             store: store.clone(),
             limiter,
+            events,
         };
         let server = syncline_api::server(state, listener)?;
         let handle = server.handle();

@@ -127,6 +127,11 @@ pub struct Settings {
     /// `LOCAL_FILES_ROOT`: the directory below which `file://` connections may write (none
     /// when unset).
     pub local_files_root: Option<PathBuf>,
+    /// `EVENTS_MAX_BATCH_KB`, `EVENTS_MAX_MESSAGE_KB`: the largest request body (decompressed)
+    /// and message the `/v1` ingestion routes accept, in bytes (Segment's 500 KB and 32 KB by
+    /// default; RudderStack's clients send up to 4 MiB).
+    pub events_max_batch: usize,
+    pub events_max_message: usize,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `REFERENCE_CONNECTORS`: also offer the in-memory reference connector (`memory`), a test
@@ -258,6 +263,8 @@ impl Settings {
             connection_denied: env
                 .list("CONNECTION_DENIED_NETWORKS", "a network (10.0.0.0/8), an address or a host name")?,
             local_files_root: env.directory("LOCAL_FILES_ROOT")?,
+            events_max_batch: env.number("EVENTS_MAX_BATCH_KB", 512, 1)?.min(EVENTS_MAX_BODY_KB) * 1024,
+            events_max_message: env.number("EVENTS_MAX_MESSAGE_KB", 32, 1)?.min(EVENTS_MAX_BODY_KB) * 1024,
             trusted_proxies: env
                 .list("TRUSTED_PROXIES", "a network (10.0.0.0/8) or an address")?
                 .into_iter()
@@ -279,6 +286,9 @@ impl Settings {
         SecretBox::new(&self.encryption_key, &self.previous_encryption_keys)
     }
 }
+
+/// The most `EVENTS_MAX_BATCH_KB` and `EVENTS_MAX_MESSAGE_KB` may be (8 MiB).
+pub const EVENTS_MAX_BODY_KB: usize = 8 * 1024;
 
 struct Env<'a>(&'a HashMap<String, String>);
 
@@ -514,6 +524,11 @@ mod tests {
         assert_eq!(s.deadlines.query, Duration::from_secs(3));
         assert_eq!((s.pools.api, s.pools.worker, s.worker_organization_slots), (16, 6, 1));
         assert_eq!(s.local_files_root, None);
+        assert_eq!((s.events_max_batch, s.events_max_message), (512 * 1024, 32 * 1024), "Segment's limits");
+        vars.insert("EVENTS_MAX_BATCH_KB".into(), "100000".into());
+        let s = Settings::from_vars(&vars).expect("valid settings");
+        assert_eq!(s.events_max_batch, 8 << 20, "at most 8 MiB");
+        vars.remove("EVENTS_MAX_BATCH_KB");
         vars.insert("LOCAL_FILES_ROOT".into(), "/srv/lake".into());
         let s = Settings::from_vars(&vars).expect("valid settings");
         assert_eq!(s.local_files_root, Some("/srv/lake".into()));

@@ -14,6 +14,7 @@ mod edge;
 mod egress;
 mod event_sources;
 mod faults;
+mod ingest;
 mod migrations;
 mod model_sync;
 mod payload_s3;

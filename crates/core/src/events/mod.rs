@@ -1,4 +1,5 @@
 //! Event streams: the messages producers send (the Segment Spec, which RudderStack's clients
-//! speak too), checked and normalized on arrival.
+//! speak too), checked and normalized on arrival, and the store that keeps them durably.
 
 pub mod message;
+pub mod store;

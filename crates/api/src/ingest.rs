@@ -1,0 +1,168 @@
+//! Segment's HTTP tracking API (`/v1/*`), which Segment's and RudderStack's clients post to
+//! unmodified: the write key from Basic auth (as username), the body's `writeKey` or
+//! `X-Api-Key`; gzip bodies (decompressed by actix, the limit applying to what they expand to);
+//! each message checked and normalized ([`syncline_core::events::message`]). A `200` means the
+//! events are committed ([`EventWriter`]); a store that cannot take them answers `503` with
+//! `Retry-After`, which every client retries.
+//!
+//! Errors are the API's JSON error object with a `code` beside `message`: clients that find a
+//! JSON error body without both retry even a 4xx. A batch with some bad messages stores the
+//! good ones and answers 200 (clients drop a whole batch on a 4xx); the bad ones are counted in
+//! the log. A request with nothing to store answers 400 naming the first bad field.
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, post, web};
+use base64::Engine;
+use chrono::Utc;
+use serde_json::{Map, Value as Json, json};
+use syncline_core::{
+    config::EVENTS_MAX_BODY_KB,
+    crypto,
+    events::{
+        message::{BatchFields, MessageType, Rejected, normalize},
+        store::{NewEvent, WriteError},
+    },
+};
+
+use crate::{AppState, store};
+
+/// Registers the routes, which read bodies up to the largest batch any setting allows.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .app_data(web::PayloadConfig::new(EVENTS_MAX_BODY_KB * 1024))
+            .service(batch)
+            .service(import)
+            .service(single),
+    );
+}
+
+/// An answer of the tracking API.
+fn answer(status: StatusCode, key: &str, message: String, field: Option<&str>) -> HttpResponse {
+    let metadata = field.map_or_else(|| json!({}), |field| json!({ "field": field }));
+    let mut response = HttpResponse::build(status);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.insert_header(("Retry-After", "1"));
+    }
+    response.json(json!({
+        "status": status.as_u16(), "key": key, "code": key, "message": message, "metadata": metadata,
+    }))
+}
+
+fn bad_request(message: String, field: Option<&str>) -> HttpResponse {
+    answer(StatusCode::BAD_REQUEST, "bad_request", message, field)
+}
+
+/// The write key: Basic auth's username (with or without the colon), else the body's
+/// `writeKey`, else `X-Api-Key`.
+fn write_key(req: &HttpRequest, body: &Map<String, Json>) -> Option<String> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let basic = header("authorization")
+        .and_then(|auth| auth.strip_prefix("Basic ").or_else(|| auth.strip_prefix("basic ")))
+        .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok())
+        .and_then(|decoded| String::from_utf8(decoded).ok())
+        .map(|pair| pair.split_once(':').map_or(pair.clone(), |(user, _)| user.to_owned()));
+    let body_key = body.get("writeKey").and_then(Json::as_str).map(str::to_owned);
+    [basic, body_key, header("x-api-key").map(str::to_owned)].into_iter().flatten().find(|key| !key.is_empty())
+}
+
+#[post("/batch")]
+async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    accept(&state, &req, &body, None).await
+}
+
+/// `/v1/import`, the classic mobile clients' batch route.
+#[post("/import")]
+async fn import(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    accept(&state, &req, &body, None).await
+}
+
+/// `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`, `/v1/group`, `/v1/alias`: one message
+/// of the path's type.
+#[post("/{type}")]
+async fn single(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    match MessageType::parse(&path) {
+        Some(message_type) => accept(&state, &req, &body, Some(message_type)).await,
+        None => answer(StatusCode::NOT_FOUND, "not_found", format!("route POST /v1/{path} not found"), None),
+    }
+}
+
+/// Checks, normalizes and stores the messages of one request.
+async fn accept(state: &AppState, req: &HttpRequest, body: &[u8], implied: Option<MessageType>) -> HttpResponse {
+    let limits = (&state.settings.events_max_batch, &state.settings.events_max_message);
+    let limit = if implied.is_some() { *limits.1 } else { *limits.0 };
+    if body.len() > limit {
+        let what = if implied.is_some() { "message" } else { "batch" };
+        return bad_request(format!("the {what} is {} bytes, over the limit of {limit}", body.len()), Some(what));
+    }
+    let Ok(Json::Object(mut body)) = serde_json::from_slice::<Json>(body) else {
+        return bad_request("the body is not a JSON object".into(), None);
+    };
+    let Some(key) = write_key(req, &body) else {
+        return answer(StatusCode::UNAUTHORIZED, "unauthorized", "a write key is required".into(), None);
+    };
+    let source = match state.pool.get().await {
+        Ok(client) => store::event_sources::by_key(&client, &crypto::hash_api_key(&key)).await,
+        Err(e) => return answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string(), None),
+    };
+    let source = match source {
+        Ok(Some(source)) => source,
+        Ok(None) => return answer(StatusCode::UNAUTHORIZED, "unauthorized", "the write key is not valid".into(), None),
+        Err(e) => return answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string(), None),
+    };
+    let received_at = Utc::now();
+    let (raw, shared) = match implied {
+        Some(_) => {
+            body.remove("writeKey");
+            (vec![Json::Object(body)], BatchFields::default())
+        }
+        None => {
+            let shared = BatchFields::of(&body);
+            match body.remove("batch") {
+                Some(Json::Array(messages)) if !messages.is_empty() => (messages, shared),
+                Some(Json::Array(_)) => return bad_request("batch is empty".into(), Some("batch")),
+                _ => return bad_request("batch is required: a list of messages".into(), Some("batch")),
+            }
+        }
+    };
+    let mut events = Vec::with_capacity(raw.len());
+    let mut refused: Vec<(usize, Rejected)> = Vec::new();
+    for (index, message) in raw.into_iter().enumerate() {
+        let size = serde_json::to_vec(&message).map_or(0, |bytes| bytes.len());
+        let checked = match size > *limits.1 {
+            true => Err(Rejected { field: "message".into(), reason: format!("is {size} bytes, over {}", limits.1) }),
+            false => normalize(message, implied, &shared, received_at),
+        };
+        match checked {
+            Ok(message) => events.push(NewEvent { source_id: source.id, message }),
+            Err(rejected) => refused.push((index, rejected)),
+        }
+    }
+    if events.is_empty() {
+        let (index, rejected) = refused.swap_remove(0);
+        let field = match implied {
+            Some(_) => rejected.field.clone(),
+            None => format!("batch[{index}].{}", rejected.field),
+        };
+        return bad_request(format!("{field} {}", rejected.reason), Some(&field));
+    }
+    if !refused.is_empty() {
+        let first = &refused[0];
+        tracing::info!(source = %source.id, refused = refused.len(), first = %format!("batch[{}]: {}", first.0, first.1),
+            "messages of a batch were refused");
+    }
+    match state.events.write(events).await {
+        Ok(()) => HttpResponse::Ok().json(json!({"success": true})),
+        Err(WriteError::Busy) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the event store is busy: retry shortly".into(),
+            None,
+        ),
+        Err(e @ WriteError::Store(_)) => answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string(), None),
+    }
+}

@@ -1,0 +1,138 @@
+//! The event store: accepted events, durable before the producer hears so. Each api process
+//! has one writer, which appends to partitions of its own (tables `events_<n>`, listed in
+//! `event_partitions`) and numbers their events itself, so within a partition the order of the
+//! numbers is the order of the commits. Concurrent requests share a commit: while one binary
+//! `COPY` commits, the requests that arrive wait and then go together in the next (group
+//! commit), so a busy api makes few, large transactions and an idle one answers at once.
+//!
+//! A request the writer has no room for is refused at once ([`WriteError::Busy`]) rather than
+//! queued without bound; one whose `COPY` fails is refused whole (nothing of it was stored).
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type};
+use uuid::Uuid;
+
+use super::message::Message;
+use crate::db::DbPool;
+
+/// Requests waiting for the writer, at most.
+const WAITING: usize = 1024;
+/// Events a partition holds before its writer starts the next one.
+const PARTITION_EVENTS: i64 = 1_000_000;
+
+/// One event to store: its source and its normalized message.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub source_id: Uuid,
+    pub message: Message,
+}
+
+/// Why events were not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// More requests wait than the writer takes: try again shortly.
+    #[error("the event store is busy")]
+    Busy,
+    /// The state database refused or could not be reached.
+    #[error("the event store cannot write: {0}")]
+    Store(String),
+}
+
+/// Events of one request and who waits for their commit.
+struct Pending {
+    events: Vec<NewEvent>,
+    done: oneshot::Sender<Result<(), WriteError>>,
+}
+
+/// The api process's event writer.
+#[derive(Clone)]
+pub struct EventWriter {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl EventWriter {
+    /// Starts the writer of process `writer` (a name no other process uses).
+    pub fn start(pool: DbPool, writer: String) -> Self {
+        let (tx, rx) = mpsc::channel(WAITING);
+        tokio::spawn(run(pool, writer, rx));
+        Self { tx }
+    }
+
+    /// Stores `events`; returns once they are committed.
+    pub async fn write(&self, events: Vec<NewEvent>) -> Result<(), WriteError> {
+        let (done, committed) = oneshot::channel();
+        self.tx.try_send(Pending { events, done }).map_err(|_| WriteError::Busy)?;
+        committed.await.map_err(|_| WriteError::Store("the event writer stopped".into()))?
+    }
+}
+
+/// The partition a writer appends to.
+struct Partition {
+    table: String,
+    /// The number the next event gets.
+    next: i64,
+}
+
+async fn run(pool: DbPool, writer: String, mut rx: mpsc::Receiver<Pending>) {
+    let mut partition = None;
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            group.push(more);
+        }
+        let result = commit(&pool, &writer, &mut partition, &group).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "events were not stored");
+        }
+        for pending in group {
+            let _ = pending.done.send(result.clone());
+        }
+    }
+}
+
+/// Appends the events of `group` in one transaction, starting a partition when needed.
+async fn commit(
+    pool: &DbPool,
+    writer: &str,
+    partition: &mut Option<Partition>,
+    group: &[Pending],
+) -> Result<(), WriteError> {
+    let store = |e: &dyn std::fmt::Display| WriteError::Store(e.to_string());
+    let client = pool.get().await.map_err(|e| store(&e))?;
+    let current = match partition.take() {
+        Some(current) if current.next <= PARTITION_EVENTS => current,
+        _ => start_partition(&client, writer).await.map_err(|e| store(&e))?,
+    };
+    let sql =
+        format!("copy {} (seq, source_id, message_id, received_at, message) from stdin (format binary)", current.table);
+    let sink = client.copy_in(&sql).await.map_err(|e| store(&e))?;
+    let types = [Type::INT8, Type::UUID, Type::TEXT, Type::TIMESTAMPTZ, Type::BYTEA];
+    let copy = BinaryCopyInWriter::new(sink, &types);
+    futures::pin_mut!(copy);
+    let mut seq = current.next;
+    for event in group.iter().flat_map(|p| &p.events) {
+        let message = serde_json::to_vec(&event.message.body).map_err(|e| store(&e))?;
+        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&seq, &event.source_id, &event.message.message_id, &event.message.received_at, &message];
+        copy.as_mut().write(&row).await.map_err(|e| store(&e))?;
+        seq += 1;
+    }
+    copy.finish().await.map_err(|e| store(&e))?;
+    *partition = Some(Partition { next: seq, ..current });
+    Ok(())
+}
+
+/// Registers a new partition of `writer` and creates its table.
+async fn start_partition(client: &tokio_postgres::Client, writer: &str) -> Result<Partition, tokio_postgres::Error> {
+    let id: i64 =
+        client.query_one("insert into event_partitions (writer) values ($1) returning id", &[&writer]).await?.get(0);
+    let table = format!("events_{id}");
+    client
+        .batch_execute(&format!(
+            "create table {table} (seq bigint not null, source_id uuid not null, message_id text not null,
+                received_at timestamptz not null, message bytea not null);
+             create index on {table} using brin (seq)"
+        ))
+        .await?;
+    Ok(Partition { table, next: 1 })
+}
