@@ -359,18 +359,17 @@ impl Syncline {
 
     /// The highest peak resident memory of the worker processes, in MB.
     pub fn worker_peak_rss_mb(&self) -> anyhow::Result<u64> {
-        let mut peak = 0;
-        for worker in &self.workers {
-            let status = std::fs::read_to_string(format!("/proc/{}/status", worker.id()))?;
-            let kb: u64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .context("VmHWM")?;
-            peak = peak.max(kb / 1024);
-        }
-        Ok(peak)
+        self.workers.iter().try_fold(0, |peak, worker| Ok(peak.max(peak_rss_mb(worker)?)))
+    }
+
+    /// The api process's peak resident memory, in MB.
+    pub fn api_peak_rss_mb(&self) -> anyhow::Result<u64> {
+        peak_rss_mb(&self.api)
+    }
+
+    /// Where the api answers (`http://127.0.0.1:<port>`).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The CPU time the worker processes have used so far (user and system), in seconds.
@@ -385,4 +384,16 @@ impl Syncline {
         // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
         Ok(ticks as f64 / 100.0)
     }
+}
+
+/// The peak resident memory of `process`, in MB.
+fn peak_rss_mb(process: &Child) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.id()))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmHWM")?;
+    Ok(kb / 1024)
 }

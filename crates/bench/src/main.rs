@@ -12,6 +12,7 @@
 mod baseline;
 mod bulk;
 mod cdc;
+mod events;
 mod harness;
 mod source;
 
@@ -29,9 +30,10 @@ use crate::{
 const RSS_TARGET_MB: u64 = 128;
 
 struct Args {
-    /// `model-sync`, `bulk-sync` or `cdc`.
+    /// `model-sync`, `bulk-sync`, `cdc` or `events`.
     name: String,
-    /// Rows of the reference table (default 1,000,000; 100,000 for `cdc`).
+    /// Rows of the reference table (default 1,000,000; 100,000 for `cdc`); events for `events`
+    /// (default 200,000).
     rows: Option<i64>,
     runs: usize,
     binary: String,
@@ -47,11 +49,12 @@ struct Args {
 fn args() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
     let name = match args.next() {
-        Some(name) if ["model-sync", "bulk-sync", "cdc"].contains(&name.as_str()) => name,
+        Some(name) if ["model-sync", "bulk-sync", "cdc", "events"].contains(&name.as_str()) => name,
         other => bail!(
             "usage: syncline-bench model-sync [--source postgres|mariadb] [--rows N] [--runs N] [--bin PATH]\n       \
              syncline-bench bulk-sync [--workers N] [--slots N] [--rows N] [--runs N] [--bin PATH]\n       \
-             syncline-bench cdc [--rates 1000,10000] [--seconds N] [--rows N] [--bin PATH] (got {other:?})"
+             syncline-bench cdc [--rates 1000,10000] [--seconds N] [--rows N] [--bin PATH]\n       \
+             syncline-bench events [--rows N] [--bin PATH] (got {other:?})"
         ),
     };
     let mut parsed = Args {
@@ -108,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             bulk::run(args.rows.unwrap_or(1_000_000), args.runs, &args.binary, (args.workers, args.slots)).await
         }
         "cdc" => cdc::run(args.rows.unwrap_or(100_000), &args.rates, args.seconds, &args.binary).await,
+        "events" => events::run(args.rows.unwrap_or(200_000) as usize, &args.binary).await,
         _ => model_sync(args).await,
     }
 }
