@@ -1,6 +1,6 @@
 //! Segment's HTTP tracking API (`/v1/*`), which Segment's and RudderStack's clients post to
 //! unmodified: the write key from Basic auth (as username), the body's `writeKey` or
-//! `X-Api-Key`; gzip bodies (decompressed by actix, the limit applying to what they expand to);
+//! `X-Api-Key`; gzip bodies (the limits apply to what they expand to);
 //! each message checked and normalized ([`syncline_core::events::message`]). A `200` means the
 //! events are committed ([`EventWriter`]); a store that cannot take them answers `503` with
 //! `Retry-After`, which every client retries.
@@ -10,12 +10,12 @@
 //! good ones and answers 200 (clients drop a whole batch on a 4xx); the bad ones are counted in
 //! the log. A request with nothing to store answers 400 naming the first bad field.
 
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, post, web};
+use actix_web::{HttpRequest, HttpResponse, dev::Decompress, http::StatusCode, post, web};
 use base64::Engine;
 use chrono::Utc;
+use futures::StreamExt;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
-    config::EVENTS_MAX_BODY_KB,
     crypto,
     events::{
         message::{BatchFields, MessageType, Rejected, normalize},
@@ -25,15 +25,9 @@ use syncline_core::{
 
 use crate::{AppState, store};
 
-/// Registers the routes, which read bodies up to the largest batch any setting allows.
+/// Registers the routes; they read their bodies themselves, up to the configured limits.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/v1")
-            .app_data(web::PayloadConfig::new(EVENTS_MAX_BODY_KB * 1024))
-            .service(batch)
-            .service(import)
-            .service(single),
-    );
+    cfg.service(batch).service(import).service(single);
 }
 
 /// An answer of the tracking API.
@@ -65,41 +59,68 @@ fn write_key(req: &HttpRequest, body: &Map<String, Json>) -> Option<String> {
     [basic, body_key, header("x-api-key").map(str::to_owned)].into_iter().flatten().find(|key| !key.is_empty())
 }
 
-#[post("/batch")]
-async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    accept(&state, &req, &body, None).await
+#[post("/v1/batch")]
+async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    accept(&state, &req, body, None).await
 }
 
 /// `/v1/import`, the classic mobile clients' batch route.
-#[post("/import")]
-async fn import(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    accept(&state, &req, &body, None).await
+#[post("/v1/import")]
+async fn import(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    accept(&state, &req, body, None).await
 }
 
 /// `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`, `/v1/group`, `/v1/alias`: one message
 /// of the path's type.
-#[post("/{type}")]
+#[post("/v1/{type}")]
 async fn single(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> HttpResponse {
     match MessageType::parse(&path) {
-        Some(message_type) => accept(&state, &req, &body, Some(message_type)).await,
+        Some(message_type) => accept(&state, &req, body, Some(message_type)).await,
         None => answer(StatusCode::NOT_FOUND, "not_found", format!("route POST /v1/{path} not found"), None),
     }
 }
 
-/// Checks, normalizes and stores the messages of one request.
-async fn accept(state: &AppState, req: &HttpRequest, body: &[u8], implied: Option<MessageType>) -> HttpResponse {
-    let limits = (&state.settings.events_max_batch, &state.settings.events_max_message);
-    let limit = if implied.is_some() { *limits.1 } else { *limits.0 };
-    if body.len() > limit {
-        let what = if implied.is_some() { "message" } else { "batch" };
-        return bad_request(format!("the {what} is {} bytes, over the limit of {limit}", body.len()), Some(what));
+/// The request body, decompressed, read no further than `limit` bytes (then a 400 naming
+/// `what`): a small gzip body cannot expand without bound.
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    (limit, what): (usize, &str),
+) -> Result<Vec<u8>, HttpResponse> {
+    let mut body = Decompress::from_headers(payload, req.headers());
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| bad_request(format!("the body cannot be read: {e}"), None))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(bad_request(format!("the {what} is over the limit of {limit} bytes"), Some(what)));
+        }
+        bytes.extend_from_slice(&chunk);
     }
-    let Ok(Json::Object(mut body)) = serde_json::from_slice::<Json>(body) else {
+    Ok(bytes)
+}
+
+/// Checks, normalizes and stores the messages of one request.
+async fn accept(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    implied: Option<MessageType>,
+) -> HttpResponse {
+    let limits = (&state.settings.events_max_batch, &state.settings.events_max_message);
+    let limit = match implied {
+        Some(_) => (*limits.1, "message"),
+        None => (*limits.0, "batch"),
+    };
+    let body = match read_body(req, payload, limit).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let Ok(Json::Object(mut body)) = serde_json::from_slice::<Json>(&body) else {
         return bad_request("the body is not a JSON object".into(), None);
     };
     let Some(key) = write_key(req, &body) else {

@@ -2,9 +2,10 @@
 //! normalized messages committed before the 200, errors clients neither retry forever nor
 //! misread, and no acknowledged event lost to a `kill -9` right after the answer.
 
-use std::{io::Write, process::Stdio};
+use std::{io::Write, process::Stdio, sync::LazyLock};
 
 use base64::Engine;
+use futures::StreamExt;
 use serde_json::{Value as Json, json};
 
 use crate::support::Scene;
@@ -14,6 +15,9 @@ async fn source(scene: &Scene, name: &str) -> (String, String) {
     let created = scene.api.ok("POST", "/api/event_sources", Some(json!({"name": name}))).await;
     (created["id"].as_str().expect("id").to_owned(), created["write_key"].as_str().expect("key").to_owned())
 }
+
+/// One client for every request, as a producer keeps one.
+static HTTP: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
 
 /// How a request carries its write key.
 enum Key<'a> {
@@ -25,7 +29,7 @@ enum Key<'a> {
 
 /// Posts `body` to `/v1/{route}`, gzipped when asked; returns the status and the JSON answer.
 async fn post(scene: &Scene, route: &str, key: Key<'_>, mut body: Json, gzip: bool) -> (u16, Json) {
-    let mut request = reqwest::Client::new().post(format!("{}/v1/{route}", scene.process.base()));
+    let mut request = HTTP.post(format!("{}/v1/{route}", scene.process.base()));
     match key {
         Key::Basic(key) => {
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
@@ -140,14 +144,14 @@ async fn events_in_every_form_are_committed_normalized_before_the_answer() {
 async fn events_answered_200_survive_a_kill_right_after_the_answer() {
     let mut scene = Scene::new("api", "ingestkill", "select 1").await;
     let (_, key) = source(&scene, "server").await;
-    // Concurrent requests share commits; every one answered 200 is stored, once.
+    // Concurrent requests (16 in flight) share commits; every one answered 200 is stored, once.
     let sends = (0..200).map(|request| {
         let batch: Vec<Json> = (0..10)
             .map(|i| json!({"type": "track", "event": "Load", "userId": format!("u{i}"), "messageId": format!("r{request}-{i}")}))
             .collect();
         post(&scene, "batch", Key::Basic(&key), json!({"batch": batch}), false)
     });
-    let answers = futures::future::join_all(sends).await;
+    let answers: Vec<(u16, Json)> = futures::stream::iter(sends).buffer_unordered(16).collect().await;
     scene.process.kill();
     let acknowledged = answers.iter().filter(|(status, _)| *status == 200).count();
     assert_eq!(acknowledged, 200, "{:?}", answers.iter().find(|(status, _)| *status != 200));
