@@ -11,6 +11,12 @@
 //! the log. A request with nothing to store answers 400 naming the first bad field.
 
 use actix_web::{HttpRequest, HttpResponse, dev::Decompress, http::StatusCode, post, web};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
 use base64::Engine;
 use chrono::Utc;
 use futures::StreamExt;
@@ -23,11 +29,54 @@ use syncline_core::{
     },
 };
 
+use syncline_core::db::DbPool;
+use uuid::Uuid;
+
 use crate::{AppState, store};
 
 /// Registers the routes; they read their bodies themselves, up to the configured limits.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(batch).service(import).service(single);
+}
+
+/// How long an answer about a write key is kept.
+const KEY_TTL: Duration = Duration::from_secs(5);
+/// Write keys kept at most; past that, the whole cache starts over.
+const KEYS_KEPT: usize = 10_000;
+
+/// The sources of write keys looked up lately, so a busy source is not looked up on every
+/// request. An answer is kept for [`KEY_TTL`]: a replaced or deleted key stops working within
+/// that time on every api process, and at once on the one that replaced it ([`WriteKeys::forget_all`]).
+#[derive(Clone, Default)]
+pub struct WriteKeys(Arc<Mutex<HashMap<Vec<u8>, KnownKey>>>);
+
+/// A write key's source (none: no source has it), and when that was looked up.
+type KnownKey = (Option<Uuid>, Instant);
+
+impl WriteKeys {
+    /// The source whose write key is `key`, if any.
+    async fn source(&self, pool: &DbPool, key: &str) -> Result<Option<Uuid>, String> {
+        let hash = crypto::hash_api_key(key);
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).copied();
+        if let Some((source, at)) = kept
+            && at.elapsed() < KEY_TTL
+        {
+            return Ok(source);
+        }
+        let client = pool.get().await.map_err(|e| e.to_string())?;
+        let source = store::event_sources::by_key(&client, &hash).await.map_err(|e| e.to_string())?.map(|s| s.id);
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= KEYS_KEPT {
+            kept.clear();
+        }
+        kept.insert(hash, (source, Instant::now()));
+        Ok(source)
+    }
+
+    /// Forgets every answer (a key was replaced or its source deleted).
+    pub fn forget_all(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// An answer of the tracking API.
@@ -126,14 +175,10 @@ async fn accept(
     let Some(key) = write_key(req, &body) else {
         return answer(StatusCode::UNAUTHORIZED, "unauthorized", "a write key is required".into(), None);
     };
-    let source = match state.pool.get().await {
-        Ok(client) => store::event_sources::by_key(&client, &crypto::hash_api_key(&key)).await,
-        Err(e) => return answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string(), None),
-    };
-    let source = match source {
+    let source = match state.write_keys.source(&state.pool, &key).await {
         Ok(Some(source)) => source,
         Ok(None) => return answer(StatusCode::UNAUTHORIZED, "unauthorized", "the write key is not valid".into(), None),
-        Err(e) => return answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string(), None),
+        Err(e) => return answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e, None),
     };
     let received_at = Utc::now();
     let (raw, shared) = match implied {
@@ -159,7 +204,7 @@ async fn accept(
             false => normalize(message, implied, &shared, received_at),
         };
         match checked {
-            Ok(message) => events.push(NewEvent { source_id: source.id, message }),
+            Ok(message) => events.push(NewEvent { source_id: source, message }),
             Err(rejected) => refused.push((index, rejected)),
         }
     }
@@ -173,7 +218,7 @@ async fn accept(
     }
     if !refused.is_empty() {
         let first = &refused[0];
-        tracing::info!(source = %source.id, refused = refused.len(), first = %format!("batch[{}]: {}", first.0, first.1),
+        tracing::info!(%source, refused = refused.len(), first = %format!("batch[{}]: {}", first.0, first.1),
             "messages of a batch were refused");
     }
     match state.events.write(events).await {

@@ -49,6 +49,8 @@ pub struct AppState {
     pub limiter: limits::AuthLimiter,
     /// Where accepted events are committed.
     pub events: syncline_core::events::store::EventWriter,
+    /// The sources of write keys looked up lately.
+    pub write_keys: ingest::WriteKeys,
 }
 
 /// Largest request body accepted (connection configurations, models and syncs are small).

@@ -104,6 +104,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             store: store.clone(),
             limiter,
             events,
+            write_keys: Default::default(),
         };
         let server = syncline_api::server(state, listener)?;
         let handle = server.handle();

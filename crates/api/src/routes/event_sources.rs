@@ -127,10 +127,12 @@ async fn remove(
     source: Authorized<EventSource, can::Delete>,
 ) -> Result<HttpResponse, ApiError> {
     store::event_sources::delete(&state.pool.get().await?, source.organization_id, source.id).await?;
+    state.write_keys.forget_all();
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Replaces the source's write key; the old key stops working at once.
+/// Replaces the source's write key; the old key stops working at once here and within
+/// seconds on other api processes ([`crate::ingest::WriteKeys`]).
 #[post("/event_sources/{id}/write_key")]
 async fn rotate(
     state: web::Data<AppState>,
@@ -141,5 +143,6 @@ async fn rotate(
     let rotated = store::event_sources::rotate(&state.pool.get().await?, source.organization_id, source.id, stored)
         .await?
         .ok_or_else(|| ApiError::not_found("event source"))?;
+    state.write_keys.forget_all();
     Ok(with_key(&rotated, &key))
 }
