@@ -103,7 +103,10 @@ fn write_key(req: &HttpRequest, body: &Map<String, Json>) -> Option<String> {
         .and_then(|auth| auth.strip_prefix("Basic ").or_else(|| auth.strip_prefix("basic ")))
         .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok())
         .and_then(|decoded| String::from_utf8(decoded).ok())
-        .map(|pair| pair.split_once(':').map_or(pair.clone(), |(user, _)| user.to_owned()));
+        .map(|pair| match pair.split_once(':') {
+            Some((user, _)) => user.to_owned(),
+            None => pair,
+        });
     let body_key = body.get("writeKey").and_then(Json::as_str).map(str::to_owned);
     [basic, body_key, header("x-api-key").map(str::to_owned)].into_iter().flatten().find(|key| !key.is_empty())
 }
@@ -198,13 +201,17 @@ async fn accept(
     let mut events = Vec::with_capacity(raw.len());
     let mut refused: Vec<(usize, Rejected)> = Vec::new();
     for (index, message) in raw.into_iter().enumerate() {
-        let size = serde_json::to_vec(&message).map_or(0, |bytes| bytes.len());
+        // A single message's size is its body's, checked as it was read.
+        let size = match implied {
+            Some(_) => 0,
+            None => serde_json::to_vec(&message).map_or(0, |bytes| bytes.len()),
+        };
         let checked = match size > *limits.1 {
             true => Err(Rejected { field: "message".into(), reason: format!("is {size} bytes, over {}", limits.1) }),
             false => normalize(message, implied, &shared, received_at),
         };
         match checked {
-            Ok(message) => events.push(NewEvent { source_id: source, message }),
+            Ok(message) => events.push(NewEvent::new(source, message)),
             Err(rejected) => refused.push((index, rejected)),
         }
     }

@@ -288,7 +288,7 @@ impl Settings {
 }
 
 /// The most `EVENTS_MAX_BATCH_KB` and `EVENTS_MAX_MESSAGE_KB` may be (8 MiB).
-pub const EVENTS_MAX_BODY_KB: usize = 8 * 1024;
+const EVENTS_MAX_BODY_KB: usize = 8 * 1024;
 
 struct Env<'a>(&'a HashMap<String, String>);
 

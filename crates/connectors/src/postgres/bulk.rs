@@ -53,12 +53,22 @@ impl PostgresBulk {
         self.spare.take(&self.ctx, &self.config).await
     }
 
+    /// Runs `work` on the connection the last short call left (or a new one), which is kept
+    /// for the next when `work` succeeds (it then left no transaction open).
+    async fn briefly<T>(
+        &self,
+        work: impl AsyncFnOnce(&Connection) -> Result<T, ConnectorError>,
+    ) -> Result<T, ConnectorError> {
+        let conn = self.short().await?;
+        let done = work(&conn).await?;
+        self.spare.keep(conn);
+        Ok(done)
+    }
+
     /// Runs `sql` in one transaction within the idle deadline.
     async fn execute(&self, sql: &str) -> Result<(), ConnectorError> {
-        let conn = self.short().await?;
-        conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&format!("begin; {sql}; commit"))).await?;
-        self.spare.keep(conn);
-        Ok(())
+        let sql = format!("begin; {sql}; commit");
+        self.briefly(async |conn| conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&sql)).await).await
     }
 }
 
@@ -100,9 +110,8 @@ async fn copy_all(
 #[async_trait]
 impl BulkDestination for PostgresBulk {
     async fn columns(&self, table: &str) -> Result<Option<Vec<Field>>, ConnectorError> {
-        let conn = self.short().await?;
-        let fields = match columns(&conn, table).await {
-            Ok(columns) => Some(
+        self.briefly(async |conn| match columns(conn, table).await {
+            Ok(columns) => Ok(Some(
                 columns
                     .into_iter()
                     .map(|c| Field {
@@ -110,33 +119,33 @@ impl BulkDestination for PostgresBulk {
                         field_type: types::field_type(&Type::from_oid(c.type_oid).unwrap_or(Type::TEXT)),
                     })
                     .collect(),
-            ),
-            Err(e) if e.class == syncline_core::connector::ErrorClass::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        self.spare.keep(conn);
-        Ok(fields)
+            )),
+            Err(e) if e.class == syncline_core::connector::ErrorClass::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
     }
 
     async fn shape(&self, spec: &TableSpec) -> Result<(), ConnectorError> {
-        let conn = self.short().await?;
         let (schema, _) = split_object(&spec.table);
-        let existing = columns(&conn, &spec.table).await.map(|cs| cs.into_iter().map(|c| c.name).collect());
         let object = ObjectSpec { object: spec.table.clone(), fields: spec.fields.clone(), key: spec.key.clone() };
         let column = |f: &Field| format!("{} {}", quote_ident(&f.name), f.field_type.postgres_name());
-        let mut statements = vec![format!("create schema if not exists {}", quote_ident(&schema))];
-        statements.extend(shape_table(&quoted(&spec.table), &object, existing, column, quote_ident, "")?);
-        statements.push(format!(
-            "create table if not exists {0} (marker uuid primary key, rows bigint not null,
-                loaded_at timestamptz not null default now());
-             delete from {0} where loaded_at < now() - interval '{MARKER_DAYS} days'",
-            markers(&spec.table)
-        ));
-        for statement in statements {
-            conn.interactive(conn.client.batch_execute(&statement)).await?;
-        }
-        self.spare.keep(conn);
-        Ok(())
+        self.briefly(async |conn| {
+            let existing = columns(conn, &spec.table).await.map(|cs| cs.into_iter().map(|c| c.name).collect());
+            let mut statements = vec![format!("create schema if not exists {}", quote_ident(&schema))];
+            statements.extend(shape_table(&quoted(&spec.table), &object, existing, column, quote_ident, "")?);
+            statements.push(format!(
+                "create table if not exists {0} (marker uuid primary key, rows bigint not null,
+                    loaded_at timestamptz not null default now());
+                 delete from {0} where loaded_at < now() - interval '{MARKER_DAYS} days'",
+                markers(&spec.table)
+            ));
+            for statement in statements {
+                conn.interactive(conn.client.batch_execute(&statement)).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     fn defers_keys(&self) -> bool {
@@ -146,16 +155,17 @@ impl BulkDestination for PostgresBulk {
     /// Builds the key unless the table has one already (a coordinator that took over after
     /// it was built).
     async fn add_key(&self, table: &str, key: &[String]) -> Result<(), ConnectorError> {
-        let conn = self.short().await?;
         let keyed = "select exists (select 1 from pg_index where indrelid = $1::text::regclass and indisprimary)";
-        let row = conn.interactive(conn.client.query_one(keyed, &[&quoted(table)])).await?;
-        if !row.get::<_, bool>(0) {
-            let columns: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
-            let add = format!("alter table {} add primary key ({})", quoted(table), columns.join(", "));
-            conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&add)).await?;
-        }
-        self.spare.keep(conn);
-        Ok(())
+        let columns: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
+        let add = format!("alter table {} add primary key ({})", quoted(table), columns.join(", "));
+        self.briefly(async |conn| {
+            let row = conn.interactive(conn.client.query_one(keyed, &[&quoted(table)])).await?;
+            match row.get::<_, bool>(0) {
+                true => Ok(()),
+                false => conn.run(self.ctx.deadlines.idle, conn.client.batch_execute(&add)).await,
+            }
+        })
+        .await
     }
 
     async fn drop_table(&self, table: &str) -> Result<(), ConnectorError> {
@@ -163,16 +173,14 @@ impl BulkDestination for PostgresBulk {
     }
 
     async fn loaded(&self, table: &str, marker: Uuid) -> Result<Option<u64>, ConnectorError> {
-        let conn = self.short().await?;
         let sql = format!("select rows from {} where marker = $1", markers(table));
-        let rows = match conn.interactive(conn.client.query_opt(&sql, &[&marker])).await {
-            Ok(row) => row.map(|r| r.get::<_, i64>(0) as u64),
+        self.briefly(async |conn| match conn.interactive(conn.client.query_opt(&sql, &[&marker])).await {
+            Ok(row) => Ok(row.map(|r| r.get::<_, i64>(0) as u64)),
             // No markers table: nothing was ever loaded there.
-            Err(e) if e.class == syncline_core::connector::ErrorClass::Config => None,
-            Err(e) => return Err(e),
-        };
-        self.spare.keep(conn);
-        Ok(rows)
+            Err(e) if e.class == syncline_core::connector::ErrorClass::Config => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
     }
 
     async fn load(&self, request: LoadRequest) -> Result<Box<dyn Loader>, ConnectorError> {

@@ -8,6 +8,7 @@
 //! A request the writer has no room for is refused at once ([`WriteError::Busy`]) rather than
 //! queued without bound; one whose `COPY` fails is refused whole (nothing of it was stored).
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type};
 use uuid::Uuid;
@@ -20,11 +21,22 @@ const WAITING: usize = 1024;
 /// Events a partition holds before its writer starts the next one.
 const PARTITION_EVENTS: i64 = 1_000_000;
 
-/// One event to store: its source and its normalized message.
+/// One event to store: its source and its normalized message, serialized by the request that
+/// brought it (the writer, which every request waits on, only copies bytes).
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub source_id: Uuid,
-    pub message: Message,
+    source_id: Uuid,
+    message_id: String,
+    received_at: DateTime<Utc>,
+    message: Vec<u8>,
+}
+
+impl NewEvent {
+    /// `message` of source `source_id`, ready to store.
+    pub fn new(source_id: Uuid, message: Message) -> Self {
+        let bytes = serde_json::to_vec(&message.body).expect("a JSON object serializes");
+        Self { source_id, message_id: message.message_id, received_at: message.received_at, message: bytes }
+    }
 }
 
 /// Why events were not stored.
@@ -111,9 +123,8 @@ async fn commit(
     futures::pin_mut!(copy);
     let mut seq = current.next;
     for event in group.iter().flat_map(|p| &p.events) {
-        let message = serde_json::to_vec(&event.message.body).map_err(|e| store(&e))?;
         let row: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&seq, &event.source_id, &event.message.message_id, &event.message.received_at, &message];
+            [&seq, &event.source_id, &event.message_id, &event.received_at, &event.message];
         copy.as_mut().write(&row).await.map_err(|e| store(&e))?;
         seq += 1;
     }
