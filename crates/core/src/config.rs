@@ -79,6 +79,18 @@ impl Default for Deadlines {
     }
 }
 
+/// How event routes deliver: micro-batches of at most `batch_rows` events, sent once their
+/// oldest event waited `batch_age`; a destination that keeps failing is tried for `retry_for`
+/// before the batch goes to dead letters; one worker process delivers at most `routes` routes
+/// at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventDelivery {
+    pub batch_rows: usize,
+    pub batch_age: Duration,
+    pub retry_for: Duration,
+    pub routes: usize,
+}
+
 /// Settings shared by every role.
 #[derive(Clone)]
 pub struct Settings {
@@ -132,6 +144,8 @@ pub struct Settings {
     /// default; RudderStack's clients send up to 4 MiB).
     pub events_max_batch: usize,
     pub events_max_message: usize,
+    /// How routes deliver events.
+    pub event_delivery: EventDelivery,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `REFERENCE_CONNECTORS`: also offer the in-memory reference connector (`memory`), a test
@@ -265,6 +279,12 @@ impl Settings {
             local_files_root: env.directory("LOCAL_FILES_ROOT")?,
             events_max_batch: env.number("EVENTS_MAX_BATCH_KB", 512, 1)?.min(EVENTS_MAX_BODY_KB) * 1024,
             events_max_message: env.number("EVENTS_MAX_MESSAGE_KB", 32, 1)?.min(EVENTS_MAX_BODY_KB) * 1024,
+            event_delivery: EventDelivery {
+                batch_rows: env.number("EVENTS_BATCH_ROWS", 10_000, 1)?,
+                batch_age: Duration::from_millis(env.number("EVENTS_BATCH_AGE_MS", 500, 1)?),
+                retry_for: Duration::from_secs(env.number("EVENTS_RETRY_MINUTES", 10, 1)? * 60),
+                routes: env.number("EVENTS_ROUTES_PER_WORKER", 64, 1)?,
+            },
             trusted_proxies: env
                 .list("TRUSTED_PROXIES", "a network (10.0.0.0/8) or an address")?
                 .into_iter()

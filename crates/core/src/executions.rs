@@ -48,8 +48,12 @@ pub const BULK_PARTITION: &str = "bulk_partition";
 /// source's changes into the destination until it is stopped.
 pub const BULK_CDC: &str = "bulk_cdc";
 
+/// The job kind of an event route's delivery (its subject is the route): delivers the route's
+/// source's events to its destination in micro-batches for as long as the route exists.
+pub const EVENT_DELIVERY: &str = "event_delivery";
+
 /// Every job kind, each with its own queue.
-pub const KINDS: &[&str] = &[MODEL_SYNC, BULK_SYNC, BULK_PARTITION, BULK_CDC];
+pub const KINDS: &[&str] = &[MODEL_SYNC, BULK_SYNC, BULK_PARTITION, BULK_CDC, EVENT_DELIVERY];
 
 /// Inserts a queued execution of `kind` for `subject_id`; fails with
 /// [`StartError::AlreadyRunning`] when one is in progress (a unique partial index makes this

@@ -2,8 +2,12 @@
 //! (again after a transient failure), outcome applied in one transaction — in [`crate::job`];
 //! a kind only says how to run one execution and what its outcome changes.
 
-use syncline_core::executions::{Claim, Counts, Effects, Outcome};
+use syncline_core::{
+    db::{DbError, Transaction},
+    executions::{Claim, Counts, Effects, Outcome},
+};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::Services;
 
@@ -51,4 +55,15 @@ pub trait JobKind: Send + Sync + 'static {
     /// Payload prefixes the execution wrote that nothing reads once it ended: everything it
     /// wrote when it did not complete; what `kept` does not keep when it did.
     fn leftovers(claim: &Claim, kept: Option<&Self::Effects>) -> Vec<String>;
+}
+
+/// The effects of a kind whose end changes nothing on its subject (a capture, a delivery).
+#[derive(Debug, Clone, Copy)]
+pub struct Unchanged;
+
+#[async_trait::async_trait]
+impl Effects for Unchanged {
+    async fn apply(&self, _: &Transaction<'_>, _: Uuid) -> Result<(), DbError> {
+        Ok(())
+    }
 }

@@ -9,6 +9,7 @@ mod abort;
 mod bulk_sync;
 mod capture_slots;
 mod connections;
+mod event_delivery;
 mod job;
 mod kind;
 mod model_sync;
@@ -41,6 +42,8 @@ pub struct Services {
     pub partition_rows: u64,
     /// The most WAL, in MB, a bulk sync's replication slot may hold.
     pub max_retained_wal_mb: u64,
+    /// How event routes deliver.
+    pub event_delivery: syncline_core::config::EventDelivery,
     /// The ids of the bulk executions one of whose partitions just committed (on any worker),
     /// from the state database's [`PARTITION_COMMITS`] channel.
     pub partition_commits: tokio::sync::broadcast::Sender<String>,
@@ -84,11 +87,13 @@ pub async fn run(
     let sweep_stop = stop_rx.clone();
     let sweep = tokio::spawn(async move { capture_slots::sweep_until(&sweeper, sweep_stop).await });
     let wakes = services.queues.wakes();
+    let routes = services.event_delivery.routes;
     tokio::try_join!(
         run_kind::<model_sync::ModelSync>(services.clone(), concurrency, &wakes, stop_rx.clone()),
         run_kind::<bulk_sync::BulkSync>(services.clone(), concurrency, &wakes, stop_rx.clone()),
         run_kind::<bulk_sync::BulkPartition>(services.clone(), concurrency, &wakes, stop_rx.clone()),
-        run_kind::<bulk_sync::BulkCdc>(services, concurrency, &wakes, stop_rx),
+        run_kind::<bulk_sync::BulkCdc>(services.clone(), concurrency, &wakes, stop_rx.clone()),
+        run_kind::<event_delivery::EventDelivery>(services, routes, &wakes, stop_rx),
     )?;
     let _ = sweep.await;
     info!("worker stopped");

@@ -66,6 +66,9 @@ async fn every_route_hides_other_organizations_objects() {
     let bulk = id(&b.ok("POST", "/api/bulk/syncs", Some(bulk_body)).await);
     let bulk_execution = id(&b.ok("POST", &format!("/api/bulk/syncs/{bulk}/executions"), Some(json!({}))).await);
     let event_source = id(&b.ok("POST", "/api/event_sources", Some(json!({"name": "server"}))).await);
+    let event_route = id(&b
+        .ok("POST", &format!("/api/event_sources/{event_source}/routes"), Some(json!({"connection_id": scene.conn})))
+        .await);
 
     // Organization A: its Admin and a Member.
     let (a_org, a_admin) = organization(install, process, "alpha").await;
@@ -101,6 +104,7 @@ async fn every_route_hides_other_organizations_objects() {
                         "policies" => policy.clone(),
                         "connection_types" => "postgresql".into(),
                         "event_sources" => event_source.clone(),
+                        "routes" => event_route.clone(),
                         other => {
                             panic!("{method} {route}: no object of organization B for a parameter after {other:?}")
                         }

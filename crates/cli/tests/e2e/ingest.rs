@@ -11,7 +11,7 @@ use serde_json::{Value as Json, json};
 use crate::support::Scene;
 
 /// A source of the scene's organization and its write key.
-async fn source(scene: &Scene, name: &str) -> (String, String) {
+pub async fn source(scene: &Scene, name: &str) -> (String, String) {
     let created = scene.api.ok("POST", "/api/event_sources", Some(json!({"name": name}))).await;
     (created["id"].as_str().expect("id").to_owned(), created["write_key"].as_str().expect("key").to_owned())
 }
@@ -20,7 +20,7 @@ async fn source(scene: &Scene, name: &str) -> (String, String) {
 static HTTP: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
 
 /// How a request carries its write key.
-enum Key<'a> {
+pub enum Key<'a> {
     Basic(&'a str),
     Body(&'a str),
     Header(&'a str),
@@ -28,7 +28,7 @@ enum Key<'a> {
 }
 
 /// Posts `body` to `/v1/{route}`, gzipped when asked; returns the status and the JSON answer.
-async fn post(scene: &Scene, route: &str, key: Key<'_>, mut body: Json, gzip: bool) -> (u16, Json) {
+pub async fn post(scene: &Scene, route: &str, key: Key<'_>, mut body: Json, gzip: bool) -> (u16, Json) {
     let mut request = HTTP.post(format!("{}/v1/{route}", scene.process.base()));
     match key {
         Key::Basic(key) => {

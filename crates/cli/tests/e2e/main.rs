@@ -12,6 +12,7 @@ mod config;
 mod deadlines;
 mod edge;
 mod egress;
+mod event_delivery;
 mod event_sources;
 mod faults;
 mod ingest;

@@ -12,6 +12,7 @@ mod copy;
 mod destination;
 mod source;
 mod types;
+mod warehouse;
 
 use std::sync::Arc;
 
@@ -19,8 +20,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use syncline_core::connector::{
-    BulkDestination, Capabilities, Connector, ConnectorError, Context, Destination, Endpoint, ParameterValue, Secret,
-    Source,
+    BulkDestination, Capabilities, Connector, ConnectorError, Context, Destination, Endpoint, EventWarehouse,
+    ParameterValue, Secret, Source,
 };
 
 pub use client::quote_ident;
@@ -77,7 +78,7 @@ impl Connector for Postgres {
     const NAME: &'static str = "PostgreSQL";
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { source: true, destination: true, ..Capabilities::default() }
+        Capabilities { source: true, destination: true, events: true, ..Capabilities::default() }
     }
 
     fn endpoint(&self, cfg: &PostgresConfig) -> Endpoint {
@@ -125,5 +126,13 @@ impl Connector for Postgres {
         config: PostgresConfig,
     ) -> Result<Arc<dyn BulkDestination>, ConnectorError> {
         Ok(Arc::new(bulk::PostgresBulk::new(ctx.clone(), config)))
+    }
+
+    fn event_warehouse(
+        &self,
+        ctx: &Context,
+        config: PostgresConfig,
+    ) -> Result<Arc<dyn EventWarehouse>, ConnectorError> {
+        Ok(Arc::new(warehouse::PostgresWarehouse::new(ctx.clone(), config)))
     }
 }

@@ -24,6 +24,7 @@ mod error;
 mod http;
 mod source;
 mod spec;
+mod warehouse;
 
 pub use budget::{Budget, Budgets};
 pub use bulk::{BulkDestination, Committed, KeyStream, Keys, LoadMode, LoadRequest, Loader, PendingCount, TableSpec};
@@ -35,6 +36,7 @@ pub use destination::{
 pub use error::{ConnectorError, ErrorClass};
 pub use source::{Cursor, HeldSnapshot, Partition, ReadEvent, ReadRequest, Readable, Reading, Source};
 pub use spec::{Capabilities, Connector, ConnectorSpec, DynConnector, ParameterValue, Secret, config_schema, register};
+pub use warehouse::{EventWarehouse, TableRows};
 
 /// What every connector call gets from the process: where connections may go, how long a call
 /// may take, when to give up, the rate budgets shared by everything using one credential, an

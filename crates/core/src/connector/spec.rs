@@ -18,7 +18,7 @@ use schemars::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value as Json;
 
-use super::{BulkDestination, ConnectorError, Context, Destination, Endpoint, Source};
+use super::{BulkDestination, ConnectorError, Context, Destination, Endpoint, EventWarehouse, Source};
 
 /// Which roles a connection type can play (the Polytomic `capabilities` object).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -28,6 +28,10 @@ pub struct Capabilities {
     pub enrichment: bool,
     pub logging: bool,
     pub orchestration: bool,
+    /// Takes the events of event streams ([`Connector::event_warehouse`]); not a Polytomic
+    /// capability, so not shown.
+    #[serde(skip)]
+    pub events: bool,
 }
 
 /// Static description of a connection type.
@@ -168,6 +172,15 @@ pub trait Connector: Send + Sync + 'static {
     ) -> Result<Arc<dyn BulkDestination>, ConnectorError> {
         Err(ConnectorError::config(format!("a {} connection cannot be a bulk sync destination", Self::ID)))
     }
+
+    /// Opens the connection as the warehouse of event streams.
+    fn event_warehouse(
+        &self,
+        _ctx: &Context,
+        _config: Self::Config,
+    ) -> Result<Arc<dyn EventWarehouse>, ConnectorError> {
+        Err(ConnectorError::config(format!("a {} connection cannot take event streams", Self::ID)))
+    }
 }
 
 /// A connection type behind the registry: the same operations on JSON configurations.
@@ -185,6 +198,7 @@ pub trait DynConnector: Send + Sync {
     fn source(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Source>, ConnectorError>;
     fn destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn Destination>, ConnectorError>;
     fn bulk_destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn BulkDestination>, ConnectorError>;
+    fn event_warehouse(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn EventWarehouse>, ConnectorError>;
 }
 
 /// A [`Connector`] with its spec worked out once.
@@ -243,6 +257,10 @@ impl<C: Connector> DynConnector for Registered<C> {
 
     fn bulk_destination(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn BulkDestination>, ConnectorError> {
         self.connector.bulk_destination(ctx, self.parse(config)?)
+    }
+
+    fn event_warehouse(&self, ctx: &Context, config: &Json) -> Result<Arc<dyn EventWarehouse>, ConnectorError> {
+        self.connector.event_warehouse(ctx, self.parse(config)?)
     }
 }
 

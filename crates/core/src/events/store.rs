@@ -9,12 +9,13 @@
 //! queued without bound; one whose `COPY` fails is refused whole (nothing of it was stored).
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type};
+use tokio_postgres::{binary_copy::BinaryCopyInWriter, error::SqlState, types::Type};
 use uuid::Uuid;
 
 use super::message::Message;
-use crate::db::DbPool;
+use crate::db::{DbError, DbPool};
 
 /// Requests waiting for the writer, at most.
 const WAITING: usize = 1024;
@@ -133,11 +134,11 @@ async fn commit(
     Ok(())
 }
 
-/// Registers a new partition of `writer` and creates its table.
+/// Creates a new partition's table, then registers it as `writer`'s: readers only see
+/// partitions whose table exists.
 async fn start_partition(client: &tokio_postgres::Client, writer: &str) -> Result<Partition, tokio_postgres::Error> {
-    let id: i64 =
-        client.query_one("insert into event_partitions (writer) values ($1) returning id", &[&writer]).await?.get(0);
-    let table = format!("events_{id}");
+    let id: i64 = client.query_one("select nextval('event_partitions_id_seq')", &[]).await?.get(0);
+    let table = partition_table(id);
     client
         .batch_execute(&format!(
             "create table {table} (seq bigint not null, source_id uuid not null, message_id text not null,
@@ -145,5 +146,57 @@ async fn start_partition(client: &tokio_postgres::Client, writer: &str) -> Resul
              create index on {table} using brin (seq)"
         ))
         .await?;
+    client.execute("insert into event_partitions (id, writer) values ($1, $2)", &[&id, &writer]).await?;
     Ok(Partition { table, next: 1 })
+}
+
+/// The table of partition `id`.
+fn partition_table(id: i64) -> String {
+    format!("events_{id}")
+}
+
+/// A stored event, as deliveries read it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub partition: i64,
+    pub seq: i64,
+    pub message_id: String,
+    pub received_at: DateTime<Utc>,
+    /// The normalized message, as JSON.
+    pub message: Vec<u8>,
+}
+
+/// The partitions of the store, oldest first.
+pub async fn partitions(client: &impl GenericClient) -> Result<Vec<i64>, DbError> {
+    let rows = client.query("select id from event_partitions order by id", &[]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Up to `limit` events of source `source_id` in partition `partition` after number `after`,
+/// in order (none when the partition was dropped meanwhile).
+pub async fn read_after(
+    client: &impl GenericClient,
+    partition: i64,
+    source_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, DbError> {
+    let sql = format!(
+        "select seq, message_id, received_at, message from {} where source_id = $1 and seq > $2 order by seq limit $3",
+        partition_table(partition)
+    );
+    let rows = match client.query(&sql, &[&source_id, &after, &limit]).await {
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(vec![]),
+        rows => rows?,
+    };
+    Ok(rows
+        .iter()
+        .map(|r| StoredEvent {
+            partition,
+            seq: r.get(0),
+            message_id: r.get(1),
+            received_at: r.get(2),
+            message: r.get(3),
+        })
+        .collect())
 }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::{
     Services,
-    kind::{JobKind, RunEnd, Stop},
+    kind::{JobKind, RunEnd, Stop, Unchanged},
 };
 
 /// The execution of a bulk sync: plans it, starts its partitions and settles its schemas.
@@ -83,33 +83,22 @@ impl JobKind for BulkPartition {
 /// The change capture of a bulk sync: streams its source's changes into the destination.
 pub struct BulkCdc;
 
-/// A capture changes nothing on its sync when it ends.
-#[derive(Debug, Clone, Copy)]
-pub struct Streamed;
-
-#[async_trait::async_trait]
-impl Effects for Streamed {
-    async fn apply(&self, _: &Transaction<'_>, _: Uuid) -> Result<(), DbError> {
-        Ok(())
-    }
-}
-
 impl JobKind for BulkCdc {
     const KIND: &'static str = executions::BULK_CDC;
     /// It runs for as long as the sync exists: it would hold a slot for good.
     const TAKES_SLOT: bool = false;
-    type Effects = Streamed;
+    type Effects = Unchanged;
 
     fn run(
         services: &Services,
         claim: &Claim,
         worker: &str,
         stop: watch::Receiver<Option<Stop>>,
-    ) -> impl Future<Output = RunEnd<Streamed>> + Send {
+    ) -> impl Future<Output = RunEnd<Unchanged>> + Send {
         stream::run(services, claim, worker, stop)
     }
 
-    fn leftovers(_: &Claim, _: Option<&Streamed>) -> Vec<String> {
+    fn leftovers(_: &Claim, _: Option<&Unchanged>) -> Vec<String> {
         vec![]
     }
 }

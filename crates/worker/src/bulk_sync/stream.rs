@@ -16,10 +16,10 @@ use syncline_core::{
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Streamed, apply::apply, capture, store, wal_guard};
+use super::{apply::apply, capture, store, wal_guard};
 use crate::{
     Services, connections,
-    kind::{RunEnd, Stop},
+    kind::{RunEnd, Stop, Unchanged},
 };
 
 /// Most `pgoutput` messages of one micro-batch.
@@ -42,7 +42,7 @@ pub async fn run(
     claim: &Claim,
     _worker: &str,
     mut stop: watch::Receiver<Option<Stop>>,
-) -> RunEnd<Streamed> {
+) -> RunEnd<Unchanged> {
     let mut counts = Counts::default();
     let stopped = tokio::select! {
         biased;
@@ -60,7 +60,7 @@ pub async fn run(
     }
     match stopped {
         Ok(stop) => RunEnd::Stopped { stop, counts },
-        Err(Ok(())) => RunEnd::Finished { outcome: Outcome::Completed(Streamed), counts },
+        Err(Ok(())) => RunEnd::Finished { outcome: Outcome::Completed(Unchanged), counts },
         Err(Err(error)) => {
             RunEnd::Finished { outcome: Outcome::Failed { error: error.message, class: error.class }, counts }
         }

@@ -1,0 +1,109 @@
+//! Event routes: where a source's events go (a warehouse connection, a layout, a schema), with
+//! what each delivered.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{FromRow, StoreError, fetch_all, fetch_opt};
+
+/// A route and its counts.
+#[derive(Debug, Clone)]
+pub struct EventRoute {
+    pub id: Uuid,
+    pub source_id: Uuid,
+    pub connection_id: Uuid,
+    pub layout: String,
+    pub schema: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub delivered: i64,
+    pub deduplicated: i64,
+    pub dead_lettered: i64,
+    /// The arrival time of the newest event delivered, and when.
+    pub last_received_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// What a route is configured with.
+pub struct RouteSpec<'a> {
+    pub connection_id: Uuid,
+    pub layout: &'a str,
+    pub schema: &'a str,
+}
+
+const SELECT: &str = "select r.id, r.source_id, r.connection_id, r.layout, r.schema_name, r.created_at, r.updated_at,
+        coalesce(c.delivered, 0) as delivered, coalesce(c.deduplicated, 0) as deduplicated,
+        coalesce(c.dead_lettered, 0) as dead_lettered, c.last_received_at, c.delivered_at
+    from event_routes r left join event_route_counts c on c.route_id = r.id";
+
+impl FromRow for EventRoute {
+    const WHAT: &'static str = "event route";
+
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            source_id: row.try_get("source_id")?,
+            connection_id: row.try_get("connection_id")?,
+            layout: row.try_get("layout")?,
+            schema: row.try_get("schema_name")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            delivered: row.try_get("delivered")?,
+            deduplicated: row.try_get("deduplicated")?,
+            dead_lettered: row.try_get("dead_lettered")?,
+            last_received_at: row.try_get("last_received_at")?,
+            delivered_at: row.try_get("delivered_at")?,
+        })
+    }
+}
+
+/// The routes of source `source_id`, oldest first.
+pub async fn list(client: &impl GenericClient, source_id: Uuid) -> Result<Vec<EventRoute>, StoreError> {
+    fetch_all(client, &format!("{SELECT} where r.source_id = $1 order by r.created_at"), &[&source_id]).await
+}
+
+pub async fn get(client: &impl GenericClient, source_id: Uuid, id: Uuid) -> Result<Option<EventRoute>, StoreError> {
+    fetch_opt(client, &format!("{SELECT} where r.source_id = $1 and r.id = $2"), &[&source_id, &id]).await
+}
+
+/// Adds a route to source `source_id` of `org`; its id.
+pub async fn insert(
+    client: &impl GenericClient,
+    (org, source_id): (Uuid, Uuid),
+    spec: &RouteSpec<'_>,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::new_v4();
+    client
+        .execute(
+            "insert into event_routes (id, organization_id, source_id, connection_id, layout, schema_name)
+             values ($1, $2, $3, $4, $5, $6)",
+            &[&id, &org, &source_id, &spec.connection_id, &spec.layout, &spec.schema],
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Changes route `id` of source `source_id`; whether it exists.
+pub async fn update(
+    client: &impl GenericClient,
+    source_id: Uuid,
+    id: Uuid,
+    spec: &RouteSpec<'_>,
+) -> Result<bool, StoreError> {
+    let updated = client
+        .execute(
+            "update event_routes set connection_id = $3, layout = $4, schema_name = $5, updated_at = now()
+             where source_id = $1 and id = $2",
+            &[&source_id, &id, &spec.connection_id, &spec.layout, &spec.schema],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
+pub async fn delete(client: &impl GenericClient, source_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    let deleted =
+        client.execute("delete from event_routes where source_id = $1 and id = $2", &[&source_id, &id]).await?;
+    Ok(deleted == 1)
+}

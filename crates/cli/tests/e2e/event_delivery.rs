@@ -1,0 +1,219 @@
+//! Event routes: each source's events delivered once to its own warehouse tables, in Polku's
+//! layout and in Segment's, new properties as new columns, duplicates counted; a poison event
+//! in dead letters with its reason while the rest of its batch is delivered; routes that cannot
+//! be delivered refused.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+use crate::{
+    ingest::{Key, post, source},
+    support::{Scene, assert_error},
+};
+
+/// Adds a route to `source` and returns it.
+async fn route(scene: &Scene, source: &str, body: Json) -> Json {
+    scene.api.ok("POST", &format!("/api/event_sources/{source}/routes"), Some(body)).await
+}
+
+/// Waits until `route` of `source` has dealt with `events` events (delivered, dropped as
+/// duplicates or dead-lettered) and returns it.
+async fn settled(scene: &Scene, source: &str, route: &Json, events: i64) -> Json {
+    let path = format!("/api/event_sources/{source}/routes/{}", route["id"].as_str().expect("route id"));
+    let started = Instant::now();
+    loop {
+        let route = scene.api.ok("GET", &path, None).await;
+        let counts = &route["counts"];
+        let done: i64 =
+            ["delivered", "deduplicated", "dead_lettered"].iter().map(|k| counts[k].as_i64().unwrap_or(0)).sum();
+        if done >= events {
+            return route;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "route still at {counts} of {events} events");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn send(scene: &Scene, key: &str, batch: Json) {
+    let (status, answer) = post(scene, "batch", Key::Basic(key), json!({"batch": batch}), false).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// The rows of `sql` on the warehouse, as JSON objects.
+async fn rows(scene: &Scene, sql: &str) -> Vec<Json> {
+    let warehouse = scene.data.client().await;
+    let sql = format!("select coalesce(json_agg(t), '[]') from ({sql}) t");
+    let rows: Json = warehouse.query_one(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")).get(0);
+    rows.as_array().expect("rows").clone()
+}
+
+#[tokio::test]
+async fn each_source_is_delivered_once_to_its_own_tables_in_either_layout() {
+    let scene = Scene::new("api,worker,scheduler", "deliver", "select 1").await;
+    let (server, server_key) = source(&scene, "server").await;
+    let (client, client_key) = source(&scene, "client").await;
+    let polku_server = route(&scene, &server, json!({"connection_id": scene.conn, "schema": "polku"})).await;
+    let polku_client = route(&scene, &client, json!({"connection_id": scene.conn, "schema": "polku"})).await;
+    let segment = route(&scene, &server, json!({"connection_id": scene.conn, "layout": "segment"})).await;
+    assert_eq!((polku_server["layout"].as_str(), segment["schema"].as_str()), (Some("source_table"), Some("server")));
+
+    let signed_up = json!({"type": "track", "messageId": "m1", "userId": "u1", "event": "Signed Up",
+                           "properties": {"plan": "pro", "seats": 3, "address": {"city": "Oslo"}}});
+    send(&scene, &server_key, json!([
+        signed_up,
+        {"type": "identify", "messageId": "m2", "userId": "u1", "traits": {"name": "Ada", "email": "ada@example.com"}},
+        {"type": "page", "messageId": "m3", "anonymousId": "a1", "name": "Home", "properties": {"path": "/"}},
+        {"type": "group", "messageId": "m4", "userId": "u1", "groupId": "g1", "traits": {"employees": 10}},
+    ]))
+    .await;
+    send(
+        &scene,
+        &client_key,
+        json!([{"type": "track", "messageId": "c1", "userId": "u2", "event": "Booked",
+                                       "properties": {"nights": 2}}]),
+    )
+    .await;
+    let coupon = json!({"type": "track", "messageId": "m5", "userId": "u1", "event": "Signed Up",
+                        "properties": {"plan": "free", "coupon": "WINTER"}});
+    send(&scene, &server_key, json!([signed_up, coupon])).await;
+
+    for (source, route) in [(&server, &polku_server), (&server, &segment)] {
+        let counts = &settled(&scene, source, route, 6).await["counts"];
+        assert_eq!(counts, &json!({"delivered": 5, "deduplicated": 1, "dead_lettered": 0}), "the resent m1 is counted");
+    }
+    assert_eq!(settled(&scene, &client, &polku_client, 1).await["counts"]["delivered"], 1);
+
+    let polku = rows(
+        &scene,
+        "select id, type, event, event_text, user_id, properties_plan, properties_seats,
+                             properties_address_city, properties_coupon, traits_name, name
+                             from polku.server order by id",
+    )
+    .await;
+    let ids: Vec<&str> = polku.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, ["m1", "m2", "m3", "m4", "m5"], "one table per source, each event once");
+    assert_eq!(polku[0]["properties_seats"], 3);
+    assert_eq!(polku[0]["properties_address_city"], "Oslo");
+    assert_eq!((polku[0]["event"].as_str(), polku[0]["event_text"].as_str()), (Some("signed_up"), Some("Signed Up")));
+    assert_eq!(polku[1]["traits_name"], "Ada");
+    assert_eq!(polku[2]["name"], "Home");
+    assert_eq!(polku[4]["properties_coupon"], "WINTER", "a new property is a new column");
+    assert!(polku[0]["properties_coupon"].is_null());
+    let client_rows = rows(&scene, "select id, user_id, properties_nights from polku.client").await;
+    assert_eq!(
+        client_rows,
+        [json!({"id": "c1", "user_id": "u2", "properties_nights": 2})],
+        "the other source's own table"
+    );
+
+    let tracks = rows(&scene, "select id, event from server.tracks order by id").await;
+    assert_eq!(tracks, [json!({"id": "m1", "event": "signed_up"}), json!({"id": "m5", "event": "signed_up"})]);
+    let events = rows(&scene, "select id, plan, seats, address_city, coupon from server.signed_up order by id").await;
+    assert_eq!(events[0], json!({"id": "m1", "plan": "pro", "seats": 3, "address_city": "Oslo", "coupon": null}));
+    assert_eq!(events[1]["coupon"], "WINTER");
+    let users = rows(&scene, "select id, name, email from server.users").await;
+    assert_eq!(users, [json!({"id": "u1", "name": "Ada", "email": "ada@example.com"})]);
+    assert_eq!(rows(&scene, "select name, path from server.pages").await, [json!({"name": "Home", "path": "/"})]);
+    assert_eq!(
+        rows(&scene, "select group_id, employees from server.groups").await,
+        [json!({"group_id": "g1", "employees": 10})]
+    );
+    let types = rows(&scene, "select data_type from information_schema.columns
+                              where table_schema = 'server' and table_name = 'tracks' and column_name in ('received_at', 'uuid_ts')")
+    .await;
+    assert_eq!(types, vec![json!({"data_type": "timestamp with time zone"}); 2]);
+    scene.finish().await;
+}
+
+#[tokio::test]
+async fn a_poison_event_goes_to_dead_letters_and_the_rest_of_its_batch_is_delivered() {
+    let scene = Scene::new("api,worker,scheduler", "poison", "select 1").await;
+    let (server, key) = source(&scene, "server").await;
+    let segment = route(&scene, &server, json!({"connection_id": scene.conn, "layout": "segment"})).await;
+    let paid = |id: &str, amount: Json| {
+        json!({"type": "track", "messageId": id, "userId": "u", "event": "Paid",
+                                              "properties": {"amount": amount}})
+    };
+    send(&scene, &key, json!([paid("m1", json!(42))])).await;
+    settled(&scene, &server, &segment, 1).await;
+    let batch = [paid("m2", json!(7)), paid("m3", json!("forty-two")), paid("m4", json!(8)), paid("m5", json!(9))];
+    send(&scene, &key, json!(batch)).await;
+    let counts = &settled(&scene, &server, &segment, 5).await["counts"];
+    assert_eq!(counts, &json!({"delivered": 4, "deduplicated": 0, "dead_lettered": 1}));
+    let delivered = rows(&scene, "select id from server.paid order by id").await;
+    assert_eq!(delivered, [json!({"id": "m1"}), json!({"id": "m2"}), json!({"id": "m4"}), json!({"id": "m5"})]);
+    let state = scene.install.db.client().await;
+    let dead = state
+        .query_one(
+            "select message_id, reason, attempts from event_dead_letters where route_id = $1::text::uuid",
+            &[&segment["id"].as_str()],
+        )
+        .await
+        .expect("one dead letter");
+    assert_eq!(dead.get::<_, &str>(0), "m3");
+    let reason: &str = dead.get(1);
+    assert!(reason.contains("numeric") && reason.contains("forty-two"), "the warehouse's reason: {reason}");
+    assert!(dead.get::<_, i32>(2) >= 1);
+    scene.finish().await;
+}
+
+/// The schedules that keep route `id`'s delivery running.
+async fn schedules(state: &tokio_postgres::Client, id: &str) -> i64 {
+    let sql = "select count(*) from schedules where kind = 'event_delivery' and subject_id = $1::text::uuid";
+    state.query_one(sql, &[&id]).await.expect("schedules").get(0)
+}
+
+/// The schedules that keep route `id`'s delivery running.
+async fn schedules(state: &tokio_postgres::Client, id: &str) -> i64 {
+    let sql = "select count(*) from schedules where kind = 'event_delivery' and subject_id = $1::text::uuid";
+    state.query_one(sql, &[&id]).await.expect("schedules").get(0)
+}
+
+#[tokio::test]
+async fn routes_refuse_what_they_cannot_deliver() {
+    let scene = Scene::new("api", "routes", "select 1").await;
+    let (server, _) = source(&scene, "Server Events").await;
+    let (other, _) = source(&scene, "other").await;
+    let path = format!("/api/event_sources/{server}/routes");
+    for (body, field) in [
+        (json!({"connection_id": scene.conn, "table": "t"}), "table"),
+        (json!({"layout": "segment"}), "connection_id"),
+        (json!({"connection_id": "not-an-id"}), "connection_id"),
+        (json!({"connection_id": uuid::Uuid::new_v4()}), "connection_id"),
+        (json!({"connection_id": scene.conn, "layout": "star"}), "layout"),
+        (json!({"connection_id": scene.conn, "schema": "Not Snake"}), "schema"),
+        (json!({"connection_id": scene.conn, "schema": 7}), "schema"),
+    ] {
+        let (status, answer) = scene.api.send("POST", &path, Some(body.clone())).await;
+        assert_error(status, &answer, 422, field);
+        assert_eq!(answer["metadata"]["field"], field, "{body} → {answer}");
+    }
+    let created = route(&scene, &server, json!({"connection_id": scene.conn})).await;
+    assert_eq!(created["schema"], "server_events", "the source's name in snake_case");
+    let id = created["id"].as_str().expect("id");
+    let state = scene.install.db.client().await;
+    let scheduled = schedules(&state, id).await;
+    assert_eq!(scheduled, 1, "the route's delivery is kept running");
+
+    let changed = scene
+        .api
+        .ok(
+            "PUT",
+            &format!("{path}/{id}"),
+            Some(json!({"connection_id": scene.conn, "layout": "segment", "schema": "events"})),
+        )
+        .await;
+    assert_eq!((changed["layout"].as_str(), changed["schema"].as_str()), (Some("segment"), Some("events")));
+    let (status, answer) = scene.api.send("GET", &format!("/api/event_sources/{other}/routes/{id}"), None).await;
+    assert_error(status, &answer, 404, "event route");
+    let listed = scene.api.ok("GET", &path, None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    let (status, _) = scene.api.send("DELETE", &format!("{path}/{id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, answer) = scene.api.send("GET", &format!("{path}/{id}"), None).await;
+    assert_error(status, &answer, 404, "event route");
+    let scheduled = schedules(&state, id).await;
+    assert_eq!(scheduled, 0, "a deleted route is not restarted");
+    scene.finish().await;
+}

@@ -1,0 +1,111 @@
+//! An event route's delivery (kind `event_delivery`, its subject the route): runs for as long
+//! as the route exists, taking micro-batches of its source's events ([`batch`]) past the
+//! route's position, delivering each to the route's warehouse ([`deliver`]) and then recording,
+//! in one state-database transaction, the route's new position, its counts and the batch's
+//! dead letters ([`store`]).
+//!
+//! Each route runs on its own, so a slow or failing destination delays only its own routes.
+//! Delivery is at least once into an idempotent warehouse, so exactly once in effect: a worker
+//! killed after the warehouse committed a batch and before its position was recorded leaves a
+//! batch that the next run loads again, adding nothing (its events are counted as duplicates).
+//! The route's `schedules` row (`continuous`) starts a new run within a minute of one that
+//! ended; a dead worker's run is taken over when its lease expires.
+
+mod batch;
+mod deliver;
+mod store;
+
+use store::Route;
+
+use syncline_core::{
+    config::EventDelivery as Settings,
+    connector::ConnectorError,
+    executions::{self, Claim, Counts, Outcome},
+};
+use tokio::sync::watch;
+
+use crate::{
+    Services, connections,
+    kind::{JobKind, RunEnd, Stop, Unchanged},
+};
+
+/// The delivery of one event route.
+pub struct EventDelivery;
+
+impl JobKind for EventDelivery {
+    const KIND: &'static str = executions::EVENT_DELIVERY;
+    /// It runs for as long as its route exists: it would hold a slot for good.
+    const TAKES_SLOT: bool = false;
+    type Effects = Unchanged;
+
+    fn run(
+        services: &Services,
+        claim: &Claim,
+        _worker: &str,
+        stop: watch::Receiver<Option<Stop>>,
+    ) -> impl Future<Output = RunEnd<Unchanged>> + Send {
+        run(services, claim, stop)
+    }
+
+    fn leftovers(_: &Claim, _: Option<&Unchanged>) -> Vec<String> {
+        vec![]
+    }
+}
+
+/// Runs the claimed delivery until its route is deleted or `stop` says otherwise.
+async fn run(services: &Services, claim: &Claim, mut stop: watch::Receiver<Option<Stop>>) -> RunEnd<Unchanged> {
+    let mut counts = Counts::default();
+    let stopped = tokio::select! {
+        biased;
+        stop = stop.wait_for(Option::is_some) => Ok(stop.ok().and_then(|s| *s).unwrap_or(Stop::Lost)),
+        end = deliver_while_routed(services, claim, &mut counts) => Err(end),
+    };
+    match stopped {
+        Ok(stop) => RunEnd::Stopped { stop, counts },
+        Err(Ok(())) => RunEnd::Finished { outcome: Outcome::Completed(Unchanged), counts },
+        Err(Err(e)) => RunEnd::Finished { outcome: Outcome::Failed { error: e.message, class: e.class }, counts },
+    }
+}
+
+/// Delivers the claimed route's events until the route is deleted, starting over with the
+/// route's new settings whenever it changes.
+async fn deliver_while_routed(services: &Services, claim: &Claim, counts: &mut Counts) -> Result<(), ConnectorError> {
+    let pool = &services.pool;
+    while let Some(route) = store::route(pool, claim.subject_id).await? {
+        deliver_until_changed(services, &route, counts).await?;
+    }
+    Ok(())
+}
+
+/// Delivers `route`'s events until the route is changed or deleted.
+async fn deliver_until_changed(services: &Services, route: &Route, counts: &mut Counts) -> Result<(), ConnectorError> {
+    let pool = &services.pool;
+    let ctx = services.connector.child();
+    let _cancel = ctx.cancel.clone().drop_guard();
+    let (connector, config) = connections::open(services, &route.connection, "target")?;
+    let warehouse = connector.event_warehouse(&ctx, &config)?;
+    let mut cursors = store::cursors(pool, route.id).await?;
+    let Settings { batch_rows, batch_age, retry_for, .. } = services.event_delivery;
+    let bounds = batch::Bounds { rows: batch_rows, age: batch_age };
+    loop {
+        let events = batch::next(pool, route.source_id, &cursors, bounds).await?;
+        if !events.is_empty() {
+            let outcome = deliver::deliver(warehouse.as_ref(), route, &events, retry_for).await;
+            let recorded = store::record(pool, route.id, &outcome).await;
+            if recorded.is_err() && store::version(pool, route.id).await?.is_none() {
+                return Ok(());
+            }
+            recorded?;
+            for (partition, end) in &outcome.ends {
+                cursors.insert(*partition, *end);
+            }
+            counts.read += events.len() as i64;
+            counts.inserted += outcome.delivered;
+            counts.written += outcome.delivered;
+            counts.errors += outcome.dead.len() as i64;
+        }
+        if store::version(pool, route.id).await? != Some(route.version) {
+            return Ok(());
+        }
+    }
+}
