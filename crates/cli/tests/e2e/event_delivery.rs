@@ -164,12 +164,6 @@ async fn schedules(state: &tokio_postgres::Client, id: &str) -> i64 {
     state.query_one(sql, &[&id]).await.expect("schedules").get(0)
 }
 
-/// The schedules that keep route `id`'s delivery running.
-async fn schedules(state: &tokio_postgres::Client, id: &str) -> i64 {
-    let sql = "select count(*) from schedules where kind = 'event_delivery' and subject_id = $1::text::uuid";
-    state.query_one(sql, &[&id]).await.expect("schedules").get(0)
-}
-
 #[tokio::test]
 async fn routes_refuse_what_they_cannot_deliver() {
     let scene = Scene::new("api", "routes", "select 1").await;
