@@ -33,8 +33,9 @@ create table event_route_counts (
     delivered_at     timestamptz
 );
 
--- Events a route could not deliver, with why and after how many attempts, kept until replayed
--- (or their route is deleted).
+-- Events a route could not deliver, with why and after how many attempts, kept until their route
+-- is deleted. A replay asked for marks them; the delivery then tries them again, and records
+-- when they were delivered (or why they failed again).
 create table event_dead_letters (
     id          bigserial primary key,
     route_id    uuid not null references event_routes (id) on delete cascade,
@@ -44,9 +45,11 @@ create table event_dead_letters (
     reason      text not null,
     attempts    integer not null,
     created_at  timestamptz not null default now(),
+    replay_requested_at timestamptz,
     replayed_at timestamptz
 );
 create index event_dead_letters_route on event_dead_letters (route_id, id);
+create index event_dead_letters_replays on event_dead_letters (route_id, id) where replay_requested_at is not null;
 
 -- A route's delivery runs as long as the route exists; its schedule only restarts it.
 create function delete_event_route_runs() returns trigger language plpgsql as $$

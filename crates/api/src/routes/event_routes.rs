@@ -36,7 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The fields of a route body.
 const FIELDS: &[&str] = &["connection_id", "layout", "schema"];
 
-fn to_json(route: &EventRoute) -> Json {
+pub(super) fn to_json(route: &EventRoute) -> Json {
     json!({
         "id": route.id,
         "source_id": route.source_id,
@@ -117,7 +117,7 @@ fn text<'a>(body: &'a Map<String, Json>, key: &str) -> Result<Option<&'a str>, A
 }
 
 /// The route `route_id` of `source`, or 404.
-async fn route_of(state: &AppState, source: &EventSource, route_id: &str) -> Result<EventRoute, ApiError> {
+pub(super) async fn route_of(state: &AppState, source: &EventSource, route_id: &str) -> Result<EventRoute, ApiError> {
     let id = parse_id(route_id, "event route")?;
     store::event_routes::get(&state.pool.get().await?, source.id, id)
         .await?

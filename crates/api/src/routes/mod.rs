@@ -16,6 +16,7 @@ pub mod audit_events;
 pub mod bulk_syncs;
 pub mod connection_discovery;
 pub mod connections;
+pub mod event_replays;
 pub mod event_routes;
 pub mod event_sources;
 pub mod executions;
@@ -44,7 +45,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(schemas::configure)
             .configure(bulk_syncs::configure)
             .configure(event_sources::configure)
-            .configure(event_routes::configure),
+            .configure(event_routes::configure)
+            .configure(event_replays::configure),
     );
 }
 

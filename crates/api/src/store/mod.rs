@@ -15,6 +15,7 @@ pub mod capture_slots;
 pub mod catalogs;
 pub mod connections;
 pub mod constraints;
+pub mod event_dead_letters;
 pub mod event_routes;
 pub mod event_sources;
 pub mod execution_logs;

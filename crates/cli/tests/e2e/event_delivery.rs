@@ -127,7 +127,7 @@ async fn each_source_is_delivered_once_to_its_own_tables_in_either_layout() {
 }
 
 #[tokio::test]
-async fn a_poison_event_goes_to_dead_letters_and_the_rest_of_its_batch_is_delivered() {
+async fn a_poison_event_goes_to_dead_letters_and_is_delivered_by_a_replay_once_fixed() {
     let scene = Scene::new("api,worker,scheduler", "poison", "select 1").await;
     let (server, key) = source(&scene, "server").await;
     let segment = route(&scene, &server, json!({"connection_id": scene.conn, "layout": "segment"})).await;
@@ -143,19 +143,68 @@ async fn a_poison_event_goes_to_dead_letters_and_the_rest_of_its_batch_is_delive
     assert_eq!(counts, &json!({"delivered": 4, "deduplicated": 0, "dead_lettered": 1}));
     let delivered = rows(&scene, "select id from server.paid order by id").await;
     assert_eq!(delivered, [json!({"id": "m1"}), json!({"id": "m2"}), json!({"id": "m4"}), json!({"id": "m5"})]);
-    let state = scene.install.db.client().await;
-    let dead = state
-        .query_one(
-            "select message_id, reason, attempts from event_dead_letters where route_id = $1::text::uuid",
-            &[&segment["id"].as_str()],
-        )
-        .await
-        .expect("one dead letter");
-    assert_eq!(dead.get::<_, &str>(0), "m3");
-    let reason: &str = dead.get(1);
+    let route_path = format!("/api/event_sources/{server}/routes/{}", segment["id"].as_str().expect("id"));
+    let letters = scene.api.ok("GET", &format!("{route_path}/dead_letters"), None).await;
+    let [letter] = letters.as_array().expect("dead letters").as_slice() else { panic!("one dead letter: {letters}") };
+    assert_eq!(letter["message_id"], "m3");
+    assert_eq!(letter["message"]["properties"]["amount"], "forty-two", "the event as it arrived");
+    let reason = letter["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("numeric") && reason.contains("forty-two"), "the warehouse's reason: {reason}");
-    assert!(dead.get::<_, i32>(2) >= 1);
+    assert!(letter["attempts"].as_i64() >= Some(1) && letter["replayed_at"].is_null(), "{letter}");
+
+    scene
+        .data
+        .client()
+        .await
+        .batch_execute("alter table server.paid alter column amount type text")
+        .await
+        .expect("fix");
+    let replay = json!({"ids": [letter["id"]]});
+    let asked = scene.api.ok("POST", &format!("{route_path}/dead_letters/replay"), Some(replay.clone())).await;
+    assert_eq!(asked["requested"], 1);
+    let replayed = wait_for(|| async {
+        let letters = scene.api.ok("GET", &format!("{route_path}/dead_letters"), None).await;
+        letters[0]["replayed_at"].is_string().then_some(letters)
+    })
+    .await;
+    assert_eq!(replayed[0]["attempts"], letter["attempts"], "delivered at the first replay");
+    let amounts = rows(&scene, "select id, amount from server.paid order by id").await;
+    assert_eq!(amounts[2], json!({"id": "m3", "amount": "forty-two"}), "{amounts:?}");
+    assert_eq!(amounts.len(), 5);
+    let asked = scene.api.ok("POST", &format!("{route_path}/dead_letters/replay"), Some(replay)).await;
+    assert_eq!(asked["requested"], 0, "a delivered letter is not replayed again");
+
+    // A replay of the route from before its first event delivers everything again: nothing new.
+    let from = json!({"from": "2000-01-01T00:00:00Z"});
+    scene.api.ok("POST", &format!("{route_path}/replay"), Some(from)).await;
+    let counts = &settled(&scene, &server, &segment, 11).await["counts"];
+    assert_eq!(counts, &json!({"delivered": 5, "deduplicated": 5, "dead_lettered": 1}), "m3 fails no more");
+    assert_eq!(rows(&scene, "select id from server.tracks").await.len(), 5, "no event twice");
+    let (status, answer) =
+        scene.api.send("POST", &format!("{route_path}/replay"), Some(json!({"from": "yesterday"}))).await;
+    assert_error(status, &answer, 422, "from");
+    let (status, answer) = scene
+        .api
+        .send(
+            "POST",
+            &format!("{route_path}/dead_letters/replay"),
+            Some(json!({"ids": [1], "to": "2000-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_error(status, &answer, 422, "ids");
     scene.finish().await;
+}
+
+/// Polls `check` every 100 ms until it gives a value, for at most a minute.
+async fn wait_for<T, F: Future<Output = Option<T>>>(check: impl Fn() -> F) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "not within a minute");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The schedules that keep route `id`'s delivery running.

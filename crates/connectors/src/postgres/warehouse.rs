@@ -16,7 +16,7 @@ use std::{
 use async_trait::async_trait;
 use serde_json::{Map, Value as Json};
 use syncline_core::{
-    connector::{ConnectorError, Context, EventWarehouse, TableRows},
+    connector::{ConnectorError, Context, ErrorClass, EventWarehouse, TableRows},
     events::layout::{ColumnType, Merge},
 };
 
@@ -99,7 +99,22 @@ impl PostgresWarehouse {
 
 #[async_trait]
 impl EventWarehouse for PostgresWarehouse {
+    /// A load that fails for its data while it trusted remembered columns is tried once more
+    /// with the columns read afresh: someone may have changed a column's type (to fix what
+    /// failed before).
     async fn load(&self, schema: &str, tables: &[TableRows]) -> Result<Vec<u64>, ConnectorError> {
+        let remembered = tables.iter().any(|t| self.remembered(schema, &t.table).is_some());
+        match self.load_once(schema, tables).await {
+            Err(e) if e.class == ErrorClass::Permanent && remembered => self.load_once(schema, tables).await,
+            loaded => loaded,
+        }
+    }
+}
+
+impl PostgresWarehouse {
+    /// One try of [`EventWarehouse::load`]: the columns of its tables are remembered after it
+    /// succeeds and forgotten after it fails.
+    async fn load_once(&self, schema: &str, tables: &[TableRows]) -> Result<Vec<u64>, ConnectorError> {
         let conn = self.spare.take(&self.ctx, &self.config).await?;
         let known = |columns: Option<Vec<Columns>>| {
             let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());

@@ -143,7 +143,8 @@ async fn start_partition(client: &tokio_postgres::Client, writer: &str) -> Resul
         .batch_execute(&format!(
             "create table {table} (seq bigint not null, source_id uuid not null, message_id text not null,
                 received_at timestamptz not null, message bytea not null);
-             create index on {table} using brin (seq)"
+             create index on {table} using brin (seq);
+             create index on {table} using brin (received_at)"
         ))
         .await?;
     client.execute("insert into event_partitions (id, writer) values ($1, $2)", &[&id, &writer]).await?;
@@ -199,4 +200,19 @@ pub async fn read_after(
             message: r.get(3),
         })
         .collect())
+}
+
+/// The number of the first event of source `source_id` in partition `partition` received at
+/// or after `since` (`None` when there is none, or the partition was dropped meanwhile).
+pub async fn first_since(
+    client: &impl GenericClient,
+    partition: i64,
+    source_id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Option<i64>, DbError> {
+    let sql = format!("select min(seq) from {} where source_id = $1 and received_at >= $2", partition_table(partition));
+    match client.query_one(&sql, &[&source_id, &since]).await {
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
+        row => Ok(row?.get(0)),
+    }
 }

@@ -26,36 +26,47 @@ use syncline_core::{
     },
 };
 
-use super::store::{BatchOutcome, DeadLetter, Route};
+use super::store::Route;
 
 /// The first wait before trying a failing warehouse again; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// What delivering a batch came to.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// Events whose rows were new to the warehouse.
+    pub delivered: i64,
+    /// Events the warehouse had already.
+    pub deduplicated: i64,
+    /// Events that could not be delivered.
+    pub failed: Vec<Failure>,
+}
+
+/// An event of the batch that could not be delivered, and why.
+#[derive(Debug)]
+pub struct Failure {
+    /// Its place in the batch.
+    pub index: usize,
+    pub reason: String,
+    pub attempts: i32,
+}
+
 /// Delivers `batch` to `warehouse` for `route`, trying a failing warehouse for `retry_for`.
-pub async fn deliver<'a>(
+pub async fn deliver(
     warehouse: &dyn EventWarehouse,
     route: &Route,
-    batch: &'a [StoredEvent],
+    batch: &[StoredEvent],
     retry_for: Duration,
-) -> BatchOutcome<'a> {
+) -> Delivered {
     let loaded_at = Json::String(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
-    let mut outcome = BatchOutcome {
-        ends: HashMap::new(),
-        delivered: 0,
-        deduplicated: 0,
-        dead: Vec::new(),
-        newest: batch.iter().map(|e| e.received_at).max().unwrap_or_else(Utc::now),
-    };
-    for event in batch {
-        let end = outcome.ends.entry(event.partition).or_insert(event.seq);
-        *end = (*end).max(event.seq);
-    }
+    let mut outcome = Delivered::default();
+    let failure = |index, reason, attempts| Failure { index, reason, attempts };
     let mut laid_out: Vec<(usize, Vec<Row>)> = Vec::with_capacity(batch.len());
     for (i, event) in batch.iter().enumerate() {
         match lay_out(route, event, &loaded_at) {
             Ok(rows) => laid_out.push((i, rows)),
-            Err(reason) => outcome.dead.push(dead(event, reason, 1)),
+            Err(reason) => outcome.failed.push(failure(i, reason, 1)),
         }
     }
     let mut pending: Vec<Range<usize>> = Vec::new();
@@ -84,7 +95,7 @@ pub async fn deliver<'a>(
                 pending.push(range.start..middle);
             }
             Err(e) if e.class == ErrorClass::Permanent => {
-                outcome.dead.push(dead(&batch[part[0].0], e.message, attempts));
+                outcome.failed.push(failure(part[0].0, e.message, attempts));
             }
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
@@ -94,12 +105,9 @@ pub async fn deliver<'a>(
                         since.elapsed().as_secs(),
                         e.message
                     );
-                    for (i, _) in &laid_out[range] {
-                        outcome.dead.push(dead(&batch[*i], reason.clone(), attempts));
-                    }
-                    for range in pending.drain(..) {
+                    for range in std::iter::once(range).chain(pending.drain(..)) {
                         for (i, _) in &laid_out[range] {
-                            outcome.dead.push(dead(&batch[*i], reason.clone(), attempts));
+                            outcome.failed.push(failure(*i, reason.clone(), attempts));
                         }
                     }
                     continue;
@@ -157,14 +165,4 @@ fn tables(part: &[(usize, Vec<Row>)]) -> (Vec<TableRows>, HashSet<String>) {
         }
     }
     (tables, primary)
-}
-
-fn dead(event: &StoredEvent, reason: String, attempts: i32) -> DeadLetter<'_> {
-    DeadLetter {
-        message_id: &event.message_id,
-        received_at: event.received_at,
-        message: &event.message,
-        reason,
-        attempts,
-    }
 }

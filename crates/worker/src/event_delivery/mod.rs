@@ -91,21 +91,31 @@ async fn deliver_until_changed(services: &Services, route: &Route, counts: &mut 
         let events = batch::next(pool, route.source_id, &cursors, bounds).await?;
         if !events.is_empty() {
             let outcome = deliver::deliver(warehouse.as_ref(), route, &events, retry_for).await;
-            let recorded = store::record(pool, route.id, &outcome).await;
-            if recorded.is_err() && store::version(pool, route.id).await?.is_none() {
+            if !store::record(pool, route, &events, &outcome).await? {
                 return Ok(());
             }
-            recorded?;
-            for (partition, end) in &outcome.ends {
-                cursors.insert(*partition, *end);
+            for event in &events {
+                let end = cursors.entry(event.partition).or_insert(event.seq);
+                *end = (*end).max(event.seq);
             }
-            counts.read += events.len() as i64;
-            counts.inserted += outcome.delivered;
-            counts.written += outcome.delivered;
-            counts.errors += outcome.dead.len() as i64;
+            tally(counts, events.len(), &outcome);
+        }
+        let (letters, replays) = store::replays(pool, route.id, batch_rows as i64).await?;
+        if !replays.is_empty() {
+            let outcome = deliver::deliver(warehouse.as_ref(), route, &replays, retry_for).await;
+            store::record_replay(pool, route.id, &letters, &outcome).await?;
+            tally(counts, replays.len(), &outcome);
         }
         if store::version(pool, route.id).await? != Some(route.version) {
             return Ok(());
         }
     }
+}
+
+/// Adds what delivering `events` events came to to the run's counts.
+fn tally(counts: &mut Counts, events: usize, outcome: &deliver::Delivered) {
+    counts.read += events as i64;
+    counts.inserted += outcome.delivered;
+    counts.written += outcome.delivered;
+    counts.errors += outcome.failed.len() as i64;
 }

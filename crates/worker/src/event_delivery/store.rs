@@ -1,14 +1,19 @@
 //! What a route's delivery keeps in Postgres: the route, its position in each partition of the
-//! event store, its counts and its dead letters. A batch's outcome is recorded in one
-//! transaction, after the destination committed it.
+//! event store, its counts and its dead letters (and the replays asked of them). A batch's
+//! outcome is recorded in one transaction, after the destination committed it.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use syncline_core::{connector::ConnectorError, db::DbPool, events::layout::Layout};
+use syncline_core::{
+    connector::ConnectorError,
+    db::{DbPool, Transaction},
+    events::{layout::Layout, store::StoredEvent},
+};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::deliver::Delivered;
 use crate::connections::state;
 
 /// A route as its delivery reads it.
@@ -67,58 +72,120 @@ pub async fn cursors(pool: &DbPool, id: Uuid) -> Result<HashMap<i64, i64>, Conne
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// An event the route could not deliver.
-pub struct DeadLetter<'a> {
-    pub message_id: &'a str,
-    pub received_at: DateTime<Utc>,
-    pub message: &'a [u8],
-    pub reason: String,
-    pub attempts: i32,
-}
-
-/// What one batch came to.
-pub struct BatchOutcome<'a> {
-    /// The last event of the batch in each partition.
-    pub ends: HashMap<i64, i64>,
-    pub delivered: i64,
-    pub deduplicated: i64,
-    pub dead: Vec<DeadLetter<'a>>,
-    /// The arrival time of the batch's newest event.
-    pub newest: DateTime<Utc>,
-}
-
-/// Records `outcome` of a batch of route `id`: its dead letters, the route's new position and
-/// counts, in one transaction.
-pub async fn record(pool: &DbPool, id: Uuid, outcome: &BatchOutcome<'_>) -> Result<(), ConnectorError> {
+/// Records what delivering `batch` (events read past the route's position) came to: its
+/// failures as dead letters, the route's new position and its counts, in one transaction.
+/// Nothing is recorded when the route changed since `route` was read (`false`): a replay may
+/// have moved its position back.
+pub async fn record(
+    pool: &DbPool,
+    route: &Route,
+    batch: &[StoredEvent],
+    outcome: &Delivered,
+) -> Result<bool, ConnectorError> {
     let mut client = pool.get().await.map_err(state)?;
     let tx = client.transaction().await.map_err(state)?;
-    for dead in &outcome.dead {
+    if !unchanged(&tx, route).await? {
+        return Ok(false);
+    }
+    for failure in &outcome.failed {
+        let event = &batch[failure.index];
         tx.execute(
             "insert into event_dead_letters (route_id, message_id, received_at, message, reason, attempts)
              values ($1, $2, $3, $4, $5, $6)",
-            &[&id, &dead.message_id, &dead.received_at, &dead.message, &dead.reason, &dead.attempts],
+            &[&route.id, &event.message_id, &event.received_at, &event.message, &failure.reason, &failure.attempts],
         )
         .await
         .map_err(state)?;
     }
-    let (partitions, ends): (Vec<i64>, Vec<i64>) = outcome.ends.iter().map(|(p, s)| (*p, *s)).unzip();
+    let mut ends: HashMap<i64, i64> = HashMap::new();
+    for event in batch {
+        let end = ends.entry(event.partition).or_insert(event.seq);
+        *end = (*end).max(event.seq);
+    }
+    let (partitions, ends): (Vec<i64>, Vec<i64>) = ends.into_iter().unzip();
     tx.execute(
-        "insert into event_route_cursors (route_id, partition_id, seq) select $1, p, s from unnest($2::bigint[], $3::bigint[]) as u(p, s)
+        "insert into event_route_cursors (route_id, partition_id, seq)
+         select $1, p, s from unnest($2::bigint[], $3::bigint[]) as u(p, s)
          on conflict (route_id, partition_id) do update set seq = greatest(event_route_cursors.seq, excluded.seq)",
-        &[&id, &partitions, &ends],
+        &[&route.id, &partitions, &ends],
     )
     .await
     .map_err(state)?;
-    let dead = outcome.dead.len() as i64;
+    let newest = batch.iter().map(|e| e.received_at).max();
+    count(&tx, route.id, outcome, outcome.failed.len() as i64, newest).await?;
+    tx.commit().await.map_err(state)?;
+    Ok(true)
+}
+
+/// Whether `route` is as it was read, holding it so until the transaction ends.
+async fn unchanged(tx: &Transaction<'_>, route: &Route) -> Result<bool, ConnectorError> {
+    let sql = "select 1 from event_routes where id = $1 and updated_at = $2 for share";
+    Ok(tx.query_opt(sql, &[&route.id, &route.version]).await.map_err(state)?.is_some())
+}
+
+/// Adds `outcome`'s delivered and deduplicated events and `dead` new dead letters to route
+/// `id`'s counts.
+async fn count(
+    tx: &Transaction<'_>,
+    id: Uuid,
+    outcome: &Delivered,
+    dead: i64,
+    newest: Option<DateTime<Utc>>,
+) -> Result<(), ConnectorError> {
     tx.execute(
         "insert into event_route_counts (route_id, delivered, deduplicated, dead_lettered, last_received_at, delivered_at)
          values ($1, $2, $3, $4, $5, now())
          on conflict (route_id) do update set delivered = event_route_counts.delivered + $2,
              deduplicated = event_route_counts.deduplicated + $3, dead_lettered = event_route_counts.dead_lettered + $4,
              last_received_at = greatest(event_route_counts.last_received_at, $5), delivered_at = now()",
-        &[&id, &outcome.delivered, &outcome.deduplicated, &dead, &outcome.newest],
+        &[&id, &outcome.delivered, &outcome.deduplicated, &dead, &newest],
     )
     .await
     .map_err(state)?;
+    Ok(())
+}
+
+/// Dead letters of route `id` whose replay was asked for, oldest first, at most `limit`: their
+/// ids and events.
+pub async fn replays(pool: &DbPool, id: Uuid, limit: i64) -> Result<(Vec<i64>, Vec<StoredEvent>), ConnectorError> {
+    let client = pool.get().await.map_err(state)?;
+    let rows = client
+        .query(
+            "select id, message_id, received_at, message from event_dead_letters
+             where route_id = $1 and replay_requested_at is not null order by id limit $2",
+            &[&id, &limit],
+        )
+        .await
+        .map_err(state)?;
+    let ids = rows.iter().map(|r| r.get(0)).collect();
+    let events = rows
+        .iter()
+        .map(|r| StoredEvent { partition: 0, seq: 0, message_id: r.get(1), received_at: r.get(2), message: r.get(3) })
+        .collect();
+    Ok((ids, events))
+}
+
+/// Records what replaying dead letters `ids` came to: those delivered are marked so, those
+/// that failed again keep their letter with the new reason and attempts added.
+pub async fn record_replay(pool: &DbPool, id: Uuid, ids: &[i64], outcome: &Delivered) -> Result<(), ConnectorError> {
+    let mut client = pool.get().await.map_err(state)?;
+    let tx = client.transaction().await.map_err(state)?;
+    for failure in &outcome.failed {
+        tx.execute(
+            "update event_dead_letters set reason = $2, attempts = attempts + $3, replay_requested_at = null where id = $1",
+            &[&ids[failure.index], &failure.reason, &failure.attempts],
+        )
+        .await
+        .map_err(state)?;
+    }
+    let failed: Vec<i64> = outcome.failed.iter().map(|f| ids[f.index]).collect();
+    tx.execute(
+        "update event_dead_letters set replayed_at = now(), replay_requested_at = null
+         where id = any($1) and not (id = any($2))",
+        &[&ids, &failed],
+    )
+    .await
+    .map_err(state)?;
+    count(&tx, id, outcome, 0, None).await?;
     tx.commit().await.map_err(state)
 }
