@@ -34,7 +34,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The fields of a route body.
-const FIELDS: &[&str] = &["connection_id", "layout", "schema"];
+const FIELDS: &[&str] = &["connection_id", "layout", "schema", "enrichment"];
+/// Traits one route may add.
+const MAX_ENRICHMENT: usize = 20;
 
 pub(super) fn to_json(route: &EventRoute) -> Json {
     json!({
@@ -43,6 +45,7 @@ pub(super) fn to_json(route: &EventRoute) -> Json {
         "connection_id": route.connection_id,
         "layout": route.layout,
         "schema": route.schema,
+        "enrichment": route.enrichment,
         "created_at": route.created_at,
         "updated_at": route.updated_at,
         "counts": {
@@ -66,6 +69,9 @@ struct RouteBody {
     connection_id: Uuid,
     layout: Layout,
     schema: String,
+    /// Traits of the event's user each row gets as `user_<trait>` (`["name"]`: Polku's
+    /// `user_name`), from the organization's identify calls.
+    enrichment: Vec<String>,
 }
 
 impl RouteBody {
@@ -99,11 +105,26 @@ impl RouteBody {
                 return Err(invalid("schema", message));
             }
         };
-        Ok(Self { connection_id, layout, schema })
+        let enrichment: Vec<String> = match body.get("enrichment") {
+            None | Some(Json::Null) => vec![],
+            Some(traits) => serde_json::from_value(traits.clone())
+                .ok()
+                .filter(|t: &Vec<String>| t.len() <= MAX_ENRICHMENT && t.iter().all(|t| !layout::snake(t).is_empty()))
+                .ok_or_else(|| {
+                    let message = format!("enrichment must list at most {MAX_ENRICHMENT} trait names (like \"name\")");
+                    invalid("enrichment", message)
+                })?,
+        };
+        Ok(Self { connection_id, layout, schema, enrichment })
     }
 
     fn spec(&self) -> RouteSpec<'_> {
-        RouteSpec { connection_id: self.connection_id, layout: self.layout.as_str(), schema: &self.schema }
+        RouteSpec {
+            connection_id: self.connection_id,
+            layout: self.layout.as_str(),
+            schema: &self.schema,
+            enrichment: &self.enrichment,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use serde_json::{Value as Json, json};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -16,6 +17,8 @@ pub struct EventRoute {
     pub connection_id: Uuid,
     pub layout: String,
     pub schema: String,
+    /// The traits of the event's user added to its rows.
+    pub enrichment: Json,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub delivered: i64,
@@ -31,9 +34,11 @@ pub struct RouteSpec<'a> {
     pub connection_id: Uuid,
     pub layout: &'a str,
     pub schema: &'a str,
+    pub enrichment: &'a [String],
 }
 
-const SELECT: &str = "select r.id, r.source_id, r.connection_id, r.layout, r.schema_name, r.created_at, r.updated_at,
+const SELECT: &str =
+    "select r.id, r.source_id, r.connection_id, r.layout, r.schema_name, r.enrichment, r.created_at, r.updated_at,
         coalesce(c.delivered, 0) as delivered, coalesce(c.deduplicated, 0) as deduplicated,
         coalesce(c.dead_lettered, 0) as dead_lettered, c.last_received_at, c.delivered_at
     from event_routes r left join event_route_counts c on c.route_id = r.id";
@@ -48,6 +53,7 @@ impl FromRow for EventRoute {
             connection_id: row.try_get("connection_id")?,
             layout: row.try_get("layout")?,
             schema: row.try_get("schema_name")?,
+            enrichment: row.try_get("enrichment")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             delivered: row.try_get("delivered")?,
@@ -77,9 +83,9 @@ pub async fn insert(
     let id = Uuid::new_v4();
     client
         .execute(
-            "insert into event_routes (id, organization_id, source_id, connection_id, layout, schema_name)
-             values ($1, $2, $3, $4, $5, $6)",
-            &[&id, &org, &source_id, &spec.connection_id, &spec.layout, &spec.schema],
+            "insert into event_routes (id, organization_id, source_id, connection_id, layout, schema_name, enrichment)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+            &[&id, &org, &source_id, &spec.connection_id, &spec.layout, &spec.schema, &json!(spec.enrichment)],
         )
         .await?;
     Ok(id)
@@ -94,9 +100,10 @@ pub async fn update(
 ) -> Result<bool, StoreError> {
     let updated = client
         .execute(
-            "update event_routes set connection_id = $3, layout = $4, schema_name = $5, updated_at = now()
+            "update event_routes set connection_id = $3, layout = $4, schema_name = $5, enrichment = $6,
+                    updated_at = now()
              where source_id = $1 and id = $2",
-            &[&source_id, &id, &spec.connection_id, &spec.layout, &spec.schema],
+            &[&source_id, &id, &spec.connection_id, &spec.layout, &spec.schema, &json!(spec.enrichment)],
         )
         .await?;
     Ok(updated == 1)

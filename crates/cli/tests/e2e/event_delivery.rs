@@ -53,8 +53,9 @@ async fn each_source_is_delivered_once_to_its_own_tables_in_either_layout() {
     let scene = Scene::new("api,worker,scheduler", "deliver", "select 1").await;
     let (server, server_key) = source(&scene, "server").await;
     let (client, client_key) = source(&scene, "client").await;
-    let polku_server = route(&scene, &server, json!({"connection_id": scene.conn, "schema": "polku"})).await;
-    let polku_client = route(&scene, &client, json!({"connection_id": scene.conn, "schema": "polku"})).await;
+    let polku = json!({"connection_id": scene.conn, "schema": "polku", "enrichment": ["name"]});
+    let polku_server = route(&scene, &server, polku.clone()).await;
+    let polku_client = route(&scene, &client, polku).await;
     let segment = route(&scene, &server, json!({"connection_id": scene.conn, "layout": "segment"})).await;
     assert_eq!((polku_server["layout"].as_str(), segment["schema"].as_str()), (Some("source_table"), Some("server")));
 
@@ -83,11 +84,21 @@ async fn each_source_is_delivered_once_to_its_own_tables_in_either_layout() {
         assert_eq!(counts, &json!({"delivered": 5, "deduplicated": 1, "dead_lettered": 0}), "the resent m1 is counted");
     }
     assert_eq!(settled(&scene, &client, &polku_client, 1).await["counts"]["delivered"], 1);
+    send(
+        &scene,
+        &client_key,
+        json!([
+            {"type": "identify", "messageId": "c2", "userId": "u2", "traits": {"name": "Bob"}},
+            {"type": "track", "messageId": "c3", "userId": "u2", "event": "Booked"},
+        ]),
+    )
+    .await;
+    assert_eq!(settled(&scene, &client, &polku_client, 3).await["counts"]["delivered"], 3);
 
     let polku = rows(
         &scene,
         "select id, type, event, event_text, user_id, properties_plan, properties_seats,
-                             properties_address_city, properties_coupon, traits_name, name
+                             properties_address_city, properties_coupon, traits_name, name, user_name
                              from polku.server order by id",
     )
     .await;
@@ -100,12 +111,23 @@ async fn each_source_is_delivered_once_to_its_own_tables_in_either_layout() {
     assert_eq!(polku[2]["name"], "Home");
     assert_eq!(polku[4]["properties_coupon"], "WINTER", "a new property is a new column");
     assert!(polku[0]["properties_coupon"].is_null());
-    let client_rows = rows(&scene, "select id, user_id, properties_nights from polku.client").await;
+    let names: Vec<&str> = polku.iter().filter_map(|r| r["user_name"].as_str()).collect();
+    assert_eq!(names, ["Ada", "Ada", "", "Ada", "Ada"], "named from the identify, the anonymous page left empty");
+    let client_rows =
+        rows(&scene, "select id, user_id, properties_nights, user_name from polku.client order by id").await;
     assert_eq!(
-        client_rows,
-        [json!({"id": "c1", "user_id": "u2", "properties_nights": 2})],
-        "the other source's own table"
+        client_rows[0],
+        json!({"id": "c1", "user_id": "u2", "properties_nights": 2, "user_name": ""}),
+        "the other source's own table; not held back before u2 was named"
     );
+    assert_eq!(client_rows[2]["user_name"], "Bob");
+    let state = scene.install.db.client().await;
+    let named = state
+        .query("select subject, payload->>'name' from event_log where kind = 'user.first_named' order by subject", &[])
+        .await
+        .expect("log events");
+    let named: Vec<(String, String)> = named.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(named, [("u1".into(), "Ada".into()), ("u2".into(), "Bob".into())], "once each, through two routes");
 
     let tracks = rows(&scene, "select id, event from server.tracks order by id").await;
     assert_eq!(tracks, [json!({"id": "m1", "event": "signed_up"}), json!({"id": "m5", "event": "signed_up"})]);

@@ -116,7 +116,7 @@ pub fn rows(
     layout: Layout,
     source: &str,
     message: &Map<String, Json>,
-    extra: &[(&str, Json)],
+    extra: &[(String, Json)],
 ) -> Result<Vec<Row>, String> {
     let kind = message.get("type").and_then(Json::as_str).unwrap_or("track");
     let mut standard = Map::new();
@@ -155,7 +155,7 @@ pub fn rows(
         _ => {}
     }
     for (column, value) in extra {
-        standard.insert((*column).to_owned(), value.clone());
+        standard.insert(column.clone(), value.clone());
     }
     let object = |key: &str| match message.get(key) {
         Some(Json::Object(o)) => o.clone(),
@@ -356,7 +356,8 @@ mod tests {
             "type": "identify", "messageId": "m2", "userId": "u1", "anonymousId": "a1",
             "traits": {"name": "Ada", "address": {"city": "London"}},
         }));
-        let rows = rows(Layout::Segment, "server", &identify, &[("uuid_ts", json!("now"))]).expect("laid out");
+        let rows =
+            rows(Layout::Segment, "server", &identify, &[("uuid_ts".to_owned(), json!("now"))]).expect("laid out");
         let tables: Vec<_> = rows.iter().map(|r| (r.table.as_str(), r.merge)).collect();
         assert_eq!(tables, [("identifies", Merge::Keep), ("users", Merge::Latest)]);
         assert_eq!(rows[1].values["id"], "u1");

@@ -26,7 +26,10 @@ use syncline_core::{
     },
 };
 
-use super::store::Route;
+use super::{
+    store::Route,
+    users::{self, Traits},
+};
 
 /// The first wait before trying a failing warehouse again; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -52,19 +55,46 @@ pub struct Failure {
     pub attempts: i32,
 }
 
-/// Delivers `batch` to `warehouse` for `route`, trying a failing warehouse for `retry_for`.
+/// The messages of `batch`, or why one cannot be read.
+pub fn parse(batch: &[StoredEvent]) -> Vec<Result<Map<String, Json>, String>> {
+    batch
+        .iter()
+        .map(|event| serde_json::from_slice(&event.message).map_err(|e| format!("the stored message is not JSON: {e}")))
+        .collect()
+}
+
+/// The rows each of `messages` becomes in `route`'s layout, enriched from `users` and stamped
+/// with the load time, or why it cannot be laid out.
+pub fn lay_out(
+    route: &Route,
+    messages: &[Result<Map<String, Json>, String>],
+    users: &Traits,
+) -> Vec<Result<Vec<Row>, String>> {
+    let loaded_at = Json::String(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
+    messages
+        .iter()
+        .map(|message| {
+            let message = message.as_ref().map_err(Clone::clone)?;
+            let mut extra = users::columns(&route.enrichment, users, message);
+            extra.push(("uuid_ts".to_owned(), loaded_at.clone()));
+            layout::rows(route.layout, &route.source_name, message, &extra)
+        })
+        .collect()
+}
+
+/// Delivers the events laid out as `rows` (by [`lay_out`]) to `warehouse` for `route`, trying a
+/// failing warehouse for `retry_for`.
 pub async fn deliver(
     warehouse: &dyn EventWarehouse,
     route: &Route,
-    batch: &[StoredEvent],
+    rows: Vec<Result<Vec<Row>, String>>,
     retry_for: Duration,
 ) -> Delivered {
-    let loaded_at = Json::String(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
     let mut outcome = Delivered::default();
     let failure = |index, reason, attempts| Failure { index, reason, attempts };
-    let mut laid_out: Vec<(usize, Vec<Row>)> = Vec::with_capacity(batch.len());
-    for (i, event) in batch.iter().enumerate() {
-        match lay_out(route, event, &loaded_at) {
+    let mut laid_out: Vec<(usize, Vec<Row>)> = Vec::with_capacity(rows.len());
+    for (i, rows) in rows.into_iter().enumerate() {
+        match rows {
             Ok(rows) => laid_out.push((i, rows)),
             Err(reason) => outcome.failed.push(failure(i, reason, 1)),
         }
@@ -125,13 +155,6 @@ pub async fn deliver(
         }
     }
     outcome
-}
-
-/// The rows `event` becomes in `route`'s layout, stamped with the load time.
-fn lay_out(route: &Route, event: &StoredEvent, loaded_at: &Json) -> Result<Vec<Row>, String> {
-    let message: Map<String, Json> =
-        serde_json::from_slice(&event.message).map_err(|e| format!("the stored message is not JSON: {e}"))?;
-    layout::rows(route.layout, &route.source_name, &message, &[("uuid_ts", loaded_at.clone())])
 }
 
 /// `part`'s rows by table, in the order tables first appear (each `users` id once, its

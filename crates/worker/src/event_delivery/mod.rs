@@ -14,8 +14,12 @@
 mod batch;
 mod deliver;
 mod store;
+mod users;
 
+use deliver::Delivered;
+use serde_json::{Map, Value as Json};
 use store::Route;
+use syncline_core::{connector::EventWarehouse, events::store::StoredEvent};
 
 use syncline_core::{
     config::EventDelivery as Settings,
@@ -85,12 +89,12 @@ async fn deliver_until_changed(services: &Services, route: &Route, counts: &mut 
     let (connector, config) = connections::open(services, &route.connection, "target")?;
     let warehouse = connector.event_warehouse(&ctx, &config)?;
     let mut cursors = store::cursors(pool, route.id).await?;
-    let Settings { batch_rows, batch_age, retry_for, .. } = services.event_delivery;
+    let Settings { batch_rows, batch_age, .. } = services.event_delivery;
     let bounds = batch::Bounds { rows: batch_rows, age: batch_age };
     loop {
         let events = batch::next(pool, route.source_id, &cursors, bounds).await?;
         if !events.is_empty() {
-            let outcome = deliver::deliver(warehouse.as_ref(), route, &events, retry_for).await;
+            let outcome = deliver_events(services, warehouse.as_ref(), route, &events).await?;
             if !store::record(pool, route, &events, &outcome).await? {
                 return Ok(());
             }
@@ -102,7 +106,7 @@ async fn deliver_until_changed(services: &Services, route: &Route, counts: &mut 
         }
         let (letters, replays) = store::replays(pool, route.id, batch_rows as i64).await?;
         if !replays.is_empty() {
-            let outcome = deliver::deliver(warehouse.as_ref(), route, &replays, retry_for).await;
+            let outcome = deliver_events(services, warehouse.as_ref(), route, &replays).await?;
             store::record_replay(pool, route.id, &letters, &outcome).await?;
             tally(counts, replays.len(), &outcome);
         }
@@ -112,8 +116,28 @@ async fn deliver_until_changed(services: &Services, route: &Route, counts: &mut 
     }
 }
 
+/// Delivers `events` of `route`: their identify traits taken in, their rows laid out and
+/// enriched, then loaded.
+async fn deliver_events(
+    services: &Services,
+    warehouse: &dyn EventWarehouse,
+    route: &Route,
+    events: &[StoredEvent],
+) -> Result<Delivered, ConnectorError> {
+    let pool = &services.pool;
+    let messages = deliver::parse(events);
+    let readable: Vec<&Map<String, Json>> = messages.iter().filter_map(|m| m.as_ref().ok()).collect();
+    users::absorb(pool, (route.organization_id, route.source_id), &readable).await?;
+    let traits = match route.enrichment.is_empty() {
+        true => users::Traits::new(),
+        false => users::lookup(pool, route.organization_id, &readable).await?,
+    };
+    let rows = deliver::lay_out(route, &messages, &traits);
+    Ok(deliver::deliver(warehouse, route, rows, services.event_delivery.retry_for).await)
+}
+
 /// Adds what delivering `events` events came to to the run's counts.
-fn tally(counts: &mut Counts, events: usize, outcome: &deliver::Delivered) {
+fn tally(counts: &mut Counts, events: usize, outcome: &Delivered) {
     counts.read += events as i64;
     counts.inserted += outcome.delivered;
     counts.written += outcome.delivered;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
 use syncline_core::{
     connector::ConnectorError,
     db::{DbPool, Transaction},
@@ -19,10 +20,13 @@ use crate::connections::state;
 /// A route as its delivery reads it.
 pub struct Route {
     pub id: Uuid,
+    pub organization_id: Uuid,
     pub source_id: Uuid,
     pub source_name: String,
     pub layout: Layout,
     pub schema: String,
+    /// The traits of the event's user each row gets (`user_<trait>`).
+    pub enrichment: Vec<String>,
     /// When the route was last changed.
     pub version: DateTime<Utc>,
     /// Holds `target_type/config/secrets`.
@@ -34,7 +38,7 @@ pub async fn route(pool: &DbPool, id: Uuid) -> Result<Option<Route>, ConnectorEr
     let client = pool.get().await.map_err(state)?;
     let row = client
         .query_opt(
-            "select r.source_id, s.name as source_name, r.layout, r.schema_name, r.updated_at,
+            "select r.organization_id, r.source_id, s.name as source_name, r.layout, r.schema_name, r.enrichment, r.updated_at,
                     c.type as target_type, c.configuration as target_config, c.secrets as target_secrets
              from event_routes r join event_sources s on s.id = r.source_id join connections c on c.id = r.connection_id
              where r.id = $1",
@@ -44,8 +48,12 @@ pub async fn route(pool: &DbPool, id: Uuid) -> Result<Option<Route>, ConnectorEr
         .map_err(state)?;
     let Some(row) = row else { return Ok(None) };
     let layout: String = row.try_get("layout").map_err(state)?;
+    let enrichment: Json = row.try_get("enrichment").map_err(state)?;
     Ok(Some(Route {
         id,
+        organization_id: row.try_get("organization_id").map_err(state)?,
+        enrichment: serde_json::from_value(enrichment)
+            .map_err(|e| ConnectorError::config(format!("enrichment: {e}")))?,
         source_id: row.try_get("source_id").map_err(state)?,
         source_name: row.try_get("source_name").map_err(state)?,
         layout: Layout::parse(&layout).ok_or_else(|| ConnectorError::config(format!("layout {layout:?}")))?,

@@ -1,0 +1,28 @@
+-- What identify calls said of each user of an organization: the lookup routes enrich events
+-- from (user id → name, email, …), and when the user was first named.
+create table event_users (
+    organization_id uuid not null references organizations (id) on delete cascade,
+    user_id         text not null,
+    traits          jsonb not null default '{}',
+    named_at        timestamptz,
+    updated_at      timestamptz not null default now(),
+    primary key (organization_id, user_id)
+);
+
+-- How each route enriches its events: the traits of the event's user it adds as `user_<trait>`.
+alter table event_routes add column enrichment jsonb not null default '[]';
+
+-- Log events of event streams (`user.first_named`, `delivery.dead_lettered`), kept for the
+-- notification rules, each sent once. A user is named once per organization.
+create table event_log (
+    id              bigserial primary key,
+    organization_id uuid not null references organizations (id) on delete cascade,
+    source_id       uuid references event_sources (id) on delete set null,
+    kind            text not null,
+    subject         text not null,
+    payload         jsonb not null,
+    created_at      timestamptz not null default now(),
+    notified_at     timestamptz
+);
+create unique index event_log_first_named on event_log (organization_id, subject) where kind = 'user.first_named';
+create index event_log_pending on event_log (id) where notified_at is null;
