@@ -26,3 +26,12 @@ create table event_log (
 );
 create unique index event_log_first_named on event_log (organization_id, subject) where kind = 'user.first_named';
 create index event_log_pending on event_log (id) where notified_at is null;
+
+-- Notification rules of each source: which log events go to which Slack channel
+-- (`[{"events": ["user.first_named"], "channel": "#polku"}]`).
+alter table event_sources add column notifications jsonb not null default '[]';
+
+-- Sending log events: claimed by one worker at a time, tried again after a failure.
+alter table event_log add column claimed_until timestamptz;
+alter table event_log add column attempts integer not null default 0;
+alter table event_log add column last_error text;

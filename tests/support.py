@@ -298,11 +298,11 @@ class SynclineServer:
 
 
 @contextlib.contextmanager
-def syncline_server(workdir: Path, suite: str, prefix: str) -> Iterator[SynclineServer]:
+def syncline_server(workdir: Path, suite: str, prefix: str, env: Optional[dict] = None) -> Iterator[SynclineServer]:
     """A running `syncline serve` (api, worker and scheduler in one process) with a fresh state,
-    source and destination database named after `prefix`, its log in `workdir`; stops it and
-    drops the databases on exit, then fails if a connection password reached the log. A
-    startup failure stops the whole session of `suite`."""
+    source and destination database named after `prefix`, its log in `workdir`, and `env` set;
+    stops it and drops the databases on exit, then fails if a connection password reached the
+    log. A startup failure stops the whole session of `suite`."""
     admin = admin_dsn()
     parsed = urllib.parse.urlsplit(admin)
     suffix = random_suffix()
@@ -320,6 +320,7 @@ def syncline_server(workdir: Path, suite: str, prefix: str) -> Iterator[Syncline
                     "DEPLOYMENT": f"{prefix}-test",
                     "ROLE": "api,worker,scheduler",
                     "WORKER_HEARTBEAT_SECONDS": "2",
+                    **(env or {}),
                 },
             )
         server = SynclineServer(

@@ -25,6 +25,7 @@ import pytest
 from polytomic import Polytomic
 
 import support
+from slack_standin import SlackStandIn
 from support import SynclineServer  # test_access.py imports it from here too
 
 # Filled in by the `server` fixture; read by pytest_terminal_summary.
@@ -32,11 +33,22 @@ _server_logs: list[Path] = []
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynclineServer]:
+def slack() -> Iterator[SlackStandIn]:
+    """The local Slack the server's notification rules post to: channel `#polku`, which takes
+    one message every 1.5 s (stricter than Slack's 1/s, so the server meets its 429s)."""
+    standin = SlackStandIn(token="xoxb-sdk-test", channels=["#polku", "#elsewhere"], joined=["#polku"],
+                           interval=1.5, burst=1)
+    yield standin
+    standin.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, slack: SlackStandIn) -> Iterator[SynclineServer]:
     """A running `syncline serve` with fresh databases, torn down at session end."""
     workdir = tmp_path_factory.mktemp("syncline")
     _server_logs.append(workdir / "syncline.log")
-    with support.syncline_server(workdir, suite="tests/sdk", prefix="sdk") as server_info:
+    env = {"SLACK_API_URL": f"{slack.url}/api/", "SLACK_TOKEN": slack.token, "SLACK_CHANNEL": "#polku"}
+    with support.syncline_server(workdir, suite="tests/sdk", prefix="sdk", env=env) as server_info:
         yield server_info
 
 

@@ -130,6 +130,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             partition_rows: settings.bulk_partition_rows,
             max_retained_wal_mb: settings.cdc_max_retained_wal_mb,
             event_delivery: settings.event_delivery,
+            slack: settings.slack.clone(),
             partition_commits: db::listen(&settings.database_url, syncline_worker::PARTITION_COMMITS),
         };
         tasks.spawn(syncline_worker::run(services, settings.worker_concurrency, stopped()));

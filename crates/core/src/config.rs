@@ -91,6 +91,14 @@ pub struct EventDelivery {
     pub routes: usize,
 }
 
+/// Where Slack messages go (see [`Settings::slack`]).
+#[derive(Clone)]
+pub struct SlackSettings {
+    pub api_url: Url,
+    pub token: Option<String>,
+    pub channel: Option<String>,
+}
+
 /// Settings shared by every role.
 #[derive(Clone)]
 pub struct Settings {
@@ -146,6 +154,10 @@ pub struct Settings {
     pub events_max_message: usize,
     /// How routes deliver events.
     pub event_delivery: EventDelivery,
+    /// Where notification rules post to Slack: the Web API (`SLACK_API_URL`, Slack's own unless
+    /// set), the bot token (`SLACK_TOKEN`) and the channel of rules that name none
+    /// (`SLACK_CHANNEL`), as Polku named them.
+    pub slack: SlackSettings,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `REFERENCE_CONNECTORS`: also offer the in-memory reference connector (`memory`), a test
@@ -279,6 +291,15 @@ impl Settings {
             local_files_root: env.directory("LOCAL_FILES_ROOT")?,
             events_max_batch: env.number("EVENTS_MAX_BATCH_KB", 512, 1)?.min(EVENTS_MAX_BODY_KB) * 1024,
             events_max_message: env.number("EVENTS_MAX_MESSAGE_KB", 32, 1)?.min(EVENTS_MAX_BODY_KB) * 1024,
+            slack: SlackSettings {
+                api_url: parse_url(
+                    "SLACK_API_URL",
+                    &env.get("SLACK_API_URL").unwrap_or_else(|| "https://slack.com/api/".into()),
+                    &["http", "https"],
+                )?,
+                token: env.get("SLACK_TOKEN"),
+                channel: env.get("SLACK_CHANNEL"),
+            },
             event_delivery: EventDelivery {
                 batch_rows: env.number("EVENTS_BATCH_ROWS", 10_000, 1)?,
                 batch_age: Duration::from_millis(env.number("EVENTS_BATCH_AGE_MS", 500, 1)?),

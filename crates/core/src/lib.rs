@@ -17,6 +17,7 @@ pub mod queue;
 pub mod record;
 mod relay;
 pub mod schedule;
+pub mod slack;
 pub mod sync;
 pub mod telemetry;
 

@@ -13,6 +13,7 @@ mod event_delivery;
 mod job;
 mod kind;
 mod model_sync;
+mod notifications;
 mod read_ahead;
 mod slots;
 
@@ -44,6 +45,8 @@ pub struct Services {
     pub max_retained_wal_mb: u64,
     /// How event routes deliver.
     pub event_delivery: syncline_core::config::EventDelivery,
+    /// Where log events of event streams are posted.
+    pub slack: syncline_core::config::SlackSettings,
     /// The ids of the bulk executions one of whose partitions just committed (on any worker),
     /// from the state database's [`PARTITION_COMMITS`] channel.
     pub partition_commits: tokio::sync::broadcast::Sender<String>,
@@ -86,6 +89,9 @@ pub async fn run(
     let sweeper = services.clone();
     let sweep_stop = stop_rx.clone();
     let sweep = tokio::spawn(async move { capture_slots::sweep_until(&sweeper, sweep_stop).await });
+    let sender = services.clone();
+    let send_stop = stop_rx.clone();
+    let send = tokio::spawn(async move { notifications::send_until(&sender, send_stop).await });
     let wakes = services.queues.wakes();
     let routes = services.event_delivery.routes;
     tokio::try_join!(
@@ -95,7 +101,7 @@ pub async fn run(
         run_kind::<bulk_sync::BulkCdc>(services.clone(), concurrency, &wakes, stop_rx.clone()),
         run_kind::<event_delivery::EventDelivery>(services, routes, &wakes, stop_rx),
     )?;
-    let _ = sweep.await;
+    let _ = tokio::join!(sweep, send);
     info!("worker stopped");
     Ok(())
 }

@@ -33,6 +33,7 @@ fn to_json(source: &EventSource) -> Json {
         "name": source.name,
         "write_key_hint": source.write_key_hint,
         "policies": source.policies,
+        "notifications": source.notifications,
         "created_at": source.created_at,
         "updated_at": source.updated_at,
     })
@@ -57,19 +58,55 @@ fn new_key() -> (String, Vec<u8>, String) {
 struct SourceBody {
     name: Option<String>,
     policies: Option<Vec<String>>,
+    notifications: Option<Json>,
 }
 
 /// Parses a body, refusing fields an event source does not have (422 naming the field).
 fn source_body(body: &[u8]) -> Result<SourceBody, ApiError> {
     let value: Json = parse_body(body)?;
-    if let Some(unknown) =
-        value.as_object().and_then(|o| o.keys().find(|k| !["name", "policies"].contains(&k.as_str())))
-    {
+    let fields = ["name", "policies", "notifications"];
+    if let Some(unknown) = value.as_object().and_then(|o| o.keys().find(|k| !fields.contains(&k.as_str()))) {
         return Err(ApiError::unprocessable(format!("{unknown} is not a field of an event source"))
             .with_metadata(json!({"field": unknown})));
     }
     parse_body(body)
 }
+
+/// One notification rule: log events of these kinds go to this Slack channel.
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Rule {
+    events: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
+}
+
+/// The notification rules `given` (none when absent), checked: each names log events of
+/// known kinds and a channel (`SLACK_CHANNEL` by default), and `SLACK_TOKEN` is set to post
+/// with. 422 naming `notifications` otherwise.
+fn notifications(state: &AppState, given: Option<Json>) -> Result<Json, ApiError> {
+    let invalid = |message: String| ApiError::unprocessable(message).with_metadata(json!({"field": "notifications"}));
+    let Some(given) = given.filter(|g| !g.is_null()) else { return Ok(json!([])) };
+    let rules: Vec<Rule> = serde_json::from_value(given).map_err(|e| {
+        invalid(format!("notifications must be a list of {{\"events\": [...], \"channel\": \"#name\"}}: {e}"))
+    })?;
+    let slack = &state.settings.slack;
+    if !rules.is_empty() && slack.token.is_none() {
+        return Err(invalid("notifications need SLACK_TOKEN, the Slack bot token, to be set".into()));
+    }
+    for rule in &rules {
+        if let Some(kind) = rule.events.iter().find(|k| !LOG_EVENTS.contains(&k.as_str())) {
+            return Err(invalid(format!("notifications: {kind:?} is not one of {}", LOG_EVENTS.join(", "))));
+        }
+        if rule.channel.as_deref().or(slack.channel.as_deref()).is_none_or(str::is_empty) {
+            return Err(invalid("notifications: a rule names no channel and SLACK_CHANNEL is not set".into()));
+        }
+    }
+    Ok(serde_json::to_value(rules).expect("rules serialize"))
+}
+
+/// The kinds of log events of event streams.
+const LOG_EVENTS: &[&str] = &["user.first_named", "delivery.dead_lettered"];
 
 #[get("/event_sources")]
 async fn list(state: web::Data<AppState>, tenant: Tenant) -> Result<HttpResponse, ApiError> {
@@ -91,11 +128,12 @@ async fn create(
         let input = source_body(&body)?;
         let name = input::name(input.name.as_deref(), "name")?;
         let policies = input.policies.unwrap_or_default();
+        let rules = notifications(&state, input.notifications)?;
         let client = state.pool.get().await?;
         check_policies(&client, org, &policies).await?;
         let (key, hash, hint) = new_key();
         let stored = StoredKey { hash: &hash, hint: &hint };
-        let source = store::event_sources::insert(&client, org, (&name, &policies), stored).await?;
+        let source = store::event_sources::insert(&client, org, (&name, &policies, &rules), stored).await?;
         Ok(with_key(&source, &key))
     })
     .await
@@ -115,9 +153,14 @@ async fn update(
     let input = source_body(&body)?;
     let name = input::name(input.name.as_deref(), "name")?;
     let policies = input.policies.unwrap_or_else(|| source.policies.clone());
+    let rules = match input.notifications {
+        None => source.notifications.clone(),
+        given => notifications(&state, given)?,
+    };
     let client = state.pool.get().await?;
     check_policies(&client, source.organization_id, &policies).await?;
-    let updated = store::event_sources::update(&client, source.organization_id, source.id, (&name, &policies)).await?;
+    let updated =
+        store::event_sources::update(&client, source.organization_id, source.id, (&name, &policies, &rules)).await?;
     Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("event source"))?)))
 }
 

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use serde_json::Value as Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -16,11 +17,13 @@ pub struct EventSource {
     /// The write key's last characters.
     pub write_key_hint: String,
     pub policies: Vec<String>,
+    /// Which log events go to which Slack channel.
+    pub notifications: Json,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, organization_id, name, write_key_hint, policies, created_at, updated_at";
+const COLUMNS: &str = "id, organization_id, name, write_key_hint, policies, notifications, created_at, updated_at";
 
 impl FromRow for EventSource {
     const WHAT: &'static str = "event source";
@@ -32,6 +35,7 @@ impl FromRow for EventSource {
             name: row.try_get("name")?,
             write_key_hint: row.try_get("write_key_hint")?,
             policies: row.try_get("policies")?,
+            notifications: row.try_get("notifications")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
@@ -65,28 +69,28 @@ pub async fn by_key(client: &impl GenericClient, hash: &[u8]) -> Result<Option<E
 pub async fn insert(
     client: &impl GenericClient,
     org: Uuid,
-    (name, policies): (&str, &[String]),
+    (name, policies, notifications): (&str, &[String], &Json),
     key: StoredKey<'_>,
 ) -> Result<EventSource, StoreError> {
     let sql = format!(
-        "insert into event_sources (id, organization_id, name, policies, write_key_hash, write_key_hint)
-         values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
+        "insert into event_sources (id, organization_id, name, policies, notifications, write_key_hash, write_key_hint)
+         values ($1, $2, $3, $4, $5, $6, $7) returning {COLUMNS}"
     );
-    fetch_one(client, &sql, &[&Uuid::new_v4(), &org, &name, &policies, &key.hash, &key.hint]).await
+    fetch_one(client, &sql, &[&Uuid::new_v4(), &org, &name, &policies, notifications, &key.hash, &key.hint]).await
 }
 
-/// Renames source `id` and sets its policies.
+/// Renames source `id` and sets its policies and notification rules.
 pub async fn update(
     client: &impl GenericClient,
     org: Uuid,
     id: Uuid,
-    (name, policies): (&str, &[String]),
+    (name, policies, notifications): (&str, &[String], &Json),
 ) -> Result<Option<EventSource>, StoreError> {
     let sql = format!(
-        "update event_sources set name = $3, policies = $4, updated_at = now()
+        "update event_sources set name = $3, policies = $4, notifications = $5, updated_at = now()
           where id = $1 and organization_id = $2 returning {COLUMNS}"
     );
-    fetch_opt(client, &sql, &[&id, &org, &name, &policies]).await
+    fetch_opt(client, &sql, &[&id, &org, &name, &policies, notifications]).await
 }
 
 /// Replaces source `id`'s write key: the old one stops working at once.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::ConnectorError,
     db::{DbPool, Transaction},
@@ -101,6 +101,18 @@ pub async fn record(
             "insert into event_dead_letters (route_id, message_id, received_at, message, reason, attempts)
              values ($1, $2, $3, $4, $5, $6)",
             &[&route.id, &event.message_id, &event.received_at, &event.message, &failure.reason, &failure.attempts],
+        )
+        .await
+        .map_err(state)?;
+    }
+    if let Some(first) = outcome.failed.first() {
+        let payload = json!({
+            "route_id": route.id, "schema": route.schema, "events": outcome.failed.len(), "reason": first.reason,
+        });
+        tx.execute(
+            "insert into event_log (organization_id, source_id, kind, subject, payload)
+             values ($1, $2, 'delivery.dead_lettered', $3, $4)",
+            &[&route.organization_id, &route.source_id, &route.id.to_string(), &payload],
         )
         .await
         .map_err(state)?;

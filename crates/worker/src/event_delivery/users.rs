@@ -27,13 +27,14 @@ fn identified(messages: &[&Map<String, Json>]) -> BTreeMap<String, Map<String, J
     for message in messages {
         let is_identify = message.get("type").and_then(Json::as_str) == Some("identify");
         let user = message.get("userId").and_then(Json::as_str).filter(|u| !u.is_empty());
-        let (true, Some(user), Some(Json::Object(traits))) = (is_identify, user, message.get("traits")) else {
-            continue;
-        };
-        users
-            .entry(user.to_owned())
-            .or_default()
-            .extend(traits.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())));
+        let (true, Some(user)) = (is_identify, user) else { continue };
+        // RudderStack's clients send an identify's traits in its context only.
+        let context_traits = message.get("context").and_then(|c| c.get("traits"));
+        for traits in [context_traits, message.get("traits")].into_iter().flatten() {
+            let Json::Object(traits) = traits else { continue };
+            let known = traits.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone()));
+            users.entry(user.to_owned()).or_default().extend(known);
+        }
     }
     users
 }
@@ -150,10 +151,12 @@ mod tests {
             message(json!({"type": "identify", "userId": "u1", "traits": {"name": "Ada", "plan": "free"}})),
             message(json!({"type": "track", "userId": "u2", "traits": {"name": "Not a trait"}})),
             message(json!({"type": "identify", "userId": "u1", "traits": {"plan": "pro", "email": null}})),
+            message(json!({"type": "identify", "userId": "u3", "context": {"traits": {"name": "Rudder"}}})),
         ];
         let users = identified(&messages.iter().collect::<Vec<_>>());
-        assert_eq!(users.len(), 1);
+        assert_eq!(users.len(), 2);
         assert_eq!(Json::Object(users["u1"].clone()), json!({"name": "Ada", "plan": "pro"}));
+        assert_eq!(users["u3"]["name"], "Rudder", "RudderStack's identify traits");
     }
 
     #[test]
