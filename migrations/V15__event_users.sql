@@ -35,3 +35,11 @@ alter table event_sources add column notifications jsonb not null default '[]';
 alter table event_log add column claimed_until timestamptz;
 alter table event_log add column attempts integer not null default 0;
 alter table event_log add column last_error text;
+
+-- Events each source accepted, counted in the commit that stored them (no foreign key: a
+-- source deleted meanwhile must not fail the commit of other sources' events).
+create table event_source_counts (
+    source_id        uuid primary key,
+    accepted         bigint not null default 0,
+    last_received_at timestamptz
+);

@@ -16,6 +16,7 @@ pub mod audit_events;
 pub mod bulk_syncs;
 pub mod connection_discovery;
 pub mod connections;
+pub mod event_activity;
 pub mod event_replays;
 pub mod event_routes;
 pub mod event_sources;
@@ -46,7 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(bulk_syncs::configure)
             .configure(event_sources::configure)
             .configure(event_routes::configure)
-            .configure(event_replays::configure),
+            .configure(event_replays::configure)
+            .configure(event_activity::configure),
     );
 }
 

@@ -1,6 +1,8 @@
 //! Event routes: where a source's events go (a warehouse connection, a layout, a schema), with
 //! what each delivered.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::{Value as Json, json};
@@ -113,4 +115,10 @@ pub async fn delete(client: &impl GenericClient, source_id: Uuid, id: Uuid) -> R
     let deleted =
         client.execute("delete from event_routes where source_id = $1 and id = $2", &[&source_id, &id]).await?;
     Ok(deleted == 1)
+}
+
+/// Route `id`'s position: the last event it is done with, by partition.
+pub async fn cursors(client: &impl GenericClient, id: Uuid) -> Result<HashMap<i64, i64>, StoreError> {
+    let rows = client.query("select partition_id, seq from event_route_cursors where route_id = $1", &[&id]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

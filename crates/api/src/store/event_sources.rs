@@ -108,6 +108,18 @@ pub async fn rotate(
 }
 
 pub async fn delete(client: &impl GenericClient, org: Uuid, id: Uuid) -> Result<(), StoreError> {
-    client.execute("delete from event_sources where id = $1 and organization_id = $2", &[&id, &org]).await?;
+    let deleted =
+        client.execute("delete from event_sources where id = $1 and organization_id = $2", &[&id, &org]).await?;
+    if deleted == 1 {
+        client.execute("delete from event_source_counts where source_id = $1", &[&id]).await?;
+    }
     Ok(())
+}
+
+/// How many events source `id` accepted, and when the newest arrived.
+pub async fn accepted(client: &impl GenericClient, id: Uuid) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+    let row = client
+        .query_opt("select accepted, last_received_at from event_source_counts where source_id = $1", &[&id])
+        .await?;
+    Ok(row.map_or((0, None), |r| (r.get(0), r.get(1))))
 }

@@ -84,6 +84,15 @@ async fn each_source_is_delivered_once_to_its_own_tables_in_either_layout() {
         assert_eq!(counts, &json!({"delivered": 5, "deduplicated": 1, "dead_lettered": 0}), "the resent m1 is counted");
     }
     assert_eq!(settled(&scene, &client, &polku_client, 1).await["counts"]["delivered"], 1);
+    let activity = scene.api.ok("GET", &format!("/api/event_sources/{server}/activity?sample=5"), None).await;
+    assert_eq!(activity["accepted"], 6, "every event answered 200 is counted, the resent one too: {activity}");
+    let sample: Vec<&str> =
+        activity["sample"].as_array().expect("sample").iter().filter_map(|e| e["message_id"].as_str()).collect();
+    assert_eq!(sample, ["m5", "m1", "m4", "m3", "m2"], "the newest first, as many as asked");
+    assert_eq!(activity["sample"][0]["message"]["properties"]["coupon"], "WINTER");
+    let routes = activity["routes"].as_array().expect("routes");
+    assert_eq!(routes.len(), 2);
+    assert!(routes.iter().all(|r| r["pending"] == false && r["lag_seconds"] == 0.0), "all delivered: {routes:?}");
     send(
         &scene,
         &client_key,

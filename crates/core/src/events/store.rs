@@ -5,8 +5,12 @@
 //! `COPY` commits, the requests that arrive wait and then go together in the next (group
 //! commit), so a busy api makes few, large transactions and an idle one answers at once.
 //!
+//! Each commit also adds its events to their sources' `accepted` counts.
+//!
 //! A request the writer has no room for is refused at once ([`WriteError::Busy`]) rather than
 //! queued without bound; one whose `COPY` fails is refused whole (nothing of it was stored).
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -111,14 +115,15 @@ async fn commit(
     group: &[Pending],
 ) -> Result<(), WriteError> {
     let store = |e: &dyn std::fmt::Display| WriteError::Store(e.to_string());
-    let client = pool.get().await.map_err(|e| store(&e))?;
+    let mut client = pool.get().await.map_err(|e| store(&e))?;
     let current = match partition.take() {
         Some(current) if current.next <= PARTITION_EVENTS => current,
         _ => start_partition(&client, writer).await.map_err(|e| store(&e))?,
     };
+    let tx = client.transaction().await.map_err(|e| store(&e))?;
     let sql =
         format!("copy {} (seq, source_id, message_id, received_at, message) from stdin (format binary)", current.table);
-    let sink = client.copy_in(&sql).await.map_err(|e| store(&e))?;
+    let sink = tx.copy_in(&sql).await.map_err(|e| store(&e))?;
     let types = [Type::INT8, Type::UUID, Type::TEXT, Type::TIMESTAMPTZ, Type::BYTEA];
     let copy = BinaryCopyInWriter::new(sink, &types);
     futures::pin_mut!(copy);
@@ -130,6 +135,23 @@ async fn commit(
         seq += 1;
     }
     copy.finish().await.map_err(|e| store(&e))?;
+    let mut accepted: HashMap<Uuid, (i64, DateTime<Utc>)> = HashMap::new();
+    for event in group.iter().flat_map(|p| &p.events) {
+        let count = accepted.entry(event.source_id).or_insert((0, event.received_at));
+        *count = (count.0 + 1, count.1.max(event.received_at));
+    }
+    let (sources, counts): (Vec<Uuid>, Vec<(i64, DateTime<Utc>)>) = accepted.into_iter().unzip();
+    let (counts, latest): (Vec<i64>, Vec<DateTime<Utc>>) = counts.into_iter().unzip();
+    tx.execute(
+        "insert into event_source_counts (source_id, accepted, last_received_at)
+         select * from unnest($1::uuid[], $2::bigint[], $3::timestamptz[])
+         on conflict (source_id) do update set accepted = event_source_counts.accepted + excluded.accepted,
+             last_received_at = greatest(event_source_counts.last_received_at, excluded.last_received_at)",
+        &[&sources, &counts, &latest],
+    )
+    .await
+    .map_err(|e| store(&e))?;
+    tx.commit().await.map_err(|e| store(&e))?;
     *partition = Some(Partition { next: seq, ..current });
     Ok(())
 }
@@ -190,16 +212,7 @@ pub async fn read_after(
         Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(vec![]),
         rows => rows?,
     };
-    Ok(rows
-        .iter()
-        .map(|r| StoredEvent {
-            partition,
-            seq: r.get(0),
-            message_id: r.get(1),
-            received_at: r.get(2),
-            message: r.get(3),
-        })
-        .collect())
+    Ok(rows.iter().map(|r| stored(partition, r)).collect())
 }
 
 /// The number of the first event of source `source_id` in partition `partition` received at
@@ -215,4 +228,29 @@ pub async fn first_since(
         Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
         row => Ok(row?.get(0)),
     }
+}
+
+/// The newest events of source `source_id` in partition `partition` received since `since`,
+/// newest first, at most `limit`.
+pub async fn newest(
+    client: &impl GenericClient,
+    partition: i64,
+    source_id: Uuid,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, DbError> {
+    let sql = format!(
+        "select seq, message_id, received_at, message from {} where source_id = $1 and received_at >= $2
+         order by seq desc limit $3",
+        partition_table(partition)
+    );
+    let rows = match client.query(&sql, &[&source_id, &since, &limit]).await {
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(vec![]),
+        rows => rows?,
+    };
+    Ok(rows.iter().map(|r| stored(partition, r)).collect())
+}
+
+fn stored(partition: i64, row: &tokio_postgres::Row) -> StoredEvent {
+    StoredEvent { partition, seq: row.get(0), message_id: row.get(1), received_at: row.get(2), message: row.get(3) }
 }
