@@ -13,13 +13,13 @@ use crate::{
 };
 
 /// Adds a route to `source` and returns it.
-async fn route(scene: &Scene, source: &str, body: Json) -> Json {
+pub async fn route(scene: &Scene, source: &str, body: Json) -> Json {
     scene.api.ok("POST", &format!("/api/event_sources/{source}/routes"), Some(body)).await
 }
 
 /// Waits until `route` of `source` has dealt with `events` events (delivered, dropped as
 /// duplicates or dead-lettered) and returns it.
-async fn settled(scene: &Scene, source: &str, route: &Json, events: i64) -> Json {
+pub async fn settled(scene: &Scene, source: &str, route: &Json, events: i64) -> Json {
     let path = format!("/api/event_sources/{source}/routes/{}", route["id"].as_str().expect("route id"));
     let started = Instant::now();
     loop {
@@ -35,13 +35,13 @@ async fn settled(scene: &Scene, source: &str, route: &Json, events: i64) -> Json
     }
 }
 
-async fn send(scene: &Scene, key: &str, batch: Json) {
+pub async fn send(scene: &Scene, key: &str, batch: Json) {
     let (status, answer) = post(scene, "batch", Key::Basic(key), json!({"batch": batch}), false).await;
     assert_eq!(status, 200, "{answer}");
 }
 
 /// The rows of `sql` on the warehouse, as JSON objects.
-async fn rows(scene: &Scene, sql: &str) -> Vec<Json> {
+pub async fn rows(scene: &Scene, sql: &str) -> Vec<Json> {
     let warehouse = scene.data.client().await;
     let sql = format!("select coalesce(json_agg(t), '[]') from ({sql}) t");
     let rows: Json = warehouse.query_one(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")).get(0);

@@ -13,6 +13,7 @@ mod deadlines;
 mod edge;
 mod egress;
 mod event_delivery;
+mod event_faults;
 mod event_sources;
 mod faults;
 mod ingest;

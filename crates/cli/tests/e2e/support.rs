@@ -86,7 +86,7 @@ fn left_behind(name: &str) -> bool {
 }
 
 /// Drops test database `name` with its replication slots (which would keep it).
-async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
+pub async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
     let slots = "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1";
     let _ = admin.query(slots, &[&name]).await;
     let _ = admin.batch_execute(&format!("drop database if exists {name} with (force)")).await;
