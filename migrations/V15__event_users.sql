@@ -43,3 +43,5 @@ create table event_source_counts (
     accepted         bigint not null default 0,
     last_received_at timestamptz
 );
+-- The secrets of the rules (a bot token or an incoming webhook URL each), sealed.
+alter table event_sources add column notification_secrets bytea;

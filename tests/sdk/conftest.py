@@ -36,8 +36,8 @@ _server_logs: list[Path] = []
 def slack() -> Iterator[SlackStandIn]:
     """The local Slack the server's notification rules post to: channel `#polku`, which takes
     one message every 1.5 s (stricter than Slack's 1/s, so the server meets its 429s)."""
-    standin = SlackStandIn(token="xoxb-sdk-test", channels=["#polku", "#elsewhere"], joined=["#polku"],
-                           interval=1.5, burst=1)
+    standin = SlackStandIn(tokens=["xoxb-sdk-test", "xoxb-own-bot"], channels=["#polku", "#elsewhere", "#own"],
+                           joined=["#polku", "#own"], hooks={"/services/T1/B1/hook": "#hooked"}, interval=1.5, burst=1)
     yield standin
     standin.close()
 
@@ -47,7 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, slack: SlackStandIn) -> Ite
     """A running `syncline serve` with fresh databases, torn down at session end."""
     workdir = tmp_path_factory.mktemp("syncline")
     _server_logs.append(workdir / "syncline.log")
-    env = {"SLACK_API_URL": f"{slack.url}/api/", "SLACK_TOKEN": slack.token, "SLACK_CHANNEL": "#polku"}
+    env = {"SLACK_API_URL": f"{slack.url}/api/", "SLACK_TOKEN": "xoxb-sdk-test", "SLACK_CHANNEL": "#polku"}
     with support.syncline_server(workdir, suite="tests/sdk", prefix="sdk", env=env) as server_info:
         yield server_info
 

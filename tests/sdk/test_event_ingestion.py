@@ -169,6 +169,28 @@ def test_a_channel_the_bot_is_not_in_is_recorded_and_not_retried(server, token, 
     assert not [m for m in slack.messages if "Nowhere" in m["text"]]
 
 
+def test_rules_with_their_own_bot_token_or_an_incoming_webhook_post_there(server, token, sources, slack):
+    source_id, key = sources["client"]
+    rules = [{"events": ["user.first_named"], "channel": "#own", "token": "xoxb-own-bot"},
+             {"events": ["user.first_named"], "webhook_url": f"{slack.url}/services/T1/B1/hook"}]
+    shown = api(server, token, "PUT", f"/event_sources/{source_id}", {"name": "client", "notifications": rules})
+    assert shown["notifications"] == [
+        {"events": ["user.first_named"], "channel": "#own", "secret": "token"},
+        {"events": ["user.first_named"], "secret": "webhook_url"},
+    ], "secrets are never shown"
+    assert "xoxb-own-bot" not in json.dumps(shown) and "/services/" not in json.dumps(shown)
+    rud = rudder.Client(key, host=server.base_url, max_retries=1)
+    rud.identify("w1", {"name": "Hooked"})
+    rud.flush()
+    rud.shutdown()
+    heard = wait_for(lambda: len(h := [m for m in slack.messages if "Hooked" in m["text"]]) >= 2 and h, 30)
+    time.sleep(2)
+    assert sorted(m["channel"] for m in slack.messages if "Hooked" in m["text"]) == ["#hooked", "#own"], heard
+    with server.connect(server.state_db) as conn:
+        sealed = conn.execute("select notification_secrets from event_sources where id = %s", (source_id,)).fetchone()[0]
+    assert sealed and b"xoxb-own-bot" not in bytes(sealed), "the rule's secrets are sealed"
+
+
 def test_a_wrong_write_key_is_refused_and_not_retried_forever(server):
     errors = []
     seg = segment.Client("wk_not_a_key", host=server.base_url, sync_mode=True,

@@ -1,8 +1,9 @@
 //! `syncline-bench events`: how many events Syncline's `/v1` tracking API accepts durably (each
 //! answered 200 only once committed), in batches of 100 (`/v1/batch`) and one per request
 //! (`/v1/track`), beside the same rows `COPY`ed into PostgreSQL by a plain client in one binary
-//! `COPY` (the physical limit here). Targets: 25,000 events/s in batches and 5,000 requests/s
-//! single, on this 2-core machine.
+//! `COPY` (the physical limit here); then how long events sent at a steady 5,000 a second take
+//! from acceptance to being queryable in a route's warehouse ([`delivery`]). Targets: 25,000
+//! events/s in batches, 5,000 requests/s single and a p99 under 2 s, on this 2-core machine.
 
 use std::{
     sync::{
@@ -18,6 +19,7 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::{NoTls, binary_copy::BinaryCopyInWriter, types::Type};
 
 use crate::{
+    delivery,
     harness::{Databases, Syncline},
     verdict,
 };
@@ -26,6 +28,8 @@ use crate::{
 const BATCH: usize = 100;
 /// Requests in flight at once.
 const CONCURRENCY: usize = 32;
+/// How long events are sent at a steady rate to measure delivery.
+const STEADY_SECONDS: u64 = 20;
 
 /// Event `n` of request `request`, shaped like a server library's track.
 fn event(request: usize, n: usize) -> Json {
@@ -119,7 +123,9 @@ pub async fn run(events: usize, binary: &str) -> anyhow::Result<()> {
         }
         total
     };
+    let latencies = delivery::measure(&syncline, &dbs, STEADY_SECONDS).await?;
     let rss = syncline.api_peak_rss_mb()?;
+    let worker_rss = syncline.worker_peak_rss_mb()?;
     drop(syncline);
     let copied = copy_baseline(&dbs, events).await?;
     dbs.drop_all().await?;
@@ -154,7 +160,15 @@ pub async fn run(events: usize, binary: &str) -> anyhow::Result<()> {
         verdict(batched_rate >= 25_000.0)
     );
     println!("single:   {single_rate:.0} requests/s (target ≥ 5,000) {}", verdict(single_rate >= 5_000.0));
+    let (p50, p99) = (latencies.quantile(0.5), latencies.quantile(0.99));
+    println!(
+        "delivery: at a steady 5,000 events/s for {STEADY_SECONDS} s, acceptance → queryable p50 {} ms, p99 {} ms (target p99 < 2 s) {}",
+        p50.as_millis(),
+        p99.as_millis(),
+        verdict(p99 < Duration::from_secs(2))
+    );
     println!("api RSS:  {rss} MB peak (target < 256 MB) {}", verdict(rss < 256));
+    println!("worker RSS: {worker_rss} MB peak (target < 256 MB) {}", verdict(worker_rss < 256));
     let sent = (batches * BATCH + singles) as i64;
     println!("stored:   {stored} of {sent} acknowledged events {}", verdict(stored == sent));
     ensure!(stored == sent, "{sent} events were acknowledged but {stored} are stored");

@@ -281,7 +281,6 @@ impl Syncline {
         Ok(())
     }
 
-    /// A PostgreSQL connection to database `url`; returns its id.
     /// Creates a PostgreSQL connection to `url`, capturing its changes when `change_detection`.
     pub async fn postgres_connection(&self, name: &str, url: &str, change_detection: bool) -> anyhow::Result<String> {
         let mut config = connection_config(&reqwest::Url::parse(url)?, "postgres", 5432);

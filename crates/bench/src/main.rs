@@ -12,6 +12,7 @@
 mod baseline;
 mod bulk;
 mod cdc;
+mod delivery;
 mod events;
 mod harness;
 mod source;

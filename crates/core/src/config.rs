@@ -85,6 +85,9 @@ impl Default for Deadlines {
 /// at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventDelivery {
+    /// How long delivered events are kept for replays (`EVENTS_RETENTION_HOURS`; 0: dropped
+    /// once delivered).
+    pub retention: Duration,
     pub batch_rows: usize,
     pub batch_age: Duration,
     pub retry_for: Duration,
@@ -301,6 +304,7 @@ impl Settings {
                 channel: env.get("SLACK_CHANNEL"),
             },
             event_delivery: EventDelivery {
+                retention: Duration::from_secs(env.number("EVENTS_RETENTION_HOURS", 168, 0)? * 3600),
                 batch_rows: env.number("EVENTS_BATCH_ROWS", 10_000, 1)?,
                 batch_age: Duration::from_millis(env.number("EVENTS_BATCH_AGE_MS", 500, 1)?),
                 retry_for: Duration::from_secs(env.number("EVENTS_RETRY_MINUTES", 10, 1)? * 60),
@@ -539,6 +543,29 @@ mod tests {
         let shown = format!("{:?}", Settings::from_vars(&vars).expect("valid settings"));
         assert!(shown.contains("oidc_client_id"));
         assert!(!shown.contains("oidc-secret-value") && !shown.contains("deployment-key-value"), "{shown}");
+    }
+
+    #[test]
+    fn reads_how_event_routes_deliver_and_where_slack_is() {
+        let mut vars = base();
+        let s = Settings::from_vars(&vars).expect("defaults");
+        let delivery = s.event_delivery;
+        assert_eq!((delivery.batch_rows, delivery.batch_age), (10_000, Duration::from_millis(500)));
+        assert_eq!(
+            (delivery.retry_for, delivery.retention),
+            (Duration::from_secs(600), Duration::from_secs(168 * 3600))
+        );
+        assert_eq!((s.slack.api_url.as_str(), s.slack.token.as_deref()), ("https://slack.com/api/", None));
+        vars.insert("EVENTS_RETENTION_HOURS".into(), "0".into());
+        vars.insert("SLACK_TOKEN".into(), "xoxb-secret-value".into());
+        vars.insert("SLACK_API_URL".into(), "http://127.0.0.1:9/api/".into());
+        let s = Settings::from_vars(&vars).expect("valid settings");
+        assert_eq!(s.event_delivery.retention, Duration::ZERO, "dropped once delivered");
+        assert_eq!(s.slack.api_url.as_str(), "http://127.0.0.1:9/api/");
+        assert!(!format!("{s:?}").contains("xoxb-secret-value"), "the token is not shown");
+        vars.insert("EVENTS_BATCH_ROWS".into(), "0".into());
+        let error = Settings::from_vars(&vars).expect_err("no empty batches").to_string();
+        assert!(error.contains("EVENTS_BATCH_ROWS"), "{error}");
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! Posting to Slack through its Web API (`chat.postMessage` with a bot token), as its
-//! documentation describes: errors come as HTTP 200 with `{"ok": false, "error": …}`, and a
-//! caller over the rate limit gets 429 with `Retry-After` seconds. Slack allows about one
-//! message per second per channel: [`Pace`] spaces a process's messages so.
+//! Posting to Slack as its documentation describes, through the Web API (`chat.postMessage`
+//! with a bot token: errors come as HTTP 200 with `{"ok": false, "error": …}`) or an incoming
+//! webhook (errors are HTTP statuses with a plain-text reason); a caller over the rate limit
+//! gets 429 with `Retry-After` seconds. Slack allows about one message per second per channel:
+//! [`Pace`] spaces a process's messages so.
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use tokio::time::Instant;
 
-use reqwest::Url;
+pub use reqwest::Url;
 use serde_json::{Value as Json, json};
 
 /// Why a message was not posted.
@@ -27,43 +28,23 @@ pub enum SlackError {
 /// The longest wait a 429 is honoured with; a longer `Retry-After` is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// A bot of a Slack workspace.
+/// Slack's Web API and incoming webhooks.
 pub struct Slack {
     http: reqwest::Client,
     api: Url,
-    token: String,
 }
 
 impl Slack {
-    /// The bot whose token is `token`, at Web API `api` (`https://slack.com/api/`).
-    pub fn new(http: reqwest::Client, api: Url, token: String) -> Self {
-        Self { http, api, token }
+    /// Slack at Web API `api` (`https://slack.com/api/`), called with `http`.
+    pub fn new(http: reqwest::Client, api: Url) -> Self {
+        Self { http, api }
     }
 
-    /// Posts `text` to `channel` (an id or a `#name`).
-    pub async fn post(&self, channel: &str, text: &str) -> Result<(), SlackError> {
+    /// Posts `text` to `channel` (an id or a `#name`) as the bot whose token is `token`.
+    pub async fn post(&self, token: &str, channel: &str, text: &str) -> Result<(), SlackError> {
         let url = self.api.join("chat.postMessage").map_err(|e| SlackError::Refused(e.to_string()))?;
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(&self.token)
-            .json(&json!({ "channel": channel, "text": text }))
-            .send()
-            .await
-            .map_err(|e| SlackError::Unavailable(e.to_string()))?;
-        if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            let after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(Duration::from_secs(1), Duration::from_secs);
-            return Err(SlackError::RateLimited(after.min(MAX_RETRY_AFTER)));
-        }
-        let status = response.status();
-        if status.is_server_error() {
-            return Err(SlackError::Unavailable(format!("HTTP {status}")));
-        }
+        let request = self.http.post(url).bearer_auth(token).json(&json!({ "channel": channel, "text": text }));
+        let response = sent(request).await?;
         let body: Json = response.json().await.map_err(|e| SlackError::Unavailable(e.to_string()))?;
         match (body["ok"].as_bool(), body["error"].as_str()) {
             (Some(true), _) => Ok(()),
@@ -74,9 +55,41 @@ impl Slack {
             (_, error) => Err(SlackError::Refused(error.unwrap_or("no answer").to_owned())),
         }
     }
+
+    /// Posts `text` to the incoming webhook `url`.
+    pub async fn post_to_webhook(&self, url: &Url, text: &str) -> Result<(), SlackError> {
+        let response = sent(self.http.post(url.clone()).json(&json!({ "text": text }))).await?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status => {
+                let reason = response.text().await.unwrap_or_default();
+                Err(SlackError::Refused(format!("HTTP {status}: {}", reason.trim())))
+            }
+        }
+    }
 }
 
-/// Spaces messages to each channel [`Pace::SPACING`] apart within this process.
+/// The answer to `request`, unless it is a rate limit (429, with its `Retry-After`) or a
+/// failure of Slack's (no answer, a 5xx).
+async fn sent(request: reqwest::RequestBuilder) -> Result<reqwest::Response, SlackError> {
+    let response = request.send().await.map_err(|e| SlackError::Unavailable(e.to_string()))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        let after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(Duration::from_secs(1), Duration::from_secs);
+        return Err(SlackError::RateLimited(after.min(MAX_RETRY_AFTER)));
+    }
+    if status.is_server_error() {
+        return Err(SlackError::Unavailable(format!("HTTP {status}")));
+    }
+    Ok(response)
+}
+
+/// Spaces messages to each channel (or webhook) [`Pace::SPACING`] apart within this process.
 #[derive(Default)]
 pub struct Pace(Mutex<HashMap<String, Instant>>);
 

@@ -3,13 +3,16 @@
 //! Workers are stateless. Any number can run; each claims executions in Postgres, so a job
 //! delivered twice runs once, and an execution whose worker died is taken over once its lease
 //! expires. On SIGTERM a worker stops taking jobs and hands its running executions back.
-//! Workers also drop the replication slots of deleted bulk syncs ([`capture_slots`]).
+//! Workers also drop the replication slots of deleted bulk syncs ([`capture_slots`]), send the
+//! log events of event streams ([`notifications`]) and drop delivered event partitions
+//! ([`event_retention`]).
 
 mod abort;
 mod bulk_sync;
 mod capture_slots;
 mod connections;
 mod event_delivery;
+mod event_retention;
 mod job;
 mod kind;
 mod model_sync;
@@ -92,6 +95,9 @@ pub async fn run(
     let sender = services.clone();
     let send_stop = stop_rx.clone();
     let send = tokio::spawn(async move { notifications::send_until(&sender, send_stop).await });
+    let dropper = services.clone();
+    let drop_stop = stop_rx.clone();
+    let retention = tokio::spawn(async move { event_retention::sweep_until(&dropper, drop_stop).await });
     let wakes = services.queues.wakes();
     let routes = services.event_delivery.routes;
     tokio::try_join!(
@@ -101,7 +107,7 @@ pub async fn run(
         run_kind::<bulk_sync::BulkCdc>(services.clone(), concurrency, &wakes, stop_rx.clone()),
         run_kind::<event_delivery::EventDelivery>(services, routes, &wakes, stop_rx),
     )?;
-    let _ = tokio::join!(sweep, send);
+    let _ = tokio::join!(sweep, send, retention);
     info!("worker stopped");
     Ok(())
 }

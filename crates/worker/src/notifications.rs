@@ -1,5 +1,7 @@
 //! Sending the log events of event streams (`user.first_named`, `delivery.dead_lettered`) to
-//! the Slack channels their source's notification rules name. Every worker looks for unsent
+//! the Slack channels their source's notification rules name: through the Web API with the
+//! rule's bot token (sealed with the source) or `SLACK_TOKEN`, to the rule's channel or
+//! `SLACK_CHANNEL`; or to the rule's incoming webhook (sealed too). Every worker looks for unsent
 //! log events each second and claims a few (so workers share them and a dead worker's claim
 //! expires); each is posted once to each of its channels, one message per second per channel,
 //! waiting out Slack's 429 `Retry-After`. A failure is tried again later with growing waits, up
@@ -11,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use syncline_core::{
     connector::ConnectorError,
-    slack::{Pace, Slack, SlackError},
+    slack::{Pace, Slack, SlackError, Url},
 };
 use tokio::sync::watch;
 
@@ -28,10 +30,9 @@ const MAX_ATTEMPTS: i32 = 10;
 /// 429s one message waits out before its try counts as failed.
 const RATE_LIMITED_TRIES: usize = 5;
 
-/// Sends until `stop` turns true; does nothing without `SLACK_TOKEN`.
+/// Sends until `stop` turns true.
 pub async fn send_until(services: &Services, mut stop: watch::Receiver<bool>) {
-    let Some(token) = services.slack.token.clone() else { return };
-    let slack = Slack::new(services.connector.http.clone(), services.slack.api_url.clone(), token);
+    let slack = Slack::new(services.connector.http.clone(), services.slack.api_url.clone());
     let pace = Pace::default();
     let mut interval = tokio::time::interval(EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -56,12 +57,13 @@ async fn send_claimed(services: &Services, slack: &Slack, pace: &Pace) -> Result
     let claimed = client
         .query(
             "update event_log l set claimed_until = now() + make_interval(secs => $2), attempts = attempts + 1
-             from (select e.id, s.name as source_name, coalesce(s.notifications, '[]') as rules
+             from (select e.id, s.name as source_name, coalesce(s.notifications, '[]') as rules,
+                          s.notification_secrets
                    from event_log e left join event_sources s on s.id = e.source_id
                    where e.notified_at is null and (e.claimed_until is null or e.claimed_until < now())
                    order by e.id for update of e skip locked limit $1) c
              where l.id = c.id
-             returning l.id, l.kind, l.payload, c.source_name, c.rules, l.attempts",
+             returning l.id, l.kind, l.payload, c.source_name, c.rules, l.attempts, c.notification_secrets",
             &[&CLAIM, &CLAIM_SECONDS],
         )
         .await
@@ -69,13 +71,19 @@ async fn send_claimed(services: &Services, slack: &Slack, pace: &Pace) -> Result
     for row in claimed {
         let (id, kind, payload): (i64, String, Json) = (row.get(0), row.get(1), row.get(2));
         let (source, rules, attempts): (Option<String>, Json, i32) = (row.get(3), row.get(4), row.get(5));
+        let sealed: Option<Vec<u8>> = row.get(6);
         let text = describe(&kind, &payload, source.as_deref().unwrap_or("a deleted source"));
         let mut sent = Ok(());
-        for channel in channels(&rules, &kind, services.slack.channel.as_deref()) {
-            sent = post(slack, pace, &channel, &text).await;
-            if sent.is_err() {
-                break;
+        match targets(services, &rules, sealed.as_deref(), &kind) {
+            Ok(targets) => {
+                for target in targets {
+                    sent = post(services, slack, pace, &target, &text).await;
+                    if sent.is_err() {
+                        break;
+                    }
+                }
             }
+            Err(refused) => sent = Err(refused),
         }
         let (done, error) = match sent {
             Ok(()) => (true, None),
@@ -100,12 +108,86 @@ async fn send_claimed(services: &Services, slack: &Slack, pace: &Pace) -> Result
     Ok(())
 }
 
-/// Posts `text` to `channel` in its turn, waiting out rate limits a few times.
-async fn post(slack: &Slack, pace: &Pace, channel: &str, text: &str) -> Result<(), SlackError> {
+/// Where a message goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    /// A channel, through the Web API as the bot of `token`.
+    Channel { token: String, channel: String },
+    /// An incoming webhook.
+    Webhook(String),
+}
+
+/// The targets of the rules of `rules` that take log events of `kind`, their secrets (a
+/// token or a webhook URL each) unsealed from `sealed`; `SLACK_TOKEN` and `SLACK_CHANNEL`
+/// stand in for what a rule leaves out.
+fn targets(services: &Services, rules: &Json, sealed: Option<&[u8]>, kind: &str) -> Result<Vec<Target>, SlackError> {
+    let secrets: Vec<Option<String>> = match sealed {
+        None => vec![],
+        Some(sealed) => {
+            let opened =
+                services.secrets.open(sealed).map_err(|e| SlackError::Refused(format!("rule secrets: {e}")))?;
+            serde_json::from_slice(&opened).map_err(|e| SlackError::Refused(format!("rule secrets: {e}")))?
+        }
+    };
+    let defaults = (services.slack.token.as_deref(), services.slack.channel.as_deref());
+    Ok(rule_targets(rules, &secrets, kind, defaults))
+}
+
+/// [`targets`] once the secrets are open.
+fn rule_targets(
+    rules: &Json,
+    secrets: &[Option<String>],
+    kind: &str,
+    (token, channel): (Option<&str>, Option<&str>),
+) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (i, rule) in rules.as_array().into_iter().flatten().enumerate() {
+        if !rule["events"].as_array().is_some_and(|events| events.iter().any(|e| e == kind)) {
+            continue;
+        }
+        let secret = secrets.get(i).cloned().flatten();
+        let target = match (rule["secret"].as_str(), secret) {
+            (Some("webhook_url"), Some(url)) => Some(Target::Webhook(url)),
+            (Some("token"), Some(token)) => rule["channel"]
+                .as_str()
+                .or(channel)
+                .map(|channel| Target::Channel { token, channel: channel.to_owned() }),
+            (_, _) => token
+                .zip(rule["channel"].as_str().or(channel))
+                .map(|(token, channel)| Target::Channel { token: token.to_owned(), channel: channel.to_owned() }),
+        };
+        if let Some(target) = target.filter(|t| !targets.contains(t)) {
+            targets.push(target);
+        }
+    }
+    targets
+}
+
+/// Posts `text` to `target` in its turn, waiting out rate limits a few times. A webhook URL
+/// goes only where the egress policy lets connections go.
+async fn post(services: &Services, slack: &Slack, pace: &Pace, target: &Target, text: &str) -> Result<(), SlackError> {
+    let webhook = match target {
+        Target::Webhook(url) => {
+            let url = Url::parse(url).map_err(|e| SlackError::Refused(format!("webhook URL: {e}")))?;
+            services.connector.allow_url(&url).await.map_err(|e| SlackError::Refused(e.message))?;
+            Some(url)
+        }
+        Target::Channel { .. } => None,
+    };
     let mut tries = 0;
     loop {
-        pace.turn(channel).await;
-        match slack.post(channel, text).await {
+        let sent = match (target, webhook.as_ref()) {
+            (Target::Channel { token, channel }, _) => {
+                pace.turn(channel.as_str()).await;
+                slack.post(token.as_str(), channel.as_str(), text).await
+            }
+            (Target::Webhook(key), Some(url)) => {
+                pace.turn(key.as_str()).await;
+                slack.post_to_webhook(url, text).await
+            }
+            (Target::Webhook(_), None) => unreachable!("a webhook target has its URL"),
+        };
+        match sent {
             Err(SlackError::RateLimited(after)) if tries < RATE_LIMITED_TRIES => {
                 tries += 1;
                 tokio::time::sleep(after).await;
@@ -113,19 +195,6 @@ async fn post(slack: &Slack, pace: &Pace, channel: &str, text: &str) -> Result<(
             sent => return sent,
         }
     }
-}
-
-/// The channels of `rules` that take log events of `kind` (`default` for rules naming none).
-fn channels(rules: &Json, kind: &str, default: Option<&str>) -> Vec<String> {
-    let mut channels: Vec<String> = rules
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|rule| rule["events"].as_array().is_some_and(|events| events.iter().any(|e| e == kind)))
-        .filter_map(|rule| rule["channel"].as_str().or(default).map(str::to_owned))
-        .collect();
-    channels.dedup();
-    channels
 }
 
 /// The message of a log event.
@@ -150,15 +219,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rules_pick_the_channels_of_a_kind() {
+    fn rules_pick_the_targets_of_a_kind() {
         let rules = json!([
             {"events": ["user.first_named"], "channel": "#polku"},
             {"events": ["user.first_named", "delivery.dead_lettered"]},
-            {"events": ["delivery.dead_lettered"], "channel": "#ops"},
+            {"events": ["delivery.dead_lettered"], "channel": "#ops", "secret": "token"},
+            {"events": ["user.first_named"], "secret": "webhook_url"},
         ]);
-        assert_eq!(channels(&rules, "user.first_named", Some("#default")), ["#polku", "#default"]);
-        assert_eq!(channels(&rules, "delivery.dead_lettered", None), ["#ops"]);
-        assert!(channels(&json!([]), "user.first_named", Some("#default")).is_empty());
+        let secrets = [None, None, Some("xoxb-ops".to_owned()), Some("https://hooks.example/T/B/X".to_owned())];
+        let channel = |token: &str, channel: &str| Target::Channel { token: token.into(), channel: channel.into() };
+        assert_eq!(
+            rule_targets(&rules, &secrets, "user.first_named", (Some("xoxb-env"), Some("#default"))),
+            [
+                channel("xoxb-env", "#polku"),
+                channel("xoxb-env", "#default"),
+                Target::Webhook("https://hooks.example/T/B/X".into())
+            ]
+        );
+        assert_eq!(
+            rule_targets(&rules, &secrets, "delivery.dead_lettered", (None, None)),
+            [channel("xoxb-ops", "#ops")]
+        );
+        assert!(rule_targets(&json!([]), &[], "user.first_named", (Some("t"), Some("#c"))).is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::{
     idempotency, input,
     store::{
         self,
-        event_sources::{EventSource, StoredKey},
+        event_sources::{EventSource, Rules, StoredKey},
     },
 };
 
@@ -72,37 +72,70 @@ fn source_body(body: &[u8]) -> Result<SourceBody, ApiError> {
     parse_body(body)
 }
 
-/// One notification rule: log events of these kinds go to this Slack channel.
-#[derive(Deserialize, serde::Serialize)]
+/// One notification rule as given: log events of these kinds go to a Slack channel (through
+/// the Web API with the rule's bot token or `SLACK_TOKEN`, to its channel or `SLACK_CHANNEL`),
+/// or to an incoming webhook.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Rule {
     events: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     channel: Option<String>,
+    token: Option<String>,
+    webhook_url: Option<String>,
 }
 
-/// The notification rules `given` (none when absent), checked: each names log events of
-/// known kinds and a channel (`SLACK_CHANNEL` by default), and `SLACK_TOKEN` is set to post
-/// with. 422 naming `notifications` otherwise.
-fn notifications(state: &AppState, given: Option<Json>) -> Result<Json, ApiError> {
+/// The notification rules `given`, checked: each names log events of known kinds and where
+/// they go — an incoming webhook (an http(s) URL), or a channel (its own or `SLACK_CHANNEL`)
+/// and a bot token (its own or `SLACK_TOKEN`). 422 naming `notifications` otherwise.
+fn notifications(state: &AppState, given: Json) -> Result<Rules, ApiError> {
     let invalid = |message: String| ApiError::unprocessable(message).with_metadata(json!({"field": "notifications"}));
-    let Some(given) = given.filter(|g| !g.is_null()) else { return Ok(json!([])) };
     let rules: Vec<Rule> = serde_json::from_value(given).map_err(|e| {
         invalid(format!("notifications must be a list of {{\"events\": [...], \"channel\": \"#name\"}}: {e}"))
     })?;
     let slack = &state.settings.slack;
-    if !rules.is_empty() && slack.token.is_none() {
-        return Err(invalid("notifications need SLACK_TOKEN, the Slack bot token, to be set".into()));
-    }
-    for rule in &rules {
+    let (mut public, mut secrets) = (Vec::new(), Vec::new());
+    for rule in rules {
         if let Some(kind) = rule.events.iter().find(|k| !LOG_EVENTS.contains(&k.as_str())) {
             return Err(invalid(format!("notifications: {kind:?} is not one of {}", LOG_EVENTS.join(", "))));
         }
-        if rule.channel.as_deref().or(slack.channel.as_deref()).is_none_or(str::is_empty) {
-            return Err(invalid("notifications: a rule names no channel and SLACK_CHANNEL is not set".into()));
+        let channel = rule.channel.as_deref().or(slack.channel.as_deref()).filter(|c| !c.is_empty());
+        let (secret, kind) = match (rule.webhook_url, rule.token) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("notifications: a rule has a token or a webhook_url, not both".into()));
+            }
+            (Some(url), None) => {
+                let parsed = reqwest::Url::parse(&url).ok().filter(|u| ["http", "https"].contains(&u.scheme()));
+                if parsed.is_none() {
+                    return Err(invalid("notifications: webhook_url must be an http(s) URL".into()));
+                }
+                (Some(url), Some("webhook_url"))
+            }
+            (None, token) => {
+                if channel.is_none() {
+                    return Err(invalid("notifications: a rule names no channel and SLACK_CHANNEL is not set".into()));
+                }
+                if token.is_none() && slack.token.is_none() {
+                    return Err(invalid("notifications: a rule has no token and SLACK_TOKEN is not set".into()));
+                }
+                let kind = token.is_some().then_some("token");
+                (token, kind)
+            }
+        };
+        let mut stored = json!({"events": rule.events});
+        if let Some(channel) = rule.channel {
+            stored["channel"] = json!(channel);
         }
+        if let Some(kind) = kind {
+            stored["secret"] = json!(kind);
+        }
+        public.push(stored);
+        secrets.push(secret);
     }
-    Ok(serde_json::to_value(rules).expect("rules serialize"))
+    let sealed = secrets
+        .iter()
+        .any(Option::is_some)
+        .then(|| state.secrets.seal(&serde_json::to_vec(&secrets).expect("secrets serialize")));
+    Ok(Rules { public: Json::Array(public), sealed })
 }
 
 /// The kinds of log events of event streams.
@@ -128,7 +161,10 @@ async fn create(
         let input = source_body(&body)?;
         let name = input::name(input.name.as_deref(), "name")?;
         let policies = input.policies.unwrap_or_default();
-        let rules = notifications(&state, input.notifications)?;
+        let rules = match input.notifications.filter(|n| !n.is_null()) {
+            Some(given) => notifications(&state, given)?,
+            None => Rules { public: json!([]), sealed: None },
+        };
         let client = state.pool.get().await?;
         check_policies(&client, org, &policies).await?;
         let (key, hash, hint) = new_key();
@@ -154,13 +190,15 @@ async fn update(
     let name = input::name(input.name.as_deref(), "name")?;
     let policies = input.policies.unwrap_or_else(|| source.policies.clone());
     let rules = match input.notifications {
-        None => source.notifications.clone(),
-        given => notifications(&state, given)?,
+        None => None,
+        Some(Json::Null) => Some(Rules { public: json!([]), sealed: None }),
+        Some(given) => Some(notifications(&state, given)?),
     };
     let client = state.pool.get().await?;
     check_policies(&client, source.organization_id, &policies).await?;
     let updated =
-        store::event_sources::update(&client, source.organization_id, source.id, (&name, &policies, &rules)).await?;
+        store::event_sources::update(&client, source.organization_id, source.id, (&name, &policies), rules.as_ref())
+            .await?;
     Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("event source"))?)))
 }
 

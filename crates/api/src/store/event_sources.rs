@@ -42,6 +42,13 @@ impl FromRow for EventSource {
     }
 }
 
+/// Notification rules as stored: the rules without their secrets (each marks which it has,
+/// `"secret": "token"` or `"webhook_url"`), and the secrets sealed, one entry per rule.
+pub struct Rules {
+    pub public: Json,
+    pub sealed: Option<Vec<u8>>,
+}
+
 /// A write key as stored: its digest and hint.
 pub struct StoredKey<'a> {
     pub hash: &'a [u8],
@@ -69,28 +76,34 @@ pub async fn by_key(client: &impl GenericClient, hash: &[u8]) -> Result<Option<E
 pub async fn insert(
     client: &impl GenericClient,
     org: Uuid,
-    (name, policies, notifications): (&str, &[String], &Json),
+    (name, policies, rules): (&str, &[String], &Rules),
     key: StoredKey<'_>,
 ) -> Result<EventSource, StoreError> {
     let sql = format!(
-        "insert into event_sources (id, organization_id, name, policies, notifications, write_key_hash, write_key_hint)
-         values ($1, $2, $3, $4, $5, $6, $7) returning {COLUMNS}"
+        "insert into event_sources (id, organization_id, name, policies, notifications, notification_secrets,
+                                    write_key_hash, write_key_hint)
+         values ($1, $2, $3, $4, $5, $6, $7, $8) returning {COLUMNS}"
     );
-    fetch_one(client, &sql, &[&Uuid::new_v4(), &org, &name, &policies, notifications, &key.hash, &key.hint]).await
+    let id = Uuid::new_v4();
+    fetch_one(client, &sql, &[&id, &org, &name, &policies, &rules.public, &rules.sealed, &key.hash, &key.hint]).await
 }
 
-/// Renames source `id` and sets its policies and notification rules.
+/// Renames source `id` and sets its policies, and its notification rules when given.
 pub async fn update(
     client: &impl GenericClient,
     org: Uuid,
     id: Uuid,
-    (name, policies, notifications): (&str, &[String], &Json),
+    (name, policies): (&str, &[String]),
+    rules: Option<&Rules>,
 ) -> Result<Option<EventSource>, StoreError> {
     let sql = format!(
-        "update event_sources set name = $3, policies = $4, notifications = $5, updated_at = now()
+        "update event_sources set name = $3, policies = $4, updated_at = now(),
+                notifications = case when $5 then $6 else notifications end,
+                notification_secrets = case when $5 then $7 else notification_secrets end
           where id = $1 and organization_id = $2 returning {COLUMNS}"
     );
-    fetch_opt(client, &sql, &[&id, &org, &name, &policies, notifications]).await
+    let (public, sealed) = rules.map_or((None, None), |r| (Some(&r.public), r.sealed.as_ref()));
+    fetch_opt(client, &sql, &[&id, &org, &name, &policies, &rules.is_some(), &public, &sealed]).await
 }
 
 /// Replaces source `id`'s write key: the old one stops working at once.

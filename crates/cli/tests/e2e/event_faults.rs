@@ -202,3 +202,49 @@ async fn a_destination_that_is_down_delays_only_its_own_route() {
     crate::support::drop_database(&admin, &later).await;
     scene.finish().await;
 }
+
+#[tokio::test]
+async fn delivered_partitions_past_the_retention_are_dropped_whole() {
+    let mut install = Install::new().await;
+    install.extra_env.push(("EVENTS_RETENTION_HOURS".into(), "0".into()));
+    let mut scene = Scene::with(install, "api,worker,scheduler", "retention", "select 1").await;
+    let (server, key) = source(&scene, "server").await;
+    let kept = route(&scene, &server, json!({"connection_id": scene.conn})).await;
+    let track = |id: &str| json!({"type": "track", "event": "E", "userId": "u", "messageId": id});
+    send(&scene, &key, json!([track("old-1"), track("old-2")])).await;
+    crate::event_delivery::settled(&scene, &server, &kept, 2).await;
+    // A new api process writes a partition of its own: the first is closed.
+    scene.process.kill();
+    scene.process = scene.install.spawn("api,worker,scheduler").await;
+    scene.api = scene.api.at(&scene.process);
+    send(&scene, &key, json!([track("new-1")])).await;
+    crate::event_delivery::settled(&scene, &server, &kept, 3).await;
+    let state = scene.install.db.client().await;
+    let started = Instant::now();
+    loop {
+        let partitions: Vec<i64> = state
+            .query("select id from event_partitions", &[])
+            .await
+            .expect("partitions")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if partitions.len() == 1 {
+            let tables: i64 = state
+                .query_one("select count(*) from pg_tables where tablename like 'events\\_%'", &[])
+                .await
+                .expect("tables")
+                .get(0);
+            assert_eq!(tables, 1, "the delivered partition's table is gone, the open one kept");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "partitions still {partitions:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let path = format!("/api/event_sources/{server}/routes/{}", kept["id"].as_str().expect("id"));
+    scene.api.ok("POST", &format!("{path}/replay"), Some(json!({"from": "2000-01-01T00:00:00Z"}))).await;
+    let counts = crate::event_delivery::settled(&scene, &server, &kept, 4).await["counts"].clone();
+    assert_eq!(counts["deduplicated"], 1, "a replay has only what the store kept: {counts}");
+    assert_eq!(rows(&scene, "select count(*) as n from server.server").await[0]["n"], 3, "delivered rows stay");
+    scene.finish().await;
+}

@@ -54,6 +54,22 @@ async fn write_keys_are_shown_once_kept_as_digests_and_replaced_on_request() {
     assert_error(status, &body, 422, "routes");
     let (status, body) = admin.send("POST", "/api/event_sources", Some(json!({}))).await;
     assert_error(status, &body, 422, "name");
+    for (rules, part) in [
+        (json!([{"events": ["user.first_named"], "channel": "#c"}]), "SLACK_TOKEN"),
+        (json!([{"events": ["user.first_named"], "token": "xoxb-1"}]), "SLACK_CHANNEL"),
+        (
+            json!([{"events": ["user.renamed"], "webhook_url": "https://hooks.slack.com/services/T/B/X"}]),
+            "user.renamed",
+        ),
+        (json!([{"events": [], "webhook_url": "ftp://hooks"}]), "webhook_url"),
+        (json!([{"events": [], "webhook_url": "https://h", "token": "t"}]), "not both"),
+        (json!([{"events": [], "sms": "+1"}]), "sms"),
+    ] {
+        let body = json!({"name": "notifying", "notifications": rules});
+        let (status, answer) = admin.send("POST", "/api/event_sources", Some(body)).await;
+        assert_error(status, &answer, 422, part);
+        assert_eq!(answer["metadata"]["field"], "notifications", "{answer}");
+    }
 
     admin.ok("DELETE", &format!("/api/event_sources/{source}"), None).await;
     let (status, body) = admin.send("GET", &format!("/api/event_sources/{source}"), None).await;

@@ -23,8 +23,10 @@ use crate::db::{DbError, DbPool};
 
 /// Requests waiting for the writer, at most.
 const WAITING: usize = 1024;
-/// Events a partition holds before its writer starts the next one.
+/// Events a partition holds, and how long it is written, before its writer starts the next one
+/// (so an idle source's partitions close too and can be dropped).
 const PARTITION_EVENTS: i64 = 1_000_000;
+const PARTITION_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// One event to store: its source and its normalized message, serialized by the request that
 /// brought it (the writer, which every request waits on, only copies bytes).
@@ -88,6 +90,7 @@ struct Partition {
     table: String,
     /// The number the next event gets.
     next: i64,
+    started: std::time::Instant,
 }
 
 async fn run(pool: DbPool, writer: String, mut rx: mpsc::Receiver<Pending>) {
@@ -117,7 +120,7 @@ async fn commit(
     let store = |e: &dyn std::fmt::Display| WriteError::Store(e.to_string());
     let mut client = pool.get().await.map_err(|e| store(&e))?;
     let current = match partition.take() {
-        Some(current) if current.next <= PARTITION_EVENTS => current,
+        Some(current) if current.next <= PARTITION_EVENTS && current.started.elapsed() < PARTITION_AGE => current,
         _ => start_partition(&client, writer).await.map_err(|e| store(&e))?,
     };
     let tx = client.transaction().await.map_err(|e| store(&e))?;
@@ -170,7 +173,7 @@ async fn start_partition(client: &tokio_postgres::Client, writer: &str) -> Resul
         ))
         .await?;
     client.execute("insert into event_partitions (id, writer) values ($1, $2)", &[&id, &writer]).await?;
-    Ok(Partition { table, next: 1 })
+    Ok(Partition { table, next: 1, started: std::time::Instant::now() })
 }
 
 /// The table of partition `id`.
@@ -253,4 +256,48 @@ pub async fn newest(
 
 fn stored(partition: i64, row: &tokio_postgres::Row) -> StoredEvent {
     StoredEvent { partition, seq: row.get(0), message_id: row.get(1), received_at: row.get(2), message: row.get(3) }
+}
+
+/// Drops the partitions that are done with: a newer partition exists (its writer moved on, or
+/// another writer is newer), its newest event arrived more than `retention` ago, and every
+/// route has delivered (or dead-lettered) every event of its source in it. Each is checked
+/// under a lock on its table, so no event is committed into it meanwhile (a writer that still
+/// appends to it gets an error, answers 503 and starts a new partition). Returns the ids
+/// dropped.
+pub async fn drop_done(pool: &DbPool, retention: std::time::Duration) -> Result<Vec<i64>, DbError> {
+    let mut client = pool.get().await?;
+    let partitions = partitions(&client).await?;
+    let since = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut dropped = Vec::new();
+    for partition in partitions.iter().copied().filter(|p| partitions.last().is_some_and(|last| last > p)) {
+        let table = partition_table(partition);
+        let tx = client.transaction().await?;
+        let lock = format!("set local lock_timeout = '1s'; lock table {table} in access exclusive mode");
+        match tx.batch_execute(&lock).await {
+            // Busy (a delivery reads it): the next sweep tries again.
+            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => continue,
+            locked => locked?,
+        }
+        let done: bool = tx
+            .query_one(
+                &format!(
+                    "select coalesce((select max(received_at) from {table}) < $1, true)
+                       and not exists (
+                         select 1 from event_routes r
+                         left join event_route_cursors c on c.route_id = r.id and c.partition_id = $2
+                         where exists (select 1 from {table} e where e.source_id = r.source_id and e.seq > coalesce(c.seq, 0)))"
+                ),
+                &[&since, &partition],
+            )
+            .await?
+            .get(0);
+        if done {
+            tx.batch_execute(&format!("drop table {table}")).await?;
+            tx.execute("delete from event_route_cursors where partition_id = $1", &[&partition]).await?;
+            tx.execute("delete from event_partitions where id = $1", &[&partition]).await?;
+            tx.commit().await?;
+            dropped.push(partition);
+        }
+    }
+    Ok(dropped)
 }
