@@ -92,6 +92,8 @@ pub struct EventDelivery {
     pub batch_age: Duration,
     pub retry_for: Duration,
     pub routes: usize,
+    /// How often a route reads its lookup model again (`EVENTS_LOOKUP_REFRESH_MINUTES`).
+    pub lookup_refresh: Duration,
 }
 
 /// Where Slack messages go (see [`Settings::slack`]).
@@ -309,6 +311,7 @@ impl Settings {
                 batch_age: Duration::from_millis(env.number("EVENTS_BATCH_AGE_MS", 500, 1)?),
                 retry_for: Duration::from_secs(env.number("EVENTS_RETRY_MINUTES", 10, 1)? * 60),
                 routes: env.number("EVENTS_ROUTES_PER_WORKER", 64, 1)?,
+                lookup_refresh: Duration::from_secs(env.number("EVENTS_LOOKUP_REFRESH_MINUTES", 15, 1)? * 60),
             },
             trusted_proxies: env
                 .list("TRUSTED_PROXIES", "a network (10.0.0.0/8) or an address")?

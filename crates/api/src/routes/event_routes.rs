@@ -26,6 +26,7 @@ use crate::{
         connections::Connection,
         event_routes::{EventRoute, RouteSpec},
         event_sources::EventSource,
+        models::Model,
     },
 };
 
@@ -34,7 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The fields of a route body.
-const FIELDS: &[&str] = &["connection_id", "layout", "schema", "enrichment"];
+const FIELDS: &[&str] = &["connection_id", "layout", "schema", "enrichment", "lookup"];
 /// Traits one route may add.
 const MAX_ENRICHMENT: usize = 20;
 
@@ -46,6 +47,7 @@ pub(super) fn to_json(route: &EventRoute) -> Json {
         "layout": route.layout,
         "schema": route.schema,
         "enrichment": route.enrichment,
+        "lookup": route.lookup,
         "created_at": route.created_at,
         "updated_at": route.updated_at,
         "counts": {
@@ -72,6 +74,9 @@ struct RouteBody {
     /// Traits of the event's user each row gets as `user_<trait>` (`["name"]`: Polku's
     /// `user_name`), from the organization's identify calls.
     enrichment: Vec<String>,
+    /// A model whose row for the event's user gives `user_<field>` columns:
+    /// `{"model_id", "key" (its field holding user ids), "fields"}`.
+    lookup: Option<Json>,
 }
 
 impl RouteBody {
@@ -115,7 +120,11 @@ impl RouteBody {
                     invalid("enrichment", message)
                 })?,
         };
-        Ok(Self { connection_id, layout, schema, enrichment })
+        let lookup = match body.get("lookup") {
+            None | Some(Json::Null) => None,
+            Some(given) => Some(lookup(state, tenant, given).await?),
+        };
+        Ok(Self { connection_id, layout, schema, enrichment, lookup })
     }
 
     fn spec(&self) -> RouteSpec<'_> {
@@ -124,8 +133,43 @@ impl RouteBody {
             layout: self.layout.as_str(),
             schema: &self.schema,
             enrichment: &self.enrichment,
+            lookup: self.lookup.as_ref(),
         }
     }
+}
+
+/// A lookup as given, checked: a model of the organization the caller may read, whose fields
+/// include `key` and every one of `fields` (1 to 20). 422 naming the part at fault.
+async fn lookup(state: &AppState, tenant: &Tenant, given: &Json) -> Result<Json, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Given {
+        model_id: String,
+        key: String,
+        fields: Vec<String>,
+    }
+    let given: Given = serde_json::from_value(given.clone()).map_err(|e| {
+        invalid("lookup", format!("lookup must be {{\"model_id\": …, \"key\": \"id\", \"fields\": [\"name\"]}}: {e}"))
+    })?;
+    let missing = || invalid("lookup.model_id", "lookup.model_id names no model of this organization".into());
+    let model_id = Uuid::parse_str(&given.model_id).map_err(|_| missing())?;
+    let model = authorized::<Model>(state, &tenant.caller, model_id, Action::Read)
+        .await
+        .map_err(|e| if e.status.as_u16() == 404 { missing() } else { e })?;
+    let has = |name: &str| model.fields.as_array().into_iter().flatten().any(|f| f["name"] == name);
+    if !has(&given.key) {
+        return Err(invalid("lookup.key", format!("lookup.key {:?} is not a field of the model", given.key)));
+    }
+    if given.fields.is_empty() || given.fields.len() > MAX_ENRICHMENT {
+        return Err(invalid(
+            "lookup.fields",
+            format!("lookup.fields must list 1 to {MAX_ENRICHMENT} fields of the model"),
+        ));
+    }
+    if let Some(unknown) = given.fields.iter().find(|f| !has(f) || layout::snake(f).is_empty()) {
+        return Err(invalid("lookup.fields", format!("lookup.fields: {unknown:?} is not a field of the model")));
+    }
+    Ok(json!({"model_id": model_id, "key": given.key, "fields": given.fields}))
 }
 
 /// The text at `key` of `body`, unless absent or null; 422 naming it when it is not text.

@@ -21,6 +21,8 @@ pub struct EventRoute {
     pub schema: String,
     /// The traits of the event's user added to its rows.
     pub enrichment: Json,
+    /// The model looked up for more fields of the event's user.
+    pub lookup: Option<Json>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub delivered: i64,
@@ -37,10 +39,11 @@ pub struct RouteSpec<'a> {
     pub layout: &'a str,
     pub schema: &'a str,
     pub enrichment: &'a [String],
+    pub lookup: Option<&'a Json>,
 }
 
 const SELECT: &str =
-    "select r.id, r.source_id, r.connection_id, r.layout, r.schema_name, r.enrichment, r.created_at, r.updated_at,
+    "select r.id, r.source_id, r.connection_id, r.layout, r.schema_name, r.enrichment, r.lookup, r.created_at, r.updated_at,
         coalesce(c.delivered, 0) as delivered, coalesce(c.deduplicated, 0) as deduplicated,
         coalesce(c.dead_lettered, 0) as dead_lettered, c.last_received_at, c.delivered_at
     from event_routes r left join event_route_counts c on c.route_id = r.id";
@@ -56,6 +59,7 @@ impl FromRow for EventRoute {
             layout: row.try_get("layout")?,
             schema: row.try_get("schema_name")?,
             enrichment: row.try_get("enrichment")?,
+            lookup: row.try_get("lookup")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             delivered: row.try_get("delivered")?,
@@ -85,9 +89,9 @@ pub async fn insert(
     let id = Uuid::new_v4();
     client
         .execute(
-            "insert into event_routes (id, organization_id, source_id, connection_id, layout, schema_name, enrichment)
-             values ($1, $2, $3, $4, $5, $6, $7)",
-            &[&id, &org, &source_id, &spec.connection_id, &spec.layout, &spec.schema, &json!(spec.enrichment)],
+            "insert into event_routes (id, organization_id, source_id, connection_id, layout, schema_name, enrichment, lookup)
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&id, &org, &source_id, &spec.connection_id, &spec.layout, &spec.schema, &json!(spec.enrichment), &spec.lookup],
         )
         .await?;
     Ok(id)
@@ -102,10 +106,10 @@ pub async fn update(
 ) -> Result<bool, StoreError> {
     let updated = client
         .execute(
-            "update event_routes set connection_id = $3, layout = $4, schema_name = $5, enrichment = $6,
+            "update event_routes set connection_id = $3, layout = $4, schema_name = $5, enrichment = $6, lookup = $7,
                     updated_at = now()
              where source_id = $1 and id = $2",
-            &[&source_id, &id, &spec.connection_id, &spec.layout, &spec.schema, &json!(spec.enrichment)],
+            &[&source_id, &id, &spec.connection_id, &spec.layout, &spec.schema, &json!(spec.enrichment), &spec.lookup],
         )
         .await?;
     Ok(updated == 1)

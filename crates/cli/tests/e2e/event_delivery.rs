@@ -226,6 +226,49 @@ async fn a_poison_event_goes_to_dead_letters_and_is_delivered_by_a_replay_once_f
     scene.finish().await;
 }
 
+#[tokio::test]
+async fn a_route_adds_the_fields_of_a_models_row_for_the_events_user() {
+    let ddl = "create table people (id text primary key, full_name text, plan text, seats int);
+               insert into people values ('u1', 'Ada Lovelace', 'pro', 3), ('u2', 'Bob', null, 1)";
+    let scene = Scene::new("api,worker,scheduler", "lookup", ddl).await;
+    let (server, key) = source(&scene, "server").await;
+    let body =
+        json!({"name": "people", "connection_id": scene.conn, "configuration": {"query": "select * from people"}});
+    let model = scene.api.ok("POST", "/api/models", Some(body)).await;
+    let model_id = model["id"].as_str().expect("model id");
+    let path = format!("/api/event_sources/{server}/routes");
+    for (lookup, field) in [
+        (json!({"model_id": model_id, "key": "nope", "fields": ["plan"]}), "lookup.key"),
+        (json!({"model_id": model_id, "key": "id", "fields": ["plan", "missing"]}), "lookup.fields"),
+        (json!({"model_id": model_id, "key": "id", "fields": []}), "lookup.fields"),
+        (json!({"model_id": uuid::Uuid::new_v4(), "key": "id", "fields": ["plan"]}), "lookup.model_id"),
+        (json!({"model": model_id}), "lookup"),
+    ] {
+        let body = json!({"connection_id": scene.conn, "lookup": lookup});
+        let (status, answer) = scene.api.send("POST", &path, Some(body)).await;
+        assert_error(status, &answer, 422, field);
+        assert_eq!(answer["metadata"]["field"], field, "{answer}");
+    }
+    let lookup = json!({"model_id": model_id, "key": "id", "fields": ["full_name", "plan", "seats"]});
+    let routed =
+        route(&scene, &server, json!({"connection_id": scene.conn, "schema": "looked", "lookup": lookup})).await;
+    assert_eq!(routed["lookup"]["fields"], json!(["full_name", "plan", "seats"]));
+    let track = |id: &str, user: &str| json!({"type": "track", "event": "E", "userId": user, "messageId": id});
+    send(&scene, &key, json!([track("m1", "u1"), track("m2", "u2"), track("m3", "u3")])).await;
+    settled(&scene, &server, &routed, 3).await;
+    let looked = rows(&scene, "select id, user_full_name, user_plan, user_seats from looked.server order by id").await;
+    assert_eq!(
+        looked,
+        [
+            json!({"id": "m1", "user_full_name": "Ada Lovelace", "user_plan": "pro", "user_seats": 3}),
+            json!({"id": "m2", "user_full_name": "Bob", "user_plan": null, "user_seats": 1}),
+            json!({"id": "m3", "user_full_name": null, "user_plan": null, "user_seats": null}),
+        ],
+        "the model's row for each user, typed as the model has it; null where it has none"
+    );
+    scene.finish().await;
+}
+
 /// Polls `check` every 100 ms until it gives a value, for at most a minute.
 async fn wait_for<T, F: Future<Output = Option<T>>>(check: impl Fn() -> F) -> T {
     let started = Instant::now();

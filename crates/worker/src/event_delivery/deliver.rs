@@ -27,6 +27,7 @@ use syncline_core::{
 };
 
 use super::{
+    lookup,
     store::Route,
     users::{self, Traits},
 };
@@ -63,19 +64,22 @@ pub fn parse(batch: &[StoredEvent]) -> Vec<Result<Map<String, Json>, String>> {
         .collect()
 }
 
-/// The rows each of `messages` becomes in `route`'s layout, enriched from `users` and stamped
-/// with the load time, or why it cannot be laid out.
+/// The rows each of `messages` becomes in `route`'s layout, enriched with its user's `traits`
+/// and `looked_up` fields and stamped with the load time, or why it cannot be laid out.
 pub fn lay_out(
     route: &Route,
     messages: &[Result<Map<String, Json>, String>],
-    users: &Traits,
+    (traits, looked_up): (&Traits, &Traits),
 ) -> Vec<Result<Vec<Row>, String>> {
     let loaded_at = Json::String(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
     messages
         .iter()
         .map(|message| {
             let message = message.as_ref().map_err(Clone::clone)?;
-            let mut extra = users::columns(&route.enrichment, users, message);
+            let mut extra = users::columns(&route.enrichment, traits, message);
+            if let Some(lookup) = &route.lookup {
+                extra.extend(lookup::columns(lookup, looked_up, message));
+            }
             extra.push(("uuid_ts".to_owned(), loaded_at.clone()));
             layout::rows(route.layout, &route.source_name, message, &extra)
         })

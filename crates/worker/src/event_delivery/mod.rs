@@ -8,13 +8,19 @@
 //! Delivery is at least once into an idempotent warehouse, so exactly once in effect: a worker
 //! killed after the warehouse committed a batch and before its position was recorded leaves a
 //! batch that the next run loads again, adding nothing (its events are counted as duplicates).
+//! A route with a lookup model reads it into its copy when it starts and every
+//! `EVENTS_LOOKUP_REFRESH_MINUTES` ([`lookup`]).
+//!
 //! The route's `schedules` row (`continuous`) starts a new run within a minute of one that
 //! ended; a dead worker's run is taken over when its lease expires.
 
 mod batch;
 mod deliver;
+mod lookup;
 mod store;
 mod users;
+
+use std::time::Instant;
 
 use deliver::Delivered;
 use serde_json::{Map, Value as Json};
@@ -91,7 +97,18 @@ async fn deliver_until_changed(services: &Services, route: &Route, counts: &mut 
     let mut cursors = store::cursors(pool, route.id).await?;
     let Settings { batch_rows, batch_age, .. } = services.event_delivery;
     let bounds = batch::Bounds { rows: batch_rows, age: batch_age };
+    let mut refreshed: Option<Instant> = None;
     loop {
+        if let Some(lookup) = &route.lookup
+            && refreshed.is_none_or(|at| at.elapsed() >= services.event_delivery.lookup_refresh)
+        {
+            // A model that cannot be read leaves the copy as it was: events are not held back.
+            match lookup::refresh(services, (route.organization_id, route.id), lookup).await {
+                Ok(rows) => tracing::info!(route_id = %route.id, rows, "lookup model read"),
+                Err(e) => tracing::warn!(route_id = %route.id, error = %e.message, "cannot read the lookup model"),
+            }
+            refreshed = Some(Instant::now());
+        }
         let events = batch::next(pool, route.source_id, &cursors, bounds).await?;
         if !events.is_empty() {
             let outcome = deliver_events(services, warehouse.as_ref(), route, &events).await?;
@@ -132,7 +149,11 @@ async fn deliver_events(
         true => users::Traits::new(),
         false => users::lookup(pool, route.organization_id, &readable).await?,
     };
-    let rows = deliver::lay_out(route, &messages, &traits);
+    let looked_up = match route.lookup.is_some() {
+        true => lookup::values(pool, route.id, &readable).await?,
+        false => users::Traits::new(),
+    };
+    let rows = deliver::lay_out(route, &messages, (&traits, &looked_up));
     Ok(deliver::deliver(warehouse, route, rows, services.event_delivery.retry_for).await)
 }
 

@@ -14,7 +14,7 @@ use syncline_core::{
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::deliver::Delivered;
+use super::{deliver::Delivered, lookup::Lookup};
 use crate::connections::state;
 
 /// A route as its delivery reads it.
@@ -27,6 +27,8 @@ pub struct Route {
     pub schema: String,
     /// The traits of the event's user each row gets (`user_<trait>`).
     pub enrichment: Vec<String>,
+    /// The model whose row for the event's user gives more `user_<field>` columns.
+    pub lookup: Option<Lookup>,
     /// When the route was last changed.
     pub version: DateTime<Utc>,
     /// Holds `target_type/config/secrets`.
@@ -38,7 +40,7 @@ pub async fn route(pool: &DbPool, id: Uuid) -> Result<Option<Route>, ConnectorEr
     let client = pool.get().await.map_err(state)?;
     let row = client
         .query_opt(
-            "select r.organization_id, r.source_id, s.name as source_name, r.layout, r.schema_name, r.enrichment, r.updated_at,
+            "select r.organization_id, r.source_id, s.name as source_name, r.layout, r.schema_name, r.enrichment, r.lookup, r.updated_at,
                     c.type as target_type, c.configuration as target_config, c.secrets as target_secrets
              from event_routes r join event_sources s on s.id = r.source_id join connections c on c.id = r.connection_id
              where r.id = $1",
@@ -49,11 +51,15 @@ pub async fn route(pool: &DbPool, id: Uuid) -> Result<Option<Route>, ConnectorEr
     let Some(row) = row else { return Ok(None) };
     let layout: String = row.try_get("layout").map_err(state)?;
     let enrichment: Json = row.try_get("enrichment").map_err(state)?;
+    let lookup: Option<Json> = row.try_get("lookup").map_err(state)?;
+    let lookup =
+        lookup.map(serde_json::from_value).transpose().map_err(|e| ConnectorError::config(format!("lookup: {e}")))?;
     Ok(Some(Route {
         id,
         organization_id: row.try_get("organization_id").map_err(state)?,
         enrichment: serde_json::from_value(enrichment)
             .map_err(|e| ConnectorError::config(format!("enrichment: {e}")))?,
+        lookup,
         source_id: row.try_get("source_id").map_err(state)?,
         source_name: row.try_get("source_name").map_err(state)?,
         layout: Layout::parse(&layout).ok_or_else(|| ConnectorError::config(format!("layout {layout:?}")))?,

@@ -98,12 +98,18 @@ pub async fn absorb(
     tx.commit().await.map_err(state)
 }
 
-/// The traits of the users `messages` name.
-pub async fn lookup(pool: &DbPool, org: Uuid, messages: &[&Map<String, Json>]) -> Result<Traits, ConnectorError> {
+/// The user ids `messages` name, each once.
+pub fn user_ids<'a>(messages: &[&'a Map<String, Json>]) -> Vec<&'a str> {
     let mut ids: Vec<&str> =
         messages.iter().filter_map(|m| m.get("userId").and_then(Json::as_str)).filter(|u| !u.is_empty()).collect();
     ids.sort_unstable();
     ids.dedup();
+    ids
+}
+
+/// The traits of the users `messages` name.
+pub async fn lookup(pool: &DbPool, org: Uuid, messages: &[&Map<String, Json>]) -> Result<Traits, ConnectorError> {
+    let ids = user_ids(messages);
     if ids.is_empty() {
         return Ok(Traits::new());
     }
@@ -125,16 +131,26 @@ pub async fn lookup(pool: &DbPool, org: Uuid, messages: &[&Map<String, Json>]) -
 }
 
 /// The columns `traits` (the route's enrichment) add to `message`: `user_<trait>` with the
-/// trait of the message's user, empty when the user has none.
-pub fn columns(fields: &[String], users: &Traits, message: &Map<String, Json>) -> Vec<(String, Json)> {
+/// trait of the message's user as text, empty when the user has none (so the column is text
+/// whatever the traits hold, and an unknown user never clashes with its type).
+pub fn columns(traits: &[String], users: &Traits, message: &Map<String, Json>) -> Vec<(String, Json)> {
     let user = message.get("userId").and_then(Json::as_str).and_then(|u| users.get(u));
-    fields
+    traits
         .iter()
         .map(|field| {
-            let value = user.and_then(|t| t.get(field)).filter(|v| !v.is_null()).cloned();
-            (format!("user_{}", layout::snake(field)), value.unwrap_or_else(|| Json::String(String::new())))
+            let text = match user.and_then(|t| t.get(field)) {
+                None | Some(Json::Null) => String::new(),
+                Some(Json::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+            };
+            (column(field), Json::String(text))
         })
         .collect()
+}
+
+/// The column of the user's `field`.
+pub fn column(field: &str) -> String {
+    format!("user_{}", layout::snake(field))
 }
 
 #[cfg(test)]
@@ -161,10 +177,11 @@ mod tests {
 
     #[test]
     fn enrichment_fills_what_the_user_has_and_leaves_the_rest_empty() {
-        let users = Traits::from([("u1".to_owned(), message(json!({"name": "Ada"})))]);
-        let fields = ["name".to_owned(), "firstName".to_owned()];
+        let users = Traits::from([("u1".to_owned(), message(json!({"name": "Ada", "age": 36})))]);
+        let fields = ["name".to_owned(), "firstName".to_owned(), "age".to_owned()];
         let known = columns(&fields, &users, &message(json!({"userId": "u1"})));
-        assert_eq!(known, [("user_name".to_owned(), json!("Ada")), ("user_first_name".to_owned(), json!(""))]);
+        let expected = [("user_name", json!("Ada")), ("user_first_name", json!("")), ("user_age", json!("36"))];
+        assert_eq!(known, expected.map(|(c, v)| (c.to_owned(), v)), "text, whatever the traits hold");
         let unknown = columns(&fields, &users, &message(json!({"anonymousId": "a"})));
         assert_eq!(unknown[0], ("user_name".to_owned(), json!("")));
     }
