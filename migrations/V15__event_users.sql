@@ -36,12 +36,17 @@ alter table event_log add column claimed_until timestamptz;
 alter table event_log add column attempts integer not null default 0;
 alter table event_log add column last_error text;
 
--- Events each source accepted, counted in the commit that stored them (no foreign key: a
--- source deleted meanwhile must not fail the commit of other sources' events).
+-- Events each source accepted, by partition: each writer adds what it committed about once a
+-- second, and moves its partition's `counted_through` (the last event number counted) in the
+-- same transaction, so the accepted count is these rows plus the events past that number (no
+-- foreign key: a source deleted meanwhile must not fail a writer).
 create table event_source_counts (
-    source_id        uuid primary key,
+    source_id        uuid not null,
+    partition_id     bigint not null,
     accepted         bigint not null default 0,
-    last_received_at timestamptz
+    last_received_at timestamptz,
+    primary key (source_id, partition_id)
 );
+alter table event_partitions add column counted_through bigint not null default 0;
 -- The secrets of the rules (a bot token or an incoming webhook URL each), sealed.
 alter table event_sources add column notification_secrets bytea;

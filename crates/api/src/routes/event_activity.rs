@@ -42,8 +42,8 @@ async fn activity(
     query: web::Query<ActivityQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let wanted = query.sample.unwrap_or(SAMPLE).clamp(0, MAX_SAMPLE);
-    let client = state.pool.get().await?;
-    let (accepted, last_received_at) = store::event_sources::accepted(&client, source.id).await?;
+    let mut client = state.pool.get().await?;
+    let (accepted, last_received_at) = events::accepted(&mut client, source.id).await?;
     let partitions = events::partitions(&client).await?;
     let now = Utc::now();
     let mut routes = Vec::new();

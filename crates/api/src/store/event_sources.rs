@@ -128,11 +128,3 @@ pub async fn delete(client: &impl GenericClient, org: Uuid, id: Uuid) -> Result<
     }
     Ok(())
 }
-
-/// How many events source `id` accepted, and when the newest arrived.
-pub async fn accepted(client: &impl GenericClient, id: Uuid) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
-    let row = client
-        .query_opt("select accepted, last_received_at from event_source_counts where source_id = $1", &[&id])
-        .await?;
-    Ok(row.map_or((0, None), |r| (r.get(0), r.get(1))))
-}

@@ -241,6 +241,8 @@ async fn delivered_partitions_past_the_retention_are_dropped_whole() {
         assert!(started.elapsed() < Duration::from_secs(60), "partitions still {partitions:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let activity = scene.api.ok("GET", &format!("/api/event_sources/{server}/activity"), None).await;
+    assert_eq!(activity["accepted"], 3, "a dropped partition's events stay counted, those its killed writer had not");
     let path = format!("/api/event_sources/{server}/routes/{}", kept["id"].as_str().expect("id"));
     scene.api.ok("POST", &format!("{path}/replay"), Some(json!({"from": "2000-01-01T00:00:00Z"}))).await;
     let counts = crate::event_delivery::settled(&scene, &server, &kept, 4).await["counts"].clone();

@@ -5,7 +5,8 @@
 //! `COPY` commits, the requests that arrive wait and then go together in the next (group
 //! commit), so a busy api makes few, large transactions and an idle one answers at once.
 //!
-//! Each commit also adds its events to their sources' `accepted` counts.
+//! Each writer counts what it committed, by source, about once a second (after answering, so
+//! no request waits for it); [`accepted`] adds what is not counted yet.
 //!
 //! A request the writer has no room for is refused at once ([`WriteError::Busy`]) rather than
 //! queued without bound; one whose `COPY` fails is refused whole (nothing of it was stored).
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{binary_copy::BinaryCopyInWriter, error::SqlState, types::Type};
+use tokio_postgres::{IsolationLevel, binary_copy::BinaryCopyInWriter, error::SqlState, types::Type};
 use uuid::Uuid;
 
 use super::message::Message;
@@ -27,6 +28,8 @@ const WAITING: usize = 1024;
 /// (so an idle source's partitions close too and can be dropped).
 const PARTITION_EVENTS: i64 = 1_000_000;
 const PARTITION_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often a writer counts what it committed into `event_source_counts`.
+const COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One event to store: its source and its normalized message, serialized by the request that
 /// brought it (the writer, which every request waits on, only copies bytes).
@@ -87,10 +90,15 @@ impl EventWriter {
 
 /// The partition a writer appends to.
 struct Partition {
+    id: i64,
     table: String,
     /// The number the next event gets.
     next: i64,
     started: std::time::Instant,
+    /// Events committed but not yet counted in `event_source_counts`, by source, with the
+    /// newest arrival; and when they were last counted.
+    uncounted: HashMap<Uuid, (i64, DateTime<Utc>)>,
+    counted_at: std::time::Instant,
 }
 
 async fn run(pool: DbPool, writer: String, mut rx: mpsc::Receiver<Pending>) {
@@ -107,6 +115,11 @@ async fn run(pool: DbPool, writer: String, mut rx: mpsc::Receiver<Pending>) {
         for pending in group {
             let _ = pending.done.send(result.clone());
         }
+        if let Some(current) = partition.as_mut().filter(|p| p.counted_at.elapsed() >= COUNT_EVERY)
+            && let Ok(client) = pool.get().await
+        {
+            count(&client, current).await;
+        }
     }
 }
 
@@ -118,15 +131,19 @@ async fn commit(
     group: &[Pending],
 ) -> Result<(), WriteError> {
     let store = |e: &dyn std::fmt::Display| WriteError::Store(e.to_string());
-    let mut client = pool.get().await.map_err(|e| store(&e))?;
+    let client = pool.get().await.map_err(|e| store(&e))?;
     let current = match partition.take() {
         Some(current) if current.next <= PARTITION_EVENTS && current.started.elapsed() < PARTITION_AGE => current,
-        _ => start_partition(&client, writer).await.map_err(|e| store(&e))?,
+        full => {
+            if let Some(mut full) = full {
+                count(&client, &mut full).await;
+            }
+            start_partition(&client, writer).await.map_err(|e| store(&e))?
+        }
     };
-    let tx = client.transaction().await.map_err(|e| store(&e))?;
     let sql =
         format!("copy {} (seq, source_id, message_id, received_at, message) from stdin (format binary)", current.table);
-    let sink = tx.copy_in(&sql).await.map_err(|e| store(&e))?;
+    let sink = client.copy_in(&sql).await.map_err(|e| store(&e))?;
     let types = [Type::INT8, Type::UUID, Type::TEXT, Type::TIMESTAMPTZ, Type::BYTEA];
     let copy = BinaryCopyInWriter::new(sink, &types);
     futures::pin_mut!(copy);
@@ -138,25 +155,50 @@ async fn commit(
         seq += 1;
     }
     copy.finish().await.map_err(|e| store(&e))?;
-    let mut accepted: HashMap<Uuid, (i64, DateTime<Utc>)> = HashMap::new();
+    let mut current = current;
     for event in group.iter().flat_map(|p| &p.events) {
-        let count = accepted.entry(event.source_id).or_insert((0, event.received_at));
+        let count = current.uncounted.entry(event.source_id).or_insert((0, event.received_at));
         *count = (count.0 + 1, count.1.max(event.received_at));
     }
-    let (sources, counts): (Vec<Uuid>, Vec<(i64, DateTime<Utc>)>) = accepted.into_iter().unzip();
-    let (counts, latest): (Vec<i64>, Vec<DateTime<Utc>>) = counts.into_iter().unzip();
-    tx.execute(
-        "insert into event_source_counts (source_id, accepted, last_received_at)
-         select * from unnest($1::uuid[], $2::bigint[], $3::timestamptz[])
-         on conflict (source_id) do update set accepted = event_source_counts.accepted + excluded.accepted,
-             last_received_at = greatest(event_source_counts.last_received_at, excluded.last_received_at)",
-        &[&sources, &counts, &latest],
-    )
-    .await
-    .map_err(|e| store(&e))?;
-    tx.commit().await.map_err(|e| store(&e))?;
     *partition = Some(Partition { next: seq, ..current });
     Ok(())
+}
+
+/// Adds what `partition` committed since its last count to `event_source_counts`, and moves
+/// its `counted_through`, in one transaction. A count that fails stays to count next time (and
+/// readers count what is past `counted_through` themselves meanwhile).
+async fn count(client: &deadpool_postgres::Client, partition: &mut Partition) {
+    partition.counted_at = std::time::Instant::now();
+    if partition.uncounted.is_empty() {
+        return;
+    }
+    let (sources, counts): (Vec<Uuid>, Vec<(i64, DateTime<Utc>)>) =
+        partition.uncounted.iter().map(|(source, count)| (*source, *count)).unzip();
+    let (counts, latest): (Vec<i64>, Vec<DateTime<Utc>>) = counts.into_iter().unzip();
+    let (id, through) = (partition.id, partition.next - 1);
+    let counted = async {
+        client.batch_execute("begin").await?;
+        client
+            .execute(
+                "insert into event_source_counts (source_id, partition_id, accepted, last_received_at)
+                 select s, $4, n, t from unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) as u(s, n, t)
+                 on conflict (source_id, partition_id) do update set
+                     accepted = event_source_counts.accepted + excluded.accepted,
+                     last_received_at = greatest(event_source_counts.last_received_at, excluded.last_received_at)",
+                &[&sources, &counts, &latest, &id],
+            )
+            .await?;
+        client.execute("update event_partitions set counted_through = $2 where id = $1", &[&id, &through]).await?;
+        client.batch_execute("commit").await
+    }
+    .await;
+    match counted {
+        Ok(()) => partition.uncounted.clear(),
+        Err(e) => {
+            let _ = client.batch_execute("rollback").await;
+            tracing::warn!(error = %e, "could not count accepted events");
+        }
+    }
 }
 
 /// Creates a new partition's table, then registers it as `writer`'s: readers only see
@@ -173,7 +215,8 @@ async fn start_partition(client: &tokio_postgres::Client, writer: &str) -> Resul
         ))
         .await?;
     client.execute("insert into event_partitions (id, writer) values ($1, $2)", &[&id, &writer]).await?;
-    Ok(Partition { table, next: 1, started: std::time::Instant::now() })
+    let now = std::time::Instant::now();
+    Ok(Partition { id, table, next: 1, started: now, uncounted: HashMap::new(), counted_at: now })
 }
 
 /// The table of partition `id`.
@@ -292,6 +335,17 @@ pub async fn drop_done(pool: &DbPool, retention: std::time::Duration) -> Result<
             .await?
             .get(0);
         if done {
+            // What its writer did not count (it died first) is counted before the events go.
+            let tail = format!(
+                "insert into event_source_counts (source_id, partition_id, accepted, last_received_at)
+                 select e.source_id, p.id, count(*), max(e.received_at)
+                 from {table} e join event_partitions p on p.id = $1 where e.seq > p.counted_through
+                 group by e.source_id, p.id
+                 on conflict (source_id, partition_id) do update set
+                     accepted = event_source_counts.accepted + excluded.accepted,
+                     last_received_at = greatest(event_source_counts.last_received_at, excluded.last_received_at)"
+            );
+            tx.execute(&tail, &[&partition]).await?;
             tx.batch_execute(&format!("drop table {table}")).await?;
             tx.execute("delete from event_route_cursors where partition_id = $1", &[&partition]).await?;
             tx.execute("delete from event_partitions where id = $1", &[&partition]).await?;
@@ -300,4 +354,32 @@ pub async fn drop_done(pool: &DbPool, retention: std::time::Duration) -> Result<
         }
     }
     Ok(dropped)
+}
+
+/// How many events source `source_id` accepted, and when the newest counted arrived: the
+/// writers' counts plus the events past what each partition counted, read in one snapshot.
+pub async fn accepted(
+    client: &mut deadpool_postgres::Client,
+    source_id: Uuid,
+) -> Result<(i64, Option<DateTime<Utc>>), DbError> {
+    let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?;
+    let counted = tx
+        .query_one(
+            "select coalesce(sum(accepted), 0)::bigint, max(last_received_at) from event_source_counts where source_id = $1",
+            &[&source_id],
+        )
+        .await?;
+    let (mut accepted, mut latest): (i64, Option<DateTime<Utc>>) = (counted.get(0), counted.get(1));
+    for row in tx.query("select id, counted_through from event_partitions", &[]).await? {
+        let (partition, through): (i64, i64) = (row.get(0), row.get(1));
+        let sql = format!(
+            "select count(*), max(received_at) from {} where source_id = $1 and seq > $2",
+            partition_table(partition)
+        );
+        let tail = tx.query_one(&sql, &[&source_id, &through]).await?;
+        accepted += tail.get::<_, i64>(0);
+        latest = latest.max(tail.get(1));
+    }
+    tx.commit().await?;
+    Ok((accepted, latest))
 }
