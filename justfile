@@ -13,7 +13,7 @@ lint:
     cargo fmt --all
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Benchmarks against physical-limit baselines: `just bench model-sync [--source mariadb]`, `bulk-sync`, `cdc`.
+# Benchmarks against physical-limit baselines: `just bench model-sync [--source mariadb]`, `bulk-sync`, `cdc`, `events`.
 bench name="model-sync" *args="":
     scripts/bench.sh {{name}} {{args}}
 
