@@ -8,6 +8,8 @@ create table event_routes (
     connection_id   uuid not null references connections (id) on delete cascade,
     layout          text not null check (layout in ('source_table', 'segment')),
     schema_name     text not null,
+    -- Which events the route takes: `{"types": [...], "events": [...], "match": {path: value}}`.
+    filters         jsonb not null default '{}',
     created_at      timestamptz not null default now(),
     updated_at      timestamptz not null default now()
 );
@@ -22,11 +24,12 @@ create table event_route_cursors (
 );
 
 -- What each route did: events delivered (new rows), dropped as duplicates of rows the
--- destination had, and dead-lettered; when it last delivered and the arrival time of the
--- newest event it delivered.
+-- destination had, left out by its filters, and dead-lettered; when it last delivered and the
+-- arrival time of the newest event it delivered.
 create table event_route_counts (
     route_id         uuid primary key references event_routes (id) on delete cascade,
     delivered        bigint not null default 0,
+    filtered         bigint not null default 0,
     deduplicated     bigint not null default 0,
     dead_lettered    bigint not null default 0,
     last_received_at timestamptz,

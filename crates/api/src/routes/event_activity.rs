@@ -60,7 +60,10 @@ async fn activity(
             "id": route.id,
             "layout": route.layout,
             "schema": route.schema,
-            "counts": {"delivered": route.delivered, "deduplicated": route.deduplicated, "dead_lettered": route.dead_lettered},
+            "counts": {
+                "delivered": route.delivered, "deduplicated": route.deduplicated, "filtered": route.filtered,
+                "dead_lettered": route.dead_lettered,
+            },
             "delivered_at": route.delivered_at,
             "pending": oldest.is_some(),
             "lag_seconds": lag,

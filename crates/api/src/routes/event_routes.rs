@@ -8,7 +8,10 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use chrono::Utc;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
-    events::layout::{self, Layout},
+    events::{
+        filter::Filter,
+        layout::{self, Layout},
+    },
     executions::EVENT_DELIVERY,
     schedule,
     sync::Schedule,
@@ -35,7 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The fields of a route body.
-const FIELDS: &[&str] = &["connection_id", "layout", "schema", "enrichment", "lookup"];
+const FIELDS: &[&str] = &["connection_id", "layout", "schema", "enrichment", "lookup", "filters"];
 /// Traits one route may add.
 const MAX_ENRICHMENT: usize = 20;
 
@@ -48,11 +51,13 @@ pub(super) fn to_json(route: &EventRoute) -> Json {
         "schema": route.schema,
         "enrichment": route.enrichment,
         "lookup": route.lookup,
+        "filters": route.filters,
         "created_at": route.created_at,
         "updated_at": route.updated_at,
         "counts": {
             "delivered": route.delivered,
             "deduplicated": route.deduplicated,
+            "filtered": route.filtered,
             "dead_lettered": route.dead_lettered,
         },
         "last_received_at": route.last_received_at,
@@ -77,6 +82,8 @@ struct RouteBody {
     /// A model whose row for the event's user gives `user_<field>` columns:
     /// `{"model_id", "key" (its field holding user ids), "fields"}`.
     lookup: Option<Json>,
+    /// Which events it takes ([`Filter`]).
+    filters: Json,
 }
 
 impl RouteBody {
@@ -124,7 +131,20 @@ impl RouteBody {
             None | Some(Json::Null) => None,
             Some(given) => Some(lookup(state, tenant, given).await?),
         };
-        Ok(Self { connection_id, layout, schema, enrichment, lookup })
+        let filters = match body.get("filters") {
+            None | Some(Json::Null) => Filter::default(),
+            Some(given) => serde_json::from_value::<Filter>(given.clone()).map_err(|e| {
+                invalid(
+                    "filters",
+                    format!("filters must be {{\"types\": [...], \"events\": [...], \"match\": {{path: value}}}}: {e}"),
+                )
+            })?,
+        };
+        if let Some(problem) = filters.problem() {
+            return Err(invalid("filters", format!("filters: {problem}")));
+        }
+        let filters = serde_json::to_value(filters).expect("a filter serializes");
+        Ok(Self { connection_id, layout, schema, enrichment, lookup, filters })
     }
 
     fn spec(&self) -> RouteSpec<'_> {
@@ -134,6 +154,7 @@ impl RouteBody {
             schema: &self.schema,
             enrichment: &self.enrichment,
             lookup: self.lookup.as_ref(),
+            filters: &self.filters,
         }
     }
 }

@@ -23,10 +23,13 @@ pub struct EventRoute {
     pub enrichment: Json,
     /// The model looked up for more fields of the event's user.
     pub lookup: Option<Json>,
+    /// Which events the route takes.
+    pub filters: Json,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub delivered: i64,
     pub deduplicated: i64,
+    pub filtered: i64,
     pub dead_lettered: i64,
     /// The arrival time of the newest event delivered, and when.
     pub last_received_at: Option<DateTime<Utc>>,
@@ -40,12 +43,13 @@ pub struct RouteSpec<'a> {
     pub schema: &'a str,
     pub enrichment: &'a [String],
     pub lookup: Option<&'a Json>,
+    pub filters: &'a Json,
 }
 
 const SELECT: &str =
-    "select r.id, r.source_id, r.connection_id, r.layout, r.schema_name, r.enrichment, r.lookup, r.created_at, r.updated_at,
+    "select r.id, r.source_id, r.connection_id, r.layout, r.schema_name, r.enrichment, r.lookup, r.filters, r.created_at, r.updated_at,
         coalesce(c.delivered, 0) as delivered, coalesce(c.deduplicated, 0) as deduplicated,
-        coalesce(c.dead_lettered, 0) as dead_lettered, c.last_received_at, c.delivered_at
+        coalesce(c.filtered, 0) as filtered, coalesce(c.dead_lettered, 0) as dead_lettered, c.last_received_at, c.delivered_at
     from event_routes r left join event_route_counts c on c.route_id = r.id";
 
 impl FromRow for EventRoute {
@@ -60,10 +64,12 @@ impl FromRow for EventRoute {
             schema: row.try_get("schema_name")?,
             enrichment: row.try_get("enrichment")?,
             lookup: row.try_get("lookup")?,
+            filters: row.try_get("filters")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             delivered: row.try_get("delivered")?,
             deduplicated: row.try_get("deduplicated")?,
+            filtered: row.try_get("filtered")?,
             dead_lettered: row.try_get("dead_lettered")?,
             last_received_at: row.try_get("last_received_at")?,
             delivered_at: row.try_get("delivered_at")?,
@@ -89,9 +95,20 @@ pub async fn insert(
     let id = Uuid::new_v4();
     client
         .execute(
-            "insert into event_routes (id, organization_id, source_id, connection_id, layout, schema_name, enrichment, lookup)
-             values ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[&id, &org, &source_id, &spec.connection_id, &spec.layout, &spec.schema, &json!(spec.enrichment), &spec.lookup],
+            "insert into event_routes (id, organization_id, source_id, connection_id, layout, schema_name, enrichment, lookup,
+                                       filters)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &id,
+                &org,
+                &source_id,
+                &spec.connection_id,
+                &spec.layout,
+                &spec.schema,
+                &json!(spec.enrichment),
+                &spec.lookup,
+                spec.filters,
+            ],
         )
         .await?;
     Ok(id)
@@ -107,9 +124,18 @@ pub async fn update(
     let updated = client
         .execute(
             "update event_routes set connection_id = $3, layout = $4, schema_name = $5, enrichment = $6, lookup = $7,
-                    updated_at = now()
+                    filters = $8, updated_at = now()
              where source_id = $1 and id = $2",
-            &[&source_id, &id, &spec.connection_id, &spec.layout, &spec.schema, &json!(spec.enrichment), &spec.lookup],
+            &[
+                &source_id,
+                &id,
+                &spec.connection_id,
+                &spec.layout,
+                &spec.schema,
+                &json!(spec.enrichment),
+                &spec.lookup,
+                spec.filters,
+            ],
         )
         .await?;
     Ok(updated == 1)

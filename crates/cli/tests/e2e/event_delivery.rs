@@ -25,8 +25,10 @@ pub async fn settled(scene: &Scene, source: &str, route: &Json, events: i64) -> 
     loop {
         let route = scene.api.ok("GET", &path, None).await;
         let counts = &route["counts"];
-        let done: i64 =
-            ["delivered", "deduplicated", "dead_lettered"].iter().map(|k| counts[k].as_i64().unwrap_or(0)).sum();
+        let done: i64 = ["delivered", "deduplicated", "filtered", "dead_lettered"]
+            .iter()
+            .map(|k| counts[k].as_i64().unwrap_or(0))
+            .sum();
         if done >= events {
             return route;
         }
@@ -58,6 +60,8 @@ async fn each_source_is_delivered_once_to_its_own_tables_in_either_layout() {
     let polku_client = route(&scene, &client, polku).await;
     let segment = route(&scene, &server, json!({"connection_id": scene.conn, "layout": "segment"})).await;
     assert_eq!((polku_server["layout"].as_str(), segment["schema"].as_str()), (Some("source_table"), Some("server")));
+    let signups = json!({"connection_id": scene.conn, "schema": "signups", "filters": {"types": ["track"], "events": ["Signed Up"]}});
+    let signups = route(&scene, &server, signups).await;
 
     let signed_up = json!({"type": "track", "messageId": "m1", "userId": "u1", "event": "Signed Up",
                            "properties": {"plan": "pro", "seats": 3, "address": {"city": "Oslo"}}});
@@ -81,9 +85,19 @@ async fn each_source_is_delivered_once_to_its_own_tables_in_either_layout() {
 
     for (source, route) in [(&server, &polku_server), (&server, &segment)] {
         let counts = &settled(&scene, source, route, 6).await["counts"];
-        assert_eq!(counts, &json!({"delivered": 5, "deduplicated": 1, "dead_lettered": 0}), "the resent m1 is counted");
+        assert_eq!(
+            counts,
+            &json!({"delivered": 5, "deduplicated": 1, "filtered": 0, "dead_lettered": 0}),
+            "the resent m1 is counted"
+        );
     }
     assert_eq!(settled(&scene, &client, &polku_client, 1).await["counts"]["delivered"], 1);
+    let counts = &settled(&scene, &server, &signups, 6).await["counts"];
+    assert_eq!(counts, &json!({"delivered": 2, "deduplicated": 1, "filtered": 3, "dead_lettered": 0}), "only signups");
+    assert_eq!(
+        rows(&scene, "select id from signups.server order by id").await,
+        [json!({"id": "m1"}), json!({"id": "m5"})]
+    );
     let activity = scene.api.ok("GET", &format!("/api/event_sources/{server}/activity?sample=5"), None).await;
     assert_eq!(activity["accepted"], 6, "every event answered 200 is counted, the resent one too: {activity}");
     let sample: Vec<&str> =
@@ -91,7 +105,7 @@ async fn each_source_is_delivered_once_to_its_own_tables_in_either_layout() {
     assert_eq!(sample, ["m5", "m1", "m4", "m3", "m2"], "the newest first, as many as asked");
     assert_eq!(activity["sample"][0]["message"]["properties"]["coupon"], "WINTER");
     let routes = activity["routes"].as_array().expect("routes");
-    assert_eq!(routes.len(), 2);
+    assert_eq!(routes.len(), 3);
     assert!(routes.iter().all(|r| r["pending"] == false && r["lag_seconds"] == 0.0), "all delivered: {routes:?}");
     send(
         &scene,
@@ -171,7 +185,7 @@ async fn a_poison_event_goes_to_dead_letters_and_is_delivered_by_a_replay_once_f
     let batch = [paid("m2", json!(7)), paid("m3", json!("forty-two")), paid("m4", json!(8)), paid("m5", json!(9))];
     send(&scene, &key, json!(batch)).await;
     let counts = &settled(&scene, &server, &segment, 5).await["counts"];
-    assert_eq!(counts, &json!({"delivered": 4, "deduplicated": 0, "dead_lettered": 1}));
+    assert_eq!(counts, &json!({"delivered": 4, "deduplicated": 0, "filtered": 0, "dead_lettered": 1}));
     let delivered = rows(&scene, "select id from server.paid order by id").await;
     assert_eq!(delivered, [json!({"id": "m1"}), json!({"id": "m2"}), json!({"id": "m4"}), json!({"id": "m5"})]);
     let route_path = format!("/api/event_sources/{server}/routes/{}", segment["id"].as_str().expect("id"));
@@ -209,7 +223,11 @@ async fn a_poison_event_goes_to_dead_letters_and_is_delivered_by_a_replay_once_f
     let from = json!({"from": "2000-01-01T00:00:00Z"});
     scene.api.ok("POST", &format!("{route_path}/replay"), Some(from)).await;
     let counts = &settled(&scene, &server, &segment, 11).await["counts"];
-    assert_eq!(counts, &json!({"delivered": 5, "deduplicated": 5, "dead_lettered": 1}), "m3 fails no more");
+    assert_eq!(
+        counts,
+        &json!({"delivered": 5, "deduplicated": 5, "filtered": 0, "dead_lettered": 1}),
+        "m3 fails no more"
+    );
     assert_eq!(rows(&scene, "select id from server.tracks").await.len(), 5, "no event twice");
     let (status, answer) =
         scene.api.send("POST", &format!("{route_path}/replay"), Some(json!({"from": "yesterday"}))).await;
@@ -301,6 +319,8 @@ async fn routes_refuse_what_they_cannot_deliver() {
         (json!({"connection_id": scene.conn, "layout": "star"}), "layout"),
         (json!({"connection_id": scene.conn, "schema": "Not Snake"}), "schema"),
         (json!({"connection_id": scene.conn, "schema": 7}), "schema"),
+        (json!({"connection_id": scene.conn, "filters": {"types": ["click"]}}), "filters"),
+        (json!({"connection_id": scene.conn, "filters": {"where": {}}}), "filters"),
     ] {
         let (status, answer) = scene.api.send("POST", &path, Some(body.clone())).await;
         assert_error(status, &answer, 422, field);

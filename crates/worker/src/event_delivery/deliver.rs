@@ -43,6 +43,8 @@ pub struct Delivered {
     pub delivered: i64,
     /// Events the warehouse had already.
     pub deduplicated: i64,
+    /// Events the route's filters left out.
+    pub filtered: i64,
     /// Events that could not be delivered.
     pub failed: Vec<Failure>,
 }
@@ -65,7 +67,8 @@ pub fn parse(batch: &[StoredEvent]) -> Vec<Result<Map<String, Json>, String>> {
 }
 
 /// The rows each of `messages` becomes in `route`'s layout, enriched with its user's `traits`
-/// and `looked_up` fields and stamped with the load time, or why it cannot be laid out.
+/// and `looked_up` fields and stamped with the load time (none when the route's filters leave
+/// it out), or why it cannot be laid out.
 pub fn lay_out(
     route: &Route,
     messages: &[Result<Map<String, Json>, String>],
@@ -76,6 +79,9 @@ pub fn lay_out(
         .iter()
         .map(|message| {
             let message = message.as_ref().map_err(Clone::clone)?;
+            if !route.filter.takes(message) {
+                return Ok(vec![]);
+            }
             let mut extra = users::columns(&route.enrichment, traits, message);
             if let Some(lookup) = &route.lookup {
                 extra.extend(lookup::columns(lookup, looked_up, message));
@@ -99,6 +105,7 @@ pub async fn deliver(
     let mut laid_out: Vec<(usize, Vec<Row>)> = Vec::with_capacity(rows.len());
     for (i, rows) in rows.into_iter().enumerate() {
         match rows {
+            Ok(rows) if rows.is_empty() => outcome.filtered += 1,
             Ok(rows) => laid_out.push((i, rows)),
             Err(reason) => outcome.failed.push(failure(i, reason, 1)),
         }

@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::ConnectorError,
     db::{DbPool, Transaction},
-    events::{layout::Layout, store::StoredEvent},
+    events::{filter::Filter, layout::Layout, store::StoredEvent},
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -29,6 +29,8 @@ pub struct Route {
     pub enrichment: Vec<String>,
     /// The model whose row for the event's user gives more `user_<field>` columns.
     pub lookup: Option<Lookup>,
+    /// Which events it takes.
+    pub filter: Filter,
     /// When the route was last changed.
     pub version: DateTime<Utc>,
     /// Holds `target_type/config/secrets`.
@@ -40,7 +42,7 @@ pub async fn route(pool: &DbPool, id: Uuid) -> Result<Option<Route>, ConnectorEr
     let client = pool.get().await.map_err(state)?;
     let row = client
         .query_opt(
-            "select r.organization_id, r.source_id, s.name as source_name, r.layout, r.schema_name, r.enrichment, r.lookup, r.updated_at,
+            "select r.organization_id, r.source_id, s.name as source_name, r.layout, r.schema_name, r.enrichment, r.lookup, r.filters, r.updated_at,
                     c.type as target_type, c.configuration as target_config, c.secrets as target_secrets
              from event_routes r join event_sources s on s.id = r.source_id join connections c on c.id = r.connection_id
              where r.id = $1",
@@ -54,12 +56,15 @@ pub async fn route(pool: &DbPool, id: Uuid) -> Result<Option<Route>, ConnectorEr
     let lookup: Option<Json> = row.try_get("lookup").map_err(state)?;
     let lookup =
         lookup.map(serde_json::from_value).transpose().map_err(|e| ConnectorError::config(format!("lookup: {e}")))?;
+    let filter: Json = row.try_get("filters").map_err(state)?;
+    let filter = serde_json::from_value(filter).map_err(|e| ConnectorError::config(format!("filters: {e}")))?;
     Ok(Some(Route {
         id,
         organization_id: row.try_get("organization_id").map_err(state)?,
         enrichment: serde_json::from_value(enrichment)
             .map_err(|e| ConnectorError::config(format!("enrichment: {e}")))?,
         lookup,
+        filter,
         source_id: row.try_get("source_id").map_err(state)?,
         source_name: row.try_get("source_name").map_err(state)?,
         layout: Layout::parse(&layout).ok_or_else(|| ConnectorError::config(format!("layout {layout:?}")))?,
@@ -149,8 +154,8 @@ async fn unchanged(tx: &Transaction<'_>, route: &Route) -> Result<bool, Connecto
     Ok(tx.query_opt(sql, &[&route.id, &route.version]).await.map_err(state)?.is_some())
 }
 
-/// Adds `outcome`'s delivered and deduplicated events and `dead` new dead letters to route
-/// `id`'s counts.
+/// Adds `outcome`'s delivered, deduplicated and filtered events and `dead` new dead letters to
+/// route `id`'s counts.
 async fn count(
     tx: &Transaction<'_>,
     id: Uuid,
@@ -159,12 +164,14 @@ async fn count(
     newest: Option<DateTime<Utc>>,
 ) -> Result<(), ConnectorError> {
     tx.execute(
-        "insert into event_route_counts (route_id, delivered, deduplicated, dead_lettered, last_received_at, delivered_at)
-         values ($1, $2, $3, $4, $5, now())
+        "insert into event_route_counts (route_id, delivered, deduplicated, filtered, dead_lettered, last_received_at,
+                                         delivered_at)
+         values ($1, $2, $3, $4, $5, $6, now())
          on conflict (route_id) do update set delivered = event_route_counts.delivered + $2,
-             deduplicated = event_route_counts.deduplicated + $3, dead_lettered = event_route_counts.dead_lettered + $4,
-             last_received_at = greatest(event_route_counts.last_received_at, $5), delivered_at = now()",
-        &[&id, &outcome.delivered, &outcome.deduplicated, &dead, &newest],
+             deduplicated = event_route_counts.deduplicated + $3, filtered = event_route_counts.filtered + $4,
+             dead_lettered = event_route_counts.dead_lettered + $5,
+             last_received_at = greatest(event_route_counts.last_received_at, $6), delivered_at = now()",
+        &[&id, &outcome.delivered, &outcome.deduplicated, &outcome.filtered, &dead, &newest],
     )
     .await
     .map_err(state)?;
