@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::{Value as Json, json};
-use tokio_postgres::Row;
+use tokio_postgres::{Row, types::ToSql};
 use uuid::Uuid;
 
 use super::{FromRow, StoreError, fetch_all, fetch_opt};
@@ -86,31 +86,29 @@ pub async fn get(client: &impl GenericClient, source_id: Uuid, id: Uuid) -> Resu
     fetch_opt(client, &format!("{SELECT} where r.source_id = $1 and r.id = $2"), &[&source_id, &id]).await
 }
 
+/// The values of a route's statements: `$1` its source, `$2` its id, then `spec` (`$3`–`$8`).
+fn values<'a>(
+    (source_id, id): (&'a Uuid, &'a Uuid),
+    spec: &'a RouteSpec<'a>,
+    enrichment: &'a Json,
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    vec![source_id, id, &spec.connection_id, &spec.layout, &spec.schema, enrichment, &spec.lookup, spec.filters]
+}
+
 /// Adds a route to source `source_id` of `org`; its id.
 pub async fn insert(
     client: &impl GenericClient,
     (org, source_id): (Uuid, Uuid),
     spec: &RouteSpec<'_>,
 ) -> Result<Uuid, StoreError> {
-    let id = Uuid::new_v4();
-    client
-        .execute(
-            "insert into event_routes (id, organization_id, source_id, connection_id, layout, schema_name, enrichment, lookup,
-                                       filters)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                &id,
-                &org,
-                &source_id,
-                &spec.connection_id,
-                &spec.layout,
-                &spec.schema,
-                &json!(spec.enrichment),
-                &spec.lookup,
-                spec.filters,
-            ],
-        )
-        .await?;
+    let (id, enrichment) = (Uuid::new_v4(), json!(spec.enrichment));
+    let mut values = values((&source_id, &id), spec, &enrichment);
+    values.push(&org);
+    let sql =
+        "insert into event_routes (source_id, id, connection_id, layout, schema_name, enrichment, lookup, filters,
+                                         organization_id)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    client.execute(sql, &values).await?;
     Ok(id)
 }
 
@@ -121,24 +119,11 @@ pub async fn update(
     id: Uuid,
     spec: &RouteSpec<'_>,
 ) -> Result<bool, StoreError> {
-    let updated = client
-        .execute(
-            "update event_routes set connection_id = $3, layout = $4, schema_name = $5, enrichment = $6, lookup = $7,
-                    filters = $8, updated_at = now()
-             where source_id = $1 and id = $2",
-            &[
-                &source_id,
-                &id,
-                &spec.connection_id,
-                &spec.layout,
-                &spec.schema,
-                &json!(spec.enrichment),
-                &spec.lookup,
-                spec.filters,
-            ],
-        )
-        .await?;
-    Ok(updated == 1)
+    let enrichment = json!(spec.enrichment);
+    let sql = "update event_routes set connection_id = $3, layout = $4, schema_name = $5, enrichment = $6, lookup = $7,
+                                       filters = $8, updated_at = now()
+               where source_id = $1 and id = $2";
+    Ok(client.execute(sql, &values((&source_id, &id), spec, &enrichment)).await? == 1)
 }
 
 pub async fn delete(client: &impl GenericClient, source_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
