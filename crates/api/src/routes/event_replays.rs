@@ -72,11 +72,12 @@ fn time(body: &Map<String, Json>, key: &str) -> Result<Option<DateTime<Utc>>, Ap
     }
 }
 
-/// Refuses fields of `body` not in `fields`.
-fn only(body: &Map<String, Json>, fields: &[&str]) -> Result<(), ApiError> {
+/// A replay's body (`{}` when empty), refusing fields not in `fields`.
+fn replay_body(body: &[u8], fields: &[&str]) -> Result<Map<String, Json>, ApiError> {
+    let body: Map<String, Json> = if body.is_empty() { Map::new() } else { parse_body(body)? };
     match body.keys().find(|k| !fields.contains(&k.as_str())) {
         Some(unknown) => Err(invalid(unknown, format!("{unknown} is not a field of a replay"))),
-        None => Ok(()),
+        None => Ok(body),
     }
 }
 
@@ -91,8 +92,7 @@ async fn replay_letters(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let route = route_of(&state, &source, &path.1).await?;
-    let body: Map<String, Json> = if body.is_empty() { Map::new() } else { parse_body(&body)? };
-    only(&body, &["ids", "from", "to"])?;
+    let body = replay_body(&body, &["ids", "from", "to"])?;
     let ids: Option<Vec<i64>> = match body.get("ids") {
         None | Some(Json::Null) => None,
         Some(ids) => Some(
@@ -121,8 +121,7 @@ async fn replay_route(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let route = route_of(&state, &source, &path.1).await?;
-    let body: Map<String, Json> = parse_body(&body)?;
-    only(&body, &["from"])?;
+    let body = replay_body(&body, &["from"])?;
     let from = time(&body, "from")?.ok_or_else(|| invalid("from", "from is required"))?;
     store::event_dead_letters::rewind(&mut state.pool.get().await?, (source.id, route.id), from).await?;
     Ok(envelope(super::event_routes::to_json(&route_of(&state, &source, &path.1).await?)))
