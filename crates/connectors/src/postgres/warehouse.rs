@@ -88,7 +88,7 @@ impl PostgresWarehouse {
                 }
             };
             let sql = insert_sql(&target, table, &columns);
-            let rows = Json::Array(table.rows.iter().cloned().map(Json::Object).collect());
+            let rows = tokio_postgres::types::Json(&table.rows);
             loaded.push(conn.run(limit, conn.client.execute(&sql, &[&rows])).await?);
             after.push(std::mem::take(&mut columns));
         }

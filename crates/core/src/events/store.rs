@@ -309,10 +309,23 @@ fn stored(partition: i64, row: &tokio_postgres::Row) -> StoredEvent {
 /// dropped.
 pub async fn drop_done(pool: &DbPool, retention: std::time::Duration) -> Result<Vec<i64>, DbError> {
     let mut client = pool.get().await?;
-    let partitions = partitions(&client).await?;
-    let since = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let since = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|r| Utc::now().checked_sub_signed(r))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    // A partition made after `since` holds newer events: only older ones are looked into.
+    let candidates: Vec<i64> = client
+        .query(
+            "select id from event_partitions
+             where created_at < $1 and id < (select max(id) from event_partitions) order by id",
+            &[&since],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     let mut dropped = Vec::new();
-    for partition in partitions.iter().copied().filter(|p| partitions.last().is_some_and(|last| last > p)) {
+    for partition in candidates {
         let table = partition_table(partition);
         let tx = client.transaction().await?;
         let lock = format!("set local lock_timeout = '1s'; lock table {table} in access exclusive mode");

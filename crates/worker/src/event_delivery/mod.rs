@@ -25,11 +25,10 @@ use std::time::Instant;
 use deliver::Delivered;
 use serde_json::{Map, Value as Json};
 use store::Route;
-use syncline_core::{connector::EventWarehouse, events::store::StoredEvent};
-
 use syncline_core::{
     config::EventDelivery as Settings,
-    connector::ConnectorError,
+    connector::{ConnectorError, EventWarehouse},
+    events::store::StoredEvent,
     executions::{self, Claim, Counts, Outcome},
 };
 use tokio::sync::watch;
@@ -115,10 +114,7 @@ async fn deliver_until_changed(services: &Services, route: &Route, counts: &mut 
             if !store::record(pool, route, &events, &outcome).await? {
                 return Ok(());
             }
-            for event in &events {
-                let end = cursors.entry(event.partition).or_insert(event.seq);
-                *end = (*end).max(event.seq);
-            }
+            cursors.extend(store::ends(&events));
             tally(counts, events.len(), &outcome);
         }
         let (letters, replays) = store::replays(pool, route.id, batch_rows as i64).await?;

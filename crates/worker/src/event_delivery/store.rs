@@ -106,16 +106,19 @@ pub async fn record(
     if !unchanged(&tx, route).await? {
         return Ok(false);
     }
-    for failure in &outcome.failed {
-        let event = &batch[failure.index];
-        tx.execute(
-            "insert into event_dead_letters (route_id, message_id, received_at, message, reason, attempts)
-             values ($1, $2, $3, $4, $5, $6)",
-            &[&route.id, &event.message_id, &event.received_at, &event.message, &failure.reason, &failure.attempts],
-        )
-        .await
-        .map_err(state)?;
-    }
+    let failed: Vec<&StoredEvent> = outcome.failed.iter().map(|f| &batch[f.index]).collect();
+    let ids: Vec<&str> = failed.iter().map(|e| e.message_id.as_str()).collect();
+    let received: Vec<DateTime<Utc>> = failed.iter().map(|e| e.received_at).collect();
+    let messages: Vec<&[u8]> = failed.iter().map(|e| e.message.as_slice()).collect();
+    let reasons: Vec<&str> = outcome.failed.iter().map(|f| f.reason.as_str()).collect();
+    let attempts: Vec<i32> = outcome.failed.iter().map(|f| f.attempts).collect();
+    tx.execute(
+        "insert into event_dead_letters (route_id, message_id, received_at, message, reason, attempts)
+         select $1, * from unnest($2::text[], $3::timestamptz[], $4::bytea[], $5::text[], $6::int[])",
+        &[&route.id, &ids, &received, &messages, &reasons, &attempts],
+    )
+    .await
+    .map_err(state)?;
     if let Some(first) = outcome.failed.first() {
         let payload = json!({
             "route_id": route.id, "schema": route.schema, "events": outcome.failed.len(), "reason": first.reason,
@@ -128,12 +131,7 @@ pub async fn record(
         .await
         .map_err(state)?;
     }
-    let mut ends: HashMap<i64, i64> = HashMap::new();
-    for event in batch {
-        let end = ends.entry(event.partition).or_insert(event.seq);
-        *end = (*end).max(event.seq);
-    }
-    let (partitions, ends): (Vec<i64>, Vec<i64>) = ends.into_iter().unzip();
+    let (partitions, ends): (Vec<i64>, Vec<i64>) = ends(batch).into_iter().unzip();
     tx.execute(
         "insert into event_route_cursors (route_id, partition_id, seq)
          select $1, p, s from unnest($2::bigint[], $3::bigint[]) as u(p, s)
@@ -146,6 +144,16 @@ pub async fn record(
     count(&tx, route.id, outcome, outcome.failed.len() as i64, newest).await?;
     tx.commit().await.map_err(state)?;
     Ok(true)
+}
+
+/// The last event of `batch` in each partition: where the route is once it is recorded.
+pub fn ends(batch: &[StoredEvent]) -> HashMap<i64, i64> {
+    let mut ends: HashMap<i64, i64> = HashMap::new();
+    for event in batch {
+        let end = ends.entry(event.partition).or_insert(event.seq);
+        *end = (*end).max(event.seq);
+    }
+    ends
 }
 
 /// Whether `route` is as it was read, holding it so until the transaction ends.

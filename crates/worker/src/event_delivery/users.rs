@@ -73,28 +73,34 @@ pub async fn absorb(
         )
         .await
         .map_err(state)?;
-    for row in rows {
-        let (user, was_named): (String, bool) = (row.get(0), row.get(1));
-        let traits = &users[&user];
-        let name = named(traits).filter(|_| !was_named);
-        tx.execute(
-            "update event_users set traits = traits || $3, updated_at = now(),
-                    named_at = case when $4 then now() else named_at end
-             where organization_id = $1 and user_id = $2",
-            &[&org, &user, &Json::Object(traits.clone()), &name.is_some()],
-        )
-        .await
-        .map_err(state)?;
-        if let Some(name) = name {
-            tx.execute(
-                "insert into event_log (organization_id, source_id, kind, subject, payload)
-                 values ($1, $2, 'user.first_named', $3, $4) on conflict do nothing",
-                &[&org, &source_id, &user, &json!({"user_id": user, "name": name})],
-            )
-            .await
-            .map_err(state)?;
+    let mut traits = Vec::with_capacity(rows.len());
+    let (mut newly_named, mut names) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let (user, was_named): (&str, bool) = (row.get(0), row.get(1));
+        traits.push(Json::Object(users[user].clone()));
+        if let Some(name) = named(&users[user]).filter(|_| !was_named) {
+            newly_named.push(user);
+            names.push(json!({"user_id": user, "name": name}));
         }
     }
+    let locked: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
+    tx.execute(
+        "update event_users e set traits = e.traits || u.traits, updated_at = now(),
+                named_at = case when u.user_id = any($4) then now() else e.named_at end
+         from unnest($2::text[], $3::jsonb[]) as u(user_id, traits)
+         where e.organization_id = $1 and e.user_id = u.user_id",
+        &[&org, &locked, &traits, &newly_named],
+    )
+    .await
+    .map_err(state)?;
+    tx.execute(
+        "insert into event_log (organization_id, source_id, kind, subject, payload)
+         select $1, $2, 'user.first_named', u, p from unnest($3::text[], $4::jsonb[]) as n(u, p)
+         on conflict do nothing",
+        &[&org, &source_id, &newly_named, &names],
+    )
+    .await
+    .map_err(state)?;
     tx.commit().await.map_err(state)
 }
 
