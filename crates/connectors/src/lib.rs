@@ -21,6 +21,7 @@ pub mod memory;
 pub mod moto;
 pub mod mysql;
 pub mod postgres;
+mod predicate;
 mod sql;
 
 static PRODUCTION: LazyLock<Vec<Arc<dyn DynConnector>>> =

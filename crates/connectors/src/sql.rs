@@ -9,10 +9,14 @@ use futures::{StreamExt, stream};
 use serde_json::Value as Json;
 use syncline_core::{
     connector::{
-        ConnectorError, Cursor, Endpoint, ObjectSpec, Partition, ReadEvent, ReadRequest, RecordFailure, TargetField,
+        ConnectorError, Cursor, Endpoint, ObjectSpec, Partition, ReadEvent, ReadRequest, RecordFailure, Shaping,
+        TargetField, WriteRequest,
     },
     record::{Field, RecordBatch},
+    sync::filter::{Predicate, Scalar},
 };
+
+use crate::predicate::{self, Spelling};
 
 /// Where a database connection goes and as whom.
 pub(crate) fn endpoint(hostname: &str, port: u16, database: &str, username: &str) -> Endpoint {
@@ -58,6 +62,9 @@ pub(crate) trait Dialect {
     /// The filter keeping partition `index` of `count`, hashing `exprs` (the identity's fields
     /// when the read is sorted, else every field).
     fn partition(&self, exprs: &[&str], index: u32, count: u32) -> String;
+
+    /// The SQL of `predicate` over the model's fields (`m.<field>`).
+    fn filter(&self, predicate: &Predicate) -> String;
 }
 
 /// What a read adds to `select <fields> from (<model>) as m`.
@@ -87,7 +94,7 @@ pub(crate) fn clauses(
             .position(|f| f == name)
             .ok_or_else(|| ConnectorError::config(format!("{name:?} is not a selected field")))
     };
-    let mut filters = Vec::new();
+    let mut filters: Vec<String> = request.filter.iter().map(|p| format!("({})", dialect.filter(p))).collect();
     let mut order = Vec::new();
     let mut keys = Vec::new();
     for key in &request.order_by {
@@ -126,6 +133,55 @@ pub(crate) fn clauses(
     let filter = if filters.is_empty() { String::new() } else { format!(" where {}", filters.join(" and ")) };
     let order = if order.is_empty() { String::new() } else { format!(" order by {}", order.join(", ")) };
     Ok(Clauses { filter, order, cursor })
+}
+
+/// What a write puts into each target field: the records' own fields (staged), with their
+/// [`Shaping::replacements`] applied, then the constants.
+pub(crate) struct Values {
+    /// Target field names, unquoted: the request's `targets`, then the constants' targets.
+    pub(crate) targets: Vec<String>,
+    /// The SQL value of each, over the staged record.
+    pub(crate) exprs: Vec<String>,
+}
+
+/// How a database spells a write's values: `staged` is the staged record field at a position,
+/// `replacement` a replacement value for the field at a position, `constant` a constant for a
+/// target field.
+pub(crate) struct ValueSpelling<'a> {
+    pub(crate) staged: &'a dyn Fn(usize) -> String,
+    pub(crate) replacement: &'a dyn Fn(usize, Option<&Scalar>) -> String,
+    pub(crate) constant: &'a dyn Fn(&str, Option<&Scalar>) -> String,
+    pub(crate) spelling: &'a dyn Spelling,
+}
+
+impl Values {
+    pub(crate) fn of(request: &WriteRequest, how: &ValueSpelling<'_>) -> Self {
+        let shaping: &Shaping = &request.shaping;
+        let by_name = |name: &str| request.schema.index_of(name).map_or_else(|| "null".to_owned(), how.staged);
+        let mut targets = request.targets.clone();
+        let mut exprs: Vec<String> = (0..request.targets.len())
+            .map(|i| {
+                let cases: Vec<String> = shaping
+                    .replacements
+                    .iter()
+                    .filter(|r| r.field == i)
+                    .map(|r| {
+                        let when = predicate::render(&r.when, &by_name, how.spelling);
+                        format!(" when {when} then {}", (how.replacement)(i, r.value.as_ref()))
+                    })
+                    .collect();
+                match cases.is_empty() {
+                    true => (how.staged)(i),
+                    false => format!("case{} else {} end", cases.concat(), (how.staged)(i)),
+                }
+            })
+            .collect();
+        for (target, value) in &shaping.constants {
+            targets.push(target.clone());
+            exprs.push((how.constant)(target, value.as_ref()));
+        }
+        Self { targets, exprs }
+    }
 }
 
 /// The statements that give table `table` (quoted) `spec`'s fields: a `create table` with the

@@ -1,9 +1,13 @@
-//! Model sync configuration: the parts of the Polytomic sync body the engine acts on.
+//! Model sync configuration: the Polytomic sync body as the engine acts on it.
+
+pub mod filter;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 use uuid::Uuid;
 
-use crate::connector::SyncMode;
+use self::filter::{Condition, Invalid, Kind, Predicate, Scalar};
+use crate::connector::{Replacement, Shaping, SyncMode};
 
 /// A model field reference (`{model_id, field}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +22,59 @@ pub struct FieldMapping {
     pub target: String,
     #[serde(default)]
     pub source: Option<SourceRef>,
+    /// A constant written instead of a model field.
+    #[serde(default)]
+    pub override_value: Option<Json>,
+    /// `create`: only fill an empty destination value; `updateOrCreate` (the default): always write.
+    #[serde(default)]
+    pub sync_mode: Option<String>,
+}
+
+impl FieldMapping {
+    /// Whether the field is only written where the destination's value is empty.
+    pub fn fill_only(&self) -> bool {
+        self.sync_mode.as_deref() == Some("create")
+    }
+}
+
+/// A condition of `model_filters` on a model field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelCondition {
+    pub source: SourceRef,
+    pub function: String,
+    #[serde(default)]
+    pub value: Option<Json>,
+}
+
+/// A condition of `target_filters` on a destination field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetCondition {
+    pub field: String,
+    pub function: String,
+    #[serde(default)]
+    pub value: Option<Json>,
+}
+
+/// Conditions and the `logic` combining them (`1 AND (2 OR 3)`; all of them when absent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Filters<C> {
+    #[serde(default = "Vec::new")]
+    pub conditions: Vec<C>,
+    #[serde(default)]
+    pub logic: Option<String>,
+}
+
+/// A conditional replacement: when the model field matches, `override` is written instead.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Override {
+    #[serde(default)]
+    pub field: Option<SourceRef>,
+    #[serde(default)]
+    pub function: Option<String>,
+    #[serde(default)]
+    pub value: Option<Json>,
+    #[serde(default, rename = "override")]
+    pub replacement: Option<Json>,
 }
 
 /// How records are matched: a model field equal to a target field.
@@ -75,6 +132,51 @@ pub struct SyncSpec {
     pub identities: Option<Identities>,
     #[serde(default)]
     pub schedule: Schedule,
+    #[serde(default)]
+    pub model_filters: Option<Filters<ModelCondition>>,
+    #[serde(default)]
+    pub target_filters: Option<Filters<TargetCondition>>,
+    #[serde(default)]
+    pub overrides: Vec<Override>,
+    /// Constants (`{target, override_value, sync_mode}`), as `fields` with no source.
+    #[serde(default)]
+    pub override_fields: Vec<FieldMapping>,
+    /// Every run writes every record, changed or not.
+    #[serde(default)]
+    pub sync_all_records: bool,
+    /// The first run only remembers the model's records; later runs write what changes.
+    #[serde(default)]
+    pub skip_initial_backfill: bool,
+    #[serde(default)]
+    pub only_enrich_updates: bool,
+}
+
+/// A filter function by its Polytomic name; `at` is where it sits in the body.
+fn function(name: &str, at: &str) -> Result<filter::Function, Invalid> {
+    serde_json::from_value(Json::String(name.to_owned()))
+        .map_err(|_| Invalid::new(at, format!("{name:?} is not a filter function")))
+}
+
+/// A condition on `field`; `kind` is the field's type when known.
+fn condition(
+    field: &str,
+    (name, value): (&str, Option<&Json>),
+    kind: Option<Kind>,
+    at: &str,
+) -> Result<Condition, Invalid> {
+    let function = function(name, &format!("{at}.function"))?;
+    let operand = filter::operand(function, kind, value).map_err(|m| Invalid::new(at, format!("{field:?}: {m}")))?;
+    Ok(Condition { field: field.to_owned(), function, operand })
+}
+
+/// A constant's value: a string, number or boolean, or NULL.
+fn constant(value: &Json, at: &str) -> Result<Option<Scalar>, Invalid> {
+    match value {
+        Json::Null => Ok(None),
+        value => Scalar::of(value)
+            .map(Some)
+            .ok_or_else(|| Invalid::new(at, "a constant must be a string, number, boolean or null")),
+    }
 }
 
 impl SyncSpec {
@@ -97,11 +199,92 @@ impl SyncSpec {
         }
         for mapping in &self.fields {
             if let Some(source) = &mapping.source
+                && mapping.override_value.is_none()
                 && !columns.iter().any(|(_, target)| target == &mapping.target)
             {
                 columns.push((source.field.clone(), mapping.target.clone()));
             }
         }
         columns
+    }
+
+    /// Which model records the sync reads: `model_filters` as a predicate over model field
+    /// names. `kind` gives a model field's type, when known, to check the functions against.
+    pub fn model_filter(&self, kind: impl Fn(&str) -> Option<Kind>) -> Result<Option<Predicate>, Invalid> {
+        let Some(filters) = &self.model_filters else { return Ok(None) };
+        let conditions = filters
+            .conditions
+            .iter()
+            .enumerate()
+            .map(|(n, c)| {
+                let at = format!("model_filters.conditions[{n}]");
+                condition(&c.source.field, (&c.function, c.value.as_ref()), kind(&c.source.field), &at)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        filter::combine(conditions, filters.logic.as_deref(), "model_filters")
+    }
+
+    /// What the sync asks of the destination beyond copying values; `model_kind` and
+    /// `target_kind` give the types of model and destination fields, when known.
+    pub fn shaping(
+        &self,
+        model_kind: impl Fn(&str) -> Option<Kind>,
+        target_kind: impl Fn(&str) -> Option<Kind>,
+    ) -> Result<Shaping, Invalid> {
+        let mut shaping = Shaping::default();
+        let constants = self.fields.iter().enumerate().map(|(n, f)| (format!("fields[{n}]"), f));
+        let override_fields =
+            self.override_fields.iter().enumerate().map(|(n, f)| (format!("override_fields[{n}]"), f));
+        for (at, mapping) in constants.chain(override_fields) {
+            if mapping.fill_only() {
+                shaping.fill_only.push(mapping.target.clone());
+            }
+            if let Some(value) = &mapping.override_value {
+                let value = constant(value, &format!("{at}.override_value"))?;
+                shaping.constants.push((mapping.target.clone(), value));
+            }
+        }
+        let columns = self.columns();
+        for (n, replacement) in self.overrides.iter().enumerate() {
+            let at = format!("overrides[{n}]");
+            let field = replacement
+                .field
+                .as_ref()
+                .ok_or_else(|| Invalid::new(format!("{at}.field"), "field (the model field to test) is required"))?;
+            let function = replacement
+                .function
+                .as_deref()
+                .ok_or_else(|| Invalid::new(format!("{at}.function"), "function is required"))?;
+            let when = condition(&field.field, (function, replacement.value.as_ref()), model_kind(&field.field), &at)?;
+            let value = constant(replacement.replacement.as_ref().unwrap_or(&Json::Null), &format!("{at}.override"))?;
+            let positions: Vec<usize> =
+                columns.iter().enumerate().filter(|(_, (source, _))| *source == field.field).map(|(i, _)| i).collect();
+            if positions.is_empty() {
+                return Err(Invalid::new(
+                    format!("{at}.field"),
+                    format!("model field {:?} is not mapped to any target field", field.field),
+                ));
+            }
+            for position in positions {
+                shaping.replacements.push(Replacement {
+                    field: position,
+                    when: Predicate::Test(when.clone()),
+                    value: value.clone(),
+                });
+            }
+        }
+        if let Some(filters) = &self.target_filters {
+            let conditions = filters
+                .conditions
+                .iter()
+                .enumerate()
+                .map(|(n, c)| {
+                    let at = format!("target_filters.conditions[{n}]");
+                    condition(&c.field, (&c.function, c.value.as_ref()), target_kind(&c.field), &at)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            shaping.target_filter = filter::combine(conditions, filters.logic.as_deref(), "target_filters")?;
+        }
+        Ok(shaping)
     }
 }

@@ -33,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(remove);
 }
 
-fn connector(type_id: &str) -> Result<&'static Arc<dyn DynConnector>, ApiError> {
+pub(crate) fn connector(type_id: &str) -> Result<&'static Arc<dyn DynConnector>, ApiError> {
     syncline_connectors::get(type_id).ok_or_else(|| {
         let known: Vec<&str> = syncline_connectors::all().iter().map(|c| c.spec().id).collect();
         ApiError::bad_request(format!("unknown connection type {type_id:?} (supported: {})", known.join(", ")))

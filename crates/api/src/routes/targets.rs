@@ -3,7 +3,10 @@
 use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use syncline_core::connector::SyncMode;
+use syncline_core::{
+    connector::Destination,
+    sync::filter::{Function, Kind},
+};
 
 use super::{connections, envelope};
 use crate::{
@@ -17,8 +20,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(objects).service(fields);
 }
 
-fn modes(modes: &[SyncMode]) -> Vec<Json> {
-    modes
+/// The modes of `destination`, with what each supports.
+fn modes(destination: &dyn Destination) -> Vec<Json> {
+    let shapes = destination.shapes_writes();
+    destination
+        .modes()
         .iter()
         .map(|m| {
             json!({
@@ -26,9 +32,9 @@ fn modes(modes: &[SyncMode]) -> Vec<Json> {
                 "mode": m.as_str(),
                 "label": m.as_str(),
                 "requires_identity": m.requires_identity(),
-                "supports_per_field_mode": false,
-                "supports_field_sync_mode": false,
-                "supports_target_filters": false,
+                "supports_per_field_mode": shapes,
+                "supports_field_sync_mode": shapes,
+                "supports_target_filters": shapes,
             })
         })
         .collect()
@@ -41,7 +47,7 @@ async fn objects(
 ) -> Result<HttpResponse, ApiError> {
     let connection = connections::open(&state, &connection)?;
     let destination = connection.connector.destination(&state.connector, &connection.config)?;
-    let modes = modes(destination.modes());
+    let modes = modes(destination.as_ref());
     let objects: Vec<Json> = destination
         .target_objects()
         .await?
@@ -74,7 +80,9 @@ async fn fields(
         .map(|f| {
             let mut field = serde_json::to_value(&f).unwrap_or_default();
             field["identity_functions"] = json!([{"id": "Equality", "label": "Equality"}]);
-            field["filterable"] = json!(false);
+            let functions = filter_functions(&f.field_type);
+            field["filterable"] = json!(destination.shapes_writes() && !functions.is_empty());
+            field["filter_functions"] = json!(functions);
             field["encryptable"] = json!(false);
             field
         })
@@ -83,8 +91,14 @@ async fn fields(
         "id": target,
         "name": target,
         "refreshed_at": chrono::Utc::now(),
-        "modes": modes(destination.modes()),
+        "modes": modes(destination.as_ref()),
         "properties": {},
         "fields": fields,
     })))
+}
+
+/// The filter functions that apply to a field of Polytomic type `type_name`.
+fn filter_functions(type_name: &str) -> Vec<Json> {
+    let kind = Kind::of(type_name);
+    Function::ALL.iter().filter(|f| f.applies_to(kind)).map(|f| json!({"id": f, "label": f})).collect()
 }

@@ -91,7 +91,7 @@ impl Destination for MemoryDestination {
     }
 
     fn modes(&self) -> &'static [SyncMode] {
-        &SyncMode::ALL
+        &SyncMode::BASIC
     }
 
     async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {

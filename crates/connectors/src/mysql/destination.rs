@@ -19,9 +19,13 @@ use syncline_core::{
 use super::{
     MysqlConfig,
     client::{self, Connection, guarded, quote_ident, quote_object, split_object},
+    spelling::{self, Mysql},
     types::{self, ColumnInfo},
 };
-use crate::sql::{Bisection, shape_table, target_field};
+use crate::{
+    predicate,
+    sql::{Bisection, ValueSpelling, Values, shape_table, target_field},
+};
 
 pub(super) struct MysqlDestination {
     ctx: Context,
@@ -149,6 +153,10 @@ impl Destination for MysqlDestination {
         MODES
     }
 
+    fn shapes_writes(&self) -> bool {
+        true
+    }
+
     async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {
         let conn = self.connect().await?;
         Ok(Box::new(MysqlWriter::open(conn, &self.config.database, request).await?))
@@ -168,10 +176,13 @@ const STAGE: &str = "syncline_stage";
 struct MysqlWriter {
     conn: Connection,
     plan: Plan,
-    /// `DELETE FROM table WHERE` and the match of one identity (replace mode only).
+    /// `DELETE FROM table WHERE (` and the match of one identity (replace and remove modes).
     delete: Option<(String, String)>,
     /// A transaction may be open: a write was dropped before it ended.
     dirty: bool,
+    /// Snapshot mode: the run's writes share one transaction, begun when the writer opened
+    /// (with the old contents deleted) and committed by [`BatchWriter::finish`].
+    whole_run: bool,
 }
 
 impl MysqlWriter {
@@ -194,12 +205,13 @@ impl MysqlWriter {
         let identity: Vec<&str> = req.identity.iter().map(|i| req.targets[*i].as_str()).collect();
         let others: Vec<usize> = (0..targets.len()).filter(|i| !req.identity.contains(i)).collect();
         let unique = !identity.is_empty() && identity_is_the_unique_key(&mut conn, object, &identity).await?;
+        let plain = req.shaping.is_plain();
         let direct = |tail: String| Plan::Direct { insert: format!("insert into {table} ({names})"), tail };
         // Leaves a matched record as it is.
         let keep = || format!(" on duplicate key update {0} = {0}", targets[req.identity[0]]);
-        let plan = match (req.mode, unique) {
-            (SyncMode::Append, _) => direct(String::new()),
-            (mode, _) if req.identity.is_empty() => {
+        let plan = match (req.mode, unique && plain) {
+            (SyncMode::Append | SyncMode::Snapshot, _) if plain => direct(String::new()),
+            (mode, _) if req.identity.is_empty() && mode.requires_identity() => {
                 return Err(ConnectorError::config(format!("mode {} needs an identity", mode.as_str())));
             }
             (SyncMode::Create, true) => direct(keep()),
@@ -208,32 +220,7 @@ impl MysqlWriter {
                 let set: Vec<String> = others.iter().map(|i| format!("{0} = values({0})", targets[*i])).collect();
                 direct(format!(" on duplicate key update {}", set.join(", ")))
             }
-            (mode, _) => {
-                // The stage has the target's columns, names and types, so values that do not fit
-                // fail there with the messages the table would give.
-                let create = format!(
-                    "create temporary table {STAGE} engine = InnoDB as select {names} from {table} where false"
-                );
-                conn.query_drop(limit, &create).await?;
-                let matches: Vec<String> = req.identity.iter().map(|i| format!("t.{0} = s.{0}", targets[*i])).collect();
-                let matches = matches.join(" and ");
-                let update = (!others.is_empty()).then(|| {
-                    let set: Vec<String> = others.iter().map(|i| format!("t.{0} = s.{0}", targets[*i])).collect();
-                    format!("update {table} as t join {STAGE} as s on {matches} set {}", set.join(", "))
-                });
-                let staged: Vec<String> = targets.iter().map(|t| format!("s.{t}")).collect();
-                let insert_new = format!(
-                    "insert into {table} ({names}) select {} from {STAGE} as s
-                     where not exists (select 1 from {table} as t where {matches})",
-                    staged.join(", ")
-                );
-                let apply = match mode {
-                    SyncMode::Create => vec![insert_new],
-                    SyncMode::Update => update.into_iter().collect(),
-                    _ => update.into_iter().chain([insert_new]).collect(),
-                };
-                Plan::Staged { insert: format!("insert into {STAGE} ({names})"), apply }
-            }
+            (mode, _) => staged(&mut conn, &req, &table, mode).await?,
         };
         // Preparing each statement checks the mapping against the table up front.
         let one_row = format!(" values ({})", vec!["?"; targets.len()].join(", "));
@@ -247,12 +234,81 @@ impl MysqlWriter {
                 _ => e,
             })?;
         }
-        let delete = (req.mode == SyncMode::Replace).then(|| {
+        let delete = matches!(req.mode, SyncMode::Replace | SyncMode::Remove).then(|| {
             let matches: Vec<String> = req.identity.iter().map(|i| format!("{} = ?", targets[*i])).collect();
-            (format!("delete from {table} where "), format!("({})", matches.join(" and ")))
+            let filter = target_filter(&req, "");
+            let head = match filter {
+                Some(filter) => format!("delete from {table} where ({filter}) and ("),
+                None => format!("delete from {table} where ("),
+            };
+            (head, format!("({})", matches.join(" and ")))
         });
-        Ok(Self { conn, plan, delete, dirty: false })
+        let whole_run = req.mode == SyncMode::Snapshot;
+        if whole_run {
+            conn.query_drop(limit, "start transaction").await?;
+            conn.query_drop(limit, &format!("delete from {table}")).await?;
+        }
+        Ok(Self { conn, plan, delete, dirty: false, whole_run })
     }
+}
+
+/// The SQL of the request's target filters over the table's columns, each prefixed with
+/// `alias` (`t.`, or nothing).
+fn target_filter(req: &WriteRequest, alias: &str) -> Option<String> {
+    let column = |field: &str| format!("{alias}{}", quote_ident(field));
+    req.shaping.target_filter.as_ref().map(|p| predicate::render(p, &column, &Mysql))
+}
+
+/// Writing through a staging table shaped like the target columns, so values that do not fit
+/// fail there with the messages the table would give, then applying it with set-based SQL.
+async fn staged(
+    conn: &mut Connection,
+    req: &WriteRequest,
+    table: &str,
+    mode: SyncMode,
+) -> Result<Plan, ConnectorError> {
+    let targets: Vec<String> = req.targets.iter().map(|t| quote_ident(t)).collect();
+    let names = targets.join(", ");
+    let create = format!("create temporary table {STAGE} engine = InnoDB as select {names} from {table} where false");
+    conn.query_drop(conn.ctx.deadlines.query, &create).await?;
+    let values = Values::of(
+        req,
+        &ValueSpelling {
+            staged: &|i| format!("s.{}", targets[i]),
+            replacement: &|_, value| spelling::constant(value),
+            constant: &|_, value| spelling::constant(value),
+            spelling: &Mysql,
+        },
+    );
+    let all_targets: Vec<String> = values.targets.iter().map(|t| quote_ident(t)).collect();
+    let insert = format!(
+        "insert into {table} ({}) select {} from {STAGE} as s",
+        all_targets.join(", "),
+        values.exprs.join(", ")
+    );
+    let matches: Vec<String> = req.identity.iter().map(|i| format!("t.{0} = s.{0}", targets[*i])).collect();
+    let matches = matches.join(" and ");
+    let others: Vec<usize> = (0..all_targets.len()).filter(|i| !req.identity.contains(i)).collect();
+    let update = (!others.is_empty()).then(|| {
+        let set: Vec<String> = others
+            .iter()
+            .map(|i| match req.shaping.fill_only.contains(&values.targets[*i]) {
+                true => format!("t.{0} = coalesce(t.{0}, {1})", all_targets[*i], values.exprs[*i]),
+                false => format!("t.{} = {}", all_targets[*i], values.exprs[*i]),
+            })
+            .collect();
+        let filter = target_filter(req, "t.").map(|f| format!(" where {f}")).unwrap_or_default();
+        format!("update {table} as t join {STAGE} as s on {matches} set {}{filter}", set.join(", "))
+    });
+    let insert_new = || format!("{insert} where not exists (select 1 from {table} as t where {matches})");
+    let apply = match mode {
+        SyncMode::Append | SyncMode::Snapshot => vec![insert],
+        SyncMode::Remove => vec![],
+        SyncMode::Create => vec![insert_new()],
+        SyncMode::Update => update.into_iter().collect(),
+        SyncMode::UpdateOrCreate | SyncMode::Replace => update.into_iter().chain([insert_new()]).collect(),
+    };
+    Ok(Plan::Staged { insert: format!("insert into {STAGE} ({names})"), apply })
 }
 
 /// At most this many records go in one statement, and at most [`CHUNK_BYTES`] of values (the
@@ -351,9 +407,11 @@ impl BatchWriter for MysqlWriter {
         }
         let (rows, positions, mut failures) = parameters(records);
         let (guard, idle) = (self.conn.kill_on_drop(), self.conn.ctx.deadlines.idle);
-        let (conn, plan, dirty) = (&mut self.conn.conn, &self.plan, &mut self.dirty);
+        let (conn, plan, dirty, whole_run) = (&mut self.conn.conn, &self.plan, &mut self.dirty, self.whole_run);
         let work = async {
-            begin(conn, dirty).await?;
+            if !whole_run {
+                begin(conn, dirty).await?;
+            }
             let mut bisection = Bisection::new(0..rows.len());
             while let Some(range) = bisection.next() {
                 conn.query_drop("savepoint syncline_batch").await?;
@@ -366,14 +424,25 @@ impl BatchWriter for MysqlWriter {
                     Err(e) => return Err(e),
                 }
             }
-            conn.query_drop("commit").await?;
-            *dirty = false;
+            if !whole_run {
+                conn.query_drop("commit").await?;
+                *dirty = false;
+            }
             Ok(bisection.into_failures())
         };
         let written = guarded(guard, idle, work).await?;
         failures.extend(written.into_iter().map(|f| RecordFailure { index: positions[f.index], ..f }));
         failures.sort_by_key(|f| f.index);
         Ok(failures)
+    }
+
+    async fn finish(&mut self) -> Result<(), ConnectorError> {
+        if !self.whole_run {
+            return Ok(());
+        }
+        let (guard, idle) = (self.conn.kill_on_drop(), self.conn.ctx.deadlines.idle);
+        let conn = &mut self.conn.conn;
+        guarded(guard, idle, async { conn.query_drop("commit").await }).await
     }
 }
 
@@ -390,7 +459,7 @@ impl MysqlWriter {
     /// Deletes the records whose identities `keys` holds.
     async fn delete(&mut self, keys: &RecordBatch) -> Result<(), ConnectorError> {
         let Some((head, group)) = &self.delete else {
-            return Err(ConnectorError::config("deletes are only written in replace mode"));
+            return Err(ConnectorError::config("deletes are only written in replace and remove modes"));
         };
         let (rows, _, failures) = parameters(keys);
         if let Some(failure) = failures.first() {
@@ -400,7 +469,7 @@ impl MysqlWriter {
         let (conn, dirty) = (&mut self.conn.conn, &mut self.dirty);
         let work = async {
             begin(conn, dirty).await?;
-            run_chunked(conn, head, group, " or ", "", &rows).await?;
+            run_chunked(conn, head, group, " or ", ")", &rows).await?;
             conn.query_drop("commit").await?;
             *dirty = false;
             Ok(())

@@ -11,6 +11,7 @@ mod bulk;
 mod client;
 mod destination;
 mod source;
+mod spelling;
 mod types;
 
 use std::sync::Arc;
@@ -66,7 +67,7 @@ impl Connector for Mysql {
     const NAME: &'static str = "MySQL / MariaDB";
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { source: true, destination: true, ..Capabilities::default() }
+        Capabilities { source: true, destination: true, filters: true, ..Capabilities::default() }
     }
 
     fn endpoint(&self, cfg: &MysqlConfig) -> Endpoint {

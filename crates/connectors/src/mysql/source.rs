@@ -17,15 +17,20 @@ use syncline_core::{
         Catalog, ConnectorError, Context, ReadRequest, Readable, Reading, Source, Stream, StreamCapabilities, within,
     },
     record::{DecodeError, Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
+    sync::filter::Predicate,
 };
 use tokio::sync::mpsc;
 
 use super::{
     MysqlConfig,
     client::{self, Connection, quote_ident, quote_object, split_object},
+    spelling::Mysql,
     types::{self, ColumnInfo},
 };
-use crate::sql::{self, Clauses, Model, with_checkpoints};
+use crate::{
+    predicate,
+    sql::{self, Clauses, Model, with_checkpoints},
+};
 
 pub(super) struct MysqlSource {
     ctx: Context,
@@ -303,6 +308,10 @@ impl sql::Dialect for MysqlDialect {
 
     fn partition(&self, exprs: &[&str], index: u32, count: u32) -> String {
         format!("mod(crc32(concat_ws('|', {})), {count}) = {index}", exprs.join(", "))
+    }
+
+    fn filter(&self, predicate: &Predicate) -> String {
+        predicate::render(predicate, &|field| format!("m.{}", quote_ident(field)), &Mysql)
     }
 }
 

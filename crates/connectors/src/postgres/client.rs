@@ -239,6 +239,11 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Quotes a string literal (with `standard_conforming_strings`, on since PostgreSQL 9.1).
+pub(super) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// Splits `schema.table` (defaulting the schema to `public`) and quotes both parts.
 pub(super) fn split_object(object: &str) -> (String, String) {
     match object.split_once('.') {

@@ -16,9 +16,14 @@ use syncline_core::{
 use super::{
     PostgresConfig,
     client::{self, Connection, quote_ident, split_object},
-    copy, types,
+    copy,
+    spelling::{self, Postgres},
+    types,
 };
-use crate::sql::{Bisection, shape_table, target_field};
+use crate::{
+    predicate,
+    sql::{Bisection, ValueSpelling, Values, shape_table, target_field},
+};
 
 pub(super) struct PostgresDestination {
     ctx: Context,
@@ -138,6 +143,10 @@ impl Destination for PostgresDestination {
         MODES
     }
 
+    fn shapes_writes(&self) -> bool {
+        true
+    }
+
     async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {
         let conn = client::connect(&self.ctx, &self.config).await?;
         let writer = PostgresWriter::open(conn, request).await?;
@@ -168,8 +177,11 @@ struct PostgresWriter {
     direct: Option<String>,
     /// Which fields go into `jsonb` columns as JSON text, when some do.
     jsonb: Option<Vec<bool>>,
-    /// Deletes the staged keys (replace mode only).
+    /// Deletes the staged keys (replace and remove modes).
     delete: Option<String>,
+    /// Snapshot mode: the run's writes share one transaction, begun when the writer opened
+    /// (with the old contents deleted) and committed by [`BatchWriter::finish`].
+    whole_run: bool,
 }
 
 const STAGE: &str = "syncline_stage";
@@ -179,18 +191,19 @@ impl PostgresWriter {
     async fn open(conn: Connection, req: WriteRequest) -> Result<Self, ConnectorError> {
         let target_columns = columns(&conn, &req.object).await?;
         let client = &conn.client;
-        for target in &req.targets {
-            if !target_columns.iter().any(|c| &c.name == target) {
-                return Err(ConnectorError::config(format!("field {target:?} does not exist on {}", req.object)));
-            }
+        let column = |target: &str| {
+            target_columns
+                .iter()
+                .find(|c| c.name == target)
+                .ok_or_else(|| ConnectorError::config(format!("field {target:?} does not exist on {}", req.object)))
+        };
+        for target in req.targets.iter().chain(req.shaping.constants.iter().map(|(t, _)| t)) {
+            column(target)?;
         }
         let (schema, table) = split_object(&req.object);
         let table = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
-        let column_types: Vec<u32> = req
-            .targets
-            .iter()
-            .map(|target| target_columns.iter().find(|c| &c.name == target).map_or(0, |c| c.type_oid))
-            .collect();
+        let column_types: Vec<u32> =
+            req.targets.iter().map(|target| column(target).map_or(0, |c| c.type_oid)).collect();
         // JSON text bound for a jsonb column is copied straight in after jsonb's version byte.
         let jsonb: Vec<bool> = column_types
             .iter()
@@ -213,35 +226,70 @@ impl PostgresWriter {
         let create_stage = format!("create temporary table {STAGE} ({})", stage_columns.join(", "));
         conn.interactive(client.batch_execute(&create_stage)).await?;
 
-        let targets: Vec<String> = req.targets.iter().map(|t| quote_ident(t)).collect();
-        let staged: Vec<String> = (0..targets.len()).map(|i| format!("s.c{i}")).collect();
-
-        let insert =
-            format!("insert into {table} as t ({}) select {} from {STAGE} as s", targets.join(", "), staged.join(", "));
+        let shaping = &req.shaping;
+        let values = Values::of(
+            &req,
+            &ValueSpelling {
+                staged: &|i| format!("s.c{i}"),
+                replacement: &|i, value| spelling::constant(value, &req.schema.fields[i].field_type.postgres_name()),
+                constant: &|target, value| {
+                    spelling::constant(value, &column(target).map(|c| c.data_type.clone()).unwrap_or_default())
+                },
+                spelling: &Postgres,
+            },
+        );
+        let targets: Vec<String> = values.targets.iter().map(|t| quote_ident(t)).collect();
+        let insert = format!(
+            "insert into {table} as t ({}) select {} from {STAGE} as s",
+            targets.join(", "),
+            values.exprs.join(", ")
+        );
         let identity: Vec<&str> = req.identity.iter().map(|i| req.targets[*i].as_str()).collect();
         let unique = !identity.is_empty() && has_unique_index(&conn, &req.object, &identity).await?;
-        // New records can skip staging when the table takes their binary format as is and either
-        // nothing is matched (append) or a unique index turns an existing record into an error.
+        // New records can skip staging when the table takes their binary format as is, nothing
+        // rewrites their values, and either nothing is matched (append, snapshot) or a unique
+        // index turns an existing record into an error.
+        let as_sent = binary_compatible && shaping.constants.is_empty() && shaping.replacements.is_empty();
         let direct = match req.mode {
-            SyncMode::Append => binary_compatible,
-            SyncMode::Update => false,
-            _ => binary_compatible && unique,
+            SyncMode::Append | SyncMode::Snapshot => as_sent,
+            SyncMode::Update | SyncMode::Remove => false,
+            _ => as_sent && unique,
         }
-        .then(|| format!("copy {table} ({}) from stdin (format binary)", targets.join(", ")));
+        .then(|| {
+            let names: Vec<String> = req.targets.iter().map(|t| quote_ident(t)).collect();
+            format!("copy {table} ({}) from stdin (format binary)", names.join(", "))
+        });
+        // Only existing records the target filters select may change.
+        let target_filter = shaping
+            .target_filter
+            .as_ref()
+            .map(|p| format!(" and ({})", predicate::render(p, &|f| format!("t.{}", quote_ident(f)), &Postgres)))
+            .unwrap_or_default();
+        let matches: Vec<String> = req.identity.iter().map(|i| format!("t.{} = s.c{i}", targets[*i])).collect();
+        let matches = matches.join(" and ");
         let apply = match (req.mode, req.identity.is_empty()) {
-            (SyncMode::Append, _) => vec![insert],
+            (SyncMode::Append | SyncMode::Snapshot, _) => vec![insert],
+            (SyncMode::Remove, _) => vec![],
             (_, true) => return Err(ConnectorError::config(format!("mode {} needs an identity", req.mode.as_str()))),
             (mode, false) => {
-                let key = &req.identity;
-                let ids: Vec<&str> = key.iter().map(|i| targets[*i].as_str()).collect();
-                let others: Vec<usize> = (0..targets.len()).filter(|i| !key.contains(i)).collect();
-                let matches: Vec<String> = key.iter().map(|i| format!("t.{} = s.c{i}", targets[*i])).collect();
-                let matches = matches.join(" and ");
+                let others: Vec<usize> = (0..targets.len()).filter(|i| !req.identity.contains(i)).collect();
+                let set = |value: &dyn Fn(usize) -> String| -> Vec<String> {
+                    others
+                        .iter()
+                        .map(|i| match shaping.fill_only.contains(&values.targets[*i]) {
+                            true => format!("{0} = coalesce(t.{0}, {1})", targets[*i], value(*i)),
+                            false => format!("{} = {}", targets[*i], value(*i)),
+                        })
+                        .collect()
+                };
                 let update = (!others.is_empty()).then(|| {
-                    let set: Vec<String> = others.iter().map(|i| format!("{} = s.c{i}", targets[*i])).collect();
-                    format!("update {table} as t set {} from {STAGE} as s where {matches}", set.join(", "))
+                    let set = set(&|i| values.exprs[i].clone());
+                    format!(
+                        "update {table} as t set {} from {STAGE} as s where {matches}{target_filter}",
+                        set.join(", ")
+                    )
                 });
-                let conflict = ids.join(", ");
+                let conflict = identity.iter().map(|t| quote_ident(t)).collect::<Vec<_>>().join(", ");
                 let insert_new = if unique {
                     format!("{insert} on conflict ({conflict}) do nothing")
                 } else {
@@ -251,9 +299,10 @@ impl PostgresWriter {
                     SyncMode::Create => vec![insert_new],
                     SyncMode::Update => update.into_iter().collect(),
                     _ if unique && !others.is_empty() => {
-                        let set: Vec<String> =
-                            others.iter().map(|i| format!("{0} = excluded.{0}", targets[*i])).collect();
-                        vec![format!("{insert} on conflict ({conflict}) do update set {}", set.join(", "))]
+                        let set = set(&|i| format!("excluded.{}", targets[i]));
+                        let filter =
+                            target_filter.strip_prefix(" and ").map(|f| format!(" where {f}")).unwrap_or_default();
+                        vec![format!("{insert} on conflict ({conflict}) do update set {}{filter}", set.join(", "))]
                     }
                     _ => update.into_iter().chain([insert_new]).collect(),
                 }
@@ -267,7 +316,7 @@ impl PostgresWriter {
             })?;
         }
         let delete = match req.mode {
-            SyncMode::Replace => {
+            SyncMode::Replace | SyncMode::Remove => {
                 let columns: Vec<String> = req
                     .identity
                     .iter()
@@ -278,11 +327,18 @@ impl PostgresWriter {
                 conn.interactive(client.batch_execute(&create)).await?;
                 let matches: Vec<String> =
                     req.identity.iter().enumerate().map(|(n, i)| format!("t.{} = k.k{n}", targets[*i])).collect();
-                Some(format!("delete from {table} as t using {KEYS} as k where {}", matches.join(" and ")))
+                Some(format!(
+                    "delete from {table} as t using {KEYS} as k where {}{target_filter}",
+                    matches.join(" and ")
+                ))
             }
             _ => None,
         };
-        Ok(Self { conn, apply, direct, jsonb, delete })
+        let whole_run = req.mode == SyncMode::Snapshot;
+        if whole_run {
+            conn.interactive(client.batch_execute(&format!("begin; delete from {table}"))).await?;
+        }
+        Ok(Self { conn, apply, direct, jsonb, delete, whole_run })
     }
 
     /// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) with `tuples` as its data.
@@ -404,7 +460,9 @@ impl BatchWriter for PostgresWriter {
         // the server is asked to stop the statement in flight.
         let this = &*self;
         let work = async {
-            this.conn.client.batch_execute("begin").await.map_err(|e| client::error(&e))?;
+            if !this.whole_run {
+                this.conn.client.batch_execute("begin").await.map_err(|e| client::error(&e))?;
+            }
             let result = match &this.direct {
                 Some(direct) if new_records => match this.copy_new(direct, records).await {
                     Ok(true) => Ok(()),
@@ -413,12 +471,22 @@ impl BatchWriter for PostgresWriter {
                 },
                 _ => this.apply_range(records, 0..records.len(), &mut failures).await,
             };
-            let end = if result.is_ok() { "commit" } else { "rollback" };
-            this.conn.client.batch_execute(end).await.map_err(|e| client::error(&e))?;
+            if !this.whole_run {
+                let end = if result.is_ok() { "commit" } else { "rollback" };
+                this.conn.client.batch_execute(end).await.map_err(|e| client::error(&e))?;
+            }
             result
         };
         self.conn.guard(self.conn.ctx.deadlines.idle, work).await?;
         Ok(failures)
+    }
+
+    async fn finish(&mut self) -> Result<(), ConnectorError> {
+        if !self.whole_run {
+            return Ok(());
+        }
+        let commit = async { self.conn.client.batch_execute("commit").await.map_err(|e| client::error(&e)) };
+        self.conn.guard(self.conn.ctx.deadlines.idle, commit).await
     }
 }
 
@@ -426,7 +494,7 @@ impl PostgresWriter {
     /// Deletes the records whose identities `keys` holds.
     async fn delete(&self, keys: &RecordBatch) -> Result<(), ConnectorError> {
         let Some(delete) = &self.delete else {
-            return Err(ConnectorError::config("deletes are only written in replace mode"));
+            return Err(ConnectorError::config("deletes are only written in replace and remove modes"));
         };
         let run = async {
             self.conn.client.batch_execute("begin").await?;

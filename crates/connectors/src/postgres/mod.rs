@@ -11,6 +11,7 @@ mod client;
 mod copy;
 mod destination;
 mod source;
+mod spelling;
 mod types;
 mod warehouse;
 
@@ -78,7 +79,7 @@ impl Connector for Postgres {
     const NAME: &'static str = "PostgreSQL";
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { source: true, destination: true, events: true, ..Capabilities::default() }
+        Capabilities { source: true, destination: true, events: true, filters: true, ..Capabilities::default() }
     }
 
     fn endpoint(&self, cfg: &PostgresConfig) -> Endpoint {

@@ -13,15 +13,21 @@ use syncline_core::{
         StreamCapabilities, within,
     },
     record::{Field, FieldType, RecordBatch, Schema, tuple_len},
+    sync::filter::Predicate,
 };
 use tokio_postgres::types::Type;
 
-use crate::sql::{self, Clauses, Model, with_checkpoints};
+use crate::{
+    predicate,
+    sql::{self, Clauses, Model, with_checkpoints},
+};
 
 use super::{
     PostgresConfig,
-    client::{self, CancelOnDrop, Connection, quote_ident, split_object},
-    copy, types,
+    client::{self, CancelOnDrop, Connection, quote_ident, quote_literal, split_object},
+    copy,
+    spelling::Postgres,
+    types,
 };
 
 type Batches = futures::stream::BoxStream<'static, Result<RecordBatch, ConnectorError>>;
@@ -98,11 +104,6 @@ async fn pages(conn: &Connection, table: &str) -> Result<Option<(u64, u64)>, Con
 
 /// The most slices a table is cut into.
 const MAX_SLICES: u64 = 1024;
-
-/// Quotes a string literal for SQL.
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
 
 /// The model's columns and their types, from the database's description of the query.
 async fn describe(conn: &Connection, sql: &str) -> Result<Vec<(String, Type)>, ConnectorError> {
@@ -289,6 +290,10 @@ impl sql::Dialect for PostgresDialect<'_> {
 
     fn partition(&self, _: &[&str], index: u32, count: u32) -> String {
         format!("((hashtextextended(m::text, 0) % {count}) + {count}) % {count} = {index}")
+    }
+
+    fn filter(&self, predicate: &Predicate) -> String {
+        predicate::render(predicate, &|field| format!("m.{}", quote_ident(field)), &Postgres)
     }
 }
 

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::ConnectorError;
-use crate::record::{Field, RecordBatch, Schema};
+use crate::{
+    record::{Field, RecordBatch, Schema},
+    sync::filter::{Predicate, Scalar},
+};
 
 /// Model sync modes (the Polytomic `mode` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,11 +21,20 @@ pub enum SyncMode {
     UpdateOrCreate,
     Replace,
     Append,
+    /// Deletes the destination records whose identity the model lists.
+    Remove,
+    /// Makes the destination object hold exactly the model's records, replacing its contents
+    /// in one transaction on every run.
+    Snapshot,
 }
 
 impl SyncMode {
-    /// Every supported mode.
-    pub const ALL: [SyncMode; 5] = [Self::Create, Self::Update, Self::UpdateOrCreate, Self::Replace, Self::Append];
+    /// Every mode.
+    pub const ALL: [SyncMode; 7] =
+        [Self::Create, Self::Update, Self::UpdateOrCreate, Self::Replace, Self::Append, Self::Remove, Self::Snapshot];
+
+    /// The modes that write records as they come, which every destination supports.
+    pub const BASIC: [SyncMode; 5] = [Self::Create, Self::Update, Self::UpdateOrCreate, Self::Replace, Self::Append];
 
     /// The wire name (`updateOrCreate`, …).
     pub fn as_str(self) -> &'static str {
@@ -32,6 +44,8 @@ impl SyncMode {
             Self::UpdateOrCreate => "updateOrCreate",
             Self::Replace => "replace",
             Self::Append => "append",
+            Self::Remove => "remove",
+            Self::Snapshot => "snapshot",
         }
     }
 
@@ -42,7 +56,12 @@ impl SyncMode {
 
     /// Whether the mode matches records on an identity.
     pub fn requires_identity(self) -> bool {
-        self != Self::Append
+        !matches!(self, Self::Append | Self::Snapshot)
+    }
+
+    /// Whether every run writes every record, whatever the last run delivered.
+    pub fn rewrites_everything(self) -> bool {
+        self == Self::Snapshot
     }
 }
 
@@ -137,6 +156,39 @@ pub struct WriteRequest {
     pub targets: Vec<String>,
     /// Positions in the schema of the identity fields, if the mode matches on an identity.
     pub identity: Vec<usize>,
+    /// What the sync asks beyond copying each record's values (only of destinations whose
+    /// [`Destination::shapes_writes`] is true).
+    pub shaping: Shaping,
+}
+
+/// What a write does beyond copying each record's values into its target fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shaping {
+    /// Target fields given one value in every record written (`None`: NULL).
+    pub constants: Vec<(String, Option<Scalar>)>,
+    /// Values replaced before they are written: the record field at this position gets
+    /// `value` (`None`: NULL) when the predicate, over the records' field names, holds.
+    pub replacements: Vec<Replacement>,
+    /// Target fields written only where the destination's value is empty (NULL): "don't
+    /// overwrite".
+    pub fill_only: Vec<String>,
+    /// Which existing destination records may be updated or deleted, over target field names.
+    pub target_filter: Option<Predicate>,
+}
+
+impl Shaping {
+    /// Whether nothing beyond copying values is asked.
+    pub fn is_plain(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A conditional replacement of a record field's value (see [`Shaping::replacements`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replacement {
+    pub field: usize,
+    pub when: Predicate,
+    pub value: Option<Scalar>,
 }
 
 impl WriteRequest {
@@ -160,6 +212,12 @@ pub trait BatchWriter: Send {
     /// within the batch). Writing the same batch twice leaves the same result, except in append
     /// mode. A failure of the whole batch (connection lost) is an error instead.
     async fn write(&mut self, batch: &WriteBatch) -> Result<Vec<RecordFailure>, ConnectorError>;
+
+    /// Ends the run's writes: in snapshot mode, commits the object's new contents, which no
+    /// reader sees before. Dropped without it, a snapshot run changes nothing.
+    async fn finish(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
 }
 
 /// Writes to a connection.
@@ -177,6 +235,12 @@ pub trait Destination: Send + Sync {
 
     /// Modes this destination supports.
     fn modes(&self) -> &'static [SyncMode];
+
+    /// Whether writes honour a request's [`Shaping`]: constants, replacements, fill-only
+    /// fields and target filters.
+    fn shapes_writes(&self) -> bool {
+        false
+    }
 
     /// Opens a writer, checking up front that the mapping fits the object.
     async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError>;

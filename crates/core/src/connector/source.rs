@@ -7,7 +7,10 @@ use futures::stream::BoxStream;
 use serde_json::Value as Json;
 
 use super::{Catalog, ConnectorError};
-use crate::record::{Field, RecordBatch, Schema};
+use crate::{
+    record::{Field, RecordBatch, Schema},
+    sync::filter::Predicate,
+};
 
 /// What to read.
 #[derive(Debug, Clone)]
@@ -47,6 +50,9 @@ pub struct ReadRequest {
     /// Identity fields to sort by (see [`crate::record::key`] for the order); records with a
     /// NULL in one come last. Only asked of sources whose reads can be sorted.
     pub order_by: Vec<String>,
+    /// Only records for which this holds, over the readable's field names (only asked of
+    /// connectors with [`super::Capabilities::filters`]).
+    pub filter: Option<Predicate>,
     pub cursor: Option<Cursor>,
     pub partition: Option<Partition>,
     /// One of the slices [`Source::slices`] cut the stream into.
@@ -67,6 +73,7 @@ impl ReadRequest {
             readable,
             fields,
             order_by: vec![],
+            filter: None,
             cursor: None,
             partition: None,
             slice: None,

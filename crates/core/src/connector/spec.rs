@@ -32,6 +32,9 @@ pub struct Capabilities {
     /// capability, so not shown.
     #[serde(skip)]
     pub events: bool,
+    /// Its reads honour [`super::ReadRequest::filter`] (model filters); not shown either.
+    #[serde(skip)]
+    pub filters: bool,
 }
 
 /// Static description of a connection type.

@@ -81,6 +81,7 @@ pub(crate) struct Extractor {
     pub(crate) store: PayloadStore,
     pub(crate) dir: String,
     pub(crate) mode: SyncMode,
+    pub(crate) sending: Sending,
     pub(crate) batch_rows: usize,
     pub(crate) fingerprint: String,
     pub(crate) tx: mpsc::Sender<String>,
@@ -147,14 +148,30 @@ impl Diffing {
     }
 }
 
-/// Whether `mode` writes a record with `change`, and if so whether it is new to the destination.
-fn delivery(mode: SyncMode, change: Change) -> Option<bool> {
+/// Whether `mode` writes a record with `change`, and if so whether it is new to the
+/// destination; `every` writes unchanged records too.
+fn delivery(mode: SyncMode, change: Change, every: bool) -> Option<bool> {
+    let change = match change {
+        Change::Unchanged if every => Change::Update,
+        change => change,
+    };
     match (mode, change) {
         (_, Change::Unchanged) | (SyncMode::Create, Change::Update) => None,
         (SyncMode::Update, _) => Some(false),
-        (SyncMode::Append, _) => Some(true),
+        (SyncMode::Append | SyncMode::Snapshot, _) => Some(true),
         (_, change) => Some(change == Change::Insert),
     }
+}
+
+/// Which records a run writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sending {
+    /// Those that changed since the last run.
+    Changes,
+    /// Every record (`sync_all_records`).
+    Everything,
+    /// None: the run only remembers the model's records (`skip_initial_backfill`).
+    Nothing,
 }
 
 impl Extractor {
@@ -165,7 +182,11 @@ impl Extractor {
         mut input: Input,
         mut diffing: Option<Diffing>,
     ) -> Result<Option<String>, ConnectorError> {
+        // Records to delete from the destination: in replace mode those gone from the model,
+        // in remove mode those it lists; `vanished` gathers the former as the diff finds them.
         let mut deleted: Vec<Bytes> = Vec::new();
+        let mut vanished: Vec<Bytes> = Vec::new();
+        let deletes = self.sending != Sending::Nothing;
         let mut changed = 0;
         while let Some(batch) = input.next_batch().await? {
             self.progress.read.fetch_add(batch.len() as i64, Ordering::Relaxed);
@@ -173,7 +194,7 @@ impl Extractor {
             let mut rejected = Vec::new();
             for record in batch.records() {
                 let change = match &mut diffing {
-                    Some(diffing) => match diffing.classify(record, &mut deleted).await? {
+                    Some(diffing) => match diffing.classify(record, &mut vanished).await? {
                         Verdict::Changed(change) => change,
                         Verdict::Rejected(identity, message) => {
                             rejected.push((identity, message));
@@ -182,10 +203,22 @@ impl Extractor {
                     },
                     None => Change::Insert,
                 };
-                if let Some(insert) = delivery(self.mode, change) {
-                    chunk.push(record.as_bytes(), insert);
+                let delivered = match self.sending {
+                    Sending::Nothing => None,
+                    sending => delivery(self.mode, change, sending == Sending::Everything),
+                };
+                match (delivered, &diffing) {
+                    (None, _) => {}
+                    (Some(_), Some(diffing)) if self.mode == SyncMode::Remove => {
+                        deleted.push(Bytes::copy_from_slice(&diffing.key))
+                    }
+                    (Some(insert), _) => chunk.push(record.as_bytes(), insert),
                 }
             }
+            if self.mode == SyncMode::Replace && deletes {
+                deleted.append(&mut vanished);
+            }
+            vanished.clear();
             if !rejected.is_empty() {
                 self.progress.rejected.fetch_add(rejected.len() as i64, Ordering::Relaxed);
                 executions::record_errors(&self.pool, self.execution_id, &rejected).await.map_err(transient)?;
@@ -194,21 +227,19 @@ impl Extractor {
                 changed += chunk.len();
                 self.send(chunk.finish()).await?;
             }
-            match (&diffing, self.mode) {
-                (Some(diffing), SyncMode::Replace) if deleted.len() >= self.batch_rows => {
-                    self.send_deletes(&diffing.layout, &mut deleted).await?
-                }
-                (_, SyncMode::Replace) => {}
-                _ => deleted.clear(),
+            if let Some(diffing) = &diffing
+                && deleted.len() >= self.batch_rows
+            {
+                self.send_deletes(&diffing.layout, &mut deleted).await?
             }
         }
         let span = tracing::Span::current();
         span.record("records_read", self.progress.read.load(Ordering::Relaxed)).record("records_changed", changed);
         let Some(mut diffing) = diffing else { return Ok(None) };
-        if self.mode == SyncMode::Replace {
+        if self.mode == SyncMode::Replace && deletes {
             diffing.differ.remaining(&mut deleted).await.map_err(transient)?;
-            self.send_deletes(&diffing.layout, &mut deleted).await?;
         }
+        self.send_deletes(&diffing.layout, &mut deleted).await?;
         let snapshot = diffing.snapshot.finish(self.fingerprint.clone()).await.map_err(transient)?;
         Ok(Some(snapshot))
     }

@@ -91,6 +91,7 @@ impl Loader<'_> {
                 Lease::Lost => return Ok(LoadEnd::Stopped(Stop::Lost)),
             }
         }
+        writer.finish().await?;
         Ok(LoadEnd::Drained(rejected.into_iter().collect()))
     }
 

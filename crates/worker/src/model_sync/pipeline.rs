@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 use syncline_core::{
-    connector::{BatchWriter, ConnectorError, ReadRequest, Readable, SyncMode, WriteRequest},
+    connector::{BatchWriter, ConnectorError, ReadRequest, Readable, WriteRequest},
     executions::{self, Claim, Counts, Outcome},
     record::{Schema, key::KeyLayout},
+    sync::SyncSpec,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
@@ -21,7 +22,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{
     SyncState,
-    extract::{Diffing, Extractor, Input, Progress},
+    extract::{Diffing, Extractor, Input, Progress, Sending},
     load::{Layout, LoadEnd, Loader},
     plan::{self, Plan, RetryIdentity},
     snapshot::{Differ, SnapshotReader, SnapshotWriter},
@@ -178,6 +179,10 @@ async fn prepare(
     let mut request =
         ReadRequest::new(Readable::Model(plan.model.clone()), sources, services.batch_rows, services.batch_bytes);
     request.order_by = identity.clone();
+    // What the definition asks was checked when it was stored; field types are not needed again.
+    let invalid = |e: syncline_core::sync::filter::Invalid| ConnectorError::config(e.to_string());
+    request.filter = spec.model_filter(|_| None).map_err(invalid)?;
+    let shaping = spec.shaping(|_| None, |_| None).map_err(invalid)?;
     let reading = plan.source.read(request).await?;
     let schema = reading.schema.clone();
     let key = match identity.is_empty() {
@@ -190,11 +195,13 @@ async fn prepare(
         schema: schema.clone(),
         targets: targets.clone(),
         identity: key.as_ref().map(|k| k.positions().collect()).unwrap_or_default(),
+        shaping,
     };
     let key_schema = Arc::new(write_request.key_schema());
     let writer = plan.destination.writer(write_request).await?;
-    let fingerprint = fingerprint(spec.mode, &object, &targets, &schema);
+    let fingerprint = fingerprint(spec, &object, &targets, &schema);
     let diffing = match &key {
+        Some(_) if spec.mode.rewrites_everything() => None,
         Some(layout) => {
             let old = match (&plan.snapshot_path, resync) {
                 (Some(dir), false) => {
@@ -231,6 +238,11 @@ async fn prepare(
         store: services.store.clone(),
         dir: format!("{}/changes", changes_dir(execution_id)),
         mode: spec.mode,
+        sending: match (spec.sync_all_records, spec.skip_initial_backfill && plan.snapshot_path.is_none() && !resync) {
+            (_, true) => Sending::Nothing,
+            (true, false) => Sending::Everything,
+            (false, false) => Sending::Changes,
+        },
         batch_rows: services.batch_rows,
         fingerprint,
         tx,
@@ -249,8 +261,11 @@ async fn prepare(
 /// The version of the snapshot's key format (identity keys of `syncline_core::record::key`).
 const KEY_FORMAT: &str = "keys-v2";
 
-/// Identifies the mapping and key format a snapshot was taken under.
-fn fingerprint(mode: SyncMode, object: &str, targets: &[String], schema: &Schema) -> String {
-    let description = serde_json::json!([KEY_FORMAT, mode.as_str(), object, targets, schema]).to_string();
+/// Identifies the mapping, the values it writes and the key format a snapshot was taken under
+/// (a change of any of them makes the next run write every record again). Model filters are
+/// left out: records they stop selecting are diffed as gone.
+fn fingerprint(spec: &SyncSpec, object: &str, targets: &[String], schema: &Schema) -> String {
+    let writes = (&spec.fields, &spec.override_fields, &spec.overrides, &spec.target_filters);
+    let description = serde_json::json!([KEY_FORMAT, spec.mode.as_str(), object, targets, schema, writes]).to_string();
     format!("{:016x}", xxh3_64(description.as_bytes()))
 }

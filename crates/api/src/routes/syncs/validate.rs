@@ -1,9 +1,14 @@
 //! Checking a sync body against its model and destination before it is stored.
 
+use std::collections::HashMap;
+
 use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{ErrorClass, SyncMode},
-    sync::{Identities, SyncSpec},
+    sync::{
+        Identities, SyncSpec,
+        filter::{Invalid, Kind},
+    },
 };
 use uuid::Uuid;
 
@@ -58,6 +63,64 @@ fn missing_as_invalid(e: ApiError, field: &str, what: &str) -> ApiError {
     }
 }
 
+/// Body fields Syncline cannot honour (yet), refused rather than stored and ignored: where
+/// each is and why.
+fn unsupported(body: &Json) -> Option<(String, &'static str)> {
+    let set = |value: &Json| match value {
+        Json::Null | Json::Bool(false) => false,
+        Json::String(s) => !s.is_empty(),
+        Json::Array(items) => !items.is_empty(),
+        Json::Object(map) => !map.is_empty(),
+        _ => true,
+    };
+    let refused: [(&str, &str); 13] = [
+        ("/filters", "the deprecated combined filters are not supported: use model_filters and target_filters"),
+        ("/filter_logic", "the deprecated combined filters are not supported: use model_filters.logic"),
+        ("/encryption_passphrase", "field encryption is not supported"),
+        ("/target/search_values", "search values are not supported by database targets"),
+        ("/target/configuration", "database targets take no configuration"),
+        ("/target/new_name", "renaming the target is not supported"),
+        ("/target/filter_logic", "use target_filters.logic"),
+        ("/identity/new_field", "creating the identity field is not supported"),
+        ("/identity/remote_field_type_id", "remote field types are not supported by database targets"),
+        ("/schedule/run_after", "run-after schedules are not supported yet"),
+        ("/schedule/run_after_success_only", "run-after schedules are not supported yet"),
+        ("/schedule/job_id", "dbt Cloud schedules are not supported"),
+        ("/schedule/connection_id", "dbt Cloud schedules are not supported"),
+    ];
+    for (pointer, message) in refused {
+        if body.pointer(pointer).is_some_and(set) {
+            return Some((pointer[1..].replace('/', "."), message));
+        }
+    }
+    for list in ["fields", "override_fields"] {
+        for (n, field) in body[list].as_array().into_iter().flatten().enumerate() {
+            for (key, message) in [
+                (
+                    "new",
+                    "creating target fields is not supported: add the column, or create the target with target.create",
+                ),
+                ("encryption_enabled", "field encryption is not supported"),
+            ] {
+                if field.get(key).is_some_and(set) {
+                    return Some((format!("{list}[{n}].{key}"), message));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A filter, override or constant that cannot be honoured, as the 422 naming it.
+fn refused(e: Invalid) -> ApiError {
+    invalid(e.message, &e.field)
+}
+
+/// Field names and their kinds, from a list of fields with Polytomic `type`s.
+fn kinds<'a>(fields: impl Iterator<Item = (&'a str, &'a str)>) -> HashMap<String, Kind> {
+    fields.map(|(name, type_name)| (name.to_owned(), Kind::of(type_name))).collect()
+}
+
 /// Checks a sync body; its model and target connection must be ones the caller may read.
 pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Valid, ApiError> {
     let org = caller.organization()?;
@@ -70,6 +133,9 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
         let known: Vec<&str> = SyncMode::ALL.iter().map(|m| m.as_str()).collect();
         invalid(format!("mode must be one of {}", known.join(", ")), "mode")
     })?;
+    if let Some((field, message)) = unsupported(&Json::Object(object.clone())) {
+        return Err(invalid(format!("{field}: {message}"), &field));
+    }
     if object.get("identity").is_none()
         && let Some(identities) = object.get("identities")
     {
@@ -101,14 +167,42 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
     object.insert("active".into(), json!(active));
     let spec: SyncSpec =
         serde_json::from_value(echo.clone()).map_err(|e| ApiError::bad_request(format!("invalid sync: {e}")))?;
-    if spec.fields.is_empty() {
+    if spec.fields.is_empty() && spec.override_fields.is_empty() {
         return Err(invalid("fields must map at least one model field".into(), "fields"));
     }
+    for (n, mapping) in spec.fields.iter().enumerate() {
+        if mapping.source.is_some() == mapping.override_value.is_some() {
+            return Err(invalid(
+                format!("fields[{n}] needs either a source (a model field) or an override_value (a constant)"),
+                &format!("fields[{n}]"),
+            ));
+        }
+    }
+    let mappings =
+        spec.fields.iter().map(|f| ("fields", f)).chain(spec.override_fields.iter().map(|f| ("override_fields", f)));
+    for (n, (list, mapping)) in mappings.clone().enumerate() {
+        let n = if list == "fields" { n } else { n - spec.fields.len() };
+        if !matches!(mapping.sync_mode.as_deref(), None | Some("create" | "updateOrCreate")) {
+            return Err(invalid(
+                format!("{list}[{n}].sync_mode must be create (only fill empty values) or updateOrCreate"),
+                &format!("{list}[{n}].sync_mode"),
+            ));
+        }
+        if list == "override_fields" && mapping.override_value.is_none() {
+            return Err(invalid(
+                format!("{list}[{n}].override_value is required"),
+                &format!("{list}[{n}].override_value"),
+            ));
+        }
+    }
+    let model_filter_sources = spec.model_filters.iter().flat_map(|f| f.conditions.iter().map(|c| &c.source));
     let sources: Vec<_> = spec
         .fields
         .iter()
         .filter_map(|f| f.source.as_ref())
         .chain(spec.identity_mappings().into_iter().map(|i| &i.source))
+        .chain(model_filter_sources)
+        .chain(spec.overrides.iter().filter_map(|o| o.field.as_ref()))
         .collect();
     let model_id = sources
         .first()
@@ -125,14 +219,31 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
     let model = authorized::<Model>(state, caller, model_id, Action::Read)
         .await
         .map_err(|e| missing_as_invalid(e, "fields.source.model_id", "model"))?;
-    let model_fields: Vec<String> =
-        model.fields.as_array().into_iter().flatten().filter_map(|f| f["name"].as_str().map(str::to_owned)).collect();
+    let model_fields = kinds(
+        model
+            .fields
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| Some((f["name"].as_str()?, f["type"].as_str().unwrap_or_default()))),
+    );
     for source in &sources {
-        if !model_fields.contains(&source.field) {
+        if !model_fields.contains_key(&source.field) {
+            let mut names: Vec<&str> = model_fields.keys().map(String::as_str).collect();
+            names.sort_unstable();
             return Err(invalid(
-                format!("model field {:?} does not exist (the model has {})", source.field, model_fields.join(", ")),
+                format!("model field {:?} does not exist (the model has {})", source.field, names.join(", ")),
                 "fields",
             ));
+        }
+    }
+    let model_filter = spec.model_filter(|field| model_fields.get(field).copied()).map_err(refused)?;
+    if model_filter.is_some() {
+        let source = store::connections::get(&state.pool.get().await?, org, model.connection_id)
+            .await?
+            .ok_or_else(|| invalid("the model's connection was deleted".into(), "model_filters"))?;
+        if !connections::connector(&source.type_id)?.spec().capabilities.filters {
+            return Err(invalid(format!("a {} model cannot be filtered", source.type_id), "model_filters"));
         }
     }
     let target_object = spec
@@ -144,27 +255,45 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
     let destination = connections::open_by_id(state, caller, spec.target.connection_id, Action::Read)
         .await
         .map_err(|e| missing_as_invalid(e, "target.connection_id", "connection"))?;
+    let connector_id = destination.connector.spec().id;
     if !destination.connector.spec().capabilities.destination {
-        return Err(invalid(
-            format!("a {} connection cannot be a sync target", destination.connector.spec().id),
-            "target.connection_id",
-        ));
+        return Err(invalid(format!("a {connector_id} connection cannot be a sync target"), "target.connection_id"));
     }
     let destination = destination.connector.destination(&state.connector, &destination.config)?;
+    if !destination.modes().contains(&mode) {
+        return Err(invalid(format!("a {connector_id} target does not support mode {}", mode.as_str()), "mode"));
+    }
     let target_fields = destination.target_fields(&target_object).await.map_err(|e| match e.class {
         ErrorClass::NotFound => invalid(format!("target object {target_object:?} does not exist"), "target.object"),
         _ => e.into(),
     })?;
-    let target_names: Vec<&str> = target_fields.iter().map(|f| f.name.as_str()).collect();
+    let target_kinds = kinds(target_fields.iter().map(|f| (f.name.as_str(), f.field_type.as_str())));
     let mut seen = Vec::new();
-    for mapping in &spec.fields {
-        if !target_names.contains(&mapping.target.as_str()) {
-            return Err(invalid(format!("field {:?} does not exist on {target_object}", mapping.target), "fields"));
+    for (list, mapping) in mappings {
+        if !target_kinds.contains_key(&mapping.target) {
+            return Err(invalid(format!("field {:?} does not exist on {target_object}", mapping.target), list));
         }
         if seen.contains(&&mapping.target) {
-            return Err(invalid(format!("field {:?} is mapped more than once", mapping.target), "fields"));
+            return Err(invalid(format!("field {:?} is mapped more than once", mapping.target), list));
         }
         seen.push(&mapping.target);
+    }
+    let shaping = spec
+        .shaping(|field| model_fields.get(field).copied(), |field| target_kinds.get(field).copied())
+        .map_err(refused)?;
+    for (n, condition) in spec.target_filters.iter().flat_map(|f| f.conditions.iter()).enumerate() {
+        if !target_kinds.contains_key(&condition.field) {
+            return Err(invalid(
+                format!("field {:?} does not exist on {target_object}", condition.field),
+                &format!("target_filters.conditions[{n}].field"),
+            ));
+        }
+    }
+    if !shaping.is_plain() && !destination.shapes_writes() {
+        return Err(invalid(
+            format!("a {connector_id} target cannot take constants, overrides, per-field sync modes or target filters"),
+            "fields",
+        ));
     }
     let identities = spec.identity_mappings();
     if identities.is_empty() && mode.requires_identity() {
@@ -181,7 +310,7 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
                 &field("function"),
             ));
         }
-        if !target_names.contains(&identity.target.as_str()) {
+        if !target_kinds.contains_key(&identity.target) {
             return Err(invalid(
                 format!("identity field {:?} does not exist on {target_object}", identity.target),
                 &field("target"),
