@@ -423,3 +423,70 @@ def test_a_start_naming_identities_syncs_only_those(server, setup: Setup, destin
     refused(setup.pt.model_sync.start, sync.id, identities=["1"], source_identities=[[ModelSyncSourceIdentity(
         source=source(mid, "id"), value="3")]], field="source_identities", what="both identities and source_identities")
 
+
+
+def verification_of(setup: Setup, sync_id: str) -> tuple[dict, set]:
+    """The last execution's verification, and the identities its errors name."""
+    last = setup.pt.model_sync.get_status(sync_id).data.last_execution
+    execution = setup.get(f"/api/syncs/{sync_id}/executions/{last.id}")
+    return execution, {error.split(":")[0] for error in execution["errors"]}
+
+
+TRIGGERS = {
+    "postgres": [
+        """create function {table}_shout() returns trigger language plpgsql as $$
+           begin if new.id in (3, 7) then new.name := upper(new.name); end if; return new; end $$""",
+        "create trigger {table}_shout before insert or update on {table} for each row execute function {table}_shout()",
+    ],
+    "mariadb": [
+        """create trigger {table}_shout before insert on {table} for each row
+           begin if new.id in (3, 7) then set new.name = upper(new.name); end if; end""",
+    ],
+}
+
+
+def test_verified_delivery_reports_records_a_trigger_rewrote(setup: Setup, destination: Destination):
+    table = f"opt_verified_{destination.kind}_{setup.suffix}"
+    name = destination.table(table)
+    mid = model(setup, f"select id, email, name from {setup.people_table} where id <= 10")
+    clean = create(setup, destination, name, mid, fields=mapped(mid, "email", "name"))
+    run(setup, clean.id)
+    execution, _ = verification_of(setup, clean.id)
+    assert execution["status"] == "completed", execution
+    assert execution["verification"]["checked"] == 10 and execution["verification"]["mismatched"] == 0, execution
+
+    shouted = f"opt_shouted_{destination.kind}_{setup.suffix}"
+    shouted_name = destination.table(shouted)
+    for statement in TRIGGERS[destination.kind]:
+        destination.execute(statement.format(table=shouted))
+    sync = create(setup, destination, shouted_name, mid, fields=mapped(mid, "email", "name"))
+    start(setup, sync.id)
+    execution, named = verification_of(setup, sync.id)
+    assert execution["status"] == "completed_with_errors", execution
+    assert (execution["verification"]["checked"], execution["verification"]["mismatched"]) == (10, 2), execution
+    assert named == {"id=3", "id=7"} and all("name" in e for e in execution["errors"]), execution["errors"]
+    again = start(setup, sync.id)
+    assert again["counts"]["upserts"] == 2 and named == verification_of(setup, sync.id)[1], f"resent: {again}"
+
+
+def test_verified_delivery_reports_values_a_non_strict_mariadb_cut(setup: Setup, request):
+    db: MariaDb = request.getfixturevalue("mariadb")
+    table = f"opt_cut_{setup.suffix}"
+    with db.connect(db.destination_db) as conn, conn.cursor() as cur:
+        cur.execute(f"create table {table} (id int primary key, name varchar(5))")
+    lenient = setup.pt.connections.create(name="mariadb non-strict", type="mysql",
+                                          configuration={**db.configuration(db.destination_db), "strict": False}).data
+    mid = model(setup, f"select id, case when id in (2, 5) then name else left(name, 4) end as name "
+                       f"from {setup.people_table} where id <= 8")
+    sync = setup.pt.model_sync.create(
+        name=f"cut {setup.suffix}", active=True, mode="updateOrCreate", schedule=Schedule(frequency="manual"),
+        target=ModelSyncV5Target(connection_id=lenient.id, object=f"{db.destination_db}.{table}"),
+        identity=Identity(source=source(mid, "id"), target="id", function="Equality"),
+        fields=mapped(mid, "name")).data
+    start(setup, sync.id)
+    execution, named = verification_of(setup, sync.id)
+    assert execution["status"] == "completed_with_errors", execution
+    assert execution["verification"]["mismatched"] == 2 and named == {"id=2", "id=5"}, execution
+    with db.connect(db.destination_db) as conn, conn.cursor() as cur:
+        cur.execute(f"select name from {table} where id = 2")
+        assert cur.fetchone()[0] == "User ", "the server cut the value to fit"

@@ -336,6 +336,18 @@ pub async fn record_plan(pool: &DbPool, execution_id: Uuid, worker: &str, plan: 
     Ok(())
 }
 
+/// Records what verifying the writes of `execution_id`'s run found and cost.
+pub async fn record_verification(pool: &DbPool, execution_id: Uuid, worker: &str, found: &Json) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "update executions set verification = $3 where id = $1 and worker = $2",
+            &[&execution_id, &worker, found],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Parks the run of `execution_id` until a user approves or rejects its recorded plan: the
 /// worker lets go of it, and it keeps its subject (no other run starts meanwhile). Returns
 /// `false` if the execution was no longer this worker's.

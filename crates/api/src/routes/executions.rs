@@ -60,6 +60,7 @@ pub fn to_json(execution: &Execution) -> Json {
         "error_class": execution.error_class,
         "retries": execution.retries,
         "plan": shown_plan(&execution.plan),
+        "verification": execution.verification,
     })
 }
 

@@ -51,12 +51,14 @@ pub struct Execution {
     pub options: Json,
     /// What the run planned to write before writing, when it was reviewed first.
     pub plan: Option<Json>,
+    /// What reading the written records back found and cost.
+    pub verification: Option<Json>,
 }
 
 const COLUMNS: &str = "e.id, e.status, e.created_at, e.started_at, e.completed_at, e.updated_at, e.errors,
     e.insert_count, e.update_count, e.delete_count, e.error_count, e.records_read, e.records_changed,
     e.records_written, e.records_estimate, e.trigger, e.attempt, e.error_class, e.retries, e.resync, e.options,
-    e.plan";
+    e.plan, e.verification";
 
 impl FromRow for Execution {
     const WHAT: &'static str = "execution";
@@ -85,6 +87,7 @@ impl FromRow for Execution {
             resync: row.try_get("resync")?,
             options: row.try_get("options")?,
             plan: row.try_get("plan")?,
+            verification: row.try_get("verification")?,
         })
     }
 }

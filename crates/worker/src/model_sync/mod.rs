@@ -11,6 +11,7 @@ mod prepare;
 mod review;
 mod snapshot;
 mod sort;
+mod verify;
 
 use serde_json::Value as Json;
 use syncline_core::{
