@@ -172,6 +172,8 @@ pub struct Syncline {
     base: String,
     token: String,
     sync_id: String,
+    /// The body the model sync of the whole table was created with.
+    sync_body: Json,
 }
 
 impl Drop for Syncline {
@@ -195,9 +197,10 @@ pub fn connection_config(url: &reqwest::Url, user: &str, port: u16) -> Json {
 }
 
 impl Syncline {
-    /// Starts the api and one worker process with a model sync of the whole table.
-    pub async fn start(binary: &str, dbs: &Databases, source: &Source) -> anyhow::Result<Self> {
-        let mut syncline = Self::launch(binary, dbs, (1, 1)).await?;
+    /// Starts the api and one worker process, with the settings `env` adds, and a model sync
+    /// of the whole table.
+    pub async fn start(binary: &str, dbs: &Databases, source: &Source, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut syncline = Self::launch_with(binary, dbs, (1, 1), env).await?;
         syncline.configure(dbs, source).await?;
         Ok(syncline)
     }
@@ -205,7 +208,17 @@ impl Syncline {
     /// Starts the api (with the scheduler) and `workers` worker processes, each running `slots`
     /// jobs of a kind at a time (all of them the organization's), and provisions an organization
     /// whose API key later calls use.
-    pub async fn launch(binary: &str, dbs: &Databases, (workers, slots): (usize, usize)) -> anyhow::Result<Self> {
+    pub async fn launch(binary: &str, dbs: &Databases, workers: (usize, usize)) -> anyhow::Result<Self> {
+        Self::launch_with(binary, dbs, workers, &[]).await
+    }
+
+    /// [`Self::launch`] with the settings `env` adds.
+    async fn launch_with(
+        binary: &str,
+        dbs: &Databases,
+        (workers, slots): (usize, usize),
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let payloads = std::env::temp_dir().join("syncline-bench-payloads");
         let _ = std::fs::remove_dir_all(&payloads);
@@ -228,6 +241,7 @@ impl Syncline {
                 .env("WORKER_CONCURRENCY", slots.to_string())
                 .env("WORKER_ORGANIZATION_SLOTS", slots.to_string())
                 .env("LOG_LEVEL", "warn")
+                .envs(env.iter().copied())
                 .spawn()
                 .with_context(|| format!("start {binary} (build it with `cargo build --profile bench -p syncline`; it lands in target/release)"))
         };
@@ -240,7 +254,8 @@ impl Syncline {
             ensure!(Instant::now() < deadline, "syncline did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let mut syncline = Self { api, workers, http, base, token: key, sync_id: String::new() };
+        let mut syncline =
+            Self { api, workers, http, base, token: key, sync_id: String::new(), sync_body: Json::Null };
         syncline.provision().await?;
         Ok(syncline)
     }
@@ -315,28 +330,52 @@ impl Syncline {
             .filter(|c| *c != "id")
             .map(|c| json!({"source": {"model_id": model_id, "field": c}, "target": c}))
             .collect();
-        let sync = self
-            .call(Method::POST, "syncs", json!({
-                "name": "bench", "mode": "updateOrCreate", "schedule": {"frequency": "manual"},
-                "target": {"connection_id": connections[1], "object": "public.users"},
-                "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
-                "fields": fields,
-            }))
-            .await?;
-        self.sync_id = sync["id"].as_str().context("sync")?.to_owned();
+        self.sync_body = json!({
+            "name": "bench", "mode": "updateOrCreate", "schedule": {"frequency": "manual"},
+            "target": {"connection_id": connections[1], "object": "public.users"},
+            "identity": {"source": {"model_id": model_id, "field": "id"}, "target": "id", "function": "Equality"},
+            "fields": fields,
+        });
+        self.sync_id = self.add_sync(json!({})).await?;
         Ok(())
     }
 
-    /// Starts an execution and waits for it; returns the wall time and the finished execution.
+    /// The sync of the whole table.
+    pub fn sync_id(&self) -> &str {
+        &self.sync_id
+    }
+
+    /// The model the syncs read.
+    pub fn model_id(&self) -> &str {
+        self.sync_body["identity"]["source"]["model_id"].as_str().unwrap_or_default()
+    }
+
+    /// Creates another sync like the one of the whole table, with `extra` fields of its body
+    /// (e.g. model filters); returns its id.
+    pub async fn add_sync(&self, extra: Json) -> anyhow::Result<String> {
+        let mut body = self.sync_body.clone();
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            body[key] = value.clone();
+        }
+        let sync = self.call(reqwest::Method::POST, "syncs", body).await?;
+        Ok(sync["id"].as_str().context("sync")?.to_owned())
+    }
+
+    /// Starts an execution of the sync of the whole table and waits for it; returns the wall
+    /// time and the finished execution.
     async fn execute(&self, resync: bool) -> anyhow::Result<(Duration, Json)> {
+        self.execute_sync(&self.sync_id, resync).await
+    }
+
+    /// Starts an execution of sync `sync_id` and waits for it; returns the wall time and the
+    /// finished execution.
+    pub async fn execute_sync(&self, sync_id: &str, resync: bool) -> anyhow::Result<(Duration, Json)> {
         let started = Instant::now();
-        let execution = self
-            .call(reqwest::Method::POST, &format!("syncs/{}/executions", self.sync_id), json!({"resync": resync}))
-            .await?;
+        let execution =
+            self.call(reqwest::Method::POST, &format!("syncs/{sync_id}/executions"), json!({"resync": resync})).await?;
         let id = execution["id"].as_str().context("execution")?.to_owned();
         loop {
-            let e =
-                self.call(reqwest::Method::GET, &format!("syncs/{}/executions/{id}", self.sync_id), Json::Null).await?;
+            let e = self.call(reqwest::Method::GET, &format!("syncs/{sync_id}/executions/{id}"), Json::Null).await?;
             match e["status"].as_str() {
                 Some("completed") => return Ok((started.elapsed(), e)),
                 Some("completed_with_errors" | "failed" | "canceled") => bail!("execution ended badly: {e}"),

@@ -30,6 +30,24 @@ use crate::{
 /// Peak resident memory the worker may reach, in MB.
 const RSS_TARGET_MB: u64 = 128;
 
+/// How much longer a first run that reads every row back may take than one that does not.
+const VERIFY_TARGET: f64 = 1.3;
+
+/// Model filters of the benchmark table that select every row, with a logic expression.
+fn every_row_filters(model_id: &str) -> serde_json::Value {
+    let condition = |field: &str, function: &str, value: serde_json::Value| {
+        serde_json::json!({"source": {"model_id": model_id, "field": field}, "function": function, "value": value})
+    };
+    serde_json::json!({"model_filters": {
+        "conditions": [
+            condition("id", "IsNotNull", serde_json::Value::Null),
+            condition("email", "StringContains", "@".into()),
+            condition("created_at", "OnOrBefore", "2100-01-01".into()),
+        ],
+        "logic": "1 AND (2 OR 3)",
+    }})
+}
+
 struct Args {
     /// `model-sync`, `bulk-sync`, `cdc` or `events`.
     name: String,
@@ -119,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn model_sync(args: Args) -> anyhow::Result<()> {
     let rows = args.rows.unwrap_or(1_000_000);
-    let changed = rows / 100;
+    let (total, changed) = (rows, rows / 100);
     let source = Source::parse(&args.source)?;
     println!(
         "model-sync benchmark: {} rows × 12 columns, {} → PostgreSQL, median of {} runs",
@@ -143,7 +161,9 @@ async fn model_sync(args: Args) -> anyhow::Result<()> {
         delta_base.push(baselines.copy_upsert(Some(run as i64)).await?);
     }
 
-    let syncline = Syncline::start(&args.binary, &dbs, &source).await?;
+    // The write path against its baselines, without reading back; then the same full run with
+    // model filters that select every row, and with verification.
+    let syncline = Syncline::start(&args.binary, &dbs, &source, &[("MODEL_SYNC_VERIFY_RECORDS", "0")]).await?;
     let mut full = Vec::new();
     let mut rerun = Vec::new();
     for run in 0..args.runs {
@@ -154,9 +174,31 @@ async fn model_sync(args: Args) -> anyhow::Result<()> {
         anyhow::ensure!(updated == touched as i64, "the rerun updated {updated} rows, {touched} changed");
         rerun.push(time);
     }
+    let filtered_sync = syncline.add_sync(every_row_filters(syncline.model_id())).await?;
+    let mut filtered = Vec::new();
+    for _ in 0..args.runs {
+        dbs.truncate_destination().await?;
+        let (time, execution) = syncline.execute_sync(&filtered_sync, true).await?;
+        let written = execution["counts"]["insert"].as_i64().unwrap_or(-1);
+        anyhow::ensure!(written == rows, "the filtered run wrote {written} rows, the filters select all {rows}");
+        filtered.push(time);
+    }
     let rss = syncline.worker_peak_rss_mb()?;
-    let same = source.checksum(&dbs).await? == dbs.checksum(&dbs.destination_url).await?;
     drop(syncline);
+    let verifying = Syncline::start(&args.binary, &dbs, &source, &[]).await?;
+    let mut verified = Vec::new();
+    let mut reading_back = Vec::new();
+    for _ in 0..args.runs {
+        dbs.truncate_destination().await?;
+        let (time, execution) = verifying.execute_sync(verifying.sync_id(), true).await?;
+        let checked = execution["verification"]["checked"].as_i64().unwrap_or(-1);
+        anyhow::ensure!(checked == rows, "the verified run read back {checked} of {rows} rows: {execution}");
+        verified.push(time);
+        reading_back.push(Duration::from_secs_f64(execution["verification"]["seconds"].as_f64().unwrap_or(0.0)));
+    }
+    let rss = rss.max(verifying.worker_peak_rss_mb()?);
+    let same = source.checksum(&dbs).await? == dbs.checksum(&dbs.destination_url).await?;
+    drop(verifying);
 
     let (pipe_base, full_base, read_base, delta_base) =
         (median(pipe_base), median(full_base), median(read_base), median(delta_base));
@@ -187,6 +229,20 @@ async fn model_sync(args: Args) -> anyhow::Result<()> {
     println!("              {}", against(pipe_ratio, &format!("the bare {pipe} pipe"), targets.pipe));
     let rerun_what = format!("read-only {read} + {pipe}-upsert of the changes");
     println!("1% rerun:     {}", against(rerun_ratio, &rerun_what, targets.rerun));
+    let (filtered, verified, reading_back) = (median(filtered), median(verified), median(reading_back));
+    let filter_ratio = filtered.as_secs_f64() / full.as_secs_f64();
+    let verify_ratio = verified.as_secs_f64() / full.as_secs_f64();
+    println!(
+        "filters:      {:.2}s full run with model filters `1 AND (2 OR 3)` selecting every row: {}",
+        filtered.as_secs_f64(),
+        against(filter_ratio, "the same run without them", None)
+    );
+    println!(
+        "verification: {:.2}s full run reading all {total} rows back ({:.2}s of it): {}",
+        verified.as_secs_f64(),
+        reading_back.as_secs_f64(),
+        against(verify_ratio, "the same run without it", Some(VERIFY_TARGET))
+    );
     println!("worker RSS:   {rss} MB peak (target < {RSS_TARGET_MB} MB) {}", verdict(rss < RSS_TARGET_MB));
     println!("checksums:    source {} destination {}", if same { "=" } else { "≠" }, verdict(same));
     source.drop_all()?;
