@@ -80,13 +80,19 @@ class Setup:
     suffix: str
 
 
+def organization(server, admin: Polytomic, name: str) -> tuple[Polytomic, str]:
+    """A new organization `name` with an admin user: a client with the user's API key, and the
+    organization's id."""
+    org = admin.organization.create(name=name).data
+    user = admin.users.create(org.id, email=f"admin-{support.random_suffix()}@example.com").data
+    key = admin.users.create_api_key(org.id, user.id).data
+    return Polytomic(base_url=server.base_url, token=key.value), org.id
+
+
 @pytest.fixture(scope="module")
 def setup(server, admin: Polytomic) -> Iterator[Setup]:
     suffix = support.random_suffix()
-    org = admin.organization.create(name=f"sdk-options-{suffix}").data
-    user = admin.users.create(org.id, email=f"admin-{suffix}@example.com").data
-    key = admin.users.create_api_key(org.id, user.id).data
-    pt = Polytomic(base_url=server.base_url, token=key.value)
+    pt, org_id = organization(server, admin, f"sdk-options-{suffix}")
     table = f"opt_people_{suffix}"
     with server.connect(server.source_db) as conn:
         conn.execute(f"create table {table} (id int primary key, email text, name text, plan text, score int)")
@@ -96,7 +102,7 @@ def setup(server, admin: Polytomic) -> Iterator[Setup]:
         name="people source", type="postgresql",
         configuration=server.postgres_configuration(server.source_db, "irrelevant-pw")).data
     yield Setup(pt=pt, source_id=source.id, people_table=table, suffix=suffix)
-    admin.organization.delete(org.id)
+    admin.organization.delete(org_id)
 
 
 @pytest.fixture(params=["postgres", "mariadb"])

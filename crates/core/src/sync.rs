@@ -118,6 +118,24 @@ pub struct Schedule {
     pub day_of_month: Option<String>,
     #[serde(default)]
     pub month: Option<String>,
+    /// The syncs a `runafter` schedule waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_after: Option<RunAfter>,
+    /// Whether only a `completed` execution of an upstream counts (else any that ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_after_success_only: Option<bool>,
+    /// The schedules a `multi` schedule combines (a Syncline extra field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedules: Option<Vec<Schedule>>,
+}
+
+/// The upstreams of a `runafter` schedule (Polytomic `RunAfter`): model syncs and bulk syncs by id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunAfter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk_sync_ids: Option<Vec<String>>,
 }
 
 /// The engine's view of a model sync.

@@ -1,5 +1,7 @@
 //! Model syncs: configuration, starting executions, status.
 
+pub(crate) mod run_after;
+mod schedule_options;
 mod validate;
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
@@ -7,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
     executions::{self, MODEL_SYNC},
-    schedule::FREQUENCIES,
     sync::SyncSpec,
 };
 use uuid::Uuid;
@@ -17,7 +18,6 @@ use super::{Page, envelope, executions as execution_routes};
 use crate::{
     AppState,
     access::{Action, Kind},
-    auth::Caller,
     error::{ApiError, parse_body},
     extract::{Authorized, Tenant, can},
     idempotency, launch,
@@ -25,7 +25,7 @@ use crate::{
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(schedules)
+    cfg.service(schedule_options::schedules)
         .service(list)
         .service(create)
         .service(get_one)
@@ -72,15 +72,6 @@ fn list_item(sync: &ModelSync) -> Json {
         "created_at": sync.created_at,
         "updated_at": sync.updated_at,
     })
-}
-
-#[get("/syncs/schedules")]
-async fn schedules(_caller: Caller) -> HttpResponse {
-    let options: Vec<Json> = FREQUENCIES
-        .iter()
-        .map(|(frequency, description)| json!({"frequency": frequency, "label": frequency, "description": description, "configuration": {}}))
-        .collect();
-    envelope(json!({ "schedule_options": options }))
 }
 
 #[derive(Deserialize)]
@@ -145,6 +136,7 @@ async fn update(
     let valid = validate(&state, &sync.caller, &body).await?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
+    run_after::acyclic(&tx, (sync.organization_id, sync.id), &valid.upstreams).await?;
     let updated = store::syncs::update(&tx, sync.organization_id, sync.id, &valid.values()).await?;
     tx.commit().await?;
     Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("sync"))?)))
@@ -156,9 +148,13 @@ async fn remove(
     sync: Authorized<ModelSync, can::Delete>,
 ) -> Result<HttpResponse, ApiError> {
     let id = sync.id;
-    if !store::syncs::delete(&state.pool.get().await?, sync.organization_id, id).await? {
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    run_after::refuse_deleting_upstream(&tx, sync.organization_id, (MODEL_SYNC, id)).await?;
+    if !store::syncs::delete(&tx, sync.organization_id, id).await? {
         return Err(ApiError::not_found("sync"));
     }
+    tx.commit().await?;
     if let Err(e) = state.store.delete_prefix(&format!("syncs/{id}")).await {
         tracing::warn!(sync_id = %id, error = %e, "could not remove the sync's diff state");
     }
@@ -216,7 +212,7 @@ async fn activate(
     let spec: SyncSpec = serde_json::from_value(sync.spec.clone())
         .map_err(|e| ApiError::unprocessable(format!("stored sync is invalid: {e}")))?;
     let next_run_at = match active {
-        true => spec.schedule.next_after(chrono::Utc::now()).map_err(ApiError::unprocessable)?,
+        true => spec.schedule.next_after(chrono::Utc::now()),
         false => None,
     };
     let mut client = state.pool.get().await?;

@@ -20,8 +20,10 @@ use crate::{
     extract::authorized,
     input,
     routes::{check_policies, connections},
-    store::{self, models::Model},
+    store::{self, models::Model, run_after::Upstream},
 };
+
+use super::run_after;
 
 /// A sync body checked against its model and destination.
 pub(super) struct Valid {
@@ -32,6 +34,8 @@ pub(super) struct Valid {
     pub(super) model_id: Uuid,
     pub(super) policies: Vec<String>,
     pub(super) next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The syncs it runs after (`runafter`).
+    pub(super) upstreams: Vec<Upstream>,
 }
 
 impl Valid {
@@ -46,6 +50,7 @@ impl Valid {
             spec: &self.echo,
             schedule: &self.spec.schedule,
             next_run_at: self.next_run_at,
+            upstreams: &self.upstreams,
             policies: &self.policies,
         }
     }
@@ -73,7 +78,7 @@ fn unsupported(body: &Json) -> Option<(String, &'static str)> {
         Json::Object(map) => !map.is_empty(),
         _ => true,
     };
-    let refused: [(&str, &str); 13] = [
+    let refused: [(&str, &str); 11] = [
         ("/filters", "the deprecated combined filters are not supported: use model_filters and target_filters"),
         ("/filter_logic", "the deprecated combined filters are not supported: use model_filters.logic"),
         ("/encryption_passphrase", "field encryption is not supported"),
@@ -83,8 +88,6 @@ fn unsupported(body: &Json) -> Option<(String, &'static str)> {
         ("/target/filter_logic", "use target_filters.logic"),
         ("/identity/new_field", "creating the identity field is not supported"),
         ("/identity/remote_field_type_id", "remote field types are not supported by database targets"),
-        ("/schedule/run_after", "run-after schedules are not supported yet"),
-        ("/schedule/run_after_success_only", "run-after schedules are not supported yet"),
         ("/schedule/job_id", "dbt Cloud schedules are not supported"),
         ("/schedule/connection_id", "dbt Cloud schedules are not supported"),
     ];
@@ -320,7 +323,8 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
             return Err(invalid(format!("identity field {:?} is mapped twice", identity.target), &field("target")));
         }
     }
-    let next_run = spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?;
-    let next_run_at = next_run.filter(|_| active);
-    Ok(Valid { name, active, spec, echo, model_id, policies, next_run_at })
+    spec.schedule.check("schedule", false).map_err(refused)?;
+    let upstreams = run_after::upstreams(state, caller, &spec.schedule).await?;
+    let next_run_at = spec.schedule.next_after(chrono::Utc::now()).filter(|_| active);
+    Ok(Valid { name, active, spec, echo, model_id, policies, next_run_at, upstreams })
 }
