@@ -17,7 +17,17 @@ import time
 from typing import Callable, Iterator
 
 import pytest
-from polytomic import Identity, ModelSyncV5Target, Polytomic, RunAfter, Schedule, Source, SyncField
+from polytomic import (
+    BulkSyncDefaultScheduleRequest,
+    Identity,
+    ModelSyncV5Target,
+    Polytomic,
+    RunAfter,
+    Schedule,
+    SchemaConfiguration,
+    Source,
+    SyncField,
+)
 
 import support
 from test_bulk_sync_api import refused
@@ -75,8 +85,8 @@ def sync(setup: Setup, name: str, schedule: Schedule, source_table: str = "") ->
 
 
 def after(*sync_ids: str, success_only: bool | None = None, bulk: tuple[str, ...] = ()) -> Schedule:
-    return Schedule(frequency="runafter", run_after=RunAfter(sync_ids=list(sync_ids), bulk_sync_ids=list(bulk) or None),
-                    run_after_success_only=success_only)
+    upstreams = RunAfter(sync_ids=list(sync_ids) or None, bulk_sync_ids=list(bulk) or None)
+    return Schedule(frequency="runafter", run_after=upstreams, run_after_success_only=success_only)
 
 
 MANUAL = Schedule(frequency="manual")
@@ -160,6 +170,26 @@ def test_a_join_runs_once_after_both_upstreams(setup: Setup):
     assert len(executions(setup, joined)) == 1 and idle(setup, joined)
 
 
+def test_a_sync_runs_after_a_bulk_sync(setup: Setup):
+    bulk = setup.pt.bulk_sync.create(
+        name=f"bulk {setup.suffix}", source_connection_id=setup.source_id,
+        destination_connection_id=setup.destination_id,
+        destination_configuration={"schema": f"sched_bulk_{setup.suffix}"}, mode="replicate", active=True,
+        default_schedule=BulkSyncDefaultScheduleRequest(frequency="manual"),
+        schemas=[SchemaConfiguration(id=f"public.{setup.table}")],
+    ).data
+    dependent = sync(setup, "after_bulk", after(bulk=(bulk.id,)))
+    started = setup.pt.bulk_sync.start(bulk.id).data
+    [ran] = finished(setup, dependent)
+    ended = setup.pt.bulk_sync.executions.get(bulk.id, started.id).data
+    assert ended.status == "completed" and ran.status == "completed", (ended, describe(ran))
+    assert ran.created_at >= ended.completed_at, "the sync started after the bulk sync completed"
+    assert idle(setup, dependent)
+    refused(setup.pt.bulk_sync.delete, bulk.id, status=409, what="deleting a bulk sync a sync runs after")
+    setup.pt.model_sync.delete(dependent)
+    setup.pt.bulk_sync.delete(bulk.id)
+
+
 def expect_422(call: Callable, field: str, says: str = "") -> None:
     refused(call, field=field, says=says, what=f"a schedule refused for {field}")
 
@@ -189,7 +219,8 @@ def test_schedule_options_list_what_runs(setup: Setup):
     options = {o.frequency: o for o in setup.pt.model_sync.get_schedule_options().data.schedule_options}
     assert {"builder", "multi", "runafter"} <= set(options), sorted(options)
     assert "dbtcloud" not in options
-    assert set(options["builder"].configuration["properties"]) == {"minute", "hour", "day_of_month", "month", "day_of_week"}
+    cron_fields = {"minute", "hour", "day_of_month", "month", "day_of_week"}
+    assert set(options["builder"].configuration["properties"]) == cron_fields
     assert options["builder"].configuration["properties"]["minute"]["default"] == "0"
     assert "schedules" in options["multi"].configuration["required"]
     assert set(options["runafter"].configuration["properties"]) == {"run_after", "run_after_success_only"}

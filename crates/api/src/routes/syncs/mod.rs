@@ -114,6 +114,7 @@ async fn create(
         let valid = validate(&state, caller, &body).await?;
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
+        run_after::acyclic(&tx, (org, None), &valid.upstreams).await?;
         let sync = store::syncs::insert(&tx, org, &valid.values()).await?;
         tx.commit().await?;
         Ok(envelope(to_json(&sync)))
@@ -136,7 +137,7 @@ async fn update(
     let valid = validate(&state, &sync.caller, &body).await?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    run_after::acyclic(&tx, (sync.organization_id, sync.id), &valid.upstreams).await?;
+    run_after::acyclic(&tx, (sync.organization_id, Some(sync.id)), &valid.upstreams).await?;
     let updated = store::syncs::update(&tx, sync.organization_id, sync.id, &valid.values()).await?;
     tx.commit().await?;
     Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("sync"))?)))

@@ -64,15 +64,20 @@ pub(super) async fn upstreams(
     Ok(upstreams)
 }
 
-/// Refuses (422) upstreams that would make sync `id` of `org` run after itself, directly or
-/// through other syncs; holds the organization's run-after lock until `tx` ends, so that the
-/// check stays true until the upstreams are written.
+/// Refuses (422) upstreams that would make sync `id` of `org` (`None`: a new one, which no sync
+/// runs after yet) run after itself, directly or through other syncs. Holds the organization's
+/// run-after lock until `tx` ends when there are upstreams, so that neither the check nor the
+/// upstreams change before they are written.
 pub(super) async fn acyclic(
     tx: &impl deadpool_postgres::GenericClient,
-    (org, id): (Uuid, Uuid),
+    (org, id): (Uuid, Option<Uuid>),
     upstreams: &[Upstream],
 ) -> Result<(), ApiError> {
+    if upstreams.is_empty() {
+        return Ok(());
+    }
     run_after::lock(tx, org).await?;
+    let Some(id) = id else { return Ok(()) };
     let syncs: Vec<Uuid> = upstreams.iter().filter(|(kind, _)| *kind == MODEL_SYNC).map(|(_, id)| *id).collect();
     match run_after::reaches(tx, &syncs, id).await? {
         true => Err(invalid("the sync would run after itself (the upstreams form a cycle)".into())),

@@ -31,7 +31,10 @@ fn field_schema(name: &str) -> Json {
             "description": "The syncs to run after (at least one)",
             "properties": {"sync_ids": ids("Model syncs"), "bulk_sync_ids": ids("Bulk syncs")},
         }),
-        _ => json!({"type": "boolean", "description": "Whether only completed runs of the upstreams count"}),
+        "run_after_success_only" => {
+            json!({"type": "boolean", "description": "Whether only completed runs of the upstreams count"})
+        }
+        _ => json!({"type": "string"}),
     }
 }
 
