@@ -1,5 +1,6 @@
 //! Model syncs: configuration, starting executions, status.
 
+mod new_target;
 mod validate;
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
@@ -120,10 +121,11 @@ async fn create(
     let (org, caller) = (tenant.organization_id, &tenant.caller);
     caller.check(Action::Create, Kind::Sync, &[])?;
     idempotency::once(&state, &req, caller, &body, async {
-        let valid = validate(&state, caller, &body).await?;
+        let valid = validate(&state, caller, &body, None).await?;
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
         let sync = store::syncs::insert(&tx, org, &valid.values()).await?;
+        valid.create_target(&tx).await?;
         tx.commit().await?;
         Ok(envelope(to_json(&sync)))
     })
@@ -141,13 +143,16 @@ async fn update(
     sync: Authorized<ModelSync, can::Update>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    // No state-database connection is held while the destination is asked about the target.
-    let valid = validate(&state, &sync.caller, &body).await?;
+    // No state-database connection is held while the destination is asked about the target
+    // (one the sync creates is created inside the transaction: `Valid::create_target`).
+    let valid = validate(&state, &sync.caller, &body, Some(&sync)).await?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let updated = store::syncs::update(&tx, sync.organization_id, sync.id, &valid.values()).await?;
+    let updated = updated.ok_or_else(|| ApiError::not_found("sync"))?;
+    valid.create_target(&tx).await?;
     tx.commit().await?;
-    Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("sync"))?)))
+    Ok(envelope(to_json(&updated)))
 }
 
 #[delete("/syncs/{id}")]
