@@ -9,8 +9,8 @@ use futures::{StreamExt, stream};
 use serde_json::Value as Json;
 use syncline_core::{
     connector::{
-        ConnectorError, CreateProperty, Cursor, Endpoint, InvalidProperty, ObjectSpec, Partition, ReadEvent,
-        ReadRequest, RecordFailure, Shaping, TargetField, WriteRequest,
+        ConnectorError, CreateProperty, Cursor, Endpoint, InvalidProperty, Mismatch, MismatchKind, ObjectSpec,
+        Partition, ReadEvent, ReadRequest, RecordFailure, Shaping, SyncMode, TargetField, WriteRequest,
     },
     record::{Field, RecordBatch},
     sync::filter::{Predicate, Scalar},
@@ -181,6 +181,90 @@ impl Values {
             exprs.push((how.constant)(target, value.as_ref()));
         }
         Self { targets, exprs }
+    }
+}
+
+/// How a write's records are read back and compared (see [`BatchWriter::verify`]).
+///
+/// [`BatchWriter::verify`]: syncline_core::connector::BatchWriter::verify
+pub(crate) struct Verification {
+    /// `select ord, <missing>, <differs>… from <stage> s left join <table> t on <identity>
+    /// where …`: the records (by ordinal) missing or reading back different.
+    pub(crate) upserts: String,
+    /// The target fields the `<differs>` columns compare, in order.
+    pub(crate) compared: Vec<String>,
+    /// `select ord from <keys> k join <table> t on <identity>`: deleted records still there.
+    pub(crate) deletes: String,
+}
+
+/// What [`Verification::new`] builds its queries from.
+pub(crate) struct VerificationParts<'a> {
+    /// The staged records with their ordinal `ord`, and the deleted keys with theirs, each
+    /// `<relation> as s` / `<relation> as k`.
+    pub(crate) stage: &'a str,
+    pub(crate) keys: &'a str,
+    pub(crate) table: &'a str,
+    /// The identity matches: `t.id = s.c0 and …`, `t.id = k.k0 and …`.
+    pub(crate) matches: &'a str,
+    pub(crate) key_matches: &'a str,
+    /// The quoted column of `t` that holds the first identity field.
+    pub(crate) identity_column: &'a str,
+    /// For every non-identity target field written: its name and when its value reads back
+    /// different (SQL over `s` and `t`, never NULL).
+    pub(crate) differs: Vec<(String, String)>,
+    /// The target filter over `t`, if any.
+    pub(crate) target_filter: Option<String>,
+    pub(crate) mode: SyncMode,
+}
+
+impl Verification {
+    pub(crate) fn new(parts: VerificationParts<'_>) -> Self {
+        let VerificationParts {
+            stage,
+            keys,
+            table,
+            matches,
+            key_matches,
+            identity_column,
+            differs,
+            target_filter,
+            mode,
+        } = parts;
+        let missing = format!("(t.{identity_column} is null)");
+        let any_differs = match differs.is_empty() {
+            true => "false".to_owned(),
+            false => differs.iter().map(|(_, d)| format!("({d})")).collect::<Vec<_>>().join(" or "),
+        };
+        // Existing records a target filter kept from changing are not compared.
+        let filtered = target_filter.as_ref().map(|f| format!(" and coalesce(({f}), false)")).unwrap_or_default();
+        let wanted = match mode {
+            SyncMode::Create => missing.clone(),
+            SyncMode::Update => format!("not {missing}{filtered} and ({any_differs})"),
+            _ => format!("{missing} or (true{filtered} and ({any_differs}))"),
+        };
+        let columns: Vec<String> = differs.iter().map(|(_, d)| format!("({d})")).collect();
+        let upserts = format!(
+            "select s.ord, {missing}{}{} from {stage} as s left join {table} as t on {matches} where {wanted}",
+            if columns.is_empty() { "" } else { ", " },
+            columns.join(", ")
+        );
+        let deletes = format!(
+            "select k.ord from {keys} as k join {table} as t on {key_matches}{}",
+            target_filter.map(|f| format!(" where coalesce(({f}), false)")).unwrap_or_default()
+        );
+        Self { upserts, compared: differs.into_iter().map(|(name, _)| name).collect(), deletes }
+    }
+
+    /// The mismatch a row of the upserts query describes: `missing`, then one flag per compared
+    /// field.
+    pub(crate) fn mismatch(&self, index: usize, missing: bool, differs: &[bool]) -> Mismatch {
+        let kind = match missing {
+            true => MismatchKind::Missing,
+            false => MismatchKind::Differs(
+                self.compared.iter().zip(differs).filter(|(_, d)| **d).map(|(name, _)| name.clone()).collect(),
+            ),
+        };
+        Mismatch { index, kind }
     }
 }
 

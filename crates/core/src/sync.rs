@@ -157,6 +157,167 @@ pub struct SyncSpec {
     pub skip_initial_backfill: bool,
     #[serde(default)]
     pub only_enrich_updates: bool,
+    /// Limits on what one run may change before a user approves it (a Syncline extension).
+    #[serde(default)]
+    pub blast_radius: Option<BlastRadius>,
+}
+
+/// Limits on how much of what a sync delivered before one run may delete or change (update or
+/// delete). A run whose plan exceeds one waits for a user to approve or reject it before it
+/// writes anything. Shares are of the records the sync had delivered before the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlastRadius {
+    #[serde(default)]
+    pub max_deletes: Option<u64>,
+    #[serde(default)]
+    pub max_delete_share: Option<f64>,
+    #[serde(default)]
+    pub max_changes: Option<u64>,
+    #[serde(default)]
+    pub max_change_share: Option<f64>,
+}
+
+impl BlastRadius {
+    /// The limits a run that would update `updates` and delete `deletes` of the `delivered`
+    /// records exceeds, described.
+    pub fn exceeded(&self, delivered: u64, updates: u64, deletes: u64) -> Vec<String> {
+        let changes = updates + deletes;
+        let share = |n: u64| if delivered == 0 { 0.0 } else { n as f64 / delivered as f64 };
+        let mut exceeded = Vec::new();
+        if let Some(max) = self.max_deletes.filter(|max| deletes > *max) {
+            exceeded.push(format!("{deletes} deletes, over max_deletes {max}"));
+        }
+        if let Some(max) = self.max_delete_share.filter(|max| share(deletes) > *max) {
+            exceeded.push(format!(
+                "deletes {:.1}% of {delivered} records, over max_delete_share {max}",
+                share(deletes) * 100.0
+            ));
+        }
+        if let Some(max) = self.max_changes.filter(|max| changes > *max) {
+            exceeded.push(format!("{changes} updates and deletes, over max_changes {max}"));
+        }
+        if let Some(max) = self.max_change_share.filter(|max| share(changes) > *max) {
+            exceeded.push(format!(
+                "changes {:.1}% of {delivered} records, over max_change_share {max}",
+                share(changes) * 100.0
+            ));
+        }
+        exceeded
+    }
+
+    /// The first limit that is not a share between 0 and 1, named.
+    pub fn invalid_share(&self) -> Option<&'static str> {
+        [
+            ("blast_radius.max_delete_share", self.max_delete_share),
+            ("blast_radius.max_change_share", self.max_change_share),
+        ]
+        .into_iter()
+        .find(|(_, share)| share.is_some_and(|s| !(0.0..=1.0).contains(&s)))
+        .map(|(name, _)| name)
+    }
+}
+
+/// What a start asks of a model sync run beyond `resync` (an execution's options).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StartOptions {
+    /// Plan the run and show what it would write, writing nothing.
+    #[serde(default)]
+    pub test: bool,
+    /// Sync only the records with these values of the sync's (single) identity field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<Json>,
+    /// Sync only these records, each named by values of model fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_identities: Vec<Vec<SourceValue>>,
+}
+
+/// A model field's value naming a record (`source_identities`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceValue {
+    pub source: SourceRef,
+    pub value: Json,
+}
+
+/// Most records a start may name.
+pub const MAX_START_IDENTITIES: usize = 1000;
+
+impl StartOptions {
+    /// The records the run is restricted to, as a predicate over model fields (`None`: all).
+    pub fn restriction(&self, spec: &SyncSpec) -> Result<Option<Predicate>, Invalid> {
+        let value = |value: &Json, at: String| {
+            Scalar::of(value).ok_or_else(|| Invalid::new(at, "an identity value must be a string, number or boolean"))
+        };
+        let equal = |field: &str, value: Scalar| {
+            Predicate::Test(Condition {
+                field: field.to_owned(),
+                function: filter::Function::Equality,
+                operand: filter::Operand::Value(value),
+            })
+        };
+        match (self.identities.is_empty(), self.source_identities.is_empty()) {
+            (true, true) => Ok(None),
+            (false, false) => Err(Invalid::new("source_identities", "give identities or source_identities, not both")),
+            (false, true) => {
+                let [identity] = spec.identity_mappings()[..] else {
+                    return Err(Invalid::new(
+                        "identities",
+                        "identities needs a sync with one identity field; name records with source_identities",
+                    ));
+                };
+                if self.identities.len() > MAX_START_IDENTITIES {
+                    return Err(Invalid::new("identities", format!("at most {MAX_START_IDENTITIES} identities")));
+                }
+                let values = self
+                    .identities
+                    .iter()
+                    .enumerate()
+                    .map(|(n, v)| value(v, format!("identities[{n}]")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some(Predicate::Test(Condition {
+                    field: identity.source.field.clone(),
+                    function: filter::Function::StringOneOf,
+                    operand: filter::Operand::List(values),
+                })))
+            }
+            (true, false) => {
+                if self.source_identities.len() > MAX_START_IDENTITIES {
+                    return Err(Invalid::new("source_identities", format!("at most {MAX_START_IDENTITIES} records")));
+                }
+                let records = self
+                    .source_identities
+                    .iter()
+                    .enumerate()
+                    .map(|(n, record)| {
+                        if record.is_empty() {
+                            return Err(Invalid::new(format!("source_identities[{n}]"), "names no field"));
+                        }
+                        let tests = record
+                            .iter()
+                            .enumerate()
+                            .map(|(m, v)| {
+                                Ok(equal(
+                                    &v.source.field,
+                                    value(&v.value, format!("source_identities[{n}][{m}].value"))?,
+                                ))
+                            })
+                            .collect::<Result<Vec<_>, Invalid>>()?;
+                        Ok(Predicate::All(tests))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some(Predicate::Any(records)))
+            }
+        }
+    }
+}
+
+/// Where an execution of a model sync keeps its change chunks in the payload store.
+pub fn changes_dir(execution_id: Uuid) -> String {
+    format!("executions/{execution_id}")
+}
+
+/// Where an execution of model sync `sync_id` writes the sync's new snapshot.
+pub fn snapshot_dir(sync_id: Uuid, execution_id: Uuid) -> String {
+    format!("syncs/{sync_id}/snapshots/{execution_id}")
 }
 
 /// A filter function by its Polytomic name; `at` is where it sits in the body.

@@ -50,10 +50,18 @@ pub struct MysqlConfig {
     /// Whether to require TLS (verified against the web's root certificates).
     #[serde(default)]
     pub ssl: bool,
+    /// Whether a value that does not fit its column fails its record (the default), rather
+    /// than being cut to fit as a server in non-strict mode does.
+    #[serde(default = "strict_by_default")]
+    pub strict: bool,
 }
 
 fn default_port() -> u16 {
     3306
+}
+
+fn strict_by_default() -> bool {
+    true
 }
 
 /// The `mysql` connection type.

@@ -249,6 +249,44 @@ pub trait BatchWriter: Send {
     async fn finish(&mut self) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    /// Reads the records of `batch`, written before (and not rejected), back from the
+    /// destination by identity and returns those that differ from what was written, by
+    /// position in `batch`: upserts compared field by field as the mode writes them (values a
+    /// target filter kept from changing are not compared), deletes checked gone. `None` when
+    /// the destination cannot read records back (or the write has no identity).
+    async fn verify(&mut self, _batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
+        Ok(None)
+    }
+}
+
+/// A written record that reads back differently from what was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Its position in the verified batch.
+    pub index: usize,
+    pub kind: MismatchKind,
+}
+
+/// How a written record differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MismatchKind {
+    /// The record is not there.
+    Missing,
+    /// A deleted record is still there.
+    StillThere,
+    /// These target fields hold other values than the ones written.
+    Differs(Vec<String>),
+}
+
+impl std::fmt::Display for MismatchKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("the record is missing after it was written"),
+            Self::StillThere => f.write_str("the record is still there after it was deleted"),
+            Self::Differs(fields) => write!(f, "reads back different in {}", fields.join(", ")),
+        }
+    }
 }
 
 /// Writes to a connection.

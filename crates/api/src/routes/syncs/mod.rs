@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json, json};
 use syncline_core::{
     executions::{self, MODEL_SYNC},
     schedule::FREQUENCIES,
-    sync::SyncSpec,
+    sync::{StartOptions, SyncSpec, filter::Invalid},
 };
 use uuid::Uuid;
 
@@ -173,6 +173,8 @@ async fn remove(
 #[derive(Deserialize)]
 struct StartBody {
     resync: Option<bool>,
+    #[serde(flatten)]
+    options: StartOptions,
 }
 
 #[post("/syncs/{id}/executions")]
@@ -185,8 +187,20 @@ async fn start(
     idempotency::once(&state, &req, &sync.caller, &body, async {
         let input: StartBody = parse_body(&body)?;
         let resync = input.resync.unwrap_or(false);
+        let spec: SyncSpec = serde_json::from_value(sync.spec.clone())
+            .map_err(|e| ApiError::unprocessable(format!("stored sync is invalid: {e}")))?;
+        let refused = |e: Invalid| ApiError::unprocessable(e.message).with_metadata(json!({ "field": e.field }));
+        input.options.restriction(&spec).map_err(refused)?;
+        for (n, record) in input.options.source_identities.iter().enumerate() {
+            if let Some((m, other)) = record.iter().enumerate().find(|(_, v)| v.source.model_id != sync.model_id) {
+                let field = format!("source_identities[{n}][{m}].source.model_id");
+                let message = format!("model {} is not the sync's model", other.source.model_id);
+                return Err(refused(Invalid::new(field, message)));
+            }
+        }
         let subject = (MODEL_SYNC, sync.id, sync.organization_id);
-        let execution = launch::start(&state, subject, "manual", resync, &json!({})).await?;
+        let options = json!(input.options);
+        let execution = launch::start(&state, subject, "manual", resync, &options).await?;
         Ok(envelope(execution_routes::to_json(&execution)))
     })
     .await
@@ -233,10 +247,14 @@ async fn activate(
 
 #[post("/syncs/{id}/cancel")]
 async fn cancel(state: web::Data<AppState>, sync: Authorized<ModelSync, can::Run>) -> Result<HttpResponse, ApiError> {
-    let message = match store::executions::request_cancel(&state.pool.get().await?, (MODEL_SYNC, sync.id), None).await?
-    {
+    let client = state.pool.get().await?;
+    let current = store::executions::latest(&client, (MODEL_SYNC, sync.id), executions::ACTIVE, true).await?;
+    let message = match store::executions::request_cancel(&client, (MODEL_SYNC, sync.id), None).await? {
         0 => "no execution is running",
         _ => "cancel requested",
     };
+    if let Some(waiting) = current.filter(|e| e.status == "waiting") {
+        execution_routes::discard_kept(&state, sync.id, waiting.id).await;
+    }
     Ok(envelope(json!({ "message": message })))
 }

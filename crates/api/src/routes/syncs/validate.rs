@@ -336,6 +336,9 @@ pub(super) async fn validate(
             "fields",
         ));
     }
+    if let Some(field) = spec.blast_radius.as_ref().and_then(|b| b.invalid_share()) {
+        return Err(invalid(format!("{field} must be a share between 0 and 1"), field));
+    }
     let identities = spec.identity_mappings();
     if identities.is_empty() && mode.requires_identity() {
         return Err(invalid(format!("mode {} needs an identity", mode.as_str()), "identity"));
