@@ -11,13 +11,16 @@ table and compares it, row by row, with what the option says it must hold.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable, Iterator, Optional
 
 import pytest
+import requests
 from polytomic import (
     Identity,
     ModelFilterCondition,
     ModelFilters,
+    ModelSyncSourceIdentity,
     ModelSyncV5Target,
     Override,
     OverrideFieldInput,
@@ -32,7 +35,7 @@ from polytomic import (
 import support
 from test_bulk_sync_api import refused
 from test_mariadb_flow import MariaDb, mariadb  # noqa: F401 - the fixture is used by `destination`
-from test_model_sync_flow import EXECUTION_TIMEOUT_S, describe, wait_for_execution
+from test_model_sync_flow import EXECUTION_TIMEOUT_S, TERMINAL, describe, wait_for_execution
 
 PEOPLE = 40
 
@@ -78,21 +81,31 @@ class Setup:
     source_id: str
     people_table: str
     suffix: str
+    base_url: str
+    token: str
+
+    def post(self, path: str) -> requests.Response:
+        return requests.post(f"{self.base_url}{path}", headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    def get(self, path: str) -> dict:
+        answer = requests.get(f"{self.base_url}{path}", headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+        assert answer.status_code == 200, f"GET {path}: {answer.status_code} {answer.text}"
+        return answer.json()["data"]
 
 
-def organization(server, admin: Polytomic, name: str) -> tuple[Polytomic, str]:
-    """A new organization `name` with an admin user: a client with the user's API key, and the
-    organization's id."""
+def organization(server, admin: Polytomic, name: str) -> tuple[Polytomic, str, str]:
+    """A new organization `name` with an admin user: a client with the user's API key, the
+    organization's id and the key."""
     org = admin.organization.create(name=name).data
     user = admin.users.create(org.id, email=f"admin-{support.random_suffix()}@example.com").data
     key = admin.users.create_api_key(org.id, user.id).data
-    return Polytomic(base_url=server.base_url, token=key.value), org.id
+    return Polytomic(base_url=server.base_url, token=key.value), org.id, key.value
 
 
 @pytest.fixture(scope="module")
 def setup(server, admin: Polytomic) -> Iterator[Setup]:
     suffix = support.random_suffix()
-    pt, org_id = organization(server, admin, f"sdk-options-{suffix}")
+    pt, org_id, token = organization(server, admin, f"sdk-options-{suffix}")
     table = f"opt_people_{suffix}"
     with server.connect(server.source_db) as conn:
         conn.execute(f"create table {table} (id int primary key, email text, name text, plan text, score int)")
@@ -101,7 +114,8 @@ def setup(server, admin: Polytomic) -> Iterator[Setup]:
     source = pt.connections.create(
         name="people source", type="postgresql",
         configuration=server.postgres_configuration(server.source_db, "irrelevant-pw")).data
-    yield Setup(pt=pt, source_id=source.id, people_table=table, suffix=suffix)
+    yield Setup(pt=pt, source_id=source.id, people_table=table, suffix=suffix, base_url=server.base_url,
+                token=token)
     admin.organization.delete(org_id)
 
 
@@ -162,8 +176,8 @@ def create(setup: Setup, destination: Destination, table: str, model_id: str, **
     ).data
 
 
-def run(setup: Setup, sync_id: str):
-    started = setup.pt.model_sync.start(sync_id).data
+def run(setup: Setup, sync_id: str, **options):
+    started = setup.pt.model_sync.start(sync_id, **options).data
     done = wait_for_execution(setup.pt, sync_id, started.id, EXECUTION_TIMEOUT_S)
     assert done.status == "completed", f"run did not complete: {describe(done)}"
     return done.counts
@@ -260,13 +274,9 @@ def test_snapshot_replaces_the_contents(setup: Setup, destination: Destination):
 
 
 def test_sync_all_records_and_skip_initial_backfill(server, setup: Setup, destination: Destination):
-    source_table = f"opt_changing_{destination.kind}_{setup.suffix}"
-    with server.connect(server.source_db) as conn:
-        conn.execute(f"create table {source_table} as select * from {setup.people_table} where id <= 10")
-    table = f"opt_backfill_{destination.kind}_{setup.suffix}"
-    name = destination.table(table)
-    mid = model(setup, f"select id, email, name, plan, score from {source_table}")
-    skipping = create(setup, destination, name, mid, fields=mapped(mid, "email", "name"), skip_initial_backfill=True)
+    r = own_sync(server, setup, destination, "backfill", 10, mode="updateOrCreate", skip_initial_backfill=True)
+    source_table, table, name, mid = r.source_table, r.table, r.object, r.model_id
+    skipping = setup.pt.model_sync.get(r.sync_id).data
     assert skipping.skip_initial_backfill is True
     counts = run(setup, skipping.id)
     assert counts.total == 0 and destination.rows(table) == [], f"the first run wrote {counts}"
@@ -308,3 +318,181 @@ def test_what_cannot_be_honoured_is_refused_naming_the_field(setup: Setup, desti
         target=ModelSyncV5Target(connection_id=destination.connection_id, object=name),
         identity=Identity(source=source(mid, "id"), target="id", function="Equality"), fields=fields),
         "schedule.run_after_success_only")
+
+
+def settled(setup: Setup, sync_id: str, execution_id: str) -> dict:
+    """The execution (as JSON) once it ended or waits for approval."""
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_S
+    while True:
+        execution = setup.get(f"/api/syncs/{sync_id}/executions/{execution_id}")
+        if execution["status"] in TERMINAL | {"waiting", "completed_with_errors"}:
+            return execution
+        assert time.monotonic() < deadline, f"execution {execution_id} still {execution['status']}"
+        time.sleep(0.3)
+
+
+def start(setup: Setup, sync_id: str, **options) -> dict:
+    return settled(setup, sync_id, setup.pt.model_sync.start(sync_id, **options).data.id)
+
+
+@dataclasses.dataclass
+class OwnSync:
+    """A sync (replace unless told) of email and name from a source table of its own (the first
+    people), into a destination table of its own."""
+
+    source_table: str
+    table: str
+    object: str
+    model_id: str
+    sync_id: str
+
+
+def own_sync(server, setup: Setup, destination: Destination, label: str, rows: int, **options) -> OwnSync:
+    source_table = f"opt_{label}_src_{destination.kind}_{setup.suffix}"
+    with server.connect(server.source_db) as conn:
+        conn.execute(f"create table {source_table} as select * from {setup.people_table} where id <= {rows}")
+    table = f"opt_{label}_{destination.kind}_{setup.suffix}"
+    name = destination.table(table)
+    mid = model(setup, f"select id, email, name, plan, score from {source_table}")
+    options.setdefault("mode", "replace")
+    sync = create(setup, destination, name, mid, fields=mapped(mid, "email", "name"), **options)
+    return OwnSync(source_table, table, name, mid, sync.id)
+
+
+def test_a_run_over_the_blast_radius_waits_for_approval(server, setup: Setup, destination: Destination):
+    limits = {"blast_radius": {"max_delete_share": 0.5}}
+    r = own_sync(server, setup, destination, "guard", 40, request_options={"additional_body_parameters": limits})
+    source_table, table, sync = r.source_table, r.table, setup.pt.model_sync.get(r.sync_id).data
+    assert setup.get(f"/api/syncs/{sync.id}")["blast_radius"] == {"max_delete_share": 0.5}
+    first = start(setup, sync.id)
+    assert first["status"] == "completed" and first["plan"]["inserts"] == 40, first
+    with server.connect(server.source_db) as conn:
+        conn.execute(f"delete from {source_table} where id > 4")
+
+    waiting = start(setup, sync.id)
+    assert waiting["status"] == "waiting", f"a run deleting 90% did not wait: {waiting}"
+    plan = waiting["plan"]
+    assert (plan["deletes"], plan["inserts"], plan["updates"], plan["delivered"]) == (36, 0, 0, 40), plan
+    assert len(plan["samples"]["deletes"]) == 10 and plan["samples"]["deletes"][0] == {"identity": "id=5"}, plan
+    assert "max_delete_share" in plan["exceeded"][0] and "kept" not in plan, plan
+    assert len(destination.rows(table)) == 40
+    refused(setup.pt.model_sync.start, sync.id, status=409, what="a start while a run waits for approval")
+    rejected = setup.post(f"/api/syncs/{sync.id}/executions/{waiting['id']}/reject")
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["data"]["status"] == "canceled", rejected.text
+    assert len(destination.rows(table)) == 40, "a rejected plan deleted records"
+    assert setup.post(f"/api/syncs/{sync.id}/executions/{waiting['id']}/approve").status_code == 409
+
+    waiting = start(setup, sync.id)
+    assert waiting["status"] == "waiting", waiting
+    approved = setup.post(f"/api/syncs/{sync.id}/executions/{waiting['id']}/approve")
+    assert approved.status_code == 200, approved.text
+    done = settled(setup, sync.id, waiting["id"])
+    assert done["status"] == "completed" and done["counts"]["delete"] == 36, done
+    assert [r[0] for r in destination.rows(table)] == [1, 2, 3, 4]
+
+
+def test_a_test_start_plans_without_writing(server, setup: Setup, destination: Destination):
+    r = own_sync(server, setup, destination, "test", 10)
+    source_table, table, sync = r.source_table, r.table, setup.pt.model_sync.get(r.sync_id).data
+    run(setup, sync.id)
+    before = destination.rows(table)
+    with server.connect(server.source_db) as conn:
+        conn.execute(f"update {source_table} set name = 'Renamed' where id = 2")
+        conn.execute(f"delete from {source_table} where id = 9")
+        conn.execute(f"insert into {source_table} values (77, 'new@x.com', 'New', 'pro', 1)")
+    tested = start(setup, sync.id, test=True)
+    assert tested["status"] == "completed" and tested["plan"]["test"] is True, tested
+    plan = tested["plan"]
+    assert (plan["inserts"], plan["updates"], plan["deletes"]) == (1, 1, 1), plan
+    assert plan["samples"]["updates"] == [{"identity": "id=2", "values": {"id": 2, "email": "user2@b.com", "name": "Renamed"}}], plan
+    assert destination.rows(table) == before, "a test start wrote to the destination"
+    counts = run(setup, sync.id)
+    assert (counts.insert, counts.update, counts.delete) == (1, 1, 1), f"the run after a test sent {counts}"
+
+
+def test_a_start_naming_identities_syncs_only_those(server, setup: Setup, destination: Destination):
+    r = own_sync(server, setup, destination, "named", 10)
+    source_table, table, mid, sync = r.source_table, r.table, r.model_id, setup.pt.model_sync.get(r.sync_id).data
+    run(setup, sync.id)
+    with server.connect(server.source_db) as conn:
+        conn.execute(f"update {source_table} set name = 'Changed' where id in (2, 3, 4)")
+    counts = run(setup, sync.id, identities=["2"])
+    assert (counts.update, counts.delete, counts.insert) == (1, 0, 0), counts
+    names = {r[0]: r[2] for r in destination.rows(table)}
+    assert (names[2], names[3], len(names)) == ("Changed", "User 3", 10), names
+    counts = run(setup, sync.id, source_identities=[[ModelSyncSourceIdentity(source=source(mid, "id"), value="3")]])
+    assert (counts.update, counts.delete) == (1, 0), counts
+    counts = run(setup, sync.id)
+    assert (counts.update, counts.delete, counts.insert) == (1, 0, 0), f"the full run after two partial ones: {counts}"
+    assert {r[0]: r[2] for r in destination.rows(table)}[4] == "Changed"
+    refused(setup.pt.model_sync.start, sync.id, identities=["1"], source_identities=[[ModelSyncSourceIdentity(
+        source=source(mid, "id"), value="3")]], field="source_identities", what="both identities and source_identities")
+
+
+
+def verification_of(setup: Setup, sync_id: str) -> tuple[dict, set]:
+    """The last execution's verification, and the identities its errors name."""
+    last = setup.pt.model_sync.get_status(sync_id).data.last_execution
+    execution = setup.get(f"/api/syncs/{sync_id}/executions/{last.id}")
+    return execution, {error.split(":")[0] for error in execution["errors"]}
+
+
+TRIGGERS = {
+    "postgres": [
+        """create function {table}_shout() returns trigger language plpgsql as $$
+           begin if new.id in (3, 7) then new.name := upper(new.name); end if; return new; end $$""",
+        "create trigger {table}_shout before insert or update on {table} for each row execute function {table}_shout()",
+    ],
+    "mariadb": [
+        """create trigger {table}_shout before insert on {table} for each row
+           begin if new.id in (3, 7) then set new.name = upper(new.name); end if; end""",
+    ],
+}
+
+
+def test_verified_delivery_reports_records_a_trigger_rewrote(setup: Setup, destination: Destination):
+    table = f"opt_verified_{destination.kind}_{setup.suffix}"
+    name = destination.table(table)
+    mid = model(setup, f"select id, email, name from {setup.people_table} where id <= 10")
+    clean = create(setup, destination, name, mid, fields=mapped(mid, "email", "name"))
+    run(setup, clean.id)
+    execution, _ = verification_of(setup, clean.id)
+    assert execution["status"] == "completed", execution
+    assert execution["verification"]["checked"] == 10 and execution["verification"]["mismatched"] == 0, execution
+
+    shouted = f"opt_shouted_{destination.kind}_{setup.suffix}"
+    shouted_name = destination.table(shouted)
+    for statement in TRIGGERS[destination.kind]:
+        destination.execute(statement.format(table=shouted))
+    sync = create(setup, destination, shouted_name, mid, fields=mapped(mid, "email", "name"))
+    start(setup, sync.id)
+    execution, named = verification_of(setup, sync.id)
+    assert execution["status"] == "completed_with_errors", execution
+    assert (execution["verification"]["checked"], execution["verification"]["mismatched"]) == (10, 2), execution
+    assert named == {"id=3", "id=7"} and all("name" in e for e in execution["errors"]), execution["errors"]
+    again = start(setup, sync.id)
+    assert again["counts"]["upserts"] == 2 and named == verification_of(setup, sync.id)[1], f"resent: {again}"
+
+
+def test_verified_delivery_reports_values_a_non_strict_mariadb_cut(setup: Setup, request):
+    db: MariaDb = request.getfixturevalue("mariadb")
+    table = f"opt_cut_{setup.suffix}"
+    with db.connect(db.destination_db) as conn, conn.cursor() as cur:
+        cur.execute(f"create table {table} (id int primary key, name varchar(5))")
+    lenient = setup.pt.connections.create(name="mariadb non-strict", type="mysql",
+                                          configuration={**db.configuration(db.destination_db), "strict": False}).data
+    mid = model(setup, f"select id, case when id in (2, 5) then name else left(name, 4) end as name "
+                       f"from {setup.people_table} where id <= 8")
+    sync = setup.pt.model_sync.create(
+        name=f"cut {setup.suffix}", active=True, mode="updateOrCreate", schedule=Schedule(frequency="manual"),
+        target=ModelSyncV5Target(connection_id=lenient.id, object=f"{db.destination_db}.{table}"),
+        identity=Identity(source=source(mid, "id"), target="id", function="Equality"),
+        fields=mapped(mid, "name")).data
+    start(setup, sync.id)
+    execution, named = verification_of(setup, sync.id)
+    assert execution["status"] == "completed_with_errors", execution
+    assert execution["verification"]["mismatched"] == 2 and named == {"id=2", "id=5"}, execution
+    with db.connect(db.destination_db) as conn, conn.cursor() as cur:
+        cur.execute(f"select name from {table} where id = 2")
+        assert cur.fetchone()[0] == "User ", "the server cut the value to fit"

@@ -50,7 +50,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(server, admin: Polytomic) -> Iterator[Setup]:
     suffix = support.random_suffix()
-    pt, org_id = organization(server, admin, f"sdk-schedules-{suffix}")
+    pt, org_id, _ = organization(server, admin, f"sdk-schedules-{suffix}")
     table = f"sched_people_{suffix}"
     with server.connect(server.source_db) as conn:
         conn.execute(f"create table {table} (id int primary key, email text)")

@@ -49,6 +49,14 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Who the caller is, for people: a user's email, or the deployment key.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::User(user) => user.email.clone(),
+            Self::Partner | Self::Organization { .. } => "the deployment key".to_owned(),
+        }
+    }
+
     /// The organization the caller acts in; partner callers must name one.
     pub fn organization(&self) -> Result<Uuid, ApiError> {
         match self {

@@ -127,6 +127,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             heartbeat: settings.worker_heartbeat,
             batch_rows: syncline_worker::BATCH_ROWS,
             batch_bytes: syncline_worker::BATCH_BYTES,
+            verify_records: settings.verify_records,
             partition_rows: settings.bulk_partition_rows,
             max_retained_wal_mb: settings.cdc_max_retained_wal_mb,
             event_delivery: settings.event_delivery,

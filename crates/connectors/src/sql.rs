@@ -1,7 +1,7 @@
 //! What the SQL database connectors share: reading a model's configuration, the clauses a
 //! sorted, incremental or partitioned read adds to its query, checkpoints after cursor-ordered
-//! batches, the statements that shape a target table, and isolating the records a database
-//! rejects by bisecting the batch. Each database spells its SQL through a [`Dialect`].
+//! batches, the statements that shape a target table and the names of tables a sync creates,
+//! and isolating the records a database rejects by bisecting the batch. Each database spells its SQL through a [`Dialect`].
 
 use std::ops::Range;
 
@@ -9,8 +9,8 @@ use futures::{StreamExt, stream};
 use serde_json::Value as Json;
 use syncline_core::{
     connector::{
-        ConnectorError, Cursor, Endpoint, ObjectSpec, Partition, ReadEvent, ReadRequest, RecordFailure, Shaping,
-        TargetField, WriteRequest,
+        ConnectorError, CreateProperty, Cursor, Endpoint, InvalidProperty, Mismatch, MismatchKind, ObjectSpec,
+        Partition, ReadEvent, ReadRequest, RecordFailure, Shaping, SyncMode, TargetField, WriteRequest,
     },
     record::{Field, RecordBatch},
     sync::filter::{Predicate, Scalar},
@@ -184,6 +184,90 @@ impl Values {
     }
 }
 
+/// How a write's records are read back and compared (see [`BatchWriter::verify`]).
+///
+/// [`BatchWriter::verify`]: syncline_core::connector::BatchWriter::verify
+pub(crate) struct Verification {
+    /// `select ord, <missing>, <differs>… from <stage> s left join <table> t on <identity>
+    /// where …`: the records (by ordinal) missing or reading back different.
+    pub(crate) upserts: String,
+    /// The target fields the `<differs>` columns compare, in order.
+    pub(crate) compared: Vec<String>,
+    /// `select ord from <keys> k join <table> t on <identity>`: deleted records still there.
+    pub(crate) deletes: String,
+}
+
+/// What [`Verification::new`] builds its queries from.
+pub(crate) struct VerificationParts<'a> {
+    /// The staged records with their ordinal `ord`, and the deleted keys with theirs, each
+    /// `<relation> as s` / `<relation> as k`.
+    pub(crate) stage: &'a str,
+    pub(crate) keys: &'a str,
+    pub(crate) table: &'a str,
+    /// The identity matches: `t.id = s.c0 and …`, `t.id = k.k0 and …`.
+    pub(crate) matches: &'a str,
+    pub(crate) key_matches: &'a str,
+    /// The quoted column of `t` that holds the first identity field.
+    pub(crate) identity_column: &'a str,
+    /// For every non-identity target field written: its name and when its value reads back
+    /// different (SQL over `s` and `t`, never NULL).
+    pub(crate) differs: Vec<(String, String)>,
+    /// The target filter over `t`, if any.
+    pub(crate) target_filter: Option<String>,
+    pub(crate) mode: SyncMode,
+}
+
+impl Verification {
+    pub(crate) fn new(parts: VerificationParts<'_>) -> Self {
+        let VerificationParts {
+            stage,
+            keys,
+            table,
+            matches,
+            key_matches,
+            identity_column,
+            differs,
+            target_filter,
+            mode,
+        } = parts;
+        let missing = format!("(t.{identity_column} is null)");
+        let any_differs = match differs.is_empty() {
+            true => "false".to_owned(),
+            false => differs.iter().map(|(_, d)| format!("({d})")).collect::<Vec<_>>().join(" or "),
+        };
+        // Existing records a target filter kept from changing are not compared.
+        let filtered = target_filter.as_ref().map(|f| format!(" and coalesce(({f}), false)")).unwrap_or_default();
+        let wanted = match mode {
+            SyncMode::Create => missing.clone(),
+            SyncMode::Update => format!("not {missing}{filtered} and ({any_differs})"),
+            _ => format!("{missing} or (true{filtered} and ({any_differs}))"),
+        };
+        let columns: Vec<String> = differs.iter().map(|(_, d)| format!("({d})")).collect();
+        let upserts = format!(
+            "select s.ord, {missing}{}{} from {stage} as s left join {table} as t on {matches} where {wanted}",
+            if columns.is_empty() { "" } else { ", " },
+            columns.join(", ")
+        );
+        let deletes = format!(
+            "select k.ord from {keys} as k join {table} as t on {key_matches}{}",
+            target_filter.map(|f| format!(" where coalesce(({f}), false)")).unwrap_or_default()
+        );
+        Self { upserts, compared: differs.into_iter().map(|(name, _)| name).collect(), deletes }
+    }
+
+    /// The mismatch a row of the upserts query describes: `missing`, then one flag per compared
+    /// field.
+    pub(crate) fn mismatch(&self, index: usize, missing: bool, differs: &[bool]) -> Mismatch {
+        let kind = match missing {
+            true => MismatchKind::Missing,
+            false => MismatchKind::Differs(
+                self.compared.iter().zip(differs).filter(|(_, d)| **d).map(|(name, _)| name.clone()).collect(),
+            ),
+        };
+        Mismatch { index, kind }
+    }
+}
+
 /// The statements that give table `table` (quoted) `spec`'s fields: a `create table` with the
 /// identity as primary key (and `options` after it) when `existing`, its columns, says it does
 /// not exist; else an `alter table … add column` for each field it lacks. `column` defines a
@@ -213,6 +297,48 @@ pub(crate) fn shape_table(
             .map(|f| format!("alter table {table} add column {}", column(f)))
             .collect(),
     })
+}
+
+/// The free-text property naming the table a sync creates, after the schema or database.
+pub(crate) const TABLE: CreateProperty = CreateProperty { id: "table", title: "Table", listed: false };
+
+/// How long a database's identifiers may be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NameLimit {
+    Bytes(usize),
+    Chars(usize),
+}
+
+/// The object `container.table` the values of a SQL target creation name: a listed container
+/// (schema, database), then [`TABLE`], which must be a name the database keeps as written —
+/// within `limit`, no NUL, no surrounding spaces — and without a `.`, so the object's id
+/// splits back into the two.
+pub(crate) fn created_object(values: &[&str], limit: NameLimit) -> Result<String, InvalidProperty> {
+    let invalid = |message: String| InvalidProperty { property: TABLE.id, message };
+    let [container, table] = values else {
+        return Err(invalid(format!("expected a schema or database and a table, got {} values", values.len())));
+    };
+    let too_long = match limit {
+        NameLimit::Bytes(most) => (table.len() > most).then(|| format!("{most} bytes")),
+        NameLimit::Chars(most) => (table.chars().count() > most).then(|| format!("{most} characters")),
+    };
+    let problem = if table.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if let Some(most) = too_long {
+        Some(format!("is longer than {most}"))
+    } else if table.contains('.') {
+        Some("must not contain \".\"".to_owned())
+    } else if table.contains('\0') {
+        Some("must not contain NUL".to_owned())
+    } else if table.trim() != *table {
+        Some("must not start or end with a space".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(invalid(format!("table name {table:?} {problem}"))),
+        None => Ok(format!("{container}.{table}")),
+    }
 }
 
 /// A table column as a target field: writable, and able to identify records.
@@ -334,6 +460,20 @@ mod tests {
         assert_eq!(written, [0, 1, 2, 5, 6, 7, 8]);
         assert!(attempts < 20, "{attempts} attempts");
         assert!(Bisection::new(0..0).next().is_none());
+    }
+
+    #[test]
+    fn created_tables_are_named_as_the_database_keeps_them() {
+        let named = |table: &str, limit| created_object(&["s", table], limit);
+        assert_eq!(named("people", NameLimit::Bytes(63)), Ok("s.people".to_owned()));
+        assert_eq!(named(&"é".repeat(31), NameLimit::Bytes(63)), Ok(format!("s.{}", "é".repeat(31))));
+        assert!(named(&"é".repeat(32), NameLimit::Bytes(63)).is_err(), "64 bytes");
+        assert!(named(&"é".repeat(64), NameLimit::Chars(64)).is_ok());
+        for bad in ["", "a.b", "a\0b", "trailing ", " leading"] {
+            let e = named(bad, NameLimit::Chars(64)).expect_err(bad);
+            assert_eq!(e.property, "table", "{bad:?}");
+        }
+        assert!(created_object(&["s"], NameLimit::Chars(64)).is_err());
     }
 
     #[test]

@@ -135,6 +135,10 @@ pub struct Settings {
     pub worker_heartbeat: Duration,
     /// Executions of one organization a worker process runs at once while others may wait.
     pub worker_organization_slots: usize,
+    /// `MODEL_SYNC_VERIFY_RECORDS`: after its writes, a model sync reads back every record it
+    /// wrote up to this many, and a random sample of this many above it, and compares them with
+    /// what it sent (0: no verification).
+    pub verify_records: u64,
     /// `BULK_PARTITION_ROWS`: about how many rows one partition of a bulk sync's table holds;
     /// a larger table is cut into partitions that workers load in parallel.
     pub bulk_partition_rows: u64,
@@ -285,6 +289,7 @@ impl Settings {
             worker_concurrency,
             worker_heartbeat: Duration::from_secs(env.number("WORKER_HEARTBEAT_SECONDS", 10, 1)?),
             worker_organization_slots: env.number("WORKER_ORGANIZATION_SLOTS", worker_concurrency.div_ceil(2), 1)?,
+            verify_records: env.number("MODEL_SYNC_VERIFY_RECORDS", 1_000_000, 0)?,
             bulk_partition_rows: env.number("BULK_PARTITION_ROWS", 250_000, 1)?,
             cdc_max_retained_wal_mb: env.number("CDC_MAX_RETAINED_WAL_MB", 10_240, 1)?,
             pools,

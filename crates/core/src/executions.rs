@@ -5,7 +5,10 @@
 //!
 //! ```text
 //! queued ──claim──▶ running ──finish──▶ completed | completed_with_errors | failed
-//!   │                 │  ▲ lease expired: claimable again       ▲
+//!   │  ▲              │  ▲ lease expired: claimable again       ▲
+//!   │  │ approve      │  │
+//!   │  └── waiting ◀─┘ plan over its limits (the worker lets go)
+//!   │       │ reject / cancel ─────────────────────────────────▶ canceled
 //!   │ cancel          │ cancel ──▶ canceling ──(worker stops)──▶ canceled
 //!   └────────────────▶ canceled
 //! ```
@@ -22,7 +25,7 @@ use crate::{
 };
 
 /// Statuses in which an execution still occupies its sync.
-pub const ACTIVE: &[&str] = &["created", "queued", "running", "canceling"];
+pub const ACTIVE: &[&str] = &["created", "queued", "running", "canceling", "waiting"];
 
 /// Why a start was refused.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,9 @@ pub struct Claim {
     pub resync: bool,
     /// The start's options of the execution's kind (`{}` when none).
     pub options: Json,
+    /// The plan an earlier run of the execution made and a user approved, which this run
+    /// carries out instead of planning again.
+    pub approved_plan: Option<Json>,
 }
 
 /// Claims `execution_id` for `worker` if it is waiting, or running under an expired lease
@@ -127,18 +133,23 @@ pub async fn claim(pool: &DbPool, execution_id: Uuid, worker: &str, lease: Durat
                 records_read = 0, records_changed = 0, records_written = 0, insert_count = 0, update_count = 0,
                 delete_count = 0, error_count = 0, errors = '[]', updated_at = now()
              where id = $1 and (status in ('created', 'queued') or (status = 'running' and lease_until < now()))
-             returning subject_id, attempt, resync, options",
+             returning subject_id, attempt, resync, options, plan",
             &[&execution_id, &worker, &lease_secs],
         )
         .await?;
     let Some(row) = row else { return Ok(None) };
-    client.execute("delete from record_errors where execution_id = $1", &[&execution_id]).await?;
+    let approved_plan: Option<Json> = row.try_get("plan")?;
+    // An approved plan's records the model got wrong were recorded when it was made.
+    if approved_plan.is_none() {
+        client.execute("delete from record_errors where execution_id = $1", &[&execution_id]).await?;
+    }
     Ok(Some(Claim {
         execution_id,
         subject_id: row.try_get("subject_id")?,
         attempt: row.try_get("attempt")?,
         resync: row.try_get("resync")?,
         options: row.try_get("options")?,
+        approved_plan,
     }))
 }
 
@@ -313,6 +324,47 @@ pub async fn finish<E: Effects>(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Records the plan of `execution_id`'s run (what it would write, with samples), shown with the
+/// execution.
+pub async fn record_plan(pool: &DbPool, execution_id: Uuid, worker: &str, plan: &Json) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    client
+        .execute("update executions set plan = $3 where id = $1 and worker = $2", &[&execution_id, &worker, plan])
+        .await?;
+    Ok(())
+}
+
+/// Records what verifying the writes of `execution_id`'s run found and cost.
+pub async fn record_verification(pool: &DbPool, execution_id: Uuid, worker: &str, found: &Json) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "update executions set verification = $3 where id = $1 and worker = $2",
+            &[&execution_id, &worker, found],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Parks the run of `execution_id` until a user approves or rejects its recorded plan: the
+/// worker lets go of it, and it keeps its subject (no other run starts meanwhile). Returns
+/// `false` if the execution was no longer this worker's.
+pub async fn wait_for_approval(
+    pool: &DbPool,
+    execution_id: Uuid,
+    worker: &str,
+    counts: &Counts,
+) -> Result<bool, DbError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "update executions set {SET_COUNTS}, status = 'waiting', worker = null, lease_until = null
+         where id = $1 and worker = $2 and status = 'running'"
+    );
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        [&execution_id as _, &worker as _].into_iter().chain(counts.params()).collect();
+    Ok(client.execute(&sql, &params).await? == 1)
 }
 
 /// Records that the run of `execution_id` failed with a retryable `class` and is tried again:

@@ -154,6 +154,12 @@ async fn settle<K: JobKind>(
             warn!(%execution_id, "execution lease lost; another worker continues it");
             return Ok(());
         }
+        RunEnd::Waiting { counts } => {
+            if executions::wait_for_approval(&services.pool, execution_id, worker_name, &counts).await? {
+                info!(%execution_id, "execution waits for its plan to be approved");
+            }
+            return Ok(());
+        }
     };
     let owned = executions::finish(&services.pool, execution_id, worker_name, &counts, &outcome).await?;
     let kept = match &outcome {

@@ -29,6 +29,9 @@ pub enum RunEnd<E> {
     Finished { outcome: Outcome<E>, counts: Counts },
     /// A stop ended the run before it finished.
     Stopped { stop: Stop, counts: Counts },
+    /// The run recorded a plan that needs a user's approval before it writes; what it prepared
+    /// is kept for the run that carries the plan out.
+    Waiting { counts: Counts },
 }
 
 /// One kind of job: a folder of the worker (`model_sync/`, …).

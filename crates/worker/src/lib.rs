@@ -42,6 +42,9 @@ pub struct Services {
     /// Upper bounds of one record batch.
     pub batch_rows: usize,
     pub batch_bytes: usize,
+    /// How many written records a model sync reads back to verify (see
+    /// [`syncline_core::config::Settings::verify_records`]).
+    pub verify_records: u64,
     /// About how many rows one partition of a bulk sync's table holds.
     pub partition_rows: u64,
     /// The most WAL, in MB, a bulk sync's replication slot may hold.

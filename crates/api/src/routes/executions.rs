@@ -3,7 +3,11 @@
 use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use syncline_core::executions::MODEL_SYNC;
+use syncline_core::{
+    executions::MODEL_SYNC,
+    sync::{changes_dir, snapshot_dir},
+};
+use uuid::Uuid;
 
 use super::{Page, envelope, parse_id};
 use crate::{
@@ -14,7 +18,18 @@ use crate::{
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(list).service(get_one).service(cancel);
+    cfg.service(list).service(get_one).service(cancel).service(approve).service(reject);
+}
+
+/// A run's plan as shown: what it would write, with samples, without what a waiting run kept
+/// for the run that carries it out.
+fn shown_plan(plan: &Option<Json>) -> Json {
+    match plan {
+        Some(Json::Object(plan)) => {
+            Json::Object(plan.iter().filter(|(k, _)| *k != "kept").map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+        _ => Json::Null,
+    }
 }
 
 /// An execution as the API shows it (`GetExecutionResponseSchema`, plus live progress).
@@ -44,6 +59,8 @@ pub fn to_json(execution: &Execution) -> Json {
         "attempt": execution.attempt,
         "error_class": execution.error_class,
         "retries": execution.retries,
+        "plan": shown_plan(&execution.plan),
+        "verification": execution.verification,
     })
 }
 
@@ -112,10 +129,76 @@ async fn cancel(
     let id = parse_id(&path.1, "execution")?;
     let client = state.pool.get().await?;
     let subject = (MODEL_SYNC, sync.id);
-    store::executions::get_of(&client, subject, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    let execution =
+        store::executions::get_of(&client, subject, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
     let message = match store::executions::request_cancel(&client, subject, Some(id)).await? {
         0 => "the execution is not running",
         _ => "cancel requested",
     };
+    if execution.status == "waiting" {
+        discard_kept(&state, sync.id, id).await;
+    }
     Ok(envelope(json!({ "message": message })))
+}
+
+/// Removes what a run that waited for approval kept, once it will not be carried out.
+pub async fn discard_kept(state: &AppState, sync_id: Uuid, execution_id: Uuid) {
+    for prefix in [changes_dir(execution_id), snapshot_dir(sync_id, execution_id)] {
+        if let Err(e) = state.store.delete_prefix(&prefix).await {
+            tracing::warn!(%execution_id, %prefix, error = %e, "could not remove what a rejected run kept");
+        }
+    }
+}
+
+/// Approves or rejects the plan execution `id` of `sync` waits with; answers the execution.
+async fn decide(
+    state: &AppState,
+    sync: &Authorized<ModelSync, can::Run>,
+    id: &str,
+    approved: bool,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(id, "execution")?;
+    let client = state.pool.get().await?;
+    let subject = (MODEL_SYNC, sync.id);
+    store::executions::get_of(&client, subject, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    let by = sync.caller.describe();
+    let reason = json!([format!("the plan was rejected by {by}")]);
+    if !store::executions::decide(&client, subject, id, approved, &reason).await? {
+        return Err(ApiError::conflict("the execution is not waiting for approval"));
+    }
+    match approved {
+        true => {
+            // Should the queue be down, the execution is pushed again once it is found waiting.
+            if let Err(e) = state.queues.enqueue(MODEL_SYNC, id).await {
+                tracing::warn!(execution_id = %id, error = %e, "cannot enqueue the approved execution yet");
+            }
+        }
+        false => discard_kept(state, sync.id, id).await,
+    }
+    tracing::info!(execution_id = %id, approved, by = %by, "plan decided");
+    let execution =
+        store::executions::get_of(&client, subject, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
+    Ok(envelope(to_json(&execution)))
+}
+
+/// Approves the plan of an execution waiting over its sync's blast-radius limits: it is queued
+/// and carries the plan out (a Syncline extension).
+#[post("/syncs/{sync_id}/executions/{id}/approve")]
+async fn approve(
+    state: web::Data<AppState>,
+    sync: Authorized<ModelSync, can::Run>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    decide(&state, &sync, &path.1, true).await
+}
+
+/// Rejects the plan of an execution waiting over its sync's blast-radius limits: it ends
+/// canceled, having written nothing (a Syncline extension).
+#[post("/syncs/{sync_id}/executions/{id}/reject")]
+async fn reject(
+    state: web::Data<AppState>,
+    sync: Authorized<ModelSync, can::Run>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    decide(&state, &sync, &path.1, false).await
 }

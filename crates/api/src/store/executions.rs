@@ -49,11 +49,16 @@ pub struct Execution {
     pub resync: bool,
     /// The start's options of the execution's kind (`{}` when none).
     pub options: Json,
+    /// What the run planned to write before writing, when it was reviewed first.
+    pub plan: Option<Json>,
+    /// What reading the written records back found and cost.
+    pub verification: Option<Json>,
 }
 
 const COLUMNS: &str = "e.id, e.status, e.created_at, e.started_at, e.completed_at, e.updated_at, e.errors,
     e.insert_count, e.update_count, e.delete_count, e.error_count, e.records_read, e.records_changed,
-    e.records_written, e.records_estimate, e.trigger, e.attempt, e.error_class, e.retries, e.resync, e.options";
+    e.records_written, e.records_estimate, e.trigger, e.attempt, e.error_class, e.retries, e.resync, e.options,
+    e.plan, e.verification";
 
 impl FromRow for Execution {
     const WHAT: &'static str = "execution";
@@ -81,6 +86,8 @@ impl FromRow for Execution {
             retries: row.try_get("retries")?,
             resync: row.try_get("resync")?,
             options: row.try_get("options")?,
+            plan: row.try_get("plan")?,
+            verification: row.try_get("verification")?,
         })
     }
 }
@@ -166,15 +173,38 @@ pub async fn request_cancel(
     let count = client
         .execute(
             "update executions set
-                status = case when status in ('created', 'queued') then 'canceled' else 'canceling' end,
-                completed_at = case when status in ('created', 'queued') then now() else completed_at end,
+                status = case when status in ('created', 'queued', 'waiting') then 'canceled' else 'canceling' end,
+                completed_at = case when status in ('created', 'queued', 'waiting') then now() else completed_at end,
                 cancel_requested = true, updated_at = now()
              where kind = $1 and subject_id = $2 and ($3::uuid is null or id = $3)
-               and status in ('created', 'queued', 'running')",
+               and status in ('created', 'queued', 'running', 'waiting')",
             &[&kind, &subject_id, &execution],
         )
         .await?;
     Ok(count)
+}
+
+/// Decides on the plan execution `id` of `subject` waits with: approved, it is queued to be
+/// carried out; rejected, it ends `canceled` with `reason`. `false` when it was not waiting.
+pub async fn decide(
+    client: &impl GenericClient,
+    (kind, subject_id): Subject<'_>,
+    id: Uuid,
+    approved: bool,
+    reason: &Json,
+) -> Result<bool, StoreError> {
+    let updated = client
+        .execute(
+            "update executions set
+                status = case when $4 then 'queued' else 'canceled' end,
+                completed_at = case when $4 then null else now() end,
+                errors = case when $4 then errors else $5 end,
+                requeued_at = null, updated_at = now()
+             where id = $3 and kind = $1 and subject_id = $2 and status = 'waiting'",
+            &[&kind, &subject_id, &id, &approved, reason],
+        )
+        .await?;
+    Ok(updated == 1)
 }
 
 /// Replaces the start options of execution `id` while it waits for a worker; `false` when a

@@ -170,6 +170,14 @@ pub async fn set_active(
     Ok(())
 }
 
+/// Waits until no other transaction is creating target `object` of connection `connection_id`,
+/// then holds that claim until this transaction ends.
+pub async fn claim_new_target(tx: &impl GenericClient, connection_id: Uuid, object: &str) -> Result<(), StoreError> {
+    let claim = format!("model sync target {connection_id} {object}");
+    tx.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", &[&claim]).await?;
+    Ok(())
+}
+
 /// Deletes sync `id`; `false` when there was none.
 pub async fn delete(client: &impl GenericClient, org: Uuid, id: Uuid) -> Result<bool, StoreError> {
     exists(client, "delete from model_syncs where id = $1 and organization_id = $2 returning id", &[&id, &org]).await

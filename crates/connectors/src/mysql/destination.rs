@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use mysql_async::{Conn, Value as MyValue, prelude::Queryable};
 use syncline_core::{
     connector::{
-        Action, BatchWriter, ConnectorError, Context, Destination, ErrorClass, ObjectSpec, Operation, Operations,
-        RecordFailure, SyncMode, TargetField, TargetObject, WriteBatch, WriteRequest,
+        Action, BatchWriter, ConnectorError, Context, CreateProperty, Destination, ErrorClass, InvalidProperty,
+        Mismatch, MismatchKind, ObjectSpec, Operation, Operations, ParameterValue, RecordFailure, SyncMode,
+        TargetCreation, TargetField, TargetObject, WriteBatch, WriteRequest,
     },
     record::{Field, FieldType, RecordBatch},
 };
@@ -24,7 +25,9 @@ use super::{
 };
 use crate::{
     predicate,
-    sql::{Bisection, ValueSpelling, Values, shape_table, target_field},
+    sql::{
+        self, Bisection, NameLimit, ValueSpelling, Values, Verification, VerificationParts, shape_table, target_field,
+    },
 };
 
 pub(super) struct MysqlDestination {
@@ -149,6 +152,10 @@ impl Destination for MysqlDestination {
         Ok(statements.into_iter().map(|description| Action { description }).collect())
     }
 
+    fn target_creation(&self) -> Option<&dyn TargetCreation> {
+        Some(self)
+    }
+
     fn modes(&self) -> &'static [SyncMode] {
         MODES
     }
@@ -159,7 +166,29 @@ impl Destination for MysqlDestination {
 
     async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {
         let conn = self.connect().await?;
-        Ok(Box::new(MysqlWriter::open(conn, &self.config.database, request).await?))
+        Ok(Box::new(MysqlWriter::open(conn, (&self.config.database, self.config.strict), request).await?))
+    }
+}
+
+const CREATE_PROPERTIES: &[CreateProperty] =
+    &[CreateProperty { id: "database", title: "Database", listed: true }, sql::TABLE];
+
+/// A new table is named by its database, one the user can see, and its name.
+#[async_trait]
+impl TargetCreation for MysqlDestination {
+    fn properties(&self) -> &'static [CreateProperty] {
+        CREATE_PROPERTIES
+    }
+
+    async fn values(&self, property: &str) -> Result<Vec<ParameterValue>, ConnectorError> {
+        match property {
+            "database" => self.connect().await?.databases().await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn object(&self, values: &[&str]) -> Result<String, InvalidProperty> {
+        sql::created_object(values, NameLimit::Chars(64))
     }
 }
 
@@ -183,10 +212,79 @@ struct MysqlWriter {
     /// Snapshot mode: the run's writes share one transaction, begun when the writer opened
     /// (with the old contents deleted) and committed by [`BatchWriter::finish`].
     whole_run: bool,
+    /// How written records are read back and compared (`None` without an identity).
+    verification: Option<Verification>,
+}
+
+const VERIFY: &str = "syncline_verify";
+const VERIFY_KEYS: &str = "syncline_verify_keys";
+
+/// Read-back for [`BatchWriter::verify`]: the records go, as the sync sent them, into a
+/// staging table typed like the records (so a value the table cut to fit still differs), with
+/// their ordinal, and are compared with the table's columns there.
+async fn verification(
+    conn: &mut Connection,
+    req: &WriteRequest,
+    table: &str,
+    columns: &[Column],
+) -> Result<Verification, ConnectorError> {
+    let mariadb = conn.mariadb;
+    let definition =
+        |name: String, field: &Field| format!("{name} {}", types::column_definition(&field.field_type, false, mariadb));
+    let staged: Vec<String> =
+        req.schema.fields.iter().enumerate().map(|(i, f)| definition(format!("c{i}"), f)).collect();
+    let keys: Vec<String> =
+        req.identity.iter().enumerate().map(|(n, i)| definition(format!("k{n}"), &req.schema.fields[*i])).collect();
+    for (name, columns) in [(VERIFY, staged), (VERIFY_KEYS, keys)] {
+        let create =
+            format!("create temporary table {name} (ord bigint not null, {}) engine = InnoDB", columns.join(", "));
+        conn.query_drop(conn.ctx.deadlines.query, &create).await?;
+    }
+    let values = Values::of(
+        req,
+        &ValueSpelling {
+            staged: &|i| format!("s.c{i}"),
+            replacement: &|_, value| spelling::constant(value),
+            constant: &|_, value| spelling::constant(value),
+            spelling: &Mysql,
+        },
+    );
+    let differs = (0..values.targets.len())
+        .filter(|i| !req.identity.contains(i))
+        .map(|i| {
+            let (target, expr) = (&values.targets[i], &values.exprs[i]);
+            let quoted = quote_ident(target);
+            let text = columns.iter().any(|c| &c.name == target && c.field_type == FieldType::Text);
+            let differs = match (req.shaping.fill_only.contains(target), text) {
+                (true, _) => format!("t.{quoted} is null and ({expr}) is not null"),
+                (false, true) => format!("not (cast(({expr}) as binary) <=> cast(t.{quoted} as binary))"),
+                (false, false) => format!("not (({expr}) <=> t.{quoted})"),
+            };
+            (target.clone(), differs)
+        })
+        .collect();
+    let identity: Vec<String> = req.identity.iter().map(|i| quote_ident(&req.targets[*i])).collect();
+    let matches: Vec<String> = req.identity.iter().zip(&identity).map(|(i, t)| format!("t.{t} = s.c{i}")).collect();
+    let key_matches: Vec<String> = identity.iter().enumerate().map(|(n, t)| format!("t.{t} = k.k{n}")).collect();
+    Ok(Verification::new(VerificationParts {
+        stage: VERIFY,
+        keys: VERIFY_KEYS,
+        table,
+        matches: &matches.join(" and "),
+        key_matches: &key_matches.join(" and "),
+        identity_column: &identity[0],
+        differs,
+        target_filter: target_filter(req, "t."),
+        mode: req.mode,
+    }))
 }
 
 impl MysqlWriter {
-    async fn open(mut conn: Connection, database: &str, req: WriteRequest) -> Result<Self, ConnectorError> {
+    async fn open(
+        mut conn: Connection,
+        (database, strict): (&str, bool),
+        req: WriteRequest,
+    ) -> Result<Self, ConnectorError> {
         let object = split_object(&req.object, database);
         let target_columns = columns(&mut conn, object).await?;
         for target in &req.targets {
@@ -195,9 +293,16 @@ impl MysqlWriter {
             }
         }
         let limit = conn.ctx.deadlines.query;
-        // Values that do not fit their column fail their record instead of being cut to fit.
-        let strict = "set session sql_mode = concat_ws(',', nullif(@@sql_mode, ''), 'STRICT_ALL_TABLES')";
-        conn.query_drop(limit, strict).await?;
+        // Values that do not fit their column fail their record instead of being cut to fit,
+        // unless the connection asks for the server's non-strict ways.
+        let sql_mode = match strict {
+            true => "set session sql_mode = concat_ws(',', nullif(@@sql_mode, ''), 'STRICT_ALL_TABLES')",
+            false => {
+                "set session sql_mode = trim(both ',' from replace(replace(concat(',', @@sql_mode, ','),
+                    ',STRICT_TRANS_TABLES,', ','), ',STRICT_ALL_TABLES,', ','))"
+            }
+        };
+        conn.query_drop(limit, sql_mode).await?;
 
         let table = quote_object(&req.object, database);
         let targets: Vec<String> = req.targets.iter().map(|t| quote_ident(t)).collect();
@@ -248,7 +353,11 @@ impl MysqlWriter {
             conn.query_drop(limit, "start transaction").await?;
             conn.query_drop(limit, &format!("delete from {table}")).await?;
         }
-        Ok(Self { conn, plan, delete, dirty: false, whole_run })
+        let verification = match req.identity.is_empty() {
+            true => None,
+            false => Some(verification(&mut conn, &req, &table, &target_columns).await?),
+        };
+        Ok(Self { conn, plan, delete, dirty: false, whole_run, verification })
     }
 }
 
@@ -443,6 +552,47 @@ impl BatchWriter for MysqlWriter {
         let (guard, idle) = (self.conn.kill_on_drop(), self.conn.ctx.deadlines.idle);
         let conn = &mut self.conn.conn;
         guarded(guard, idle, async { conn.query_drop("commit").await }).await
+    }
+
+    async fn verify(&mut self, batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
+        let Some(verification) = &self.verification else { return Ok(None) };
+        let deletes = batch.operations == Operations::All(Operation::Delete);
+        let (stage, sql) = match deletes {
+            true => (VERIFY_KEYS, &verification.deletes),
+            false => (VERIFY, &verification.upserts),
+        };
+        // Records that do not decode were rejected when written: nothing to read back.
+        let (rows, positions, _) = parameters(&batch.records);
+        let numbered: Vec<Vec<MyValue>> = positions
+            .iter()
+            .zip(rows)
+            .map(|(at, row)| std::iter::once(MyValue::Int(*at as i64)).chain(row).collect())
+            .collect();
+        let width = numbered.first().map_or(1, Vec::len);
+        let group = format!("({})", vec!["?"; width].join(", "));
+        let (guard, idle) = (self.conn.kill_on_drop(), self.conn.ctx.deadlines.idle);
+        let conn = &mut self.conn.conn;
+        let work = async {
+            conn.query_drop(format!("delete from {stage}")).await?;
+            run_chunked(conn, &format!("insert into {stage} values "), &group, ", ", "", &numbered).await?;
+            conn.query::<mysql_async::Row, _>(sql.as_str()).await
+        };
+        let found = guarded(guard, idle, work).await?;
+        let flag = |row: &mysql_async::Row, i: usize| row.get::<Option<i64>, _>(i).flatten().unwrap_or(0) != 0;
+        let mismatches = found
+            .iter()
+            .map(|row| {
+                let index = row.get::<Option<i64>, _>(0).flatten().unwrap_or_default() as usize;
+                match deletes {
+                    true => Mismatch { index, kind: MismatchKind::StillThere },
+                    false => {
+                        let differs: Vec<bool> = (2..row.len()).map(|i| flag(row, i)).collect();
+                        verification.mismatch(index, flag(row, 1), &differs)
+                    }
+                }
+            })
+            .collect();
+        Ok(Some(mismatches))
     }
 }
 

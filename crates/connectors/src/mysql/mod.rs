@@ -50,10 +50,18 @@ pub struct MysqlConfig {
     /// Whether to require TLS (verified against the web's root certificates).
     #[serde(default)]
     pub ssl: bool,
+    /// Whether a value that does not fit its column fails its record (the default), rather
+    /// than being cut to fit as a server in non-strict mode does.
+    #[serde(default = "strict_by_default")]
+    pub strict: bool,
 }
 
 fn default_port() -> u16 {
     3306
+}
+
+fn strict_by_default() -> bool {
+    true
 }
 
 /// The `mysql` connection type.
@@ -90,12 +98,8 @@ impl Connector for Mysql {
         if field != "database" {
             return Ok(None);
         }
-        let sql = "select schema_name from information_schema.schemata
-                   where schema_name not in ('information_schema', 'mysql', 'performance_schema', 'sys')
-                   order by 1";
         let mut conn = client::connect(ctx, config).await?;
-        let names: Vec<String> = conn.query(ctx.deadlines.query, sql, vec![]).await?;
-        Ok(Some(names.into_iter().map(|name| ParameterValue { label: name.clone(), value: name.into() }).collect()))
+        Ok(Some(conn.databases().await?))
     }
 
     fn source(&self, ctx: &Context, config: MysqlConfig) -> Result<Arc<dyn Source>, ConnectorError> {

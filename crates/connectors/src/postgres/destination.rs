@@ -7,8 +7,9 @@ use bytes::{BufMut, Bytes};
 use futures::SinkExt;
 use syncline_core::{
     connector::{
-        Action, BatchWriter, ConnectorError, Context, Destination, ErrorClass, ObjectSpec, Operation, Operations,
-        RecordFailure, SyncMode, TargetField, TargetObject, WriteBatch, WriteRequest,
+        Action, BatchWriter, ConnectorError, Context, CreateProperty, Destination, ErrorClass, InvalidProperty,
+        Mismatch, MismatchKind, ObjectSpec, Operation, Operations, ParameterValue, RecordFailure, SyncMode,
+        TargetCreation, TargetField, TargetObject, WriteBatch, WriteRequest,
     },
     record::{Field, RecordBatch, RecordBatchBuilder},
 };
@@ -22,7 +23,9 @@ use super::{
 };
 use crate::{
     predicate,
-    sql::{Bisection, ValueSpelling, Values, shape_table, target_field},
+    sql::{
+        self, Bisection, NameLimit, ValueSpelling, Values, Verification, VerificationParts, shape_table, target_field,
+    },
 };
 
 pub(super) struct PostgresDestination {
@@ -139,6 +142,10 @@ impl Destination for PostgresDestination {
         Ok(statements.into_iter().map(|description| Action { description }).collect())
     }
 
+    fn target_creation(&self) -> Option<&dyn TargetCreation> {
+        Some(self)
+    }
+
     fn modes(&self) -> &'static [SyncMode] {
         MODES
     }
@@ -151,6 +158,35 @@ impl Destination for PostgresDestination {
         let conn = client::connect(&self.ctx, &self.config).await?;
         let writer = PostgresWriter::open(conn, request).await?;
         Ok(Box::new(writer))
+    }
+}
+
+const CREATE_PROPERTIES: &[CreateProperty] =
+    &[CreateProperty { id: "schema", title: "Schema", listed: true }, sql::TABLE];
+
+/// A new table is named by its schema, one the user may create tables in, and its name.
+#[async_trait]
+impl TargetCreation for PostgresDestination {
+    fn properties(&self) -> &'static [CreateProperty] {
+        CREATE_PROPERTIES
+    }
+
+    async fn values(&self, property: &str) -> Result<Vec<ParameterValue>, ConnectorError> {
+        if property != "schema" {
+            return Ok(Vec::new());
+        }
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        conn.names(
+            "select nspname::text from pg_namespace
+             where nspname <> 'information_schema' and nspname not like 'pg\\_%' and has_schema_privilege(oid, 'CREATE')
+             order by 1",
+        )
+        .await
+    }
+
+    fn object(&self, values: &[&str]) -> Result<String, InvalidProperty> {
+        // Longer identifiers would be cut to NAMEDATALEN - 1 bytes.
+        sql::created_object(values, NameLimit::Bytes(63))
     }
 }
 
@@ -182,6 +218,8 @@ struct PostgresWriter {
     /// Snapshot mode: the run's writes share one transaction, begun when the writer opened
     /// (with the old contents deleted) and committed by [`BatchWriter::finish`].
     whole_run: bool,
+    /// How written records are read back and compared (`None` without an identity).
+    verification: Option<Verification>,
 }
 
 const STAGE: &str = "syncline_stage";
@@ -338,7 +376,43 @@ impl PostgresWriter {
         if whole_run {
             conn.interactive(client.batch_execute(&format!("begin; delete from {table}"))).await?;
         }
-        Ok(Self { conn, apply, direct, jsonb, delete, whole_run })
+        let verification = (!req.identity.is_empty()).then(|| {
+            let differs = (0..values.targets.len())
+                .filter(|i| !req.identity.contains(i))
+                .map(|i| {
+                    let (target, expr) = (&values.targets[i], &values.exprs[i]);
+                    let data_type = column(target).map(|c| c.data_type.clone()).unwrap_or_default();
+                    let quoted = quote_ident(target);
+                    let differs = match (shaping.fill_only.contains(target), data_type.as_str()) {
+                        (true, _) => format!("t.{quoted} is null and ({expr}) is not null"),
+                        (false, "json" | "jsonb") => {
+                            format!("cast(({expr}) as jsonb) is distinct from cast(t.{quoted} as jsonb)")
+                        }
+                        (false, _) => format!("cast(({expr}) as {data_type}) is distinct from t.{quoted}"),
+                    };
+                    (target.clone(), differs)
+                })
+                .collect();
+            let numbered =
+                |table: &str| format!("(select row_number() over (order by ctid) - 1 as ord, * from {table})");
+            let key_matches: Vec<String> =
+                req.identity.iter().enumerate().map(|(n, i)| format!("t.{} = k.k{n}", targets[*i])).collect();
+            Verification::new(VerificationParts {
+                stage: &numbered(STAGE),
+                keys: &numbered(KEYS),
+                table: &table,
+                matches: &matches,
+                key_matches: &key_matches.join(" and "),
+                identity_column: &targets[req.identity[0]],
+                differs,
+                target_filter: shaping
+                    .target_filter
+                    .as_ref()
+                    .map(|p| predicate::render(p, &|f| format!("t.{}", quote_ident(f)), &Postgres)),
+                mode: req.mode,
+            })
+        });
+        Ok(Self { conn, apply, direct, jsonb, delete, whole_run, verification })
     }
 
     /// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) with `tuples` as its data.
@@ -487,6 +561,36 @@ impl BatchWriter for PostgresWriter {
         }
         let commit = async { self.conn.client.batch_execute("commit").await.map_err(|e| client::error(&e)) };
         self.conn.guard(self.conn.ctx.deadlines.idle, commit).await
+    }
+
+    async fn verify(&mut self, batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
+        let Some(verification) = &self.verification else { return Ok(None) };
+        let deletes = batch.operations == Operations::All(Operation::Delete);
+        let (stage, sql) = match deletes {
+            true => (KEYS, &verification.deletes),
+            false => (STAGE, &verification.upserts),
+        };
+        let this = &*self;
+        let work = async {
+            this.copy(&format!("copy {stage} from stdin (format binary)"), batch.records.data().clone()).await?;
+            let rows = this.conn.client.query(sql.as_str(), &[]).await;
+            this.conn.client.batch_execute(&format!("truncate {stage}")).await?;
+            rows
+        };
+        let rows =
+            self.conn.guard(self.conn.ctx.deadlines.idle, async { work.await.map_err(|e| client::error(&e)) }).await?;
+        rows.iter()
+            .map(|row| {
+                let index = row.try_get::<_, i64>(0)? as usize;
+                if deletes {
+                    return Ok(Mismatch { index, kind: MismatchKind::StillThere });
+                }
+                let differs = (2..row.len()).map(|i| row.try_get::<_, bool>(i)).collect::<Result<Vec<_>, _>>()?;
+                Ok(verification.mismatch(index, row.try_get(1)?, &differs))
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map(Some)
+            .map_err(|e| client::error(&e))
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::ConnectorError;
+use super::{ConnectorError, ParameterValue};
 use crate::{
     record::{Field, RecordBatch, Schema},
     sync::filter::{Predicate, Scalar},
@@ -94,6 +94,37 @@ pub struct ObjectSpec {
     pub object: String,
     pub fields: Vec<Field>,
     pub key: Vec<String>,
+}
+
+/// A property naming a target object a destination creates (see [`TargetCreation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateProperty {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// Whether the value is one of [`TargetCreation::values`]; otherwise it is free text.
+    pub listed: bool,
+}
+
+/// A target-creation value that cannot name an object: its property, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidProperty {
+    pub property: &'static str,
+    pub message: String,
+}
+
+/// How a destination names the target objects it can create; [`Destination::apply`] creates
+/// them.
+#[async_trait]
+pub trait TargetCreation: Send + Sync {
+    /// The properties naming a new object, in order.
+    fn properties(&self) -> &'static [CreateProperty];
+
+    /// The values listed property `property` may take (schemas, databases).
+    async fn values(&self, property: &str) -> Result<Vec<ParameterValue>, ConnectorError>;
+
+    /// The id of the object `values` name (one per property, in order; listed ones among their
+    /// values), or the value that cannot name one.
+    fn object(&self, values: &[&str]) -> Result<String, InvalidProperty>;
 }
 
 /// One change [`Destination::apply`] makes (or would make, in a dry run).
@@ -218,6 +249,44 @@ pub trait BatchWriter: Send {
     async fn finish(&mut self) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    /// Reads the records of `batch`, written before (and not rejected), back from the
+    /// destination by identity and returns those that differ from what was written, by
+    /// position in `batch`: upserts compared field by field as the mode writes them (values a
+    /// target filter kept from changing are not compared), deletes checked gone. `None` when
+    /// the destination cannot read records back (or the write has no identity).
+    async fn verify(&mut self, _batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
+        Ok(None)
+    }
+}
+
+/// A written record that reads back differently from what was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Its position in the verified batch.
+    pub index: usize,
+    pub kind: MismatchKind,
+}
+
+/// How a written record differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MismatchKind {
+    /// The record is not there.
+    Missing,
+    /// A deleted record is still there.
+    StillThere,
+    /// These target fields hold other values than the ones written.
+    Differs(Vec<String>),
+}
+
+impl std::fmt::Display for MismatchKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("the record is missing after it was written"),
+            Self::StillThere => f.write_str("the record is still there after it was deleted"),
+            Self::Differs(fields) => write!(f, "reads back different in {}", fields.join(", ")),
+        }
+    }
 }
 
 /// Writes to a connection.
@@ -232,6 +301,11 @@ pub trait Destination: Send + Sync {
     /// Creates `spec`'s object, or adds the fields it lacks; with `dry_run`, only says what it
     /// would do. Fields the object has and the spec does not are left alone.
     async fn apply(&self, spec: &ObjectSpec, dry_run: bool) -> Result<Vec<Action>, ConnectorError>;
+
+    /// How this destination names the target objects it can create; `None` when it cannot.
+    fn target_creation(&self) -> Option<&dyn TargetCreation> {
+        None
+    }
 
     /// Modes this destination supports.
     fn modes(&self) -> &'static [SyncMode];

@@ -25,6 +25,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{
     changes::{self, UpsertChunk},
+    review::Tally,
     snapshot::{Change, Differ, SnapshotWriter},
     sort::{Sorted, Sorter},
 };
@@ -76,12 +77,22 @@ pub(crate) struct Progress {
     pub(crate) rejected: AtomicI64,
 }
 
+/// What the extract stage produced: the new snapshot (`None` when the sync keeps none) and
+/// the tally of the changes it sent.
+pub(crate) struct Extracted {
+    pub(crate) snapshot: Option<String>,
+    pub(crate) tally: Tally,
+}
+
 /// The extract stage: reads the model, diffs it and writes change chunks and the snapshot.
 pub(crate) struct Extractor {
     pub(crate) store: PayloadStore,
     pub(crate) dir: String,
     pub(crate) mode: SyncMode,
     pub(crate) sending: Sending,
+    /// The target field of each record field, for the samples of the tally.
+    pub(crate) targets: Arc<[String]>,
+    pub(crate) tally: Tally,
     pub(crate) batch_rows: usize,
     pub(crate) fingerprint: String,
     pub(crate) tx: mpsc::Sender<String>,
@@ -113,11 +124,16 @@ pub(crate) struct Diffing {
     pub(crate) snapshot: SnapshotWriter,
     pub(crate) key: Vec<u8>,
     pub(crate) last_key: Option<Vec<u8>>,
+    /// The run reads some of the model's records (a start naming identities): the entries of
+    /// the others are kept in the new snapshot as they were, not taken as gone.
+    pub(crate) partial: bool,
 }
 
 impl Diffing {
-    /// Classifies a record by its identity; NULL and repeated identities are rejected.
-    async fn classify(&mut self, record: Record<'_>, deleted: &mut Vec<Bytes>) -> Result<Verdict, ConnectorError> {
+    /// Classifies a record by its identity; NULL and repeated identities are rejected. The
+    /// previous entries found gone on the way are appended to `gone` (kept instead in a partial
+    /// run).
+    async fn classify(&mut self, record: Record<'_>, gone: &mut Vec<(Bytes, u64)>) -> Result<Verdict, ConnectorError> {
         match self.layout.encode(&record, &mut self.key) {
             Ok(()) => {}
             Err(e @ KeyError::Null(_)) => return Ok(Verdict::Rejected("null".into(), e.to_string())),
@@ -143,8 +159,21 @@ impl Diffing {
             self.last_key = Some(key.clone());
         }
         let hash = xxh3_64(record.as_bytes());
-        self.snapshot.push(key, hash).await.map_err(transient)?;
-        Ok(Verdict::Changed(self.differ.classify(key, hash, deleted).await.map_err(transient)?))
+        let from = gone.len();
+        let change = self.differ.classify(key, hash, gone).await.map_err(transient)?;
+        if self.partial {
+            self.keep(gone.drain(from..)).await?;
+        }
+        self.snapshot.push(&self.key, hash).await.map_err(transient)?;
+        Ok(Verdict::Changed(change))
+    }
+
+    /// Writes previous entries into the new snapshot unchanged.
+    async fn keep(&mut self, entries: impl Iterator<Item = (Bytes, u64)>) -> Result<(), ConnectorError> {
+        for (key, hash) in entries {
+            self.snapshot.push(&key, hash).await.map_err(transient)?;
+        }
+        Ok(())
     }
 }
 
@@ -175,21 +204,22 @@ pub(crate) enum Sending {
 }
 
 impl Extractor {
-    /// Reads, diffs and writes change chunks; returns the new snapshot's directory. The
-    /// current span gets the numbers of records read and changed.
+    /// Reads, diffs and writes change chunks; returns the new snapshot's directory and the
+    /// tally of what the chunks ask. The current span gets the numbers of records read and
+    /// changed.
     pub(crate) async fn run(
         mut self,
         mut input: Input,
         mut diffing: Option<Diffing>,
-    ) -> Result<Option<String>, ConnectorError> {
+    ) -> Result<Extracted, ConnectorError> {
         // Records to delete from the destination: in replace mode those gone from the model,
         // in remove mode those it lists; `vanished` gathers the former as the diff finds them.
         let mut deleted: Vec<Bytes> = Vec::new();
-        let mut vanished: Vec<Bytes> = Vec::new();
+        let mut vanished: Vec<(Bytes, u64)> = Vec::new();
         let deletes = self.sending != Sending::Nothing;
         let mut changed = 0;
         while let Some(batch) = input.next_batch().await? {
-            self.progress.read.fetch_add(batch.len() as i64, Ordering::Relaxed);
+            let before = self.progress.read.fetch_add(batch.len() as i64, Ordering::Relaxed) as usize;
             let mut chunk = UpsertChunk::with_capacity(batch.data().len());
             let mut rejected = Vec::new();
             for record in batch.records() {
@@ -207,16 +237,27 @@ impl Extractor {
                     Sending::Nothing => None,
                     sending => delivery(self.mode, change, sending == Sending::Everything),
                 };
+                let identity = || match &diffing {
+                    Some(diffing) => diffing.layout.display(&diffing.key),
+                    None => format!("record {}", before + record.index() + 1),
+                };
                 match (delivered, &diffing) {
-                    (None, _) => {}
+                    (None, _) => self.tally.unchanged += 1,
                     (Some(_), Some(diffing)) if self.mode == SyncMode::Remove => {
+                        self.tally.delete(identity);
                         deleted.push(Bytes::copy_from_slice(&diffing.key))
                     }
-                    (Some(insert), _) => chunk.push(record.as_bytes(), insert),
+                    (Some(insert), _) => {
+                        self.tally.upsert(insert, identity, &record, &self.targets);
+                        chunk.push(record.as_bytes(), insert)
+                    }
                 }
             }
-            if self.mode == SyncMode::Replace && deletes {
-                deleted.append(&mut vanished);
+            if let Some(diffing) = &diffing
+                && self.mode == SyncMode::Replace
+                && deletes
+            {
+                self.gone(&diffing.layout, vanished.drain(..), &mut deleted);
             }
             vanished.clear();
             if !rejected.is_empty() {
@@ -235,13 +276,25 @@ impl Extractor {
         }
         let span = tracing::Span::current();
         span.record("records_read", self.progress.read.load(Ordering::Relaxed)).record("records_changed", changed);
-        let Some(mut diffing) = diffing else { return Ok(None) };
-        if self.mode == SyncMode::Replace && deletes {
-            diffing.differ.remaining(&mut deleted).await.map_err(transient)?;
+        let Some(mut diffing) = diffing else { return Ok(Extracted { snapshot: None, tally: self.tally }) };
+        if diffing.partial || (self.mode == SyncMode::Replace && deletes) {
+            diffing.differ.remaining(&mut vanished).await.map_err(transient)?;
+        }
+        match diffing.partial {
+            true => diffing.keep(vanished.drain(..)).await?,
+            false => self.gone(&diffing.layout, vanished.drain(..), &mut deleted),
         }
         self.send_deletes(&diffing.layout, &mut deleted).await?;
         let snapshot = diffing.snapshot.finish(self.fingerprint.clone()).await.map_err(transient)?;
-        Ok(Some(snapshot))
+        Ok(Extracted { snapshot: Some(snapshot), tally: self.tally })
+    }
+
+    /// Takes previous entries the model no longer has as records to delete.
+    fn gone(&mut self, layout: &KeyLayout, entries: impl Iterator<Item = (Bytes, u64)>, deleted: &mut Vec<Bytes>) {
+        for (key, _) in entries {
+            self.tally.delete(|| layout.display(&key));
+            deleted.push(key);
+        }
     }
 
     async fn send_deletes(&mut self, layout: &KeyLayout, deleted: &mut Vec<Bytes>) -> Result<(), ConnectorError> {

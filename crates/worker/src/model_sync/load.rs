@@ -11,9 +11,12 @@ use syncline_core::{
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use tracing::Instrument;
+
 use super::{
     changes::{self, Chunk, ChunkKind},
     extract::Progress,
+    verify::{self, Found, Verified, Written},
 };
 use crate::{Services, kind::Stop};
 
@@ -57,6 +60,7 @@ impl Loader<'_> {
         counts: &mut Counts,
     ) -> Result<LoadEnd, ConnectorError> {
         let mut rejected = HashMap::new();
+        let mut written = Vec::new();
         loop {
             if let Some(signal) = *stop.borrow() {
                 return Ok(LoadEnd::Stopped(signal));
@@ -71,7 +75,10 @@ impl Loader<'_> {
             let chunk = changes::decode(bytes, &layout.schema, &layout.key_schema)
                 .map_err(|e| ConnectorError::permanent(format!("{key}: {e}")))?;
             match chunk.kind {
-                ChunkKind::Upserts => self.upsert(writer.as_mut(), chunk, counts, &mut rejected).await?,
+                ChunkKind::Upserts => {
+                    let failed = self.upsert(writer.as_mut(), chunk, counts, &mut rejected).await?;
+                    written.push(Written { key, rejected: failed });
+                }
                 ChunkKind::Deletes => {
                     let batch = WriteBatch { records: chunk.records, operations: Operations::All(Operation::Delete) };
                     let failures = writer.write(&batch).await?;
@@ -81,6 +88,7 @@ impl Loader<'_> {
                     let n = batch.records.len() as i64;
                     (counts.changed, counts.deleted, counts.written) =
                         (counts.changed + n, counts.deleted + n, counts.written + n);
+                    written.push(Written { key, rejected: vec![] });
                 }
             }
             self.progress.add_to(counts);
@@ -92,18 +100,52 @@ impl Loader<'_> {
             }
         }
         writer.finish().await?;
+        self.verify(writer.as_mut(), &written, counts, &mut rejected).await?;
         Ok(LoadEnd::Drained(rejected.into_iter().collect()))
+    }
+
+    /// Reads the written records back and records what differs as errors of the run, to be
+    /// sent again; a destination that fails to answer leaves the run unverified, not failed.
+    async fn verify(
+        &self,
+        writer: &mut dyn BatchWriter,
+        written: &[Written],
+        counts: &mut Counts,
+        rejected: &mut HashMap<Vec<u8>, bool>,
+    ) -> Result<(), ConnectorError> {
+        let span = tracing::info_span!("verify", checked = tracing::field::Empty, mismatched = tracing::field::Empty);
+        let total = counts.written.max(0) as u64;
+        let (verified, found) = match verify::verify(self.services, self.layout, writer, written, total)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::warn!(execution_id = %self.execution_id, error = %e, "could not verify the written records");
+                (Verified { unverified: Some(e.message), ..Verified::default() }, Found::default())
+            }
+        };
+        span.record("checked", verified.checked).record("mismatched", verified.mismatched);
+        executions::record_errors(&self.services.pool, self.execution_id, &found.errors).await.map_err(transient)?;
+        // Records that did not arrive as sent count as rejected by the destination.
+        counts.rejected += found.errors.len() as i64;
+        rejected.extend(found.resend);
+        let summary = serde_json::json!(verified);
+        executions::record_verification(&self.services.pool, self.execution_id, self.worker, &summary)
+            .await
+            .map_err(transient)
     }
 
     /// Writes an upsert chunk and records the records the destination rejected. A failure the
     /// destination reports for a record the chunk does not have is its mistake, and fails the run.
+    /// Returns the positions of the records the destination rejected, in order.
     async fn upsert(
         &self,
         writer: &mut dyn BatchWriter,
         chunk: Chunk,
         counts: &mut Counts,
         rejected: &mut HashMap<Vec<u8>, bool>,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Vec<usize>, ConnectorError> {
         let operations = match chunk.inserts.iter().all(|insert| *insert) {
             true => Operations::All(Operation::Insert),
             false => Operations::Each(
@@ -154,6 +196,6 @@ impl Loader<'_> {
         }
         counts.changed += records.len() as i64;
         counts.written += failed.iter().filter(|f| !**f).count() as i64;
-        Ok(())
+        Ok(failed.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i).collect())
     }
 }

@@ -7,13 +7,17 @@ mod extract;
 mod load;
 mod pipeline;
 mod plan;
+mod prepare;
+mod review;
 mod snapshot;
 mod sort;
+mod verify;
 
 use serde_json::Value as Json;
 use syncline_core::{
     db::{DbError, Transaction},
     executions::{self, Claim, Effects},
+    sync::{changes_dir, snapshot_dir},
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -26,9 +30,18 @@ use crate::{
 /// The model sync job kind.
 pub struct ModelSync;
 
-/// What a completed model sync changes on its sync: the diff state the next run starts from.
+/// What a completed model sync changes on its sync.
 #[derive(Debug, Clone)]
-pub struct SyncState {
+pub enum SyncState {
+    /// The run delivered: the diff state the next run starts from.
+    Advanced(DiffState),
+    /// A test run: nothing changes.
+    Unchanged,
+}
+
+/// A sync's diff state after a run that delivered.
+#[derive(Debug, Clone)]
+pub struct DiffState {
     /// The new snapshot (`None` when the sync keeps none: no identity, or too many failures).
     pub snapshot: Option<String>,
     /// Identities the destination rejected, resent next time.
@@ -40,9 +53,10 @@ pub struct SyncState {
 #[async_trait::async_trait]
 impl Effects for SyncState {
     async fn apply(&self, tx: &Transaction<'_>, sync_id: Uuid) -> Result<(), DbError> {
+        let SyncState::Advanced(state) = self else { return Ok(()) };
         tx.execute(
             "update model_syncs set snapshot_path = $2, retry_identities = $3 where id = $1",
-            &[&sync_id, &self.snapshot, &serde_json::json!(self.retry_identities)],
+            &[&sync_id, &state.snapshot, &serde_json::json!(state.retry_identities)],
         )
         .await?;
         Ok(())
@@ -63,10 +77,10 @@ impl JobKind for ModelSync {
     }
 
     fn leftovers(claim: &Claim, kept: Option<&SyncState>) -> Vec<String> {
-        let mut leftovers = vec![pipeline::changes_dir(claim.execution_id)];
+        let mut leftovers = vec![changes_dir(claim.execution_id)];
         match kept {
-            Some(state) => leftovers.extend(state.superseded.clone()),
-            None => leftovers.push(pipeline::snapshot_dir(claim.subject_id, claim.execution_id)),
+            Some(SyncState::Advanced(state)) => leftovers.extend(state.superseded.clone()),
+            _ => leftovers.push(snapshot_dir(claim.subject_id, claim.execution_id)),
         }
         leftovers
     }

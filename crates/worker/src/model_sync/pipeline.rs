@@ -5,44 +5,36 @@
 //! the new snapshot beside them. The load stage reads each chunk back and writes it to the
 //! destination, recording counts and per-record failures after every chunk. The two stages
 //! run concurrently; a bounded channel of chunk keys keeps memory to a few batches.
+//!
+//! A run that is reviewed first — a `test` start, or a sync with blast-radius limits — lets the
+//! extract stage finish before anything is written: its plan (counts and samples) is recorded
+//! on the execution; a test ends there, a plan over the limits waits for approval keeping its
+//! chunks (see [`super::review`]), and the approved run loads them without reading again.
 
 use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 use syncline_core::{
-    connector::{BatchWriter, ConnectorError, ReadRequest, Readable, WriteRequest},
+    connector::{BatchWriter, ConnectorError, Readable},
     executions::{self, Claim, Counts, Outcome},
-    record::{Schema, key::KeyLayout},
-    sync::SyncSpec,
+    sync::StartOptions,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
-use uuid::Uuid;
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::{
-    SyncState,
-    extract::{Diffing, Extractor, Input, Progress, Sending},
+    DiffState, SyncState,
+    extract::{Extracted, Progress},
     load::{Layout, LoadEnd, Loader},
     plan::{self, Plan, RetryIdentity},
-    snapshot::{Differ, SnapshotReader, SnapshotWriter},
-    sort::{RUN_BYTES, Sorter},
+    prepare::{self, Prepared, Reading, identity_fields, open_writer},
+    review::{self, Kept},
 };
 use crate::{
     Services,
     abort::AbortOnDrop,
     kind::{RunEnd, Stop},
 };
-
-/// Where an execution keeps its change chunks.
-pub fn changes_dir(execution_id: Uuid) -> String {
-    format!("executions/{execution_id}")
-}
-
-/// Where an execution writes the sync's new snapshot.
-pub fn snapshot_dir(sync_id: Uuid, execution_id: Uuid) -> String {
-    format!("syncs/{sync_id}/snapshots/{execution_id}")
-}
 
 /// Most identities remembered for resending; past this the next run resends everything.
 const MAX_RETRY_IDENTITIES: usize = 10_000;
@@ -70,6 +62,11 @@ pub async fn run(
     }
 }
 
+/// A failed run's end.
+fn failed(error: ConnectorError, counts: Counts) -> RunEnd<SyncState> {
+    RunEnd::Finished { outcome: Outcome::Failed { error: error.message, class: error.class }, counts }
+}
+
 async fn execute(
     services: &Services,
     claim: &Claim,
@@ -79,10 +76,6 @@ async fn execute(
 ) -> RunEnd<SyncState> {
     let Claim { execution_id, subject_id: sync_id, resync, .. } = *claim;
     let progress = Arc::new(Progress::default());
-    let failed = |error: ConnectorError, counts: Counts| RunEnd::Finished {
-        outcome: Outcome::Failed { error: error.message, class: error.class },
-        counts,
-    };
     // The run's own context: whichever way the run ends, its connectors' calls are cancelled.
     let ctx = services.connector.child();
     let _cancel = ctx.cancel.clone().drop_guard();
@@ -90,45 +83,82 @@ async fn execute(
         Ok(plan) => plan,
         Err(error) => return failed(error, *counts),
     };
-    match plan.source.estimate_rows(&Readable::Model(plan.model.clone())).await {
-        Ok(Some(estimate)) => {
-            if let Err(e) = executions::record_estimate(&services.pool, execution_id, worker, estimate as i64).await {
-                tracing::debug!(%execution_id, error = %e, "could not record the row estimate");
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::debug!(%execution_id, error = %e, "the source gave no row estimate"),
+    if let Some(approved) = &claim.approved_plan {
+        return carry_out(services, claim, worker, stop, counts, &plan, approved).await;
     }
-    let prepared = match prepare(services, &plan, execution_id, sync_id, resync, progress.clone()).await {
+    let options: StartOptions = match serde_json::from_value(claim.options.clone()) {
+        Ok(options) => options,
+        Err(e) => return failed(ConnectorError::config(format!("start options: {e}")), *counts),
+    };
+    let only = match options.restriction(&plan.spec) {
+        Ok(only) => only,
+        Err(e) => return failed(ConnectorError::config(e.to_string()), *counts),
+    };
+    record_estimate(services, &plan, execution_id, worker).await;
+    let reading = Reading { execution_id, sync_id, resync, only, progress: progress.clone(), plan: &plan };
+    let Prepared { layout, writer, mut extract, chunks, fingerprint } = match prepare::prepare(services, reading).await
+    {
         Ok(prepared) => prepared,
         Err(error) => return failed(error, *counts),
     };
-    let Prepared { layout, writer, extract, chunks } = prepared;
     let _abort = AbortOnDrop(extract.abort_handle());
-    let loader = Loader { services, execution_id, worker, layout: &layout, progress: &progress };
-    let load_span =
-        tracing::info_span!("load", records_written = tracing::field::Empty, requests = tracing::field::Empty);
-    let loaded = loader.run(writer, chunks, stop, counts).instrument(load_span.clone()).await;
-    load_span.record("records_written", counts.written).record("requests", ctx.metrics.requests());
-    match loaded {
-        Ok(LoadEnd::Drained(failures)) => match extract.await {
-            Ok(Ok(snapshot)) => {
-                progress.add_to(counts);
-                let retry: Vec<Json> = failures
-                    .iter()
-                    .map(|(key, insert)| json!(RetryIdentity { key: hex::encode(key), insert: *insert }))
-                    .collect();
-                let keep = retry.len() <= MAX_RETRY_IDENTITIES;
-                let outcome = Outcome::Completed(SyncState {
-                    snapshot: if keep { snapshot } else { None },
-                    retry_identities: if keep { retry } else { vec![] },
+    let reviewed = options.test || plan.spec.blast_radius.is_some();
+    let (chunks, extracted) = match reviewed {
+        false => (chunks, None),
+        true => {
+            let keys = drain(chunks).await;
+            let extracted = match joined(&mut extract).await {
+                Ok(extracted) => extracted,
+                Err(error) => return failed(error, *counts),
+            };
+            progress.add_to(counts);
+            let tally = &extracted.tally;
+            let exceeded = match &plan.spec.blast_radius {
+                Some(limits) => limits.exceeded(tally.delivered, tally.updates, tally.deletes),
+                None => vec![],
+            };
+            let mut review = review::Plan { tally: tally.clone(), exceeded, test: options.test, kept: None };
+            let waits = !options.test && !review.exceeded.is_empty();
+            if waits {
+                review.kept = Some(Kept {
+                    schema: (*layout.schema).clone(),
+                    identity: identity_fields(&plan.spec),
+                    chunks: keys.clone(),
+                    snapshot: extracted.snapshot.clone(),
                     superseded: plan.snapshot_path.clone(),
+                    fingerprint,
+                    read: counts.read,
+                    rejected: counts.errors,
                 });
-                RunEnd::Finished { outcome, counts: *counts }
             }
-            Ok(Err(error)) => failed(error, *counts),
-            Err(e) => failed(ConnectorError::permanent(format!("the extract stage crashed: {e}")), *counts),
-        },
+            let recorded = executions::record_plan(&services.pool, execution_id, worker, &json!(review)).await;
+            if let Err(e) = recorded {
+                return failed(ConnectorError::transient(format!("recording the plan: {e}")), *counts);
+            }
+            if options.test {
+                return RunEnd::Finished { outcome: Outcome::Completed(SyncState::Unchanged), counts: *counts };
+            }
+            if waits {
+                return RunEnd::Waiting { counts: *counts };
+            }
+            (filled(keys), Some(extracted))
+        }
+    };
+    let loaded = load(services, claim, worker, (stop, counts), (&layout, writer, chunks), &progress, &ctx).await;
+    match loaded {
+        Ok(LoadEnd::Drained(failures)) => {
+            let extracted = match extracted {
+                Some(extracted) => Ok(extracted),
+                None => joined(&mut extract).await,
+            };
+            match extracted {
+                Ok(extracted) => {
+                    progress.add_to(counts);
+                    completed(extracted.snapshot, failures, plan.snapshot_path.clone(), *counts)
+                }
+                Err(error) => failed(error, *counts),
+            }
+        }
         Ok(LoadEnd::Stopped(stop)) => {
             extract.abort();
             RunEnd::Stopped { stop, counts: *counts }
@@ -145,127 +175,114 @@ async fn execute(
     }
 }
 
-struct Prepared {
-    layout: Layout,
-    writer: Box<dyn BatchWriter>,
-    extract: tokio::task::JoinHandle<Result<Option<String>, ConnectorError>>,
-    chunks: mpsc::Receiver<String>,
-}
-
-/// A failure of the payload store while preparing (may clear by itself).
-fn transient(e: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::transient(e.to_string())
-}
-
-/// Opens the source read and the destination writer and starts the extract stage.
-async fn prepare(
+/// Carries out the plan a user approved: loads the chunks its run kept, without reading the
+/// model again, unless the sync's mapping changed since.
+async fn carry_out(
     services: &Services,
+    claim: &Claim,
+    worker: &str,
+    stop: watch::Receiver<Option<Stop>>,
+    counts: &mut Counts,
     plan: &Plan,
-    execution_id: Uuid,
-    sync_id: Uuid,
-    resync: bool,
-    progress: Arc<Progress>,
-) -> Result<Prepared, ConnectorError> {
-    let spec = &plan.spec;
-    let identity: Vec<String> = spec.identity_mappings().iter().map(|i| i.source.field.clone()).collect();
-    if spec.mode.requires_identity() && identity.is_empty() {
-        return Err(ConnectorError::config(format!("mode {} needs an identity", spec.mode.as_str())));
+    approved: &Json,
+) -> RunEnd<SyncState> {
+    let kept = match serde_json::from_value::<review::Plan>(approved.clone()).map(|p| p.kept) {
+        Ok(Some(kept)) => kept,
+        _ => return failed(ConnectorError::permanent("the approved plan kept nothing to carry out"), *counts),
+    };
+    let (writer, layout, fingerprint) = match open_writer(plan, Arc::new(kept.schema), &kept.identity).await {
+        Ok(opened) => opened,
+        Err(error) => return failed(error, *counts),
+    };
+    if fingerprint != kept.fingerprint {
+        let error = "the sync's mapping changed while its run waited for approval; start it again";
+        return failed(ConnectorError::config(error), *counts);
     }
-    let object = spec.target.object.clone().ok_or_else(|| ConnectorError::config("the sync has no target object"))?;
-    let (sources, targets): (Vec<String>, Vec<String>) = spec.columns().into_iter().unzip();
-    if sources.is_empty() {
-        return Err(ConnectorError::config("the sync maps no fields"));
+    let progress = Progress::default();
+    progress.read.store(kept.read, std::sync::atomic::Ordering::Relaxed);
+    progress.rejected.store(kept.rejected, std::sync::atomic::Ordering::Relaxed);
+    let ctx = services.connector.child();
+    let chunks = filled(kept.chunks);
+    match load(services, claim, worker, (stop, counts), (&layout, writer, chunks), &progress, &ctx).await {
+        Ok(LoadEnd::Drained(failures)) => {
+            progress.add_to(counts);
+            completed(kept.snapshot, failures, kept.superseded, *counts)
+        }
+        Ok(LoadEnd::Stopped(stop)) => RunEnd::Stopped { stop, counts: *counts },
+        Err(error) => failed(error, *counts),
     }
-    let mut request =
-        ReadRequest::new(Readable::Model(plan.model.clone()), sources, services.batch_rows, services.batch_bytes);
-    request.order_by = identity.clone();
-    // What the definition asks was checked when it was stored; field types are not needed again.
-    let invalid = |e: syncline_core::sync::filter::Invalid| ConnectorError::config(e.to_string());
-    request.filter = spec.model_filter(|_| None).map_err(invalid)?;
-    let shaping = spec.shaping(|_| None, |_| None).map_err(invalid)?;
-    let reading = plan.source.read(request).await?;
-    let schema = reading.schema.clone();
-    let key = match identity.is_empty() {
-        true => None,
-        false => Some(KeyLayout::new(&schema, &identity).map_err(ConnectorError::config)?),
-    };
-    let write_request = WriteRequest {
-        object: object.clone(),
-        mode: spec.mode,
-        schema: schema.clone(),
-        targets: targets.clone(),
-        identity: key.as_ref().map(|k| k.positions().collect()).unwrap_or_default(),
-        shaping,
-    };
-    let key_schema = Arc::new(write_request.key_schema());
-    let writer = plan.destination.writer(write_request).await?;
-    let fingerprint = fingerprint(spec, &object, &targets, &schema);
-    let diffing = match &key {
-        Some(_) if spec.mode.rewrites_everything() => None,
-        Some(layout) => {
-            let old = match (&plan.snapshot_path, resync) {
-                (Some(dir), false) => {
-                    SnapshotReader::open(&services.store, dir, &fingerprint).await.map_err(transient)?
-                }
-                _ => None,
-            };
-            Some(Diffing {
-                differ: Differ::new(old, plan.retry.clone()).await.map_err(transient)?,
-                layout: layout.clone(),
-                snapshot: SnapshotWriter::new(services.store.clone(), snapshot_dir(sync_id, execution_id)),
-                key: Vec::new(),
-                last_key: None,
-            })
-        }
-        None => None,
-    };
-    let input = match (&key, reading.sorted) {
-        (Some(layout), false) => {
-            let sorter = Sorter {
-                store: services.store.clone(),
-                dir: format!("{}/sort", changes_dir(execution_id)),
-                layout: layout.clone(),
-                schema: schema.clone(),
-                run_bytes: RUN_BYTES,
-                batch_rows: services.batch_rows,
-            };
-            Input::Sorting(sorter, reading.events)
-        }
-        _ => Input::Stream(reading.events),
-    };
-    let (tx, chunks) = mpsc::channel(2);
-    let extractor = Extractor {
-        store: services.store.clone(),
-        dir: format!("{}/changes", changes_dir(execution_id)),
-        mode: spec.mode,
-        sending: match (spec.sync_all_records, spec.skip_initial_backfill && plan.snapshot_path.is_none() && !resync) {
-            (_, true) => Sending::Nothing,
-            (true, false) => Sending::Everything,
-            (false, false) => Sending::Changes,
-        },
-        batch_rows: services.batch_rows,
-        fingerprint,
-        tx,
-        progress,
-        pool: services.pool.clone(),
-        execution_id,
-        seq: 0,
-    };
-    let span =
-        tracing::info_span!("extract", records_read = tracing::field::Empty, records_changed = tracing::field::Empty);
-    let extract = tokio::spawn(extractor.run(input, diffing).instrument(span));
-    let layout = Layout { schema, key_schema, identity: key };
-    Ok(Prepared { layout, writer, extract, chunks })
 }
 
-/// The version of the snapshot's key format (identity keys of `syncline_core::record::key`).
-const KEY_FORMAT: &str = "keys-v2";
+/// Records the source's estimate of the model's records, if it has one.
+async fn record_estimate(services: &Services, plan: &Plan, execution_id: uuid::Uuid, worker: &str) {
+    match plan.source.estimate_rows(&Readable::Model(plan.model.clone())).await {
+        Ok(Some(estimate)) => {
+            if let Err(e) = executions::record_estimate(&services.pool, execution_id, worker, estimate as i64).await {
+                tracing::debug!(%execution_id, error = %e, "could not record the row estimate");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(%execution_id, error = %e, "the source gave no row estimate"),
+    }
+}
 
-/// Identifies the mapping, the values it writes and the key format a snapshot was taken under
-/// (a change of any of them makes the next run write every record again). Model filters are
-/// left out: records they stop selecting are diffed as gone.
-fn fingerprint(spec: &SyncSpec, object: &str, targets: &[String], schema: &Schema) -> String {
-    let writes = (&spec.fields, &spec.override_fields, &spec.overrides, &spec.target_filters);
-    let description = serde_json::json!([KEY_FORMAT, spec.mode.as_str(), object, targets, schema, writes]).to_string();
-    format!("{:016x}", xxh3_64(description.as_bytes()))
+/// Runs the load stage over `chunks` in its span.
+async fn load(
+    services: &Services,
+    claim: &Claim,
+    worker: &str,
+    (stop, counts): (watch::Receiver<Option<Stop>>, &mut Counts),
+    (layout, writer, chunks): (&Layout, Box<dyn BatchWriter>, mpsc::Receiver<String>),
+    progress: &Progress,
+    ctx: &syncline_core::connector::Context,
+) -> Result<LoadEnd, ConnectorError> {
+    let loader = Loader { services, execution_id: claim.execution_id, worker, layout, progress };
+    let span = tracing::info_span!("load", records_written = tracing::field::Empty, requests = tracing::field::Empty);
+    let loaded = loader.run(writer, chunks, stop, counts).instrument(span.clone()).await;
+    span.record("records_written", counts.written).record("requests", ctx.metrics.requests());
+    loaded
+}
+
+/// The end of a run that wrote everything: the new diff state, with the identities the
+/// destination rejected to resend next time (too many: the next run resends everything).
+fn completed(
+    snapshot: Option<String>,
+    failures: Vec<(Vec<u8>, bool)>,
+    superseded: Option<String>,
+    counts: Counts,
+) -> RunEnd<SyncState> {
+    let retry: Vec<Json> =
+        failures.iter().map(|(key, insert)| json!(RetryIdentity { key: hex::encode(key), insert: *insert })).collect();
+    let keep = retry.len() <= MAX_RETRY_IDENTITIES;
+    let state = DiffState {
+        snapshot: if keep { snapshot } else { None },
+        retry_identities: if keep { retry } else { vec![] },
+        superseded,
+    };
+    RunEnd::Finished { outcome: Outcome::Completed(SyncState::Advanced(state)), counts }
+}
+
+/// Every chunk key the extract stage sends, until it is done.
+async fn drain(mut chunks: mpsc::Receiver<String>) -> Vec<String> {
+    let mut keys = Vec::new();
+    while let Some(key) = chunks.recv().await {
+        keys.push(key);
+    }
+    keys
+}
+
+/// A closed channel holding `keys`.
+fn filled(keys: Vec<String>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(keys.len().max(1));
+    for key in keys {
+        tx.try_send(key).expect("the channel has room for every key");
+    }
+    rx
+}
+
+/// The extract stage's result once it ended.
+async fn joined(
+    extract: &mut tokio::task::JoinHandle<Result<Extracted, ConnectorError>>,
+) -> Result<Extracted, ConnectorError> {
+    extract.await.unwrap_or_else(|e| Err(ConnectorError::permanent(format!("the extract stage crashed: {e}"))))
 }

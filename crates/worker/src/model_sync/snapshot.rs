@@ -72,6 +72,7 @@ impl SnapshotWriter {
 pub struct SnapshotReader {
     store: PayloadStore,
     dir: String,
+    entries: u64,
     parts: usize,
     next_part: usize,
     current: Bytes,
@@ -88,10 +89,16 @@ impl SnapshotReader {
         Ok(Some(Self {
             store: store.clone(),
             dir: dir.to_owned(),
+            entries: manifest.entries,
             parts: manifest.parts,
             next_part: 0,
             current: Bytes::new(),
         }))
+    }
+
+    /// How many entries the snapshot holds.
+    pub fn entries(&self) -> u64 {
+        self.entries
     }
 
     /// The next entry, or `None` at the end.
@@ -136,13 +143,18 @@ impl Differ {
         Ok(Self { old, peeked, retry })
     }
 
-    /// Classifies the record with `key` and `hash`; previous keys that sort before `key` and
-    /// were not seen again are appended to `deleted`.
-    pub async fn classify(&mut self, key: &[u8], hash: u64, deleted: &mut Vec<Bytes>) -> Result<Change, PayloadError> {
+    /// Classifies the record with `key` and `hash`; previous entries that sort before `key`
+    /// and were not seen again are appended to `gone`.
+    pub async fn classify(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        gone: &mut Vec<(Bytes, u64)>,
+    ) -> Result<Change, PayloadError> {
         while let Some((old_key, old_hash)) = &self.peeked {
             match old_key.as_ref().cmp(key) {
                 std::cmp::Ordering::Less => {
-                    deleted.push(old_key.clone());
+                    gone.push((old_key.clone(), *old_hash));
                     self.advance().await?;
                 }
                 std::cmp::Ordering::Equal => {
@@ -161,10 +173,10 @@ impl Differ {
         Ok(Change::Insert)
     }
 
-    /// Appends every remaining previous key to `deleted`.
-    pub async fn remaining(&mut self, deleted: &mut Vec<Bytes>) -> Result<(), PayloadError> {
-        while let Some((key, _)) = self.peeked.take() {
-            deleted.push(key);
+    /// Appends every remaining previous entry to `gone`.
+    pub async fn remaining(&mut self, gone: &mut Vec<(Bytes, u64)>) -> Result<(), PayloadError> {
+        while let Some(entry) = self.peeked.take() {
+            gone.push(entry);
             self.advance().await?;
         }
         Ok(())
@@ -222,6 +234,6 @@ mod tests {
         }
         differ.remaining(&mut deleted).await.expect("rest");
         assert_eq!(changes, vec![Change::Insert, Change::Insert, Change::Update, Change::Insert, Change::Update]);
-        assert_eq!(deleted, vec![Bytes::copy_from_slice(&key(2))]);
+        assert_eq!(deleted, vec![(Bytes::copy_from_slice(&key(2)), 20)]);
     }
 }

@@ -1,5 +1,6 @@
 //! Model syncs: configuration, starting executions, status.
 
+mod new_target;
 pub(crate) mod run_after;
 mod schedule_options;
 mod validate;
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
     executions::{self, MODEL_SYNC},
-    sync::SyncSpec,
+    sync::{StartOptions, SyncSpec, filter::Invalid},
 };
 use uuid::Uuid;
 
@@ -111,11 +112,12 @@ async fn create(
     let (org, caller) = (tenant.organization_id, &tenant.caller);
     caller.check(Action::Create, Kind::Sync, &[])?;
     idempotency::once(&state, &req, caller, &body, async {
-        let valid = validate(&state, caller, &body).await?;
+        let valid = validate(&state, caller, &body, None).await?;
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
         run_after::acyclic(&tx, (org, None), &valid.upstreams).await?;
         let sync = store::syncs::insert(&tx, org, &valid.values()).await?;
+        valid.create_target(&tx).await?;
         tx.commit().await?;
         Ok(envelope(to_json(&sync)))
     })
@@ -133,14 +135,17 @@ async fn update(
     sync: Authorized<ModelSync, can::Update>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    // No state-database connection is held while the destination is asked about the target.
-    let valid = validate(&state, &sync.caller, &body).await?;
+    // No state-database connection is held while the destination is asked about the target
+    // (one the sync creates is created inside the transaction: `Valid::create_target`).
+    let valid = validate(&state, &sync.caller, &body, Some(&sync)).await?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     run_after::acyclic(&tx, (sync.organization_id, Some(sync.id)), &valid.upstreams).await?;
     let updated = store::syncs::update(&tx, sync.organization_id, sync.id, &valid.values()).await?;
+    let updated = updated.ok_or_else(|| ApiError::not_found("sync"))?;
+    valid.create_target(&tx).await?;
     tx.commit().await?;
-    Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("sync"))?)))
+    Ok(envelope(to_json(&updated)))
 }
 
 #[delete("/syncs/{id}")]
@@ -165,6 +170,8 @@ async fn remove(
 #[derive(Deserialize)]
 struct StartBody {
     resync: Option<bool>,
+    #[serde(flatten)]
+    options: StartOptions,
 }
 
 #[post("/syncs/{id}/executions")]
@@ -177,8 +184,20 @@ async fn start(
     idempotency::once(&state, &req, &sync.caller, &body, async {
         let input: StartBody = parse_body(&body)?;
         let resync = input.resync.unwrap_or(false);
+        let spec: SyncSpec = serde_json::from_value(sync.spec.clone())
+            .map_err(|e| ApiError::unprocessable(format!("stored sync is invalid: {e}")))?;
+        let refused = |e: Invalid| ApiError::unprocessable(e.message).with_metadata(json!({ "field": e.field }));
+        input.options.restriction(&spec).map_err(refused)?;
+        for (n, record) in input.options.source_identities.iter().enumerate() {
+            if let Some((m, other)) = record.iter().enumerate().find(|(_, v)| v.source.model_id != sync.model_id) {
+                let field = format!("source_identities[{n}][{m}].source.model_id");
+                let message = format!("model {} is not the sync's model", other.source.model_id);
+                return Err(refused(Invalid::new(field, message)));
+            }
+        }
         let subject = (MODEL_SYNC, sync.id, sync.organization_id);
-        let execution = launch::start(&state, subject, "manual", resync, &json!({})).await?;
+        let options = json!(input.options);
+        let execution = launch::start(&state, subject, "manual", resync, &options).await?;
         Ok(envelope(execution_routes::to_json(&execution)))
     })
     .await
@@ -225,10 +244,14 @@ async fn activate(
 
 #[post("/syncs/{id}/cancel")]
 async fn cancel(state: web::Data<AppState>, sync: Authorized<ModelSync, can::Run>) -> Result<HttpResponse, ApiError> {
-    let message = match store::executions::request_cancel(&state.pool.get().await?, (MODEL_SYNC, sync.id), None).await?
-    {
+    let client = state.pool.get().await?;
+    let current = store::executions::latest(&client, (MODEL_SYNC, sync.id), executions::ACTIVE, true).await?;
+    let message = match store::executions::request_cancel(&client, (MODEL_SYNC, sync.id), None).await? {
         0 => "no execution is running",
         _ => "cancel requested",
     };
+    if let Some(waiting) = current.filter(|e| e.status == "waiting") {
+        execution_routes::discard_kept(&state, sync.id, waiting.id).await;
+    }
     Ok(envelope(json!({ "message": message })))
 }
