@@ -379,8 +379,10 @@ def test_create_refuses_what_the_engine_does_not_honour(flow: Flow):
          "additional_schedules[0].selective_mode", "not supported"),
         (dict(additional_schedules=[BulkSyncAdditionalScheduleRequest(frequency="daily", schemas=["public.nothing"])]),
          "additional_schedules[0].schemas[0]", "not an enabled schema"),
-        (dict(default_schedule=BulkSyncDefaultScheduleRequest(frequency="hourly", minute="61")), "default_schedule",
-         "not valid"),
+        (dict(default_schedule=BulkSyncDefaultScheduleRequest(frequency="hourly", minute="61")),
+         "default_schedule.minute", "not valid"),
+        (dict(default_schedule=BulkSyncDefaultScheduleRequest(frequency="runafter")), "default_schedule.frequency",
+         "not supported"),
         (dict(destination_connection_id="0b3c59a4-3f1c-4f7e-9d7e-1a2b3c4d5e6f"), "destination_connection_id",
          "names no connection of this organization"),
     ]

@@ -93,13 +93,19 @@ class Setup:
         return answer.json()["data"]
 
 
+def organization(server, admin: Polytomic, name: str) -> tuple[Polytomic, str, str]:
+    """A new organization `name` with an admin user: a client with the user's API key, the
+    organization's id and the key."""
+    org = admin.organization.create(name=name).data
+    user = admin.users.create(org.id, email=f"admin-{support.random_suffix()}@example.com").data
+    key = admin.users.create_api_key(org.id, user.id).data
+    return Polytomic(base_url=server.base_url, token=key.value), org.id, key.value
+
+
 @pytest.fixture(scope="module")
 def setup(server, admin: Polytomic) -> Iterator[Setup]:
     suffix = support.random_suffix()
-    org = admin.organization.create(name=f"sdk-options-{suffix}").data
-    user = admin.users.create(org.id, email=f"admin-{suffix}@example.com").data
-    key = admin.users.create_api_key(org.id, user.id).data
-    pt = Polytomic(base_url=server.base_url, token=key.value)
+    pt, org_id, token = organization(server, admin, f"sdk-options-{suffix}")
     table = f"opt_people_{suffix}"
     with server.connect(server.source_db) as conn:
         conn.execute(f"create table {table} (id int primary key, email text, name text, plan text, score int)")
@@ -109,8 +115,8 @@ def setup(server, admin: Polytomic) -> Iterator[Setup]:
         name="people source", type="postgresql",
         configuration=server.postgres_configuration(server.source_db, "irrelevant-pw")).data
     yield Setup(pt=pt, source_id=source.id, people_table=table, suffix=suffix, base_url=server.base_url,
-                token=key.value)
-    admin.organization.delete(org.id)
+                token=token)
+    admin.organization.delete(org_id)
 
 
 @pytest.fixture(params=["postgres", "mariadb"])

@@ -46,7 +46,7 @@ pub async fn run_due(pool: &DbPool, queues: &Queues) -> Result<usize, DbError> {
     let mut started: Vec<(String, Uuid)> = Vec::new();
     let now = chrono::Utc::now();
     for due in schedule::lock_due(&tx).await? {
-        let next = due.schedule.next_after(now).ok().flatten();
+        let next = due.schedule.next_after(now);
         schedule::advance(&tx, &due, next).await?;
         let Due { kind, subject_id, organization_id, options, .. } = due;
         match executions::create(&tx, (&kind, subject_id, organization_id), "schedule", false, &options).await {

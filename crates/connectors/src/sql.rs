@@ -1,7 +1,7 @@
 //! What the SQL database connectors share: reading a model's configuration, the clauses a
 //! sorted, incremental or partitioned read adds to its query, checkpoints after cursor-ordered
-//! batches, the statements that shape a target table, and isolating the records a database
-//! rejects by bisecting the batch. Each database spells its SQL through a [`Dialect`].
+//! batches, the statements that shape a target table and the names of tables a sync creates,
+//! and isolating the records a database rejects by bisecting the batch. Each database spells its SQL through a [`Dialect`].
 
 use std::ops::Range;
 
@@ -9,8 +9,8 @@ use futures::{StreamExt, stream};
 use serde_json::Value as Json;
 use syncline_core::{
     connector::{
-        ConnectorError, Cursor, Endpoint, Mismatch, MismatchKind, ObjectSpec, Partition, ReadEvent, ReadRequest,
-        RecordFailure, Shaping, SyncMode, TargetField, WriteRequest,
+        ConnectorError, CreateProperty, Cursor, Endpoint, InvalidProperty, Mismatch, MismatchKind, ObjectSpec,
+        Partition, ReadEvent, ReadRequest, RecordFailure, Shaping, SyncMode, TargetField, WriteRequest,
     },
     record::{Field, RecordBatch},
     sync::filter::{Predicate, Scalar},
@@ -299,6 +299,48 @@ pub(crate) fn shape_table(
     })
 }
 
+/// The free-text property naming the table a sync creates, after the schema or database.
+pub(crate) const TABLE: CreateProperty = CreateProperty { id: "table", title: "Table", listed: false };
+
+/// How long a database's identifiers may be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NameLimit {
+    Bytes(usize),
+    Chars(usize),
+}
+
+/// The object `container.table` the values of a SQL target creation name: a listed container
+/// (schema, database), then [`TABLE`], which must be a name the database keeps as written —
+/// within `limit`, no NUL, no surrounding spaces — and without a `.`, so the object's id
+/// splits back into the two.
+pub(crate) fn created_object(values: &[&str], limit: NameLimit) -> Result<String, InvalidProperty> {
+    let invalid = |message: String| InvalidProperty { property: TABLE.id, message };
+    let [container, table] = values else {
+        return Err(invalid(format!("expected a schema or database and a table, got {} values", values.len())));
+    };
+    let too_long = match limit {
+        NameLimit::Bytes(most) => (table.len() > most).then(|| format!("{most} bytes")),
+        NameLimit::Chars(most) => (table.chars().count() > most).then(|| format!("{most} characters")),
+    };
+    let problem = if table.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if let Some(most) = too_long {
+        Some(format!("is longer than {most}"))
+    } else if table.contains('.') {
+        Some("must not contain \".\"".to_owned())
+    } else if table.contains('\0') {
+        Some("must not contain NUL".to_owned())
+    } else if table.trim() != *table {
+        Some("must not start or end with a space".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(invalid(format!("table name {table:?} {problem}"))),
+        None => Ok(format!("{container}.{table}")),
+    }
+}
+
 /// A table column as a target field: writable, and able to identify records.
 pub(crate) fn target_field(name: String, api_type: &str, source_type: String, required: bool) -> TargetField {
     TargetField {
@@ -418,6 +460,20 @@ mod tests {
         assert_eq!(written, [0, 1, 2, 5, 6, 7, 8]);
         assert!(attempts < 20, "{attempts} attempts");
         assert!(Bisection::new(0..0).next().is_none());
+    }
+
+    #[test]
+    fn created_tables_are_named_as_the_database_keeps_them() {
+        let named = |table: &str, limit| created_object(&["s", table], limit);
+        assert_eq!(named("people", NameLimit::Bytes(63)), Ok("s.people".to_owned()));
+        assert_eq!(named(&"é".repeat(31), NameLimit::Bytes(63)), Ok(format!("s.{}", "é".repeat(31))));
+        assert!(named(&"é".repeat(32), NameLimit::Bytes(63)).is_err(), "64 bytes");
+        assert!(named(&"é".repeat(64), NameLimit::Chars(64)).is_ok());
+        for bad in ["", "a.b", "a\0b", "trailing ", " leading"] {
+            let e = named(bad, NameLimit::Chars(64)).expect_err(bad);
+            assert_eq!(e.property, "table", "{bad:?}");
+        }
+        assert!(created_object(&["s"], NameLimit::Chars(64)).is_err());
     }
 
     #[test]

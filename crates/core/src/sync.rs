@@ -2,12 +2,17 @@
 
 pub mod filter;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
 use self::filter::{Condition, Invalid, Kind, Predicate, Scalar};
-use crate::connector::{Replacement, Shaping, SyncMode};
+use crate::{
+    connector::{ObjectSpec, Replacement, Shaping, SyncMode},
+    record::{Field, FieldType},
+};
 
 /// A model field reference (`{model_id, field}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +106,9 @@ pub struct Target {
     pub connection_id: Uuid,
     #[serde(default)]
     pub object: Option<String>,
+    /// The properties naming an object to create instead (the API creates it and sets `object`).
+    #[serde(default)]
+    pub create: Option<BTreeMap<String, String>>,
 }
 
 /// When a sync runs (Polytomic `Schedule`; all values are strings on the wire).
@@ -118,6 +126,24 @@ pub struct Schedule {
     pub day_of_month: Option<String>,
     #[serde(default)]
     pub month: Option<String>,
+    /// The syncs a `runafter` schedule waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_after: Option<RunAfter>,
+    /// Whether only a `completed` execution of an upstream counts (else any that ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_after_success_only: Option<bool>,
+    /// The schedules a `multi` schedule combines (a Syncline extra field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedules: Option<Vec<Schedule>>,
+}
+
+/// The upstreams of a `runafter` schedule (Polytomic `RunAfter`): model syncs and bulk syncs by id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunAfter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk_sync_ids: Option<Vec<String>>,
 }
 
 /// The engine's view of a model sync.
@@ -330,6 +356,16 @@ fn condition(
     Ok(Condition { field: field.to_owned(), function, operand })
 }
 
+/// The type of a field created for a constant: its value's (text for NULL).
+fn constant_type(value: &Json) -> FieldType {
+    match value {
+        Json::Bool(_) => FieldType::Bool,
+        Json::Number(n) if n.is_i64() => FieldType::Int64,
+        Json::Number(_) => FieldType::Numeric,
+        _ => FieldType::Text,
+    }
+}
+
 /// A constant's value: a string, number or boolean, or NULL.
 fn constant(value: &Json, at: &str) -> Result<Option<Scalar>, Invalid> {
     match value {
@@ -348,6 +384,51 @@ impl SyncSpec {
             Some(identities) if !identities.mappings.is_empty() => identities.mappings.iter().collect(),
             _ => self.identity.iter().collect(),
         }
+    }
+
+    /// Where identity mapping `n`'s `part` (`source`, `target`, `function`) is in the body.
+    pub fn identity_field(&self, n: usize, part: &str) -> String {
+        match self.identities.is_some() {
+            true => format!("identities.mappings[{n}].{part}"),
+            false => format!("identity.{part}"),
+        }
+    }
+
+    /// The object `object` to create for this sync: a field per target field it writes, typed
+    /// as the model field filling it (`model_type`) or after its constant's value, identity
+    /// fields first; keyed on the identity when the mode matches on it.
+    pub fn created_object(
+        &self,
+        object: String,
+        model_type: impl Fn(&str) -> Option<FieldType>,
+    ) -> Result<ObjectSpec, Invalid> {
+        let mut fields = Vec::new();
+        for (source, target) in self.columns() {
+            let field_type = model_type(&source)
+                .ok_or_else(|| Invalid::new("fields", format!("model field {source:?} is gone from the source")))?;
+            fields.push(Field { name: target, field_type });
+        }
+        for mapping in self.fields.iter().chain(&self.override_fields) {
+            if let Some(value) = &mapping.override_value
+                && !fields.iter().any(|f| f.name == mapping.target)
+            {
+                fields.push(Field { name: mapping.target.clone(), field_type: constant_type(value) });
+            }
+        }
+        let mut key = Vec::new();
+        if self.mode.requires_identity() {
+            for (n, identity) in self.identity_mappings().into_iter().enumerate() {
+                let field = fields.iter().find(|f| f.name == identity.target);
+                if let Some(field) = field.filter(|f| !f.field_type.can_identify()) {
+                    return Err(Invalid::new(
+                        self.identity_field(n, "source"),
+                        format!("a {} field cannot identify records", field.field_type.postgres_name()),
+                    ));
+                }
+                key.push(identity.target.clone());
+            }
+        }
+        Ok(ObjectSpec { object, fields, key })
     }
 
     /// The model fields to read and the target field each fills, identity fields first.
@@ -447,5 +528,56 @@ impl SyncSpec {
             shaping.target_filter = filter::combine(conditions, filters.logic.as_deref(), "target_filters")?;
         }
         Ok(shaping)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_created_object_has_the_mapped_fields_typed_and_the_identity_as_key() {
+        let model = Uuid::nil();
+        let spec: SyncSpec = serde_json::from_value(json!({
+            "mode": "updateOrCreate",
+            "target": {"connection_id": model, "create": {"schema": "public", "table": "people"}},
+            "identity": {"source": {"model_id": model, "field": "id"}, "target": "person_id", "function": "Equality"},
+            "fields": [
+                {"target": "mail", "source": {"model_id": model, "field": "email"}},
+                {"target": "person_id", "source": {"model_id": model, "field": "id"}},
+                {"target": "origin", "override_value": "sdk"},
+            ],
+            "override_fields": [{"target": "rank", "override_value": 3}, {"target": "ok", "override_value": true}],
+        }))
+        .expect("spec");
+        let types = |field: &str| match field {
+            "id" => Some(FieldType::Int64),
+            "email" => Some(FieldType::Text),
+            _ => None,
+        };
+        let created = spec.created_object("public.people".into(), types).expect("object");
+        let fields: Vec<(&str, FieldType)> =
+            created.fields.iter().map(|f| (f.name.as_str(), f.field_type.clone())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("person_id", FieldType::Int64),
+                ("mail", FieldType::Text),
+                ("origin", FieldType::Text),
+                ("rank", FieldType::Int64),
+                ("ok", FieldType::Bool),
+            ]
+        );
+        assert_eq!((created.object.as_str(), created.key), ("public.people", vec!["person_id".to_owned()]));
+
+        let gone = spec.created_object("public.people".into(), |f| (f == "id").then_some(FieldType::Int64));
+        assert_eq!(gone.expect_err("email is gone").field, "fields");
+        let json_identity = spec.created_object("public.people".into(), |_| Some(FieldType::Json));
+        assert_eq!(json_identity.expect_err("json cannot identify").field, "identity.source");
+
+        let appending = SyncSpec { mode: SyncMode::Append, ..spec };
+        assert!(appending.created_object("public.people".into(), types).expect("object").key.is_empty());
     }
 }

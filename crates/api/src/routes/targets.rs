@@ -1,10 +1,11 @@
-//! Destination discovery for model syncs: target objects and their fields.
+//! Destination discovery for model syncs: target objects and their fields, and the properties
+//! naming a target object a sync can create.
 
 use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use syncline_core::{
-    connector::Destination,
+    connector::{CreateProperty, Destination, TargetCreation},
     sync::filter::{Function, Kind},
 };
 
@@ -17,7 +18,7 @@ use crate::{
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(objects).service(fields);
+    cfg.service(objects).service(create_property).service(fields);
 }
 
 /// The modes of `destination`, with what each supports.
@@ -40,10 +41,31 @@ fn modes(destination: &dyn Destination) -> Vec<Json> {
         .collect()
 }
 
+/// A target-creation property, with its values when `values` holds them.
+async fn property(creation: &dyn TargetCreation, property: &CreateProperty, values: bool) -> Result<Json, ApiError> {
+    let mut shown = json!({"id": property.id, "title": property.title, "enum": property.listed});
+    if values {
+        let listed = match property.listed {
+            true => creation.values(property.id).await?,
+            false => Vec::new(),
+        };
+        shown["values"] = json!(listed);
+    }
+    Ok(shown)
+}
+
+#[derive(Deserialize)]
+struct ObjectsQuery {
+    include_target_creation_values: Option<bool>,
+}
+
+/// The target objects, and `target_creation`: whether the destination creates targets, and the
+/// properties naming a new one (with the values of listed ones when the query asks).
 #[get("/connections/{id}/modelsync/targetobjects")]
 async fn objects(
     state: web::Data<AppState>,
     connection: Authorized<Connection, can::Read>,
+    query: web::Query<ObjectsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let connection = connections::open(&state, &connection)?;
     let destination = connection.connector.destination(&state.connector, &connection.config)?;
@@ -54,7 +76,37 @@ async fn objects(
         .into_iter()
         .map(|o| json!({"id": o.id, "name": o.name, "modes": modes}))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"data": objects, "target_creation": {"supported": false, "properties": []}})))
+    let creation = destination.target_creation();
+    let mut properties = Vec::new();
+    if let Some(creation) = creation {
+        let values = query.include_target_creation_values.unwrap_or(false);
+        for p in creation.properties() {
+            properties.push(property(creation, p, values).await?);
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "data": objects,
+        "target_creation": {"supported": creation.is_some(), "properties": properties},
+    })))
+}
+
+/// One target-creation property with its values (none for free text); 404 when the
+/// destination has no such property, or creates no targets.
+#[get("/connections/{id}/modelsync/targetobjects/properties/{property}")]
+async fn create_property(
+    state: web::Data<AppState>,
+    connection: Authorized<Connection, can::Read>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let connection = connections::open(&state, &connection)?;
+    let destination = connection.connector.destination(&state.connector, &connection.config)?;
+    let creation = destination.target_creation().ok_or_else(|| ApiError::not_found("target-creation property"))?;
+    let wanted = creation
+        .properties()
+        .iter()
+        .find(|p| p.id == path.1)
+        .ok_or_else(|| ApiError::not_found("target-creation property"))?;
+    Ok(envelope(property(creation, wanted, true).await?))
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,8 @@ const FIELDS: &[(&str, &str)] = &[
     ("event_sources_org_name", "name"),
     ("model_syncs_target_connection_id_fkey", "target.connection_id"),
     ("user_roles_role_id_fkey", "role_ids"),
+    ("model_sync_run_after_upstream_sync_id_fkey", "schedule.run_after"),
+    ("model_sync_run_after_upstream_bulk_sync_id_fkey", "schedule.run_after"),
 ];
 
 /// The object a table holds, as the API names it.

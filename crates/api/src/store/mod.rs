@@ -24,6 +24,7 @@ pub mod keys;
 pub mod models;
 pub mod organizations;
 pub mod permissions;
+pub mod run_after;
 pub mod schema_overrides;
 pub mod sessions;
 pub mod syncs;

@@ -1,6 +1,7 @@
 //! Model syncs. `spec` is the API body as given (echoed back); the columns beside it are what
 //! the engine reads. When an active sync runs next is its row of the `schedules` table, written
-//! in the same transaction as the sync.
+//! in the same transaction as the sync, after the upstreams it runs after (the order in which
+//! the transaction ending an upstream's execution locks them).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 
 use syncline_core::{executions::MODEL_SYNC, schedule, sync::Schedule};
 
-use super::{FromRow, StoreError, Window, exists, fetch_all, fetch_one, fetch_opt, keyed};
+use super::{FromRow, StoreError, Window, exists, fetch_all, fetch_one, fetch_opt, keyed, run_after};
 use crate::access::Readable;
 
 #[derive(Debug, Clone)]
@@ -63,8 +64,10 @@ pub struct Values<'a> {
     pub mode: &'a str,
     pub spec: &'a Json,
     pub schedule: &'a Schedule,
-    /// When the sync runs next (`None`: inactive or manual).
+    /// When the sync runs next (`None`: inactive, manual or run after other syncs).
     pub next_run_at: Option<DateTime<Utc>>,
+    /// The syncs it runs after.
+    pub upstreams: &'a [run_after::Upstream],
     pub policies: &'a [String],
 }
 
@@ -74,8 +77,9 @@ impl Values<'_> {
         [&self.model_id, &self.target_connection_id, &self.name, &self.active, &self.mode, self.spec, &self.policies]
     }
 
-    /// Writes when the sync runs next, and returns it with that.
+    /// Writes what the sync runs after and when it runs next, and returns it with that.
     async fn schedule(&self, tx: &impl GenericClient, mut sync: ModelSync) -> Result<ModelSync, StoreError> {
+        run_after::replace(tx, sync.id, self.upstreams).await?;
         schedule::set(tx, (MODEL_SYNC, sync.id, sync.organization_id), self.schedule, self.next_run_at).await?;
         sync.next_run_at = self.next_run_at;
         Ok(sync)
@@ -163,6 +167,14 @@ pub async fn set_active(
     )
     .await?;
     schedule::set(tx, (MODEL_SYNC, id, org), when.0, when.1).await?;
+    Ok(())
+}
+
+/// Waits until no other transaction is creating target `object` of connection `connection_id`,
+/// then holds that claim until this transaction ends.
+pub async fn claim_new_target(tx: &impl GenericClient, connection_id: Uuid, object: &str) -> Result<(), StoreError> {
+    let claim = format!("model sync target {connection_id} {object}");
+    tx.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", &[&claim]).await?;
     Ok(())
 }
 

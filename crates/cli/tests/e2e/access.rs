@@ -97,6 +97,7 @@ async fn every_route_hides_other_organizations_objects() {
                         "schemas" => "public.users".into(),
                         "schedules" => "default".into(),
                         "fields" => "email".into(),
+                        "properties" => "schema".into(),
                         "organizations" => scene.org_id.clone(),
                         "users" => b_user.clone(),
                         "keys" => b_key.clone(),

@@ -5,7 +5,8 @@ use std::{collections::HashMap, time::Duration};
 use serde_json::json;
 
 use crate::support::{
-    Install, Scene, TestDb, USERS_FIELDS, checksum, model_and_sync, organization, pg_connection, run_sync, users_table,
+    Install, Scene, TestDb, USERS_FIELDS, assert_error, checksum, model_and_sync, organization, pg_connection,
+    run_sync, users_table,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -191,4 +192,39 @@ async fn modes_and_record_errors() {
         "duplicate identities are record errors: {run}"
     );
     scene.finish().await;
+}
+
+/// A destination that cannot create target objects says so, and a sync asking it to create one
+/// is refused naming `target.create`.
+#[tokio::test]
+async fn a_destination_that_cannot_create_targets_refuses_target_create() {
+    let mut install = Install::new().await;
+    install.extra_env = vec![("REFERENCE_CONNECTORS".into(), "true".into())];
+    let process = install.spawn("api").await;
+    let (_, api) = organization(&install, &process, "nocreate").await;
+    let mut ids = Vec::new();
+    for dataset in ["orders", "sink"] {
+        let body = json!({"name": dataset, "type": "memory", "configuration": {"dataset": dataset, "rows": 10}});
+        ids.push(api.ok("POST", "/api/connections", Some(body)).await["id"].as_str().expect("id").to_owned());
+    }
+    let (source, target) = (&ids[0], &ids[1]);
+    let objects = format!("/api/connections/{target}/modelsync/targetobjects");
+    let (status, listed) = api.send("GET", &format!("{objects}?include_target_creation_values=true"), None).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["target_creation"], json!({"supported": false, "properties": []}));
+    let (status, answer) = api.send("GET", &format!("{objects}/properties/table"), None).await;
+    assert_error(status, &answer, 404, "target-creation property not found");
+
+    let model = json!({"name": "orders", "connection_id": source, "configuration": {"dataset": "orders"}});
+    let model_id = api.ok("POST", "/api/models", Some(model)).await["id"].as_str().expect("model id").to_owned();
+    let body = json!({
+        "name": "s", "mode": "append", "schedule": {"frequency": "manual"},
+        "target": {"connection_id": target, "create": {"table": "orders"}},
+        "fields": [{"source": {"model_id": model_id, "field": "id"}, "target": "id"}],
+    });
+    let (status, answer) = api.send("POST", "/api/syncs", Some(body)).await;
+    assert_error(status, &answer, 422, "a memory target cannot be created");
+    assert_eq!(answer["metadata"]["field"], "target.create");
+    drop(process);
+    install.finish().await;
 }

@@ -8,7 +8,7 @@ use mysql_async::{
     Conn, DriverError, IoError, Opts, OptsBuilder, SslOpts, Value as MyValue,
     prelude::{FromRow, Queryable},
 };
-use syncline_core::connector::{ConnectorError, Context, ErrorClass, within};
+use syncline_core::connector::{ConnectorError, Context, ErrorClass, ParameterValue, within};
 
 use super::MysqlConfig;
 
@@ -98,6 +98,15 @@ impl Connection {
         params: Vec<MyValue>,
     ) -> Result<Vec<T>, ConnectorError> {
         self.run(limit, |c| c.exec(sql, params)).await
+    }
+
+    /// The databases the user can see, but the server's own.
+    pub(super) async fn databases(&mut self) -> Result<Vec<ParameterValue>, ConnectorError> {
+        let sql = "select schema_name from information_schema.schemata
+                   where schema_name not in ('information_schema', 'mysql', 'performance_schema', 'sys')
+                   order by 1";
+        let names: Vec<String> = self.query(self.ctx.deadlines.query, sql, vec![]).await?;
+        Ok(names.into_iter().map(ParameterValue::named).collect())
     }
 
     /// The result columns of a query, from the server's description of the prepared statement.

@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use mysql_async::{Conn, Value as MyValue, prelude::Queryable};
 use syncline_core::{
     connector::{
-        Action, BatchWriter, ConnectorError, Context, Destination, ErrorClass, Mismatch, MismatchKind, ObjectSpec,
-        Operation, Operations, RecordFailure, SyncMode, TargetField, TargetObject, WriteBatch, WriteRequest,
+        Action, BatchWriter, ConnectorError, Context, CreateProperty, Destination, ErrorClass, InvalidProperty,
+        Mismatch, MismatchKind, ObjectSpec, Operation, Operations, ParameterValue, RecordFailure, SyncMode,
+        TargetCreation, TargetField, TargetObject, WriteBatch, WriteRequest,
     },
     record::{Field, FieldType, RecordBatch},
 };
@@ -24,7 +25,9 @@ use super::{
 };
 use crate::{
     predicate,
-    sql::{Bisection, ValueSpelling, Values, Verification, VerificationParts, shape_table, target_field},
+    sql::{
+        self, Bisection, NameLimit, ValueSpelling, Values, Verification, VerificationParts, shape_table, target_field,
+    },
 };
 
 pub(super) struct MysqlDestination {
@@ -149,6 +152,10 @@ impl Destination for MysqlDestination {
         Ok(statements.into_iter().map(|description| Action { description }).collect())
     }
 
+    fn target_creation(&self) -> Option<&dyn TargetCreation> {
+        Some(self)
+    }
+
     fn modes(&self) -> &'static [SyncMode] {
         MODES
     }
@@ -160,6 +167,28 @@ impl Destination for MysqlDestination {
     async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {
         let conn = self.connect().await?;
         Ok(Box::new(MysqlWriter::open(conn, (&self.config.database, self.config.strict), request).await?))
+    }
+}
+
+const CREATE_PROPERTIES: &[CreateProperty] =
+    &[CreateProperty { id: "database", title: "Database", listed: true }, sql::TABLE];
+
+/// A new table is named by its database, one the user can see, and its name.
+#[async_trait]
+impl TargetCreation for MysqlDestination {
+    fn properties(&self) -> &'static [CreateProperty] {
+        CREATE_PROPERTIES
+    }
+
+    async fn values(&self, property: &str) -> Result<Vec<ParameterValue>, ConnectorError> {
+        match property {
+            "database" => self.connect().await?.databases().await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn object(&self, values: &[&str]) -> Result<String, InvalidProperty> {
+        sql::created_object(values, NameLimit::Chars(64))
     }
 }
 

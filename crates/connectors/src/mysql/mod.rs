@@ -98,12 +98,8 @@ impl Connector for Mysql {
         if field != "database" {
             return Ok(None);
         }
-        let sql = "select schema_name from information_schema.schemata
-                   where schema_name not in ('information_schema', 'mysql', 'performance_schema', 'sys')
-                   order by 1";
         let mut conn = client::connect(ctx, config).await?;
-        let names: Vec<String> = conn.query(ctx.deadlines.query, sql, vec![]).await?;
-        Ok(Some(names.into_iter().map(|name| ParameterValue { label: name.clone(), value: name.into() }).collect()))
+        Ok(Some(conn.databases().await?))
     }
 
     fn source(&self, ctx: &Context, config: MysqlConfig) -> Result<Arc<dyn Source>, ConnectorError> {

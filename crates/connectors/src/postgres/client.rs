@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use syncline_core::connector::{ConnectorError, Context, ErrorClass, within};
+use syncline_core::connector::{ConnectorError, Context, ErrorClass, ParameterValue, within};
 use tokio_postgres::{CancelToken, Client, Config, NoTls, error::SqlState};
 
 use super::PostgresConfig;
@@ -131,6 +131,12 @@ impl Connection {
         work: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, ConnectorError> {
         self.run(self.ctx.deadlines.query, work).await
+    }
+
+    /// The text values `sql`'s first column holds (names of databases, schemas), as a short call.
+    pub(super) async fn names(&self, sql: &str) -> Result<Vec<ParameterValue>, ConnectorError> {
+        let rows = self.interactive(self.client.query(sql, &[])).await?;
+        rows.iter().map(|r| r.try_get(0).map(ParameterValue::named).map_err(|e| error(&e))).collect()
     }
 
     /// Opens a read-only transaction whose statements stop after `limit` on the server too, for

@@ -7,8 +7,9 @@ use bytes::{BufMut, Bytes};
 use futures::SinkExt;
 use syncline_core::{
     connector::{
-        Action, BatchWriter, ConnectorError, Context, Destination, ErrorClass, Mismatch, MismatchKind, ObjectSpec,
-        Operation, Operations, RecordFailure, SyncMode, TargetField, TargetObject, WriteBatch, WriteRequest,
+        Action, BatchWriter, ConnectorError, Context, CreateProperty, Destination, ErrorClass, InvalidProperty,
+        Mismatch, MismatchKind, ObjectSpec, Operation, Operations, ParameterValue, RecordFailure, SyncMode,
+        TargetCreation, TargetField, TargetObject, WriteBatch, WriteRequest,
     },
     record::{Field, RecordBatch, RecordBatchBuilder},
 };
@@ -22,7 +23,9 @@ use super::{
 };
 use crate::{
     predicate,
-    sql::{Bisection, ValueSpelling, Values, Verification, VerificationParts, shape_table, target_field},
+    sql::{
+        self, Bisection, NameLimit, ValueSpelling, Values, Verification, VerificationParts, shape_table, target_field,
+    },
 };
 
 pub(super) struct PostgresDestination {
@@ -139,6 +142,10 @@ impl Destination for PostgresDestination {
         Ok(statements.into_iter().map(|description| Action { description }).collect())
     }
 
+    fn target_creation(&self) -> Option<&dyn TargetCreation> {
+        Some(self)
+    }
+
     fn modes(&self) -> &'static [SyncMode] {
         MODES
     }
@@ -151,6 +158,35 @@ impl Destination for PostgresDestination {
         let conn = client::connect(&self.ctx, &self.config).await?;
         let writer = PostgresWriter::open(conn, request).await?;
         Ok(Box::new(writer))
+    }
+}
+
+const CREATE_PROPERTIES: &[CreateProperty] =
+    &[CreateProperty { id: "schema", title: "Schema", listed: true }, sql::TABLE];
+
+/// A new table is named by its schema, one the user may create tables in, and its name.
+#[async_trait]
+impl TargetCreation for PostgresDestination {
+    fn properties(&self) -> &'static [CreateProperty] {
+        CREATE_PROPERTIES
+    }
+
+    async fn values(&self, property: &str) -> Result<Vec<ParameterValue>, ConnectorError> {
+        if property != "schema" {
+            return Ok(Vec::new());
+        }
+        let conn = client::connect(&self.ctx, &self.config).await?;
+        conn.names(
+            "select nspname::text from pg_namespace
+             where nspname <> 'information_schema' and nspname not like 'pg\\_%' and has_schema_privilege(oid, 'CREATE')
+             order by 1",
+        )
+        .await
+    }
+
+    fn object(&self, values: &[&str]) -> Result<String, InvalidProperty> {
+        // Longer identifiers would be cut to NAMEDATALEN - 1 bytes.
+        sql::created_object(values, NameLimit::Bytes(63))
     }
 }
 

@@ -107,10 +107,7 @@ impl Connector for Postgres {
             _ => return Ok(None),
         };
         let conn = client::connect(ctx, config).await?;
-        let rows = conn.interactive(conn.client.query(sql, &[])).await?;
-        let names = rows.iter().map(|r| r.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>();
-        let names = names.map_err(|e| client::error(&e))?;
-        Ok(Some(names.into_iter().map(|name| ParameterValue { label: name.clone(), value: name.into() }).collect()))
+        Ok(Some(conn.names(sql).await?))
     }
 
     fn source(&self, ctx: &Context, config: PostgresConfig) -> Result<Arc<dyn Source>, ConnectorError> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::ConnectorError;
+use super::{ConnectorError, ParameterValue};
 use crate::{
     record::{Field, RecordBatch, Schema},
     sync::filter::{Predicate, Scalar},
@@ -94,6 +94,37 @@ pub struct ObjectSpec {
     pub object: String,
     pub fields: Vec<Field>,
     pub key: Vec<String>,
+}
+
+/// A property naming a target object a destination creates (see [`TargetCreation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateProperty {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// Whether the value is one of [`TargetCreation::values`]; otherwise it is free text.
+    pub listed: bool,
+}
+
+/// A target-creation value that cannot name an object: its property, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidProperty {
+    pub property: &'static str,
+    pub message: String,
+}
+
+/// How a destination names the target objects it can create; [`Destination::apply`] creates
+/// them.
+#[async_trait]
+pub trait TargetCreation: Send + Sync {
+    /// The properties naming a new object, in order.
+    fn properties(&self) -> &'static [CreateProperty];
+
+    /// The values listed property `property` may take (schemas, databases).
+    async fn values(&self, property: &str) -> Result<Vec<ParameterValue>, ConnectorError>;
+
+    /// The id of the object `values` name (one per property, in order; listed ones among their
+    /// values), or the value that cannot name one.
+    fn object(&self, values: &[&str]) -> Result<String, InvalidProperty>;
 }
 
 /// One change [`Destination::apply`] makes (or would make, in a dry run).
@@ -270,6 +301,11 @@ pub trait Destination: Send + Sync {
     /// Creates `spec`'s object, or adds the fields it lacks; with `dry_run`, only says what it
     /// would do. Fields the object has and the spec does not are left alone.
     async fn apply(&self, spec: &ObjectSpec, dry_run: bool) -> Result<Vec<Action>, ConnectorError>;
+
+    /// How this destination names the target objects it can create; `None` when it cannot.
+    fn target_creation(&self) -> Option<&dyn TargetCreation> {
+        None
+    }
 
     /// Modes this destination supports.
     fn modes(&self) -> &'static [SyncMode];

@@ -126,6 +126,13 @@ pub struct ParameterValue {
     pub value: Json,
 }
 
+impl ParameterValue {
+    /// A name shown as itself (a database, a schema).
+    pub fn named(name: String) -> Self {
+        Self { label: name.clone(), value: name.into() }
+    }
+}
+
 /// A connection type, with its configuration as a Rust type.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {

@@ -14,10 +14,11 @@ mod validate;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Map, Value as Json, json};
+use syncline_core::executions::BULK_SYNC;
 use uuid::Uuid;
 
 use self::{selection::Writing, validate::validate};
-use super::{Page, envelope, schemas::catalog};
+use super::{Page, envelope, schemas::catalog, syncs::run_after::refuse_deleting_upstream};
 use crate::{
     AppState,
     access::{Action, Kind},
@@ -197,8 +198,14 @@ async fn update(
 /// Deletes the bulk sync with its schemas, schedules and executions.
 #[delete("/bulk/syncs/{id}")]
 async fn remove(state: web::Data<AppState>, sync: Authorized<BulkSync, can::Delete>) -> Result<HttpResponse, ApiError> {
-    match store::bulk_syncs::delete(&state.pool.get().await?, sync.organization_id, sync.id).await? {
-        true => Ok(HttpResponse::NoContent().finish()),
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    refuse_deleting_upstream(&tx, sync.organization_id, (BULK_SYNC, sync.id)).await?;
+    match store::bulk_syncs::delete(&tx, sync.organization_id, sync.id).await? {
+        true => {
+            tx.commit().await?;
+            Ok(HttpResponse::NoContent().finish())
+        }
         false => Err(ApiError::not_found("bulk_sync")),
     }
 }

@@ -122,11 +122,12 @@ pub(super) fn check(value: &Json, field: &str, default: bool, enabled: &[String]
         day_of_week: body.day_of_week,
         day_of_month: body.day_of_month,
         month: body.month,
+        ..Schedule::default()
     };
     if when.frequency.as_deref().is_none_or(str::is_empty) {
         return Err(invalid(&format!("{field}.frequency"), format!("{field}.frequency is required")));
     }
-    when.next_after(chrono::Utc::now()).map_err(|e| invalid(field, format!("{field}: {e}")))?;
+    when.check(field, true).map_err(|e| invalid(&e.field, e.message))?;
     if body.selective_mode.as_deref().is_some_and(|m| m != "none") {
         return Err(invalid(
             &format!("{field}.selective_mode"),

@@ -1,5 +1,8 @@
 //! Model syncs: configuration, starting executions, status.
 
+mod new_target;
+pub(crate) mod run_after;
+mod schedule_options;
 mod validate;
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
@@ -7,7 +10,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
     executions::{self, MODEL_SYNC},
-    schedule::FREQUENCIES,
     sync::{StartOptions, SyncSpec, filter::Invalid},
 };
 use uuid::Uuid;
@@ -17,7 +19,6 @@ use super::{Page, envelope, executions as execution_routes};
 use crate::{
     AppState,
     access::{Action, Kind},
-    auth::Caller,
     error::{ApiError, parse_body},
     extract::{Authorized, Tenant, can},
     idempotency, launch,
@@ -25,7 +26,7 @@ use crate::{
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(schedules)
+    cfg.service(schedule_options::schedules)
         .service(list)
         .service(create)
         .service(get_one)
@@ -74,15 +75,6 @@ fn list_item(sync: &ModelSync) -> Json {
     })
 }
 
-#[get("/syncs/schedules")]
-async fn schedules(_caller: Caller) -> HttpResponse {
-    let options: Vec<Json> = FREQUENCIES
-        .iter()
-        .map(|(frequency, description)| json!({"frequency": frequency, "label": frequency, "description": description, "configuration": {}}))
-        .collect();
-    envelope(json!({ "schedule_options": options }))
-}
-
 #[derive(Deserialize)]
 struct ListQuery {
     active: Option<bool>,
@@ -120,10 +112,12 @@ async fn create(
     let (org, caller) = (tenant.organization_id, &tenant.caller);
     caller.check(Action::Create, Kind::Sync, &[])?;
     idempotency::once(&state, &req, caller, &body, async {
-        let valid = validate(&state, caller, &body).await?;
+        let valid = validate(&state, caller, &body, None).await?;
         let mut client = state.pool.get().await?;
         let tx = client.transaction().await?;
+        run_after::acyclic(&tx, (org, None), &valid.upstreams).await?;
         let sync = store::syncs::insert(&tx, org, &valid.values()).await?;
+        valid.create_target(&tx).await?;
         tx.commit().await?;
         Ok(envelope(to_json(&sync)))
     })
@@ -141,13 +135,17 @@ async fn update(
     sync: Authorized<ModelSync, can::Update>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    // No state-database connection is held while the destination is asked about the target.
-    let valid = validate(&state, &sync.caller, &body).await?;
+    // No state-database connection is held while the destination is asked about the target
+    // (one the sync creates is created inside the transaction: `Valid::create_target`).
+    let valid = validate(&state, &sync.caller, &body, Some(&sync)).await?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
+    run_after::acyclic(&tx, (sync.organization_id, Some(sync.id)), &valid.upstreams).await?;
     let updated = store::syncs::update(&tx, sync.organization_id, sync.id, &valid.values()).await?;
+    let updated = updated.ok_or_else(|| ApiError::not_found("sync"))?;
+    valid.create_target(&tx).await?;
     tx.commit().await?;
-    Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("sync"))?)))
+    Ok(envelope(to_json(&updated)))
 }
 
 #[delete("/syncs/{id}")]
@@ -156,9 +154,13 @@ async fn remove(
     sync: Authorized<ModelSync, can::Delete>,
 ) -> Result<HttpResponse, ApiError> {
     let id = sync.id;
-    if !store::syncs::delete(&state.pool.get().await?, sync.organization_id, id).await? {
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    run_after::refuse_deleting_upstream(&tx, sync.organization_id, (MODEL_SYNC, id)).await?;
+    if !store::syncs::delete(&tx, sync.organization_id, id).await? {
         return Err(ApiError::not_found("sync"));
     }
+    tx.commit().await?;
     if let Err(e) = state.store.delete_prefix(&format!("syncs/{id}")).await {
         tracing::warn!(sync_id = %id, error = %e, "could not remove the sync's diff state");
     }
@@ -230,7 +232,7 @@ async fn activate(
     let spec: SyncSpec = serde_json::from_value(sync.spec.clone())
         .map_err(|e| ApiError::unprocessable(format!("stored sync is invalid: {e}")))?;
     let next_run_at = match active {
-        true => spec.schedule.next_after(chrono::Utc::now()).map_err(ApiError::unprocessable)?,
+        true => spec.schedule.next_after(chrono::Utc::now()),
         false => None,
     };
     let mut client = state.pool.get().await?;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use deadpool_postgres::GenericClient;
 use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{ErrorClass, SyncMode},
@@ -12,6 +13,7 @@ use syncline_core::{
 };
 use uuid::Uuid;
 
+use super::new_target::{self, NewTarget};
 use crate::{
     AppState,
     access::Action,
@@ -20,8 +22,10 @@ use crate::{
     extract::authorized,
     input,
     routes::{check_policies, connections},
-    store::{self, models::Model},
+    store::{self, connections::Connection, models::Model, run_after::Upstream, syncs::ModelSync},
 };
+
+use super::run_after;
 
 /// A sync body checked against its model and destination.
 pub(super) struct Valid {
@@ -32,6 +36,10 @@ pub(super) struct Valid {
     pub(super) model_id: Uuid,
     pub(super) policies: Vec<String>,
     pub(super) next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The syncs it runs after (`runafter`).
+    pub(super) upstreams: Vec<Upstream>,
+    /// The target object to create with the sync (`target.create`), if it does not exist yet.
+    pub(super) new_target: Option<NewTarget>,
 }
 
 impl Valid {
@@ -46,12 +54,23 @@ impl Valid {
             spec: &self.echo,
             schedule: &self.spec.schedule,
             next_run_at: self.next_run_at,
+            upstreams: &self.upstreams,
             policies: &self.policies,
+        }
+    }
+
+    /// Creates the target object the sync names with `target.create`, if it did not exist: last,
+    /// inside transaction `tx` storing the sync, so a refusal stores nothing.
+    pub(super) async fn create_target(&self, tx: &impl GenericClient) -> Result<(), ApiError> {
+        match &self.new_target {
+            Some(target) => target.create(tx).await,
+            None => Ok(()),
         }
     }
 }
 
-fn invalid(message: String, field: &str) -> ApiError {
+/// A 422 naming `field`.
+pub(super) fn invalid(message: String, field: &str) -> ApiError {
     ApiError::unprocessable(message).with_metadata(json!({ "field": field }))
 }
 
@@ -73,7 +92,7 @@ fn unsupported(body: &Json) -> Option<(String, &'static str)> {
         Json::Object(map) => !map.is_empty(),
         _ => true,
     };
-    let refused: [(&str, &str); 13] = [
+    let refused: [(&str, &str); 11] = [
         ("/filters", "the deprecated combined filters are not supported: use model_filters and target_filters"),
         ("/filter_logic", "the deprecated combined filters are not supported: use model_filters.logic"),
         ("/encryption_passphrase", "field encryption is not supported"),
@@ -83,8 +102,6 @@ fn unsupported(body: &Json) -> Option<(String, &'static str)> {
         ("/target/filter_logic", "use target_filters.logic"),
         ("/identity/new_field", "creating the identity field is not supported"),
         ("/identity/remote_field_type_id", "remote field types are not supported by database targets"),
-        ("/schedule/run_after", "run-after schedules are not supported yet"),
-        ("/schedule/run_after_success_only", "run-after schedules are not supported yet"),
         ("/schedule/job_id", "dbt Cloud schedules are not supported"),
         ("/schedule/connection_id", "dbt Cloud schedules are not supported"),
     ];
@@ -112,7 +129,7 @@ fn unsupported(body: &Json) -> Option<(String, &'static str)> {
 }
 
 /// A filter, override or constant that cannot be honoured, as the 422 naming it.
-fn refused(e: Invalid) -> ApiError {
+pub(super) fn refused(e: Invalid) -> ApiError {
     invalid(e.message, &e.field)
 }
 
@@ -121,8 +138,22 @@ fn kinds<'a>(fields: impl Iterator<Item = (&'a str, &'a str)>) -> HashMap<String
     fields.map(|(name, type_name)| (name.to_owned(), Kind::of(type_name))).collect()
 }
 
+/// The connection `model` reads, whoever may read it (the sync's runs read it the same way);
+/// 422 naming `field` when it was deleted.
+pub(super) async fn model_connection(state: &AppState, model: &Model, field: &str) -> Result<Connection, ApiError> {
+    store::connections::get(&state.pool.get().await?, model.organization_id, model.connection_id)
+        .await?
+        .ok_or_else(|| invalid("the model's connection was deleted".into(), field))
+}
+
 /// Checks a sync body; its model and target connection must be ones the caller may read.
-pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Valid, ApiError> {
+/// `current` is the sync an update replaces.
+pub(super) async fn validate(
+    state: &AppState,
+    caller: &Caller,
+    body: &[u8],
+    current: Option<&ModelSync>,
+) -> Result<Valid, ApiError> {
     let org = caller.organization()?;
     let mut echo: Json = parse_body(body)?;
     let object = echo.as_object_mut().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
@@ -239,19 +270,15 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
     }
     let model_filter = spec.model_filter(|field| model_fields.get(field).copied()).map_err(refused)?;
     if model_filter.is_some() {
-        let source = store::connections::get(&state.pool.get().await?, org, model.connection_id)
-            .await?
-            .ok_or_else(|| invalid("the model's connection was deleted".into(), "model_filters"))?;
+        let source = model_connection(state, &model, "model_filters").await?;
         if !connections::connector(&source.type_id)?.spec().capabilities.filters {
             return Err(invalid(format!("a {} model cannot be filtered", source.type_id), "model_filters"));
         }
     }
-    let target_object = spec
-        .target
-        .object
-        .clone()
-        .filter(|o| !o.is_empty())
-        .ok_or_else(|| invalid("target.object is required".into(), "target.object"))?;
+    let given_object = spec.target.object.clone().filter(|o| !o.is_empty());
+    if given_object.is_none() && spec.target.create.is_none() {
+        return Err(invalid("target.object (or target.create, to create one) is required".into(), "target.object"));
+    }
     let destination = connections::open_by_id(state, caller, spec.target.connection_id, Action::Read)
         .await
         .map_err(|e| missing_as_invalid(e, "target.connection_id", "connection"))?;
@@ -263,11 +290,28 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
     if !destination.modes().contains(&mode) {
         return Err(invalid(format!("a {connector_id} target does not support mode {}", mode.as_str()), "mode"));
     }
-    let target_fields = destination.target_fields(&target_object).await.map_err(|e| match e.class {
-        ErrorClass::NotFound => invalid(format!("target object {target_object:?} does not exist"), "target.object"),
-        _ => e.into(),
-    })?;
-    let target_kinds = kinds(target_fields.iter().map(|f| (f.name.as_str(), f.field_type.as_str())));
+    let (target_object, new_target) = match &spec.target.create {
+        None => (given_object.unwrap_or_default(), None),
+        Some(properties) => {
+            let current = current
+                .filter(|c| c.target_connection_id == spec.target.connection_id)
+                .and_then(|c| c.spec["target"]["object"].as_str());
+            new_target::resolve(state, &spec, properties, (&destination, connector_id), &model, current).await?
+        }
+    };
+    let target_fields: Vec<(String, String)> = match &new_target {
+        Some(new) => new.object.fields.iter().map(|f| (f.name.clone(), f.field_type.api_name().to_owned())).collect(),
+        None => {
+            let fields = destination.target_fields(&target_object).await.map_err(|e| match e.class {
+                ErrorClass::NotFound => {
+                    invalid(format!("target object {target_object:?} does not exist"), "target.object")
+                }
+                _ => e.into(),
+            })?;
+            fields.into_iter().map(|f| (f.name, f.field_type)).collect()
+        }
+    };
+    let target_kinds = kinds(target_fields.iter().map(|(name, type_name)| (name.as_str(), type_name.as_str())));
     let mut seen = Vec::new();
     for (list, mapping) in mappings {
         if !target_kinds.contains_key(&mapping.target) {
@@ -303,10 +347,7 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
         return Err(invalid(format!("mode {} needs an identity", mode.as_str()), "identity"));
     }
     for (n, identity) in identities.iter().enumerate() {
-        let field = |name: &str| match spec.identities.is_some() {
-            true => format!("identities.mappings[{n}].{name}"),
-            false => format!("identity.{name}"),
-        };
+        let field = |part: &str| spec.identity_field(n, part);
         if identity.function != "Equality" {
             return Err(invalid(
                 format!("identity function {:?} is not supported (use Equality)", identity.function),
@@ -323,7 +364,12 @@ pub(super) async fn validate(state: &AppState, caller: &Caller, body: &[u8]) -> 
             return Err(invalid(format!("identity field {:?} is mapped twice", identity.target), &field("target")));
         }
     }
-    let next_run = spec.schedule.next_after(chrono::Utc::now()).map_err(|e| invalid(e, "schedule"))?;
-    let next_run_at = next_run.filter(|_| active);
-    Ok(Valid { name, active, spec, echo, model_id, policies, next_run_at })
+    spec.schedule.check("schedule", false).map_err(refused)?;
+    let upstreams = run_after::upstreams(state, caller, &spec.schedule).await?;
+    let next_run_at = spec.schedule.next_after(chrono::Utc::now()).filter(|_| active);
+    if spec.target.create.is_some() {
+        // A created target is stored as the object it is, beside the properties that named it.
+        echo["target"]["object"] = json!(target_object);
+    }
+    Ok(Valid { name, active, spec, echo, model_id, policies, next_run_at, upstreams, new_target })
 }
