@@ -11,6 +11,8 @@ table and compares it, row by row, with what the option says it must hold.
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import json
 import time
 from typing import Callable, Iterator, Optional
 
@@ -347,7 +349,8 @@ class OwnSync:
     sync_id: str
 
 
-def own_sync(server, setup: Setup, destination: Destination, label: str, rows: int, **options) -> OwnSync:
+def own_sync(server, setup: Setup, destination: Destination, label: str, rows: int,
+             fields: tuple = ("email", "name"), **options) -> OwnSync:
     source_table = f"opt_{label}_src_{destination.kind}_{setup.suffix}"
     with server.connect(server.source_db) as conn:
         conn.execute(f"create table {source_table} as select * from {setup.people_table} where id <= {rows}")
@@ -355,7 +358,7 @@ def own_sync(server, setup: Setup, destination: Destination, label: str, rows: i
     name = destination.table(table)
     mid = model(setup, f"select id, email, name, plan, score from {source_table}")
     options.setdefault("mode", "replace")
-    sync = create(setup, destination, name, mid, fields=mapped(mid, "email", "name"), **options)
+    sync = create(setup, destination, name, mid, fields=mapped(mid, *fields), **options)
     return OwnSync(source_table, table, name, mid, sync.id)
 
 
@@ -496,3 +499,54 @@ def test_verified_delivery_reports_values_a_non_strict_mariadb_cut(setup: Setup,
     with db.connect(db.destination_db) as conn, conn.cursor() as cur:
         cur.execute(f"select name from {table} where id = 2")
         assert cur.fetchone()[0] == "User ", "the server cut the value to fit"
+
+
+def record_log_lines(setup: Setup, url: str) -> list[dict]:
+    answer = requests.get(url, headers={"Authorization": f"Bearer {setup.token}"}, timeout=30)
+    assert answer.status_code == 200, f"{url}: {answer.status_code} {answer.text[:300]}"
+    return [json.loads(line) for line in gzip.decompress(answer.content).decode().splitlines()]
+
+
+def logged(setup: Setup, sync_id: str, execution_id: str, kind: str) -> list[dict]:
+    urls = setup.pt.model_sync.executions.get_log_urls(sync_id, execution_id, kind).data
+    assert urls.expires is not None, urls
+    return [line for url in urls.urls for line in record_log_lines(setup, url)]
+
+
+def test_record_logs_hold_every_record_written(server, setup: Setup, destination: Destination):
+    assert setup.pt.organization.get_record_logging().data.enabled is False, "record logging is off by default"
+    r = own_sync(server, setup, destination, "logged", 10, fields=("email", "name", "score"))
+    refused(setup.pt.organization.update_record_logging, enabled=True, delivery_connection_id=r.sync_id,
+            field="deliveryConnectionId", what="record logs delivered to a connection")
+    settings = setup.pt.organization.update_record_logging(enabled=True, delivery_prefix="team-a").data
+    assert (settings.enabled, settings.delivery_prefix) == (True, "team-a"), settings
+    try:
+        destination.execute(f"alter table {r.table} add constraint {r.table}_score check (score < 60)")
+        first = start(setup, r.sync_id)
+        assert (first["counts"]["insert"], first["counts"]["error"]) == (8, 2), first
+        index = setup.pt.model_sync.executions.get_logs_index(r.sync_id, first["id"]).data
+        counts = {k: getattr(index, k).count for k in ("records", "inserts", "updates", "deletes", "errors", "warnings")}
+        assert counts == {"records": 10, "inserts": 8, "updates": 0, "deletes": 0, "errors": 2, "warnings": 0}, counts
+        inserts = logged(setup, r.sync_id, first["id"], "inserts")
+        assert sorted(line["identity"] for line in inserts) == [f"id={i}" for i in range(1, 9)], inserts
+        assert inserts[0]["operation"] == "insert" and inserts[0]["values"]["email"] == person(1)[1], inserts[0]
+        errors = logged(setup, r.sync_id, first["id"], "errors")
+        assert sorted(e["identity"] for e in errors) == ["id=10", "id=9"] and all(e["error"] for e in errors), errors
+        name = setup.pt.model_sync.executions.get_log_urls(r.sync_id, first["id"], "inserts").data.urls[0].split("/")[-2]
+        setup.pt.model_sync.executions.get_logs(r.sync_id, first["id"], "inserts", name)
+
+        with server.connect(server.source_db) as conn:
+            conn.execute(f"delete from {r.source_table} where id = 1")
+            conn.execute(f"update {r.source_table} set name = 'Logged' where id = 2")
+        second = start(setup, r.sync_id)
+        assert (second["counts"]["update"], second["counts"]["delete"]) == (1, 1), second
+        assert [(u["identity"], u["values"]["name"]) for u in logged(setup, r.sync_id, second["id"], "updates")] == [
+            ("id=2", "Logged")]
+        assert logged(setup, r.sync_id, second["id"], "deletes") == [{"identity": "id=1", "operation": "delete"}]
+        assert len(logged(setup, r.sync_id, second["id"], "records")) == 4, "1 update, 1 delete, 2 retried errors"
+        assert person(3)[1] not in server.log(), "a record's values reached the app log"
+    finally:
+        setup.pt.organization.update_record_logging(enabled=False)
+    unlogged = start(setup, r.sync_id)
+    refused(setup.pt.model_sync.executions.get_logs_index, r.sync_id, unlogged["id"], status=404,
+            what="the record logs of a run while record logging was off")

@@ -46,6 +46,8 @@ pub struct AppState {
     pub redis: apalis_redis::ConnectionManager,
     pub secrets: SecretBox,
     pub store: PayloadStore,
+    /// Where record logs go (`EXECUTION_LOG_BUCKET`, else the payload store).
+    pub record_logs: PayloadStore,
     pub limiter: limits::AuthLimiter,
     /// Where accepted events are committed.
     pub events: syncline_core::events::store::EventWriter,

@@ -254,8 +254,7 @@ impl Syncline {
             ensure!(Instant::now() < deadline, "syncline did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let mut syncline =
-            Self { api, workers, http, base, token: key, sync_id: String::new(), sync_body: Json::Null };
+        let mut syncline = Self { api, workers, http, base, token: key, sync_id: String::new(), sync_body: Json::Null };
         syncline.provision().await?;
         Ok(syncline)
     }

@@ -35,9 +35,7 @@ const VERIFY_TARGET: f64 = 1.3;
 
 /// Model filters of the benchmark table that select every row, with a logic expression.
 fn every_row_filters(model_id: &str) -> serde_json::Value {
-    let condition = |field: &str, function: &str, value: serde_json::Value| {
-        serde_json::json!({"source": {"model_id": model_id, "field": field}, "function": function, "value": value})
-    };
+    let condition = |field: &str, function: &str, value: serde_json::Value| serde_json::json!({"source": {"model_id": model_id, "field": field}, "function": function, "value": value});
     serde_json::json!({"model_filters": {
         "conditions": [
             condition("id", "IsNotNull", serde_json::Value::Null),

@@ -73,6 +73,10 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             .await
             .context("cannot connect to Redis (is REDIS_URL reachable?)")?;
     let store = PayloadStore::open(&settings.job_payload_path)?;
+    let record_logs = match &settings.execution_log_url {
+        Some(url) => PayloadStore::open(url)?,
+        None => store.clone(),
+    };
     let secrets = settings.secret_box();
     let connector = syncline_core::connector::Context::new(std::sync::Arc::new(settings.egress()), settings.deadlines);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -102,6 +106,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             redis,
             secrets: secrets.clone(),
             store: store.clone(),
+            record_logs: record_logs.clone(),
             limiter,
             events,
             write_keys: Default::default(),
@@ -120,6 +125,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
         let services = syncline_worker::Services {
             pool: pool(pools.worker)?,
             store,
+            record_logs,
             secrets,
             queues: queues.clone(),
             connector,

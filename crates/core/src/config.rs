@@ -79,6 +79,17 @@ impl Default for Deadlines {
     }
 }
 
+/// The store URL of `EXECUTION_LOG_BUCKET`: a URL as given, or a bucket name in `region` (the
+/// region `gcs` names a Google Cloud Storage bucket, as Polytomic's deployments spell it).
+fn log_bucket_url(bucket: &str, region: Option<&str>) -> String {
+    match region.filter(|r| !r.is_empty()) {
+        _ if bucket.contains("://") => bucket.to_owned(),
+        Some("gcs") => format!("gs://{bucket}"),
+        Some(region) => format!("s3://{bucket}?region={region}"),
+        None => format!("s3://{bucket}"),
+    }
+}
+
 /// How event routes deliver: micro-batches of at most `batch_rows` events, sent once their
 /// oldest event waited `batch_age`; a destination that keeps failing is tried for `retry_for`
 /// before the batch goes to dead letters; one worker process delivers at most `routes` routes
@@ -123,6 +134,9 @@ pub struct Settings {
     pub oidc_client_secret: String,
     pub port: u16,
     pub job_payload_path: String,
+    /// `EXECUTION_LOG_BUCKET` (with `EXECUTION_LOG_REGION`): where executions' record logs go,
+    /// as a store URL; unset, they go to the payload store under `record-logs/`.
+    pub execution_log_url: Option<String>,
     pub log_level: LogLevel,
     pub valid_origins: Vec<String>,
     /// Minutes before a long-running sync notifies; `None` when 0 or unset.
@@ -185,6 +199,7 @@ impl fmt::Debug for Settings {
             .field("oidc_client_id", &self.oidc_client_id)
             .field("port", &self.port)
             .field("job_payload_path", &self.job_payload_path)
+            .field("execution_log_url", &self.execution_log_url)
             .finish_non_exhaustive()
     }
 }
@@ -219,6 +234,13 @@ impl Settings {
             env.required("JOB_PAYLOAD_PATH", "(s3://bucket?region=…, gs://…, azblob://…, file:///…)")?;
         crate::payload::validate_url(&job_payload_path)
             .map_err(|e| ConfigError::new("JOB_PAYLOAD_PATH", e.to_string()))?;
+        let execution_log_url = env
+            .get("EXECUTION_LOG_BUCKET")
+            .filter(|b| !b.is_empty())
+            .map(|bucket| log_bucket_url(&bucket, env.get("EXECUTION_LOG_REGION").as_deref()));
+        if let Some(url) = &execution_log_url {
+            crate::payload::validate_url(url).map_err(|e| ConfigError::new("EXECUTION_LOG_BUCKET", e.to_string()))?;
+        }
         let log_level = match env.get("LOG_LEVEL").as_deref() {
             None | Some("info") => LogLevel::Info,
             Some("debug") => LogLevel::Debug,
@@ -282,6 +304,7 @@ impl Settings {
             oidc_client_secret: env.get("OIDC_CLIENT_SECRET").unwrap_or(google_client_secret),
             port: env.number("PORT", 5100, 1)?,
             job_payload_path,
+            execution_log_url,
             log_level,
             valid_origins,
             longsync_threshold: (threshold > 0).then(|| Duration::from_secs(threshold * 60)),
@@ -574,6 +597,19 @@ mod tests {
         vars.insert("EVENTS_BATCH_ROWS".into(), "0".into());
         let error = Settings::from_vars(&vars).expect_err("no empty batches").to_string();
         assert!(error.contains("EVENTS_BATCH_ROWS"), "{error}");
+    }
+
+    #[test]
+    fn execution_logs_go_to_a_bucket_or_a_url() {
+        assert_eq!(log_bucket_url("logs", Some("eu-west-1")), "s3://logs?region=eu-west-1");
+        assert_eq!(log_bucket_url("logs", Some("gcs")), "gs://logs");
+        assert_eq!(log_bucket_url("logs", None), "s3://logs");
+        assert_eq!(log_bucket_url("file:///var/logs", Some("eu-west-1")), "file:///var/logs");
+        let mut vars = base();
+        assert_eq!(Settings::from_vars(&vars).expect("valid").execution_log_url, None);
+        vars.insert("EXECUTION_LOG_BUCKET".into(), "ftp://logs".into());
+        let error = Settings::from_vars(&vars).expect_err("no ftp").to_string();
+        assert!(error.contains("EXECUTION_LOG_BUCKET"), "{error}");
     }
 
     #[test]

@@ -348,6 +348,18 @@ pub async fn record_verification(pool: &DbPool, execution_id: Uuid, worker: &str
     Ok(())
 }
 
+/// Records the index of the record logs `execution_id`'s run wrote.
+pub async fn record_logs(pool: &DbPool, execution_id: Uuid, worker: &str, index: &Json) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "update executions set record_logs = $3 where id = $1 and worker = $2",
+            &[&execution_id, &worker, index],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Parks the run of `execution_id` until a user approves or rejects its recorded plan: the
 /// worker lets go of it, and it keeps its subject (no other run starts meanwhile). Returns
 /// `false` if the execution was no longer this worker's.

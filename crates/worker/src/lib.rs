@@ -32,6 +32,8 @@ use tracing::{error, info};
 pub struct Services {
     pub pool: DbPool,
     pub store: PayloadStore,
+    /// Where record logs go (`EXECUTION_LOG_BUCKET`, else the payload store).
+    pub record_logs: PayloadStore,
     pub secrets: SecretBox,
     pub queues: Queues,
     /// Where connections may go and the deadlines of calls to customer systems.

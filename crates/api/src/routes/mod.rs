@@ -24,6 +24,7 @@ pub mod executions;
 pub mod models;
 pub mod organizations;
 pub mod permissions;
+pub mod record_logs;
 pub mod schemas;
 pub mod syncs;
 pub mod targets;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(models::configure)
             .configure(syncs::configure)
             .configure(executions::configure)
+            .configure(record_logs::configure)
             .configure(schemas::configure)
             .configure(bulk_syncs::configure)
             .configure(event_sources::configure)

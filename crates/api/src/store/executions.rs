@@ -53,12 +53,14 @@ pub struct Execution {
     pub plan: Option<Json>,
     /// What reading the written records back found and cost.
     pub verification: Option<Json>,
+    /// The files of the record logs the run wrote, when its organization keeps them.
+    pub record_logs: Option<Json>,
 }
 
 const COLUMNS: &str = "e.id, e.status, e.created_at, e.started_at, e.completed_at, e.updated_at, e.errors,
     e.insert_count, e.update_count, e.delete_count, e.error_count, e.records_read, e.records_changed,
     e.records_written, e.records_estimate, e.trigger, e.attempt, e.error_class, e.retries, e.resync, e.options,
-    e.plan, e.verification";
+    e.plan, e.verification, e.record_logs";
 
 impl FromRow for Execution {
     const WHAT: &'static str = "execution";
@@ -88,6 +90,7 @@ impl FromRow for Execution {
             options: row.try_get("options")?,
             plan: row.try_get("plan")?,
             verification: row.try_get("verification")?,
+            record_logs: row.try_get("record_logs")?,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! policy.
 
 use deadpool_postgres::GenericClient;
+use serde_json::Value as Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -118,4 +119,16 @@ pub async fn set_sso_domain(client: &impl GenericClient, id: Uuid, domain: Optio
 /// Deletes organization `id` with everything in it; answers it, or `None` when there is none.
 pub async fn delete(client: &impl GenericClient, id: Uuid) -> Result<Option<Organization>, StoreError> {
     fetch_opt(client, &format!("delete from organizations where id = $1 returning {COLUMNS}"), &[&id]).await
+}
+
+/// Organization `id`'s record logging settings (`{enabled, deliveryPrefix}`).
+pub async fn record_logging(client: &impl GenericClient, id: Uuid) -> Result<Json, StoreError> {
+    let row = client.query_opt("select record_logging from organizations where id = $1", &[&id]).await?;
+    Ok(row.map(|r| r.try_get("record_logging")).transpose()?.unwrap_or(Json::Null))
+}
+
+/// Replaces organization `id`'s record logging settings.
+pub async fn set_record_logging(client: &impl GenericClient, id: Uuid, settings: &Json) -> Result<(), StoreError> {
+    client.execute("update organizations set record_logging = $2 where id = $1", &[&id, settings]).await?;
+    Ok(())
 }

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use syncline_core::{
     connector::{BatchWriter, ConnectorError, Operation, Operations, WriteBatch},
     executions::{self, Counts, Lease},
-    record::{Schema, key::KeyLayout},
+    record::{Record, Schema, key::KeyLayout},
 };
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -16,6 +16,7 @@ use tracing::Instrument;
 use super::{
     changes::{self, Chunk, ChunkKind},
     extract::Progress,
+    record_log::RecordLog,
     verify::{self, Found, Verified, Written},
 };
 use crate::{Services, kind::Stop};
@@ -26,6 +27,21 @@ pub(crate) struct Layout {
     pub(crate) key_schema: Arc<Schema>,
     /// The identity, if the mode matches records on one.
     pub(crate) identity: Option<KeyLayout>,
+    /// The identity of delete records (the key schema's fields).
+    pub(crate) key_identity: Option<KeyLayout>,
+    /// The target field of each record field.
+    pub(crate) targets: Vec<String>,
+}
+
+impl Layout {
+    /// The identity of `record` (a delete record when `deleted`) for people, or its position.
+    pub(crate) fn name(&self, record: &Record<'_>, deleted: bool, key: &mut Vec<u8>) -> String {
+        let by = if deleted { &self.key_identity } else { &self.identity };
+        match by {
+            Some(by) if by.encode(record, key).is_ok() => by.display(key),
+            _ => format!("record {}", record.index() + 1),
+        }
+    }
 }
 
 /// A failure of the payload store or the state database while loading (may clear by itself).
@@ -56,7 +72,7 @@ impl Loader<'_> {
         &self,
         mut writer: Box<dyn BatchWriter>,
         mut chunks: mpsc::Receiver<String>,
-        mut stop: watch::Receiver<Option<Stop>>,
+        (mut stop, mut log): (watch::Receiver<Option<Stop>>, Option<RecordLog>),
         counts: &mut Counts,
     ) -> Result<LoadEnd, ConnectorError> {
         let mut rejected = HashMap::new();
@@ -76,7 +92,7 @@ impl Loader<'_> {
                 .map_err(|e| ConnectorError::permanent(format!("{key}: {e}")))?;
             match chunk.kind {
                 ChunkKind::Upserts => {
-                    let failed = self.upsert(writer.as_mut(), chunk, counts, &mut rejected).await?;
+                    let failed = self.upsert(writer.as_mut(), chunk, counts, (&mut rejected, &mut log)).await?;
                     written.push(Written { key, rejected: failed });
                 }
                 ChunkKind::Deletes => {
@@ -88,6 +104,13 @@ impl Loader<'_> {
                     let n = batch.records.len() as i64;
                     (counts.changed, counts.deleted, counts.written) =
                         (counts.changed + n, counts.deleted + n, counts.written + n);
+                    if let Some(log) = &mut log {
+                        let mut identity = Vec::new();
+                        for record in batch.records.records() {
+                            let name = self.layout.name(&record, true, &mut identity);
+                            log.log("deletes", (name, "delete"), None, None).await?;
+                        }
+                    }
                     written.push(Written { key, rejected: vec![] });
                 }
             }
@@ -100,7 +123,13 @@ impl Loader<'_> {
             }
         }
         writer.finish().await?;
-        self.verify(writer.as_mut(), &written, counts, &mut rejected).await?;
+        self.verify(writer.as_mut(), &written, counts, (&mut rejected, &mut log)).await?;
+        if let Some(log) = log {
+            let index = serde_json::json!(log.finish().await?);
+            executions::record_logs(&self.services.pool, self.execution_id, self.worker, &index)
+                .await
+                .map_err(transient)?;
+        }
         Ok(LoadEnd::Drained(rejected.into_iter().collect()))
     }
 
@@ -111,7 +140,7 @@ impl Loader<'_> {
         writer: &mut dyn BatchWriter,
         written: &[Written],
         counts: &mut Counts,
-        rejected: &mut HashMap<Vec<u8>, bool>,
+        (rejected, log): (&mut HashMap<Vec<u8>, bool>, &mut Option<RecordLog>),
     ) -> Result<(), ConnectorError> {
         let span = tracing::info_span!("verify", checked = tracing::field::Empty, mismatched = tracing::field::Empty);
         let total = counts.written.max(0) as u64;
@@ -130,6 +159,11 @@ impl Loader<'_> {
         // Records that did not arrive as sent count as rejected by the destination.
         counts.rejected += found.errors.len() as i64;
         rejected.extend(found.resend);
+        if let Some(log) = log {
+            for (identity, message) in &found.errors {
+                log.log("errors", (identity.clone(), "verify"), None, Some(message)).await?;
+            }
+        }
         let summary = serde_json::json!(verified);
         executions::record_verification(&self.services.pool, self.execution_id, self.worker, &summary)
             .await
@@ -144,7 +178,7 @@ impl Loader<'_> {
         writer: &mut dyn BatchWriter,
         chunk: Chunk,
         counts: &mut Counts,
-        rejected: &mut HashMap<Vec<u8>, bool>,
+        (rejected, log): (&mut HashMap<Vec<u8>, bool>, &mut Option<RecordLog>),
     ) -> Result<Vec<usize>, ConnectorError> {
         let operations = match chunk.inserts.iter().all(|insert| *insert) {
             true => Operations::All(Operation::Insert),
@@ -161,6 +195,7 @@ impl Loader<'_> {
         let records = &batch.records;
         let mut failed = vec![false; records.len()];
         let mut errors = Vec::with_capacity(failures.len());
+        let mut errors_at = Vec::with_capacity(failures.len());
         for failure in failures {
             let Some(record) = records.get(failure.index) else {
                 return Err(ConnectorError::permanent(format!(
@@ -172,6 +207,7 @@ impl Loader<'_> {
             if std::mem::replace(&mut failed[failure.index], true) {
                 continue;
             }
+            errors_at.push((failure.index, failure.message.clone()));
             let mut key = Vec::new();
             let (name, message) = match &self.layout.identity {
                 Some(identity) if identity.encode(&record, &mut key).is_ok() => {
@@ -192,6 +228,19 @@ impl Loader<'_> {
                 (true, _) => counts.rejected += 1,
                 (false, true) => counts.inserted += 1,
                 (false, false) => counts.updated += 1,
+            }
+        }
+        if let Some(log) = log {
+            let messages: HashMap<usize, &str> = errors_at.iter().map(|(i, m)| (*i, m.as_str())).collect();
+            let mut identity = Vec::new();
+            for (record, insert) in records.records().zip(&chunk.inserts) {
+                let name = self.layout.name(&record, false, &mut identity);
+                let operation = if *insert { "insert" } else { "update" };
+                let (kind, error) = match messages.get(&record.index()) {
+                    Some(message) => ("errors", Some(*message)),
+                    None => (if *insert { "inserts" } else { "updates" }, None),
+                };
+                log.log(kind, (name, operation), Some((&record, &self.layout.targets)), error).await?;
             }
         }
         counts.changed += records.len() as i64;

@@ -8,6 +8,7 @@ mod load;
 mod pipeline;
 mod plan;
 mod prepare;
+pub mod record_log;
 mod review;
 mod snapshot;
 mod sort;

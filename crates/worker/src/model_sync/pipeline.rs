@@ -28,6 +28,7 @@ use super::{
     load::{Layout, LoadEnd, Loader},
     plan::{self, Plan, RetryIdentity},
     prepare::{self, Prepared, Reading, identity_fields, open_writer},
+    record_log::{self, RecordLog},
     review::{self, Kept},
 };
 use crate::{
@@ -144,7 +145,8 @@ async fn execute(
             (filled(keys), Some(extracted))
         }
     };
-    let loaded = load(services, claim, worker, (stop, counts), (&layout, writer, chunks), &progress, &ctx).await;
+    let loaded =
+        load((services, &plan), claim, worker, (stop, counts), (&layout, writer, chunks), &progress, &ctx).await;
     match loaded {
         Ok(LoadEnd::Drained(failures)) => {
             let extracted = match extracted {
@@ -203,7 +205,7 @@ async fn carry_out(
     progress.rejected.store(kept.rejected, std::sync::atomic::Ordering::Relaxed);
     let ctx = services.connector.child();
     let chunks = filled(kept.chunks);
-    match load(services, claim, worker, (stop, counts), (&layout, writer, chunks), &progress, &ctx).await {
+    match load((services, plan), claim, worker, (stop, counts), (&layout, writer, chunks), &progress, &ctx).await {
         Ok(LoadEnd::Drained(failures)) => {
             progress.add_to(counts);
             completed(kept.snapshot, failures, kept.superseded, *counts)
@@ -228,7 +230,7 @@ async fn record_estimate(services: &Services, plan: &Plan, execution_id: uuid::U
 
 /// Runs the load stage over `chunks` in its span.
 async fn load(
-    services: &Services,
+    (services, plan): (&Services, &Plan),
     claim: &Claim,
     worker: &str,
     (stop, counts): (watch::Receiver<Option<Stop>>, &mut Counts),
@@ -237,8 +239,12 @@ async fn load(
     ctx: &syncline_core::connector::Context,
 ) -> Result<LoadEnd, ConnectorError> {
     let loader = Loader { services, execution_id: claim.execution_id, worker, layout, progress };
+    let log = plan.record_log_prefix.as_deref().map(|prefix| {
+        let dir = record_log::dir(prefix, plan.organization_id, (claim.subject_id, claim.execution_id));
+        RecordLog::new(services.record_logs.clone(), dir)
+    });
     let span = tracing::info_span!("load", records_written = tracing::field::Empty, requests = tracing::field::Empty);
-    let loaded = loader.run(writer, chunks, stop, counts).instrument(span.clone()).await;
+    let loaded = loader.run(writer, chunks, (stop, log), counts).instrument(span.clone()).await;
     span.record("records_written", counts.written).record("requests", ctx.metrics.requests());
     loaded
 }

@@ -33,6 +33,9 @@ pub struct Plan {
     pub snapshot_path: Option<String>,
     /// Identities the destination rejected last time, with whether they were new then.
     pub retry: HashMap<Vec<u8>, bool>,
+    pub organization_id: Uuid,
+    /// Where the run's record logs go, when the organization keeps them: its prefix.
+    pub record_log_prefix: Option<String>,
 }
 
 /// Loads the plan of `sync_id`, its connections opened with `ctx` (the run's own context, so
@@ -41,11 +44,13 @@ pub async fn load(services: &Services, ctx: &Context, sync_id: Uuid) -> Result<P
     let client = services.pool.get().await.map_err(state)?;
     let row = client
         .query_opt(
-            "select s.spec, s.snapshot_path, s.retry_identities, m.configuration,
+            "select s.spec, s.snapshot_path, s.retry_identities, m.configuration, s.organization_id,
+                    o.record_logging,
                     sc.type as source_type, sc.configuration as source_config, sc.secrets as source_secrets,
                     tc.type as target_type, tc.configuration as target_config, tc.secrets as target_secrets
              from model_syncs s join models m on m.id = s.model_id
              join connections sc on sc.id = m.connection_id join connections tc on tc.id = s.target_connection_id
+             join organizations o on o.id = s.organization_id
              where s.id = $1",
             &[&sync_id],
         )
@@ -67,5 +72,15 @@ pub async fn load(services: &Services, ctx: &Context, sync_id: Uuid) -> Result<P
         destination,
         snapshot_path: row.try_get("snapshot_path").map_err(state)?,
         retry: retry.iter().filter_map(|r| Some((hex::decode(&r.key).ok()?, r.insert))).collect(),
+        organization_id: row.try_get("organization_id").map_err(state)?,
+        record_log_prefix: record_log_prefix(&row.try_get("record_logging").map_err(state)?),
     })
+}
+
+/// The prefix of an organization's record logs, when its `record_logging` settings keep them.
+fn record_log_prefix(settings: &Json) -> Option<String> {
+    match settings["enabled"].as_bool() {
+        Some(true) => Some(settings["deliveryPrefix"].as_str().unwrap_or_default().to_owned()),
+        _ => None,
+    }
 }

@@ -167,8 +167,16 @@ pub(super) async fn open_writer(
         shaping,
     };
     let key_schema = Arc::new(request.key_schema());
+    let key_identity = match &key {
+        Some(_) => {
+            let names: Vec<String> = key_schema.fields.iter().map(|f| f.name.clone()).collect();
+            Some(KeyLayout::new(&key_schema, &names).map_err(ConnectorError::config)?)
+        }
+        None => None,
+    };
+    let targets = request.targets.clone();
     let writer = plan.destination.writer(request).await?;
-    Ok((writer, Layout { schema, key_schema, identity: key }, fingerprint))
+    Ok((writer, Layout { schema, key_schema, identity: key, key_identity, targets }, fingerprint))
 }
 
 /// The version of the snapshot's key format (identity keys of `syncline_core::record::key`).

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use serde::Serialize;
 use syncline_core::{
     connector::{BatchWriter, ConnectorError, Operation, Operations, WriteBatch},
-    record::{RecordBatch, key::KeyLayout},
+    record::RecordBatch,
 };
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -60,16 +60,14 @@ pub(crate) async fn verify(
     let limit = services.verify_records;
     let mut verified = Verified { sampled: total > limit, ..Verified::default() };
     let mut found = Found::default();
-    let Some(identity) = &layout.identity else {
+    if layout.identity.is_none() {
         verified.unverified = Some("the sync has no identity to read records back by".into());
         return Ok((verified, found));
-    };
+    }
     if limit == 0 {
         verified.unverified = Some("verification is off (MODEL_SYNC_VERIFY_RECORDS=0)".into());
         return Ok((verified, found));
     }
-    let names: Vec<String> = layout.key_schema.fields.iter().map(|f| f.name.clone()).collect();
-    let key_layout = KeyLayout::new(&layout.key_schema, &names).map_err(ConnectorError::permanent)?;
     for chunk in written {
         let bytes = services.store.get(&chunk.key).await.map_err(|e| ConnectorError::transient(e.to_string()))?;
         let chunk_records = changes::decode(bytes, &layout.schema, &layout.key_schema)
@@ -98,10 +96,6 @@ pub(crate) async fn verify(
         };
         verified.checked += picked.len() as u64;
         verified.mismatched += mismatches.len() as u64;
-        let by = match kind {
-            ChunkKind::Deletes => &key_layout,
-            ChunkKind::Upserts => identity,
-        };
         for mismatch in mismatches {
             let Some(at) = picked.get(mismatch.index) else {
                 return Err(ConnectorError::permanent(format!(
@@ -111,10 +105,7 @@ pub(crate) async fn verify(
                 )));
             };
             let mut key = Vec::new();
-            let name = match by.encode(&records.record(*at), &mut key) {
-                Ok(()) => by.display(&key),
-                Err(_) => format!("record {}", at + 1),
-            };
+            let name = layout.name(&records.record(*at), kind == ChunkKind::Deletes, &mut key);
             found.errors.push((name.clone(), format!("{name}: verification: {}", mismatch.kind)));
             if kind == ChunkKind::Upserts {
                 found.resend.insert(key, chunk_records.inserts[*at]);
