@@ -326,37 +326,32 @@ pub async fn finish<E: Effects>(
     Ok(true)
 }
 
-/// Records the plan of `execution_id`'s run (what it would write, with samples), shown with the
-/// execution.
-pub async fn record_plan(pool: &DbPool, execution_id: Uuid, worker: &str, plan: &Json) -> Result<(), DbError> {
-    let client = pool.get().await?;
-    client
-        .execute("update executions set plan = $3 where id = $1 and worker = $2", &[&execution_id, &worker, plan])
-        .await?;
-    Ok(())
+/// What a run reports about itself on its execution, shown with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// What it would write, with samples (a reviewed run).
+    Plan,
+    /// What reading its written records back found and cost.
+    Verification,
+    /// The files of the record logs it wrote.
+    RecordLogs,
 }
 
-/// Records what verifying the writes of `execution_id`'s run found and cost.
-pub async fn record_verification(pool: &DbPool, execution_id: Uuid, worker: &str, found: &Json) -> Result<(), DbError> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "update executions set verification = $3 where id = $1 and worker = $2",
-            &[&execution_id, &worker, found],
-        )
-        .await?;
-    Ok(())
+impl Report {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Plan => "plan",
+            Self::Verification => "verification",
+            Self::RecordLogs => "record_logs",
+        }
+    }
 }
 
-/// Records the index of the record logs `execution_id`'s run wrote.
-pub async fn record_logs(pool: &DbPool, execution_id: Uuid, worker: &str, index: &Json) -> Result<(), DbError> {
+/// Records `report` of `execution_id`'s run, while `worker` owns it.
+pub async fn report(pool: &DbPool, execution_id: Uuid, worker: &str, report: Report, value: &Json) -> Result<(), DbError> {
     let client = pool.get().await?;
-    client
-        .execute(
-            "update executions set record_logs = $3 where id = $1 and worker = $2",
-            &[&execution_id, &worker, index],
-        )
-        .await?;
+    let sql = format!("update executions set {} = $3 where id = $1 and worker = $2", report.column());
+    client.execute(&sql, &[&execution_id, &worker, value]).await?;
     Ok(())
 }
 

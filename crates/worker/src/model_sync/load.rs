@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use syncline_core::{
     connector::{BatchWriter, ConnectorError, Operation, Operations, WriteBatch},
-    executions::{self, Counts, Lease},
+    executions::{self, Counts, Lease, Report},
     record::{Record, Schema, key::KeyLayout},
 };
 use tokio::sync::{mpsc, watch};
@@ -126,7 +126,7 @@ impl Loader<'_> {
         self.verify(writer.as_mut(), &written, counts, (&mut rejected, &mut log)).await?;
         if let Some(log) = log {
             let index = serde_json::json!(log.finish().await?);
-            executions::record_logs(&self.services.pool, self.execution_id, self.worker, &index)
+            executions::report(&self.services.pool, self.execution_id, self.worker, Report::RecordLogs, &index)
                 .await
                 .map_err(transient)?;
         }
@@ -165,7 +165,7 @@ impl Loader<'_> {
             }
         }
         let summary = serde_json::json!(verified);
-        executions::record_verification(&self.services.pool, self.execution_id, self.worker, &summary)
+        executions::report(&self.services.pool, self.execution_id, self.worker, Report::Verification, &summary)
             .await
             .map_err(transient)
     }

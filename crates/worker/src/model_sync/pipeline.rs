@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde_json::{Value as Json, json};
 use syncline_core::{
     connector::{BatchWriter, ConnectorError, Readable},
-    executions::{self, Claim, Counts, Outcome},
+    executions::{self, Claim, Counts, Outcome, Report},
     sync::StartOptions,
 };
 use tokio::sync::{mpsc, watch};
@@ -132,7 +132,7 @@ async fn execute(
                     rejected: counts.errors,
                 });
             }
-            let recorded = executions::record_plan(&services.pool, execution_id, worker, &json!(review)).await;
+            let recorded = executions::report(&services.pool, execution_id, worker, Report::Plan, &json!(review)).await;
             if let Err(e) = recorded {
                 return failed(ConnectorError::transient(format!("recording the plan: {e}")), *counts);
             }
