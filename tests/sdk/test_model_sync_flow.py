@@ -44,7 +44,7 @@ BIG_ROWS = int(os.environ.get("SYNCLINE_SDK_BIG_ROWS", "200000"))
 EXECUTION_TIMEOUT_S = 60
 BIG_EXECUTION_TIMEOUT_S = 300
 CONFLICT_ATTEMPTS = 3
-TERMINAL = {"completed", "failed", "canceled", "interrupted"}
+TERMINAL = {"completed", "completed_with_errors", "failed", "canceled", "interrupted"}
 
 SOURCE_SETUP = f"""
 create table users (
@@ -172,8 +172,9 @@ def describe(execution) -> str:
     )
 
 
-def wait_for_execution(pt: Polytomic, sync_id: str, execution_id: str, timeout: float):
-    """Poll executions.get until the execution is terminal; fail after `timeout` seconds."""
+def wait_for_execution(pt: Polytomic, sync_id: str, execution_id: str, timeout: float, ends=TERMINAL):
+    """Poll executions.get until the execution's status is one of `ends` (terminal); fail after
+    `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         execution = pt.model_sync.executions.get(sync_id, execution_id).data
@@ -181,7 +182,7 @@ def wait_for_execution(pt: Polytomic, sync_id: str, execution_id: str, timeout: 
         assert execution.id == execution_id, (
             f"executions.get returned execution {execution.id!r}, asked for {execution_id!r}"
         )
-        if execution.status in TERMINAL:
+        if execution.status in ends:
             return execution
         if time.monotonic() > deadline:
             pytest.fail(

@@ -15,6 +15,8 @@ use crate::error::ApiError;
 pub const NAME_MAX: usize = 255;
 /// Longest other text value (a SQL query, a configuration value), in characters.
 pub const TEXT_MAX: usize = 100_000;
+/// Longest email address, in characters.
+const EMAIL_MAX: usize = 320;
 /// Longest query parameter value (sign-in callbacks carry the provider's code), in characters.
 pub const QUERY_MAX: usize = 4_096;
 
@@ -74,6 +76,19 @@ pub fn name(value: Option<&str>, field: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
+/// An email address: trimmed, `local@domain` with both parts present, no spaces or control
+/// characters, at most [`EMAIL_MAX`] characters.
+pub fn email(value: &str, field: &str) -> Result<String, ApiError> {
+    let email = value.trim();
+    let parts = email.split_once('@').filter(|(local, domain)| !local.is_empty() && !domain.is_empty());
+    let domain_ok =
+        parts.is_some_and(|(_, domain)| !domain.contains('@') && !domain.starts_with('.') && !domain.ends_with('.'));
+    if !domain_ok || email.chars().any(|c| c.is_whitespace() || c.is_control()) || email.chars().count() > EMAIL_MAX {
+        return Err(invalid(field, "must be an email address"));
+    }
+    Ok(email.to_owned())
+}
+
 /// Middleware: refuses a query string whose parameters hold NUL bytes or control characters,
 /// or are longer than [`QUERY_MAX`] characters (names: [`NAME_MAX`]), before any handler reads
 /// them.
@@ -121,5 +136,18 @@ mod tests {
         assert!(name(Some("a\nb"), "name").is_err());
         assert!(name(Some(&"é".repeat(NAME_MAX)), "name").is_ok());
         assert!(name(Some(&"é".repeat(NAME_MAX + 1)), "name").expect_err("long").message.contains("at most 255"));
+    }
+
+    #[test]
+    fn emails_have_a_local_part_and_a_domain() {
+        assert_eq!(email(" ops@example.com ", "email").expect("valid"), "ops@example.com");
+        for bad in ["", "ops", "@example.com", "ops@", "ops@a@b", "ops@.com", "o ps@example.com", "ops@example."] {
+            let e = email(bad, "subscribers[0]").expect_err(bad);
+            assert_eq!(
+                (e.message.as_str(), e.metadata),
+                ("subscribers[0] must be an email address", json!({"field": "subscribers[0]"}))
+            );
+        }
+        assert!(email(&format!("{}@example.com", "a".repeat(EMAIL_MAX)), "email").is_err());
     }
 }

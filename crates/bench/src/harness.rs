@@ -279,7 +279,9 @@ impl Syncline {
     /// An organization, a user and its API key, which later calls use.
     async fn provision(&mut self) -> anyhow::Result<()> {
         use reqwest::Method;
-        let org = self.call(Method::POST, "organizations", json!({"name": "bench"})).await?;
+        // Each start is an organization of its own: several may share the state database.
+        let name = format!("bench {}", uuid::Uuid::new_v4().simple());
+        let org = self.call(Method::POST, "organizations", json!({"name": name})).await?;
         let org_id = org["id"].as_str().context("org")?.to_owned();
         let user = self
             .call(Method::POST, &format!("organizations/{org_id}/users"), json!({"email": "bench@example.com"}))

@@ -9,8 +9,9 @@ use futures::{StreamExt, stream};
 use serde_json::Value as Json;
 use syncline_core::{
     connector::{
-        ConnectorError, CreateProperty, Cursor, Endpoint, InvalidProperty, Mismatch, MismatchKind, ObjectSpec,
-        Partition, ReadEvent, ReadRequest, RecordFailure, Shaping, SyncMode, TargetField, WriteRequest,
+        ConnectorError, CreateProperty, Cursor, Endpoint, InvalidProperty, Mismatch, MismatchKind, ModelInput,
+        ModelOption, ObjectSpec, Partition, ReadEvent, ReadRequest, RecordFailure, Shaping, SyncMode, TargetField,
+        WriteRequest,
     },
     record::{Field, RecordBatch},
     sync::filter::{Predicate, Scalar},
@@ -28,6 +29,10 @@ pub(crate) fn endpoint(hostname: &str, port: u16, database: &str, username: &str
         directory: None,
     }
 }
+
+/// The items of a SQL source's model configuration (see [`Model`]).
+pub(crate) const MODEL_OPTIONS: &[ModelOption] =
+    &[ModelOption { name: "query", input: ModelInput::Text }, ModelOption { name: "table", input: ModelInput::Stream }];
 
 /// What a model configuration reads: `{"query": "select …"}` or `{"table": "schema.table"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]

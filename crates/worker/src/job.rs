@@ -1,6 +1,6 @@
 //! The queue handler of every job kind: claim an execution, keep its lease, run it (again,
-//! after a transient failure), and finish it with its outcome or hand it back — whether the run
-//! ends, fails, or panics.
+//! after a transient failure, said in its console log), and finish it with its outcome or hand
+//! it back — whether the run ends, fails, or panics.
 
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
@@ -18,6 +18,7 @@ use tracing::{Instrument, info, warn};
 use crate::{
     Services,
     abort::AbortOnDrop,
+    console,
     kind::{JobKind, RunEnd, Stop},
 };
 
@@ -106,6 +107,8 @@ async fn run_with_retries<K: JobKind>(
         backoff = (backoff * 2).min(MAX_BACKOFF);
         warn!(execution_id = %claim.execution_id, class = class.as_str(), retry = retry + 1, wait_ms = wait.as_millis() as u64,
               "run failed; trying again");
+        let line = format!("trying again in {} s (retry {} of {MAX_RETRIES})", wait.as_secs_f64(), retry + 1);
+        console::log(&services.pool, claim.execution_id, None, "warning", &line).await;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             stopped = stop.wait_for(Option::is_some) => {

@@ -11,6 +11,7 @@ mod abort;
 mod bulk_sync;
 mod capture_slots;
 mod connections;
+mod console;
 mod event_delivery;
 mod event_retention;
 mod job;

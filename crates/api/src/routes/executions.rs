@@ -1,6 +1,7 @@
-//! Model sync executions: list, get and cancel.
+//! Model sync executions: list, get, cancel, and the console log of one.
 
 use actix_web::{HttpResponse, get, post, web};
+use deadpool_postgres::GenericClient;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use syncline_core::{
@@ -9,7 +10,11 @@ use syncline_core::{
 };
 use uuid::Uuid;
 
-use super::{Page, envelope, parse_id};
+use super::{
+    Page,
+    console_log::{LogQuery, page as log_page},
+    envelope, parse_id,
+};
 use crate::{
     AppState,
     error::ApiError,
@@ -18,7 +23,7 @@ use crate::{
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(list).service(get_one).service(cancel).service(approve).service(reject);
+    cfg.service(list).service(get_one).service(cancel).service(approve).service(reject).service(console_log);
 }
 
 /// A run's plan as shown: what it would write, with samples, without what a waiting run kept
@@ -109,15 +114,19 @@ async fn list(
     Ok(page.respond(&executions, to_json))
 }
 
+/// Execution `id` (a path segment) of `sync`; 404 when it has none.
+async fn execution_of(client: &impl GenericClient, sync: &ModelSync, id: &str) -> Result<Execution, ApiError> {
+    let execution = store::executions::get_of(client, (MODEL_SYNC, sync.id), parse_id(id, "execution")?).await?;
+    execution.ok_or_else(|| ApiError::not_found("execution"))
+}
+
 #[get("/syncs/{sync_id}/executions/{id}")]
 async fn get_one(
     state: web::Data<AppState>,
     sync: Authorized<ModelSync, can::Read>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path.1, "execution")?;
-    let execution = store::executions::get_of(&state.pool.get().await?, (MODEL_SYNC, sync.id), id).await?;
-    Ok(envelope(to_json(&execution.ok_or_else(|| ApiError::not_found("execution"))?)))
+    Ok(envelope(to_json(&execution_of(&state.pool.get().await?, &sync, &path.1).await?)))
 }
 
 #[post("/syncs/{sync_id}/executions/{id}/cancel")]
@@ -126,17 +135,14 @@ async fn cancel(
     sync: Authorized<ModelSync, can::Run>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path.1, "execution")?;
     let client = state.pool.get().await?;
-    let subject = (MODEL_SYNC, sync.id);
-    let execution =
-        store::executions::get_of(&client, subject, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
-    let message = match store::executions::request_cancel(&client, subject, Some(id)).await? {
+    let execution = execution_of(&client, &sync, &path.1).await?;
+    let message = match store::executions::request_cancel(&client, (MODEL_SYNC, sync.id), Some(execution.id)).await? {
         0 => "the execution is not running",
         _ => "cancel requested",
     };
     if execution.status == "waiting" {
-        discard_kept(&state, sync.id, id).await;
+        discard_kept(&state, sync.id, execution.id).await;
     }
     Ok(envelope(json!({ "message": message })))
 }
@@ -157,10 +163,9 @@ async fn decide(
     id: &str,
     approved: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(id, "execution")?;
     let client = state.pool.get().await?;
+    let id = execution_of(&client, sync, id).await?.id;
     let subject = (MODEL_SYNC, sync.id);
-    store::executions::get_of(&client, subject, id).await?.ok_or_else(|| ApiError::not_found("execution"))?;
     let by = sync.caller.describe();
     let reason = json!([format!("the plan was rejected by {by}")]);
     if !store::executions::decide(&client, subject, id, approved, &reason).await? {
@@ -201,4 +206,16 @@ async fn reject(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     decide(&state, &sync, &path.1, false).await
+}
+
+/// The console log the engine wrote while running the execution.
+#[get("/syncs/{sync_id}/executions/{id}/consolelog")]
+async fn console_log(
+    state: web::Data<AppState>,
+    sync: Authorized<ModelSync, can::Read>,
+    path: web::Path<(String, String)>,
+    query: web::Query<LogQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let execution = execution_of(&state.pool.get().await?, &sync, &path.1).await?;
+    log_page(&state, &[execution.id], None, &query).await
 }

@@ -16,6 +16,7 @@ pub mod audit_events;
 pub mod bulk_syncs;
 pub mod connection_discovery;
 pub mod connections;
+pub mod console_log;
 pub mod event_activity;
 pub mod event_replays;
 pub mod event_routes;
@@ -26,6 +27,7 @@ pub mod organizations;
 pub mod permissions;
 pub mod record_logs;
 pub mod schemas;
+pub mod sources;
 pub mod syncs;
 pub mod targets;
 pub mod users;
@@ -41,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(connections::configure)
             .configure(connection_discovery::configure)
             .configure(targets::configure)
+            .configure(sources::configure)
             .configure(models::configure)
             .configure(syncs::configure)
             .configure(executions::configure)

@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use syncline_core::record::Field;
 use uuid::Uuid;
 
 use super::{check_policies, connections, envelope};
@@ -51,6 +52,20 @@ struct ModelBody {
     policies: Option<Vec<String>>,
 }
 
+/// `ModelField` of a field a model configuration yields, identified by `id` (`{model}.{name}`
+/// within a model).
+pub(super) fn field_json(field: &Field, id: String, unique: bool) -> Json {
+    json!({
+        "id": id,
+        "name": field.name,
+        "label": field.name,
+        "type": field.field_type.api_name(),
+        "remote_type": field.field_type.postgres_name(),
+        "unique": unique,
+        "user_added": false,
+    })
+}
+
 /// A model body checked against its source: its fields as the API shows them.
 struct Checked {
     name: String,
@@ -87,17 +102,9 @@ async fn check(state: &AppState, caller: &Caller, input: &ModelBody, model_id: U
     let fields: Vec<Json> = fields
         .iter()
         .map(|f| {
-            json!({
-                "id": format!("{model_id}.{}", f.name),
-                "name": f.name,
-                "label": f.name,
-                "type": f.field_type.api_name(),
-                "remote_type": f.field_type.postgres_name(),
-                "unique": unique == Some(f.name.as_str()),
-                "user_added": false,
-                "created_at": now,
-                "updated_at": now,
-            })
+            let mut field = field_json(f, format!("{model_id}.{}", f.name), unique == Some(f.name.as_str()));
+            (field["created_at"], field["updated_at"]) = (json!(now), json!(now));
+            field
         })
         .collect();
     Ok(Checked { name: name.to_owned(), connection_id, configuration, fields: json!(fields) })

@@ -20,7 +20,7 @@ use crate::{
     auth::{Caller, Credential},
     domain::users::{self as domain, to_json},
     error::{ApiError, parse_body},
-    idempotency, store,
+    idempotency, input, store,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -88,11 +88,7 @@ struct UserBody {
 }
 
 fn email(input: &UserBody) -> Result<String, ApiError> {
-    let email = input.email.as_deref().map(str::trim).unwrap_or_default();
-    if !email.contains('@') || email.len() < 3 || email.len() > 320 {
-        return Err(ApiError::unprocessable("email must be an email address"));
-    }
-    Ok(email.to_owned())
+    input::email(input.email.as_deref().unwrap_or_default(), "email")
 }
 
 /// The roles a body asks for: `role` (legacy name) or `role_ids`, never both; `None` if neither.

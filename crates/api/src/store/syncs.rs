@@ -25,12 +25,15 @@ pub struct ModelSync {
     pub model_id: Uuid,
     pub target_connection_id: Uuid,
     pub policies: Vec<String>,
+    /// Whether records the destination rejected are sent again unchanged on the next run.
+    pub auto_retry_record_errors: bool,
     pub next_run_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, organization_id, name, active, mode, spec, model_id, target_connection_id, policies,
+    auto_retry_record_errors,
     (select next_run_at from schedules where kind = 'model_sync' and subject_id = model_syncs.id) as next_run_at,
     created_at, updated_at";
 
@@ -48,6 +51,7 @@ impl FromRow for ModelSync {
             model_id: row.try_get("model_id")?,
             target_connection_id: row.try_get("target_connection_id")?,
             policies: row.try_get("policies")?,
+            auto_retry_record_errors: row.try_get("auto_retry_record_errors")?,
             next_run_at: row.try_get("next_run_at")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -176,6 +180,20 @@ pub async fn claim_new_target(tx: &impl GenericClient, connection_id: Uuid, obje
     let claim = format!("model sync target {connection_id} {object}");
     tx.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", &[&claim]).await?;
     Ok(())
+}
+
+/// Sets whether sync `id` sends the records the destination rejected again unchanged; `None`
+/// when there is no such sync.
+pub async fn set_auto_retry(
+    client: &impl GenericClient,
+    (org, id): (Uuid, Uuid),
+    auto_retry: bool,
+) -> Result<Option<ModelSync>, StoreError> {
+    let sql = format!(
+        "update model_syncs set auto_retry_record_errors = $3, updated_at = now()
+          where id = $1 and organization_id = $2 returning {COLUMNS}"
+    );
+    fetch_opt(client, &sql, &[&id, &org, &auto_retry]).await
 }
 
 /// Deletes sync `id`; `false` when there was none.

@@ -95,7 +95,8 @@ async fn bad_input_gets_clear_json_errors() {
     let mut bad_schedule = sync("email", "public.users");
     bad_schedule["schedule"] = json!({"frequency": "custom", "minute": "99"});
     let (s, b) = api.send("POST", "/api/syncs", Some(bad_schedule)).await;
-    assert_error(s, &b, 422, "schedule is not valid");
+    assert_error(s, &b, 422, "schedule.minute \"99\" is not valid");
+    assert_eq!(b["metadata"]["field"], "schedule.minute", "{b}");
 
     let (s, b) = api.send("GET", "/api/models/00000000-0000-0000-0000-000000000000", None).await;
     assert_error(s, &b, 404, "model not found");

@@ -1,6 +1,7 @@
 //! Faults end to end: model syncs through the API with the in-memory reference connector
 //! (`REFERENCE_CONNECTORS=true`) failing on purpose. Every execution ends as it should (none
-//! stays `running`), and the next run, after the connection is fixed, completes. Then a
+//! stays `running`), its console log tells each try, and the next run, after the connection is
+//! fixed, completes. Then a
 //! memory source with a composite identity into PostgreSQL: equal by checksum, a 1% change
 //! sends exactly that 1%, an unchanged model sends nothing.
 
@@ -83,6 +84,14 @@ impl Faulty {
 
     async fn run(&self) -> Json {
         run_sync(&self.api, &self.sync_id, TIMEOUT).await
+    }
+
+    /// The console log messages of execution `execution` (up to 50).
+    async fn console(&self, execution: &Json) -> Vec<String> {
+        let id = execution["id"].as_str().expect("execution id");
+        let log = self.api.ok("GET", &format!("/api/syncs/{}/executions/{id}/consolelog", self.sync_id), None).await;
+        let entries = log["entries"].as_array().expect("entries");
+        entries.iter().map(|e| e["message"].as_str().expect("message").to_owned()).collect()
     }
 
     /// Seconds between the start and the end of execution `id`.
@@ -168,6 +177,16 @@ async fn transient_failures_are_retried_until_they_clear() {
     assert_copied(&run);
     assert_eq!(run["retries"], 2, "{run}");
     assert_eq!(run["errors"], json!([]), "{run}");
+    // Each failed try, and the wait before the next, is in the console log; the last try completed.
+    let log = faulty.console(&run).await;
+    let tries: Vec<&str> = log
+        .iter()
+        .filter(|m| m.starts_with("failed (") || m.starts_with("trying again") || m.starts_with("completed"))
+        .map(|m| m.split(':').next().unwrap_or_default())
+        .collect();
+    let waits = ["trying again in 1 s (retry 1 of 3)", "trying again in 2 s (retry 2 of 3)"];
+    assert_eq!(tries, ["failed (transient)", waits[0], "failed (transient)", waits[1], "completed"], "{log:?}");
+    assert_eq!(log.iter().filter(|m| m.starts_with("started: model \"orders\"")).count(), 3, "{log:?}");
     // The records arrived: the destination's object reads back as a model.
     let target = faulty.api.ok("GET", "/api/connections", None).await;
     let target_id = target.as_array().and_then(|c| c.iter().find(|c| c["name"] == "target")).expect("target")["id"]
@@ -194,6 +213,8 @@ async fn a_rate_limit_is_waited_out() {
     assert_eq!(run["retries"], 1, "{run}");
     let took = faulty.took(&run).await;
     assert!(took >= 2.5, "the worker waited for retry_after: the run took {took} s");
+    let log = faulty.console(&run).await;
+    assert!(log.contains(&"trying again in 2.5 s (retry 1 of 3)".to_owned()), "{log:?}");
     assert_eq!(faulty.run().await["status"], "completed");
     faulty.finish().await;
 }

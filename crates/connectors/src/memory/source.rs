@@ -9,8 +9,8 @@ use futures::{StreamExt, stream};
 use serde_json::{Map, Value as Json, json};
 use syncline_core::{
     connector::{
-        Catalog, ConnectorError, Context, Partition, ReadEvent, ReadRequest, Readable, Reading, Source, Stream,
-        StreamCapabilities,
+        Catalog, ConnectorError, Context, ModelInput, ModelOption, Partition, ReadEvent, ReadRequest, Readable,
+        Reading, Source, Stream, StreamCapabilities,
     },
     record::{Field, FieldType, RecordBatchBuilder, Schema, Value, key::KeyLayout},
 };
@@ -244,6 +244,10 @@ impl Source for MemorySource {
             }
         }
         Ok(Catalog { streams })
+    }
+
+    fn model_options(&self) -> &'static [ModelOption] {
+        &[ModelOption { name: "dataset", input: ModelInput::Stream }]
     }
 
     async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError> {

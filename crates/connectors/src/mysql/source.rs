@@ -14,7 +14,8 @@ use mysql_async::{
 use serde_json::{Map, Value as Json};
 use syncline_core::{
     connector::{
-        Catalog, ConnectorError, Context, ReadRequest, Readable, Reading, Source, Stream, StreamCapabilities, within,
+        Catalog, ConnectorError, Context, ModelOption, ReadRequest, Readable, Reading, Source, Stream,
+        StreamCapabilities, within,
     },
     record::{DecodeError, Field, FieldType, RecordBatch, RecordBatchBuilder, Schema, Value},
     sync::filter::Predicate,
@@ -29,7 +30,7 @@ use super::{
 };
 use crate::{
     predicate,
-    sql::{self, Clauses, Model, with_checkpoints},
+    sql::{self, Clauses, MODEL_OPTIONS, Model, with_checkpoints},
 };
 
 pub(super) struct MysqlSource {
@@ -193,6 +194,10 @@ fn finish_key(stream: Option<&mut Stream>, keys: &mut Vec<(u32, String)>) {
 impl Source for MysqlSource {
     async fn discover(&self) -> Result<Catalog, ConnectorError> {
         catalog(&mut self.look().await?, &self.config.database).await
+    }
+
+    fn model_options(&self) -> &'static [ModelOption] {
+        MODEL_OPTIONS
     }
 
     async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError> {

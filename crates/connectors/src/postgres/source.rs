@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value as Json};
 use syncline_core::{
     connector::{
-        Catalog, ConnectorError, Context, HeldSnapshot, ReadRequest, Readable, Reading, Source, Stream,
+        Catalog, ConnectorError, Context, HeldSnapshot, ModelOption, ReadRequest, Readable, Reading, Source, Stream,
         StreamCapabilities, within,
     },
     record::{Field, FieldType, RecordBatch, Schema, tuple_len},
@@ -19,7 +19,7 @@ use tokio_postgres::types::Type;
 
 use crate::{
     predicate,
-    sql::{self, Clauses, Model, with_checkpoints},
+    sql::{self, Clauses, MODEL_OPTIONS, Model, with_checkpoints},
 };
 
 use super::{
@@ -155,6 +155,10 @@ async fn catalog(conn: &Connection) -> Result<Catalog, ConnectorError> {
 impl Source for PostgresSource {
     async fn discover(&self) -> Result<Catalog, ConnectorError> {
         catalog(&self.look().await?).await
+    }
+
+    fn model_options(&self) -> &'static [ModelOption] {
+        MODEL_OPTIONS
     }
 
     async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError> {

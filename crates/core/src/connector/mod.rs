@@ -35,7 +35,9 @@ pub use destination::{
     WriteRequest,
 };
 pub use error::{ConnectorError, ErrorClass};
-pub use source::{Cursor, HeldSnapshot, Partition, ReadEvent, ReadRequest, Readable, Reading, Source};
+pub use source::{
+    Cursor, HeldSnapshot, ModelInput, ModelOption, Partition, ReadEvent, ReadRequest, Readable, Reading, Source,
+};
 pub use spec::{Capabilities, Connector, ConnectorSpec, DynConnector, ParameterValue, Secret, config_schema, register};
 pub use warehouse::{EventWarehouse, TableRows};
 

@@ -21,6 +21,23 @@ pub enum Readable {
     Stream(String),
 }
 
+/// What an item of a model configuration holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelInput {
+    /// Free text (a SQL query).
+    Text,
+    /// The name of one of the source's streams (a table).
+    Stream,
+}
+
+/// An item of a model configuration (`query`, `table`): a model gives exactly one of its
+/// source's items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelOption {
+    pub name: &'static str,
+    pub input: ModelInput,
+}
+
 /// Resume an incremental read after a saved position.
 #[derive(Debug, Clone)]
 pub struct Cursor {
@@ -118,6 +135,9 @@ pub trait HeldSnapshot: Send + Sync {
 pub trait Source: Send + Sync {
     /// The streams this connection offers.
     async fn discover(&self) -> Result<Catalog, ConnectorError>;
+
+    /// The items a model configuration of this source takes, one of which a model gives.
+    fn model_options(&self) -> &'static [ModelOption];
 
     /// The fields a model configuration yields; a bad query fails with the system's message.
     async fn model_fields(&self, model: &Json) -> Result<Vec<Field>, ConnectorError>;

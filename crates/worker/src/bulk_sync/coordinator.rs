@@ -25,7 +25,7 @@ use super::{
     store::{self, PartitionState, SchemaEnd},
 };
 use crate::{
-    Services, connections,
+    Services, connections, console,
     kind::{RunEnd, Stop},
 };
 
@@ -179,7 +179,7 @@ async fn plan(
         true => sync.mode,
         false => {
             let message = format!("{} runs as snapshot: the destination keeps whole copies", sync.mode.as_str());
-            store::log(&services.pool, execution_id, None, "info", &message).await;
+            console::log(&services.pool, execution_id, None, "info", &message).await;
             BulkMode::Snapshot
         }
     };
@@ -206,7 +206,7 @@ async fn plan(
                 format!("{} planned: {} partition(s) into {}", schema.schema_id, schema.tasks.len(), schema.output_name)
             }
         };
-        store::log(&services.pool, execution_id, Some(&schema.schema_id), "info", &message).await;
+        console::log(&services.pool, execution_id, Some(&schema.schema_id), "info", &message).await;
     }
     store::save_plan(&services.pool, execution_id, &planned).await?;
     Ok(planner.into_held())
@@ -231,7 +231,7 @@ async fn resume(
         let message = format!(
             "{schema_id}: the source snapshot its partitions read at ended with the previous coordinator; loading it again from the start"
         );
-        store::log(&services.pool, execution_id, Some(schema_id), "warning", &message).await;
+        console::log(&services.pool, execution_id, Some(schema_id), "warning", &message).await;
         store::cancel_partitions(&services.pool, execution_id, Some(schema_id)).await?;
         if let Some(shadow) = finishes.get(schema_id).and_then(|f| f.shadow.as_deref()) {
             ends.destination.drop_table(shadow).await?;
@@ -310,7 +310,7 @@ impl Run<'_> {
             Err(e) => return self.fail(schema_id, finish, &e.message).await,
         };
         let message = format!("{schema_id} completed ({} rows deleted)", end.deleted);
-        store::log(&self.services.pool, self.execution_id, Some(schema_id), "info", &message).await;
+        console::log(&self.services.pool, self.execution_id, Some(schema_id), "info", &message).await;
         store::end_schema(&self.services.pool, (self.sync_id, self.execution_id), schema_id, end).await
     }
 
@@ -319,7 +319,7 @@ impl Run<'_> {
         store::cancel_partitions(&self.services.pool, self.execution_id, Some(schema_id)).await?;
         self.drop_shadow(finish).await;
         let line = format!("{schema_id} failed: {message}");
-        store::log(&self.services.pool, self.execution_id, Some(schema_id), "error", &line).await;
+        console::log(&self.services.pool, self.execution_id, Some(schema_id), "error", &line).await;
         let end = SchemaEnd { status: "failed", message: Some(message.to_owned()), deleted: 0, state: None };
         store::end_schema(&self.services.pool, (self.sync_id, self.execution_id), schema_id, end).await
     }

@@ -444,23 +444,6 @@ pub async fn outcome(
     Ok((counts, failures, schemas))
 }
 
-/// Adds a line to the console log of `execution_id` (of one schema, if given).
-pub async fn log(pool: &DbPool, execution_id: Uuid, schema_id: Option<&str>, level: &str, message: &str) {
-    let logged = async {
-        let client = pool.get().await.map_err(state)?;
-        client
-            .execute(
-                "insert into execution_logs (execution_id, schema_id, level, message) values ($1, $2, $3, $4)",
-                &[&execution_id, &schema_id, &level, &message],
-            )
-            .await
-            .map_err(state)
-    };
-    if let Err(e) = logged.await {
-        tracing::warn!(%execution_id, error = %e.message, "could not write a console log line");
-    }
-}
-
 /// The task and schema of partition `partition_id`, with its bulk execution and sync, unless it
 /// committed already.
 pub async fn partition(pool: &DbPool, partition_id: Uuid) -> Result<Option<(Task, Uuid, Uuid)>, ConnectorError> {

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::{apply::apply, capture, store, wal_guard};
 use crate::{
-    Services, connections,
+    Services, connections, console,
     kind::{RunEnd, Stop, Unchanged},
 };
 
@@ -56,7 +56,7 @@ pub async fn run(
         Err(Err(error)) => Some(("error", format!("capture failed: {}", error.message))),
     };
     if let Some((level, message)) = line {
-        store::log(&services.pool, claim.execution_id, None, level, &message).await;
+        console::log(&services.pool, claim.execution_id, None, level, &message).await;
     }
     match stopped {
         Ok(stop) => RunEnd::Stopped { stop, counts },
@@ -88,7 +88,7 @@ async fn stream(services: &Services, claim: &Claim, counts: &mut Counts) -> Resu
         Some(_) => format!("capture resumed from LSN {position}"),
         None => format!("capture started at LSN {position}"),
     };
-    store::log(pool, claim.execution_id, None, "info", &started).await;
+    console::log(pool, claim.execution_id, None, "info", &started).await;
     let mut summary = Summary::default();
     loop {
         match store::active(pool, sync_id).await? {
@@ -98,7 +98,7 @@ async fn stream(services: &Services, claim: &Claim, counts: &mut Counts) -> Resu
                     "capture paused at LSN {position}: the bulk sync was deactivated (the slot keeps the changes \
                      until it is activated again)"
                 );
-                store::log(pool, claim.execution_id, None, "info", &paused).await;
+                console::log(pool, claim.execution_id, None, "info", &paused).await;
                 return Ok(());
             }
             Some(true) => {}
@@ -125,7 +125,7 @@ async fn stream(services: &Services, claim: &Claim, counts: &mut Counts) -> Resu
         counts.read += changes as i64;
         counts.written += changes as i64;
         if let Some(line) = summary.add(changes, end) {
-            store::log(pool, claim.execution_id, None, "info", &line).await;
+            console::log(pool, claim.execution_id, None, "info", &line).await;
         }
         if set.transactions.is_empty() {
             tokio::time::sleep(IDLE).await;

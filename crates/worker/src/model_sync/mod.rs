@@ -3,6 +3,7 @@
 //! state with the execution.
 
 mod changes;
+mod console;
 mod extract;
 mod load;
 mod pipeline;
@@ -45,7 +46,8 @@ pub enum SyncState {
 pub struct DiffState {
     /// The new snapshot (`None` when the sync keeps none: no identity, or too many failures).
     pub snapshot: Option<String>,
-    /// Identities the destination rejected, resent next time.
+    /// Identities the destination rejected, resent next time (or, without
+    /// `auto_retry_record_errors`, once they change).
     pub retry_identities: Vec<Json>,
     /// The snapshot this one replaces, removed once committed.
     pub superseded: Option<String>,

@@ -21,15 +21,18 @@ use syncline_core::{
 };
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
+use uuid::Uuid;
 
 use super::{
     DiffState, SyncState,
+    console::{self, Stage},
     extract::{Extracted, Progress},
     load::{Layout, LoadEnd, Loader},
     plan::{self, Plan, RetryIdentity},
     prepare::{self, Prepared, Reading, identity_fields, open_writer},
     record_log::{self, RecordLog},
     review::{self, Kept},
+    snapshot::Identity,
 };
 use crate::{
     Services,
@@ -57,10 +60,12 @@ pub async fn run(
         end = execute(services, claim, worker, stop, &mut counts) => Err(end),
         stop = signal.wait_for(Option::is_some) => Ok(stop.ok().and_then(|s| *s).unwrap_or(Stop::Lost)),
     };
-    match stopped {
+    let end = match stopped {
         Ok(stop) => RunEnd::Stopped { stop, counts },
         Err(end) => end,
-    }
+    };
+    console::note(&services.pool, claim.execution_id, Stage::Ended(&end)).await;
+    end
 }
 
 /// A failed run's end.
@@ -84,6 +89,7 @@ async fn execute(
         Ok(plan) => plan,
         Err(error) => return failed(error, *counts),
     };
+    console::note(&services.pool, execution_id, Stage::Started(&plan)).await;
     if let Some(approved) = &claim.approved_plan {
         return carry_out(services, claim, worker, stop, counts, &plan, approved).await;
     }
@@ -97,8 +103,8 @@ async fn execute(
     };
     record_estimate(services, &plan, execution_id, worker).await;
     let reading = Reading { execution_id, sync_id, resync, only, progress: progress.clone(), plan: &plan };
-    let Prepared { layout, writer, mut extract, chunks, fingerprint } = match prepare::prepare(services, reading).await
-    {
+    let prepared = prepare::prepare(services, reading).await;
+    let Prepared { layout, writer, mut extract, chunks, fingerprint, held } = match prepared {
         Ok(prepared) => prepared,
         Err(error) => return failed(error, *counts),
     };
@@ -130,6 +136,7 @@ async fn execute(
                     fingerprint,
                     read: counts.read,
                     rejected: counts.errors,
+                    held: encoded(held.take()),
                 });
             }
             let recorded = executions::report(&services.pool, execution_id, worker, Report::Plan, &json!(review)).await;
@@ -156,7 +163,9 @@ async fn execute(
             match extracted {
                 Ok(extracted) => {
                     progress.add_to(counts);
-                    completed(extracted.snapshot, failures, plan.snapshot_path.clone(), *counts)
+                    let snapshots = (extracted.snapshot, plan.snapshot_path.clone());
+                    let rejected = encoded(failures.into_iter().chain(held.take()));
+                    completed(services, (execution_id, &plan), snapshots, rejected, *counts).await
                 }
                 Err(error) => failed(error, *counts),
             }
@@ -208,7 +217,8 @@ async fn carry_out(
     match load((services, plan), claim, worker, (stop, counts), (&layout, writer, chunks), &progress, &ctx).await {
         Ok(LoadEnd::Drained(failures)) => {
             progress.add_to(counts);
-            completed(kept.snapshot, failures, kept.superseded, *counts)
+            let rejected = encoded(failures).into_iter().chain(kept.held).collect();
+            completed(services, (claim.execution_id, plan), (kept.snapshot, kept.superseded), rejected, *counts).await
         }
         Ok(LoadEnd::Stopped(stop)) => RunEnd::Stopped { stop, counts: *counts },
         Err(error) => failed(error, *counts),
@@ -216,9 +226,10 @@ async fn carry_out(
 }
 
 /// Records the source's estimate of the model's records, if it has one.
-async fn record_estimate(services: &Services, plan: &Plan, execution_id: uuid::Uuid, worker: &str) {
+async fn record_estimate(services: &Services, plan: &Plan, execution_id: Uuid, worker: &str) {
     match plan.source.estimate_rows(&Readable::Model(plan.model.clone())).await {
         Ok(Some(estimate)) => {
+            console::note(&services.pool, execution_id, Stage::Estimated(estimate)).await;
             if let Err(e) = executions::record_estimate(&services.pool, execution_id, worker, estimate as i64).await {
                 tracing::debug!(%execution_id, error = %e, "could not record the row estimate");
             }
@@ -249,20 +260,30 @@ async fn load(
     loaded
 }
 
-/// The end of a run that wrote everything: the new diff state, with the identities the
-/// destination rejected to resend next time (too many: the next run resends everything).
-fn completed(
-    snapshot: Option<String>,
-    failures: Vec<(Vec<u8>, bool)>,
-    superseded: Option<String>,
+/// Identities as the sync stores them to retry.
+fn encoded(identities: impl IntoIterator<Item = Identity>) -> Vec<RetryIdentity> {
+    identities.into_iter().map(|(key, insert)| RetryIdentity { key: hex::encode(key), insert }).collect()
+}
+
+/// The end of a run that wrote everything: the new diff state, with the identities still
+/// rejected (those the destination refused now, those the diff held back) to retry — too many,
+/// and the next run resends everything. The console log says how the load went.
+async fn completed(
+    services: &Services,
+    (execution_id, plan): (Uuid, &Plan),
+    (snapshot, superseded): (Option<String>, Option<String>),
+    rejected: Vec<RetryIdentity>,
     counts: Counts,
 ) -> RunEnd<SyncState> {
-    let retry: Vec<Json> =
-        failures.iter().map(|(key, insert)| json!(RetryIdentity { key: hex::encode(key), insert: *insert })).collect();
-    let keep = retry.len() <= MAX_RETRY_IDENTITIES;
+    let resend = plan.resends_rejected();
+    console::note(&services.pool, execution_id, Stage::Loaded { counts: &counts, resend }).await;
+    let keep = rejected.len() <= MAX_RETRY_IDENTITIES;
+    if !keep {
+        console::note(&services.pool, execution_id, Stage::Forgotten(rejected.len())).await;
+    }
     let state = DiffState {
         snapshot: if keep { snapshot } else { None },
-        retry_identities: if keep { retry } else { vec![] },
+        retry_identities: if keep { rejected.iter().map(|r| json!(r)).collect() } else { vec![] },
         superseded,
     };
     RunEnd::Finished { outcome: Outcome::Completed(SyncState::Advanced(state)), counts }

@@ -33,9 +33,22 @@ pub struct Plan {
     pub snapshot_path: Option<String>,
     /// Identities the destination rejected last time, with whether they were new then.
     pub retry: HashMap<Vec<u8>, bool>,
+    /// Whether those are sent again even when unchanged (`auto_retry_record_errors`).
+    auto_retry: bool,
+    /// The names of the model and of the target connection, for the console log.
+    pub model_name: String,
+    pub target_name: String,
     pub organization_id: Uuid,
     /// Where the run's record logs go, when the organization keeps them: its prefix.
     pub record_log_prefix: Option<String>,
+}
+
+impl Plan {
+    /// Whether the records rejected last time are sent again even when unchanged: with
+    /// `auto_retry_record_errors`, or when the sync sends every record anyway.
+    pub fn resends_rejected(&self) -> bool {
+        self.auto_retry || self.spec.sync_all_records
+    }
 }
 
 /// Loads the plan of `sync_id`, its connections opened with `ctx` (the run's own context, so
@@ -44,8 +57,8 @@ pub async fn load(services: &Services, ctx: &Context, sync_id: Uuid) -> Result<P
     let client = services.pool.get().await.map_err(state)?;
     let row = client
         .query_opt(
-            "select s.spec, s.snapshot_path, s.retry_identities, m.configuration, s.organization_id,
-                    o.record_logging,
+            "select s.spec, s.snapshot_path, s.retry_identities, s.auto_retry_record_errors, s.organization_id,
+                    o.record_logging, m.configuration, m.name as model_name, tc.name as target_name,
                     sc.type as source_type, sc.configuration as source_config, sc.secrets as source_secrets,
                     tc.type as target_type, tc.configuration as target_config, tc.secrets as target_secrets
              from model_syncs s join models m on m.id = s.model_id
@@ -74,6 +87,9 @@ pub async fn load(services: &Services, ctx: &Context, sync_id: Uuid) -> Result<P
         retry: retry.iter().filter_map(|r| Some((hex::decode(&r.key).ok()?, r.insert))).collect(),
         organization_id: row.try_get("organization_id").map_err(state)?,
         record_log_prefix: record_log_prefix(&row.try_get("record_logging").map_err(state)?),
+        auto_retry: row.try_get("auto_retry_record_errors").map_err(state)?,
+        model_name: row.try_get("model_name").map_err(state)?,
+        target_name: row.try_get("target_name").map_err(state)?,
     })
 }
 

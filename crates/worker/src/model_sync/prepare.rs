@@ -15,11 +15,12 @@ use uuid::Uuid;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{
+    console::{self, Stage},
     extract::{Diffing, Extracted, Extractor, Input, Progress, Sending},
     load::Layout,
     plan::Plan,
     review::Tally,
-    snapshot::{Differ, SnapshotReader, SnapshotWriter},
+    snapshot::{Differ, Held, Rejected, SnapshotReader, SnapshotWriter},
     sort::{RUN_BYTES, Sorter},
 };
 use crate::Services;
@@ -31,6 +32,8 @@ pub(super) struct Prepared {
     pub(super) extract: tokio::task::JoinHandle<Result<Extracted, ConnectorError>>,
     pub(super) chunks: mpsc::Receiver<String>,
     pub(super) fingerprint: String,
+    /// Rejected records the diff held back because they did not change.
+    pub(super) held: Held,
 }
 
 /// What a run reads and how it diffs.
@@ -80,6 +83,7 @@ pub(super) async fn prepare(services: &Services, run: Reading<'_>) -> Result<Pre
     let schema = reading.schema.clone();
     let (writer, layout, fingerprint) = open_writer(plan, schema.clone(), &identity).await?;
     let mut tally = Tally::default();
+    let held = Held::default();
     let diffing = match &layout.identity {
         Some(_) if spec.mode.rewrites_everything() => None,
         Some(key) => {
@@ -90,8 +94,10 @@ pub(super) async fn prepare(services: &Services, run: Reading<'_>) -> Result<Pre
                 _ => None,
             };
             tally.delivered = old.as_ref().map_or(0, SnapshotReader::entries);
+            let rejected =
+                Rejected { identities: plan.retry.clone(), resend: plan.resends_rejected(), held: held.clone() };
             Some(Diffing {
-                differ: Differ::new(old, plan.retry.clone()).await.map_err(transient)?,
+                differ: Differ::new(old, rejected).await.map_err(transient)?,
                 layout: key.clone(),
                 snapshot: SnapshotWriter::new(services.store.clone(), snapshot_dir(sync_id, execution_id)),
                 key: Vec::new(),
@@ -131,15 +137,25 @@ pub(super) async fn prepare(services: &Services, run: Reading<'_>) -> Result<Pre
         batch_rows: services.batch_rows,
         fingerprint: fingerprint.clone(),
         tx,
-        progress,
+        progress: progress.clone(),
         pool: services.pool.clone(),
         execution_id,
         seq: 0,
     };
     let span =
         tracing::info_span!("extract", records_read = tracing::field::Empty, records_changed = tracing::field::Empty);
-    let extract = tokio::spawn(extractor.run(input, diffing).instrument(span));
-    Ok(Prepared { layout, writer, extract, chunks, fingerprint })
+    let pool = services.pool.clone();
+    let extract = tokio::spawn(
+        async move {
+            let extracted = extractor.run(input, diffing).await;
+            if let Ok(Extracted { tally, .. }) = &extracted {
+                console::note(&pool, execution_id, Stage::Extracted(&progress, tally)).await;
+            }
+            extracted
+        }
+        .instrument(span),
+    );
+    Ok(Prepared { layout, writer, extract, chunks, fingerprint, held })
 }
 
 /// Opens the destination writer for records of `schema` identified by the model fields

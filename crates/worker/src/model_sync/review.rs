@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use syncline_core::record::{Record, Schema};
 
+use super::plan::RetryIdentity;
+
 /// Samples kept per operation.
 const SAMPLES: usize = 10;
 
@@ -79,6 +81,10 @@ pub struct Kept {
     /// Records read, and the ones the model got wrong (recorded when planned).
     pub read: i64,
     pub rejected: i64,
+    /// Records rejected before that the diff held back unchanged (see
+    /// `auto_retry_record_errors`): still rejected after the run.
+    #[serde(default)]
+    pub held: Vec<RetryIdentity>,
 }
 
 /// A run's plan as the execution shows it (`plan`), with what a waiting run kept.

@@ -6,7 +6,10 @@
 //! and key format; a snapshot whose fingerprint differs is ignored (everything is resent). Keys
 //! are identity keys (`syncline_core::record::key`): they compare bytewise.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -125,22 +128,52 @@ pub enum Change {
     Unchanged,
 }
 
+/// The records the destination rejected on earlier runs, as this run's diff treats them.
+#[derive(Debug, Clone, Default)]
+pub struct Rejected {
+    /// Their identities, each with whether the record was new to the destination then.
+    pub identities: HashMap<Vec<u8>, bool>,
+    /// Whether they are sent again even when unchanged; if not, an unchanged one is held back
+    /// (still rejected) until it changes.
+    pub resend: bool,
+    /// The identities held back this run.
+    pub held: Held,
+}
+
+/// A rejected identity, with whether its record is new to the destination.
+pub type Identity = (Vec<u8>, bool);
+
+/// Rejected identities a run held back, shared with whoever commits the run once the diff is
+/// done.
+#[derive(Debug, Clone, Default)]
+pub struct Held(Arc<Mutex<Vec<Identity>>>);
+
+impl Held {
+    fn push(&self, key: &[u8], insert: bool) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((key.to_vec(), insert));
+    }
+
+    /// The identities held back.
+    pub fn take(&self) -> Vec<Identity> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// Merges the sorted records of this run against the previous snapshot.
 pub struct Differ {
     old: Option<SnapshotReader>,
     peeked: Option<(Bytes, u64)>,
-    /// Identities rejected last time, always resent; `true` if the record was new then.
-    retry: HashMap<Vec<u8>, bool>,
+    rejected: Rejected,
 }
 
 impl Differ {
     /// A differ against `old` (`None` on a first run or a resync: every record is an insert).
-    pub async fn new(mut old: Option<SnapshotReader>, retry: HashMap<Vec<u8>, bool>) -> Result<Self, PayloadError> {
+    pub async fn new(mut old: Option<SnapshotReader>, rejected: Rejected) -> Result<Self, PayloadError> {
         let peeked = match old.as_mut() {
             Some(reader) => reader.next().await?,
             None => None,
         };
-        Ok(Self { old, peeked, retry })
+        Ok(Self { old, peeked, rejected })
     }
 
     /// Classifies the record with `key` and `hash`; previous entries that sort before `key`
@@ -158,9 +191,16 @@ impl Differ {
                     self.advance().await?;
                 }
                 std::cmp::Ordering::Equal => {
-                    let change = match self.retry.get(key) {
-                        Some(true) => Change::Insert,
-                        Some(false) => Change::Update,
+                    let rejected = &self.rejected;
+                    let change = match rejected.identities.get(key) {
+                        Some(&insert) if rejected.resend || *old_hash != hash => match insert {
+                            true => Change::Insert,
+                            false => Change::Update,
+                        },
+                        Some(&insert) => {
+                            rejected.held.push(key, insert);
+                            Change::Unchanged
+                        }
                         None if *old_hash == hash => Change::Unchanged,
                         None => Change::Update,
                     };
@@ -225,8 +265,9 @@ mod tests {
         let store = PayloadStore::in_memory();
         let dir = snapshot(&store, &[(1, 10), (2, 20), (4, 40), (6, 60)]).await;
         let reader = SnapshotReader::open(&store, &dir, "fp").await.expect("open");
-        let retry = HashMap::from([(key(4).to_vec(), false), (key(1).to_vec(), true)]);
-        let mut differ = Differ::new(reader, retry).await.expect("differ");
+        let identities = HashMap::from([(key(4).to_vec(), false), (key(1).to_vec(), true)]);
+        let rejected = Rejected { identities, resend: true, held: Held::default() };
+        let mut differ = Differ::new(reader, rejected.clone()).await.expect("differ");
         let mut deleted = Vec::new();
         let mut changes = Vec::new();
         for (k, h) in [(1, 10), (3, 30), (4, 40), (5, 50), (6, 61)] {
@@ -235,5 +276,24 @@ mod tests {
         differ.remaining(&mut deleted).await.expect("rest");
         assert_eq!(changes, vec![Change::Insert, Change::Insert, Change::Update, Change::Insert, Change::Update]);
         assert_eq!(deleted, vec![(Bytes::copy_from_slice(&key(2)), 20)]);
+        assert!(rejected.held.take().is_empty(), "rejected records are resent");
+    }
+
+    #[tokio::test]
+    async fn rejected_records_wait_until_they_change_unless_resent() {
+        let store = PayloadStore::in_memory();
+        let dir = snapshot(&store, &[(1, 10), (2, 20), (3, 30)]).await;
+        let reader = SnapshotReader::open(&store, &dir, "fp").await.expect("open");
+        let identities = HashMap::from([(key(1).to_vec(), true), (key(2).to_vec(), false), (key(3).to_vec(), true)]);
+        let rejected = Rejected { identities, resend: false, held: Held::default() };
+        let mut differ = Differ::new(reader, rejected.clone()).await.expect("differ");
+        let mut gone = Vec::new();
+        let mut changes = Vec::new();
+        // 1 and 2 are unchanged, 3 changed since it was rejected.
+        for (k, h) in [(1, 10), (2, 20), (3, 31)] {
+            changes.push(differ.classify(&key(k), h, &mut gone).await.expect("classify"));
+        }
+        assert_eq!(changes, vec![Change::Unchanged, Change::Unchanged, Change::Insert]);
+        assert_eq!(rejected.held.take(), vec![(key(1).to_vec(), true), (key(2).to_vec(), false)]);
     }
 }

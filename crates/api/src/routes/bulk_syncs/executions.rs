@@ -25,7 +25,11 @@ use crate::{
     error::{ApiError, parse_body},
     extract::{Authorized, Tenant, can},
     idempotency, launch,
-    routes::{Page, envelope, parse_id},
+    routes::{
+        Page,
+        console_log::{LogQuery, page as log_page},
+        envelope, parse_id,
+    },
     store::{
         self, Window,
         bulk_schema_executions::SchemaExecution,
@@ -48,9 +52,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(export_logs)
         .service(download);
 }
-
-/// Console log entries one request answers at most.
-const LOG_PAGE: i64 = 50;
 
 /// How long the URL of a log download is valid.
 const LOG_URL_VALIDITY: Duration = Duration::hours(1);
@@ -373,45 +374,6 @@ pub(super) async fn list_status(
         }));
     }
     Ok(envelope(json!(data)))
-}
-
-/// The query of a console log: how many lines, and after which cursor.
-#[derive(Deserialize)]
-pub(super) struct LogQuery {
-    pub limit: Option<i64>,
-    pub after: Option<String>,
-}
-
-/// `{entries, next_cursor}`: up to 50 console log lines of `executions` (of one schema when
-/// given), the newest ones, or those after the cursor `after`; `next_cursor` is where to go on.
-pub(super) async fn log_page(
-    state: &AppState,
-    executions: &[Uuid],
-    schema_id: Option<&str>,
-    query: &LogQuery,
-) -> Result<HttpResponse, ApiError> {
-    let after = query
-        .after
-        .as_deref()
-        .filter(|a| !a.is_empty())
-        .map(|a| a.parse::<i64>().map_err(|_| bad("after", "after must be a next_cursor of an earlier answer".into())))
-        .transpose()?;
-    let read = execution_logs::Query { schema_id, after, limit: query.limit.unwrap_or(LOG_PAGE).clamp(1, LOG_PAGE) };
-    let lines = execution_logs::read(&state.pool.get().await?, executions, &read).await?;
-    let entries: Vec<Json> = lines
-        .iter()
-        .map(|line| {
-            json!({
-                "id": line.id.to_string(),
-                "timestamp": line.at,
-                "level": line.level,
-                "message": line.message,
-                "payload": {"schema": line.schema_id},
-            })
-        })
-        .collect();
-    let next = lines.last().map(|l| l.id).or(after);
-    Ok(envelope(json!({ "entries": entries, "next_cursor": next.map(|n| n.to_string()) })))
 }
 
 /// The console log of execution `exec_id` of `sync`.

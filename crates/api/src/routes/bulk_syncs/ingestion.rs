@@ -11,13 +11,15 @@ use serde_json::{Value as Json, json};
 use syncline_connectors::postgres::cdc;
 use syncline_core::executions::BULK_CDC;
 
-use super::executions::{LogQuery, log_page};
 use crate::{
     AppState,
     error::ApiError,
     extract::{Authorized, can},
     launch,
-    routes::parse_id,
+    routes::{
+        console_log::{LogQuery, page as log_page},
+        parse_id,
+    },
     store::{self, bulk_syncs::BulkSync, connections::Connection},
 };
 

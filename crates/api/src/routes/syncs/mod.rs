@@ -1,5 +1,7 @@
-//! Model syncs: configuration, starting executions, status.
+//! Model syncs: configuration, starting executions, status, and error handling
+//! (`error_handling`).
 
+mod error_handling;
 mod new_target;
 pub(crate) mod run_after;
 mod schedule_options;
@@ -35,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(start)
         .service(status)
         .service(activate)
-        .service(cancel);
+        .service(cancel)
+        .configure(error_handling::configure);
 }
 
 fn to_json(sync: &ModelSync) -> Json {
