@@ -348,7 +348,13 @@ impl Report {
 }
 
 /// Records `report` of `execution_id`'s run, while `worker` owns it.
-pub async fn report(pool: &DbPool, execution_id: Uuid, worker: &str, report: Report, value: &Json) -> Result<(), DbError> {
+pub async fn report(
+    pool: &DbPool,
+    execution_id: Uuid,
+    worker: &str,
+    report: Report,
+    value: &Json,
+) -> Result<(), DbError> {
     let client = pool.get().await?;
     let sql = format!("update executions set {} = $3 where id = $1 and worker = $2", report.column());
     client.execute(&sql, &[&execution_id, &worker, value]).await?;
