@@ -106,6 +106,9 @@ async fn every_route_hides_other_organizations_objects() {
                         "connection_types" => "postgresql".into(),
                         "event_sources" => event_source.clone(),
                         "routes" => event_route.clone(),
+                        // A record log type after an execution, and a file of that type.
+                        "{id}" => "inserts".into(),
+                        "{type}" => "inserts-00000.jsonl.gz".into(),
                         other => {
                             panic!("{method} {route}: no object of organization B for a parameter after {other:?}")
                         }
