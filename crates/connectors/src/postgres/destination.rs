@@ -224,6 +224,8 @@ struct PostgresWriter {
 
 const STAGE: &str = "syncline_stage";
 const KEYS: &str = "syncline_keys";
+const VERIFY: &str = "syncline_verify";
+const VERIFY_KEYS: &str = "syncline_verify_keys";
 
 impl PostgresWriter {
     async fn open(conn: Connection, req: WriteRequest) -> Result<Self, ConnectorError> {
@@ -372,6 +374,22 @@ impl PostgresWriter {
             }
             _ => None,
         };
+        if !req.identity.is_empty() {
+            // Records read back are staged again, numbered in the order they come.
+            let numbered = "ord bigint generated always as identity (minvalue 0 start with 0)";
+            let keys: Vec<String> = req
+                .identity
+                .iter()
+                .enumerate()
+                .map(|(n, i)| format!("k{n} {}", req.schema.fields[*i].field_type.postgres_name()))
+                .collect();
+            let create = format!(
+                "create temporary table {VERIFY} ({}, {numbered}); create temporary table {VERIFY_KEYS} ({}, {numbered})",
+                stage_columns.join(", "),
+                keys.join(", ")
+            );
+            conn.interactive(client.batch_execute(&create)).await?;
+        }
         let whole_run = req.mode == SyncMode::Snapshot;
         if whole_run {
             conn.interactive(client.batch_execute(&format!("begin; delete from {table}"))).await?;
@@ -393,13 +411,11 @@ impl PostgresWriter {
                     (target.clone(), differs)
                 })
                 .collect();
-            let numbered =
-                |table: &str| format!("(select row_number() over (order by ctid) - 1 as ord, * from {table})");
             let key_matches: Vec<String> =
                 req.identity.iter().enumerate().map(|(n, i)| format!("t.{} = k.k{n}", targets[*i])).collect();
             Verification::new(VerificationParts {
-                stage: &numbered(STAGE),
-                keys: &numbered(KEYS),
+                stage: VERIFY,
+                keys: VERIFY_KEYS,
                 table: &table,
                 matches: &matches,
                 key_matches: &key_matches.join(" and "),
@@ -566,15 +582,21 @@ impl BatchWriter for PostgresWriter {
     async fn verify(&mut self, batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
         let Some(verification) = &self.verification else { return Ok(None) };
         let deletes = batch.operations == Operations::All(Operation::Delete);
-        let (stage, sql) = match deletes {
-            true => (KEYS, &verification.deletes),
-            false => (STAGE, &verification.upserts),
+        let (stage, prefix, sql) = match deletes {
+            true => (VERIFY_KEYS, "k", &verification.deletes),
+            false => (VERIFY, "c", &verification.upserts),
         };
+        let columns: Vec<String> = (0..batch.records.schema().fields.len()).map(|i| format!("{prefix}{i}")).collect();
         let this = &*self;
         let work = async {
-            this.copy(&format!("copy {stage} from stdin (format binary)"), batch.records.data().clone()).await?;
-            let rows = this.conn.client.query(sql.as_str(), &[]).await;
-            this.conn.client.batch_execute(&format!("truncate {stage}")).await?;
+            let copy = format!("copy {stage} ({}) from stdin (format binary)", columns.join(", "));
+            this.copy(&copy, batch.records.data().clone()).await?;
+            // A batch is small beside the table: look each record up by its identity rather than
+            // scanning the table for every batch.
+            let client = &this.conn.client;
+            client.batch_execute("begin; set local enable_hashjoin = off; set local enable_mergejoin = off").await?;
+            let rows = client.query(sql.as_str(), &[]).await;
+            client.batch_execute(&format!("commit; truncate {stage} restart identity")).await?;
             rows
         };
         let rows =
