@@ -22,6 +22,7 @@ from polytomic import (
     Identity,
     ModelFilterCondition,
     ModelFilters,
+    ModelSyncIdentities,
     ModelSyncSourceIdentity,
     ModelSyncV5Target,
     Override,
@@ -167,7 +168,7 @@ def mapped(model_id: str, *fields: str, **modes: str) -> list[SyncField]:
 
 def create(setup: Setup, destination: Destination, table: str, model_id: str, **options):
     options.setdefault("mode", "updateOrCreate")
-    if options["mode"] != "snapshot":
+    if options["mode"] != "snapshot" and "identities" not in options:
         options.setdefault("identity", Identity(source=source(model_id, "id"), target="id", function="Equality"))
     return setup.pt.model_sync.create(
         name=f"{table} {support.random_suffix()}",
@@ -550,3 +551,28 @@ def test_record_logs_hold_every_record_written(server, setup: Setup, destination
     unlogged = start(setup, r.sync_id)
     refused(setup.pt.model_sync.executions.get_logs_index, r.sync_id, unlogged["id"], status=404,
             what="the record logs of a run while record logging was off")
+
+
+def test_two_identities_with_priority_the_first_that_matches_wins(setup: Setup, destination: Destination):
+    table = f"opt_priority_{destination.kind}_{setup.suffix}"
+    name = destination.table(table)
+    destination.execute(f"insert into {table} values (100, 'user1@a.com', 'Old one', 'none', 0, 'kept')")
+    destination.execute(f"insert into {table} values (101, 'legacy@x.com', 'Mr. USER 2 (legacy)', 'none', 0, 'kept')")
+    mid = model(setup, f"select id, email, name, plan, score from {setup.people_table} where id <= 3")
+    identities = ModelSyncIdentities(
+        mappings=[
+            Identity(source=source(mid, "email"), target="email", function="Equality"),
+            Identity(source=source(mid, "name"), target="name", function="ISubstring"),
+        ],
+        strategy="priority",
+    )
+    sync = create(setup, destination, name, mid, identities=identities, fields=mapped(mid, "id", "plan", "score"))
+    assert sync.identities.strategy == "priority", sync.identities
+    counts = run(setup, sync.id)
+    assert counts.error == 0, counts
+    people = {p[0]: p for p in map(person, range(1, 4))}
+    assert destination.rows(table) == [
+        (1, "user1@a.com", "Old one", people[1][3], people[1][4], "kept"),
+        (2, "legacy@x.com", "Mr. USER 2 (legacy)", people[2][3], people[2][4], "kept"),
+        (3, people[3][1], people[3][2], people[3][3], people[3][4], None),
+    ], "matched by email, else by a name inside the destination's, else created"

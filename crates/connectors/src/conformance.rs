@@ -133,6 +133,7 @@ async fn write(
         targets: schema.fields.iter().map(|f| f.name.clone()).collect(),
         identity: vec![0],
         shaping: Default::default(),
+        matching: Default::default(),
     };
     let mut writer = destination.writer(request).await.expect("a writer opens");
     let mut failures = Vec::new();

@@ -9,9 +9,9 @@ use futures::{StreamExt, stream};
 use serde_json::Value as Json;
 use syncline_core::{
     connector::{
-        ConnectorError, CreateProperty, Cursor, Endpoint, InvalidProperty, Mismatch, MismatchKind, ModelInput,
-        ModelOption, ObjectSpec, Partition, ReadEvent, ReadRequest, RecordFailure, Shaping, SyncMode, TargetField,
-        WriteRequest,
+        ConnectorError, CreateProperty, Cursor, Endpoint, IdentityFunction, InvalidProperty, Matching, Mismatch,
+        MismatchKind, ModelInput, ModelOption, ObjectSpec, Partition, ReadEvent, ReadRequest, RecordFailure, Shaping,
+        SyncMode, TargetField, WriteRequest,
     },
     record::{Field, RecordBatch},
     sync::filter::{Predicate, Scalar},
@@ -186,6 +186,67 @@ impl Values {
             exprs.push((how.constant)(target, value.as_ref()));
         }
         Self { targets, exprs }
+    }
+}
+
+/// The column of a staging table that records which identity match chose each record's
+/// destination records, when matching is not plain equality (see [`Matched`]).
+pub(crate) const LEVEL: &str = "syncline_level";
+
+/// Matching staged records to destination records by priority, or by identity functions
+/// other than equality: each staged record first gets the level (the mapping, in priority
+/// order) that matches any destination record, then statements use [`Matched::chosen`].
+pub(crate) struct Matched {
+    /// The match of each level over `t` (the table) and the staged record's alias.
+    levels: Vec<String>,
+}
+
+impl Matched {
+    /// `mapping(n)` is the match of identity field `n` over `t` and the staged record.
+    pub(crate) fn new(matching: &Matching, fields: usize, mapping: impl Fn(usize) -> String) -> Self {
+        let all: Vec<String> = (0..fields).map(&mapping).collect();
+        let levels = match matching.priority {
+            true => all,
+            false => vec![all.join(" and ")],
+        };
+        Self { levels }
+    }
+
+    /// The statements that give each record of `stage` (aliased `alias`) its level.
+    pub(crate) fn assign(&self, stage: &str, alias: &str, table: &str) -> Vec<String> {
+        self.levels
+            .iter()
+            .enumerate()
+            .map(|(n, level)| {
+                format!(
+                    "update {stage} as {alias} set {LEVEL} = {n} where {alias}.{LEVEL} is null \
+                     and exists (select 1 from {table} as t where {level})"
+                )
+            })
+            .collect()
+    }
+
+    /// The destination records (`t`) a staged record (`alias`) matches at its level.
+    pub(crate) fn chosen(&self, alias: &str) -> String {
+        let levels: Vec<String> =
+            self.levels.iter().enumerate().map(|(n, level)| format!("({alias}.{LEVEL} = {n} and {level})")).collect();
+        format!("({})", levels.join(" or "))
+    }
+}
+
+/// The match of a record's identity value `value` with destination column `column` under
+/// `function`, given how the database lowers text.
+pub(crate) fn identity_match(
+    function: IdentityFunction,
+    column: &str,
+    value: &str,
+    lower_text: &dyn Fn(&str) -> String,
+) -> String {
+    match function {
+        IdentityFunction::Equality => format!("{column} = {value}"),
+        IdentityFunction::ISubstring => {
+            format!("position({} in {}) > 0", lower_text(value), lower_text(column))
+        }
     }
 }
 

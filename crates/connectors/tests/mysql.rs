@@ -263,6 +263,7 @@ fn write_request(object: &str, mode: SyncMode, schema: &Arc<Schema>, identity: &
         targets: schema.fields.iter().map(|f| f.name.clone()).collect(),
         identity: identity.iter().map(|k| schema.index_of(k).expect("identity field")).collect(),
         shaping: Default::default(),
+        matching: Default::default(),
     }
 }
 

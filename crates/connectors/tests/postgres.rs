@@ -74,6 +74,7 @@ async fn write_and_check(server: &str, url: &url::Url) {
         targets: vec!["id".into(), "doc".into()],
         identity: vec![0],
         shaping: Default::default(),
+        matching: Default::default(),
     };
     let mut writer = destination.writer(request).await.expect("a writer");
     let inserts = |rows: &[(i32, Option<&[u8]>)]| {

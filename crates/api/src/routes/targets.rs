@@ -131,7 +131,10 @@ async fn fields(
         .into_iter()
         .map(|f| {
             let mut field = serde_json::to_value(&f).unwrap_or_default();
-            field["identity_functions"] = json!([{"id": "Equality", "label": "Equality"}]);
+            field["identity_functions"] = match destination.shapes_writes() && f.field_type == "string" {
+                true => json!([{"id": "Equality", "label": "Equality"}, {"id": "ISubstring", "label": "ISubstring"}]),
+                false => json!([{"id": "Equality", "label": "Equality"}]),
+            };
             let functions = filter_functions(&f.field_type);
             field["filterable"] = json!(destination.shapes_writes() && !functions.is_empty());
             field["filter_functions"] = json!(functions);

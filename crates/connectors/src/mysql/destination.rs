@@ -26,7 +26,8 @@ use super::{
 use crate::{
     predicate,
     sql::{
-        self, Bisection, NameLimit, ValueSpelling, Values, Verification, VerificationParts, shape_table, target_field,
+        self, Bisection, LEVEL, Matched, NameLimit, ValueSpelling, Values, Verification, VerificationParts,
+        identity_match, shape_table, target_field,
     },
 };
 
@@ -205,8 +206,8 @@ const STAGE: &str = "syncline_stage";
 struct MysqlWriter {
     conn: Connection,
     plan: Plan,
-    /// `DELETE FROM table WHERE (` and the match of one identity (replace and remove modes).
-    delete: Option<(String, String)>,
+    /// How deletes are written (replace and remove modes).
+    delete: Option<Deletes>,
     /// A transaction may be open: a write was dropped before it ended.
     dirty: bool,
     /// Snapshot mode: the run's writes share one transaction, begun when the writer opened
@@ -214,6 +215,46 @@ struct MysqlWriter {
     whole_run: bool,
     /// How written records are read back and compared (`None` without an identity).
     verification: Option<Verification>,
+}
+
+/// How a writer deletes records by identity.
+enum Deletes {
+    /// `DELETE FROM table WHERE (` and the match of one identity, repeated `OR`.
+    Listed { head: String, group: String },
+    /// The keys go into a staging table first, found by their chosen matches (see
+    /// [`Matched`]), then `statements` run.
+    Staged { insert: String, statements: Vec<String> },
+}
+
+const KEYS: &str = "syncline_keys";
+
+/// Deletes that find records by priority or by identity functions other than equality.
+async fn keyed_deletes(conn: &mut Connection, req: &WriteRequest, table: &str) -> Result<Deletes, ConnectorError> {
+    let identity: Vec<String> = req.identity.iter().map(|i| quote_ident(&req.targets[*i])).collect();
+    let limit = conn.ctx.deadlines.query;
+    let create = format!(
+        "create temporary table {KEYS} engine = InnoDB as select {} from {table} where false",
+        identity.join(", ")
+    );
+    conn.query_drop(limit, &create).await?;
+    conn.query_drop(limit, &format!("alter table {KEYS} add column {LEVEL} int")).await?;
+    let keyed = matched(req, "k");
+    let filter = target_filter(req, "t.").map(|f| format!(" and ({f})")).unwrap_or_default();
+    let delete = format!("delete t from {table} as t join {KEYS} as k on {}{filter}", keyed.chosen("k"));
+    let statements =
+        keyed.assign(KEYS, "k", table).into_iter().chain([delete, format!("delete from {KEYS}")]).collect();
+    Ok(Deletes::Staged { insert: format!("insert into {KEYS} ({}) values ", identity.join(", ")), statements })
+}
+
+/// The matches of staged records (`alias`, with the target's column names) by the request's
+/// identity functions and strategy.
+fn matched(req: &WriteRequest, alias: &str) -> Matched {
+    Matched::new(&req.matching, req.identity.len(), |n| {
+        let column = quote_ident(&req.targets[req.identity[n]]);
+        identity_match(req.matching.function(n), &format!("t.{column}"), &format!("{alias}.{column}"), &|x| {
+            format!("lower({x})")
+        })
+    })
 }
 
 const VERIFY: &str = "syncline_verify";
@@ -309,8 +350,10 @@ impl MysqlWriter {
         let names = targets.join(", ");
         let identity: Vec<&str> = req.identity.iter().map(|i| req.targets[*i].as_str()).collect();
         let others: Vec<usize> = (0..targets.len()).filter(|i| !req.identity.contains(i)).collect();
-        let unique = !identity.is_empty() && identity_is_the_unique_key(&mut conn, object, &identity).await?;
-        let plain = req.shaping.is_plain();
+        let matching = req.matching.is_plain();
+        let unique =
+            matching && !identity.is_empty() && identity_is_the_unique_key(&mut conn, object, &identity).await?;
+        let plain = req.shaping.is_plain() && matching;
         let direct = |tail: String| Plan::Direct { insert: format!("insert into {table} ({names})"), tail };
         // Leaves a matched record as it is.
         let keep = || format!(" on duplicate key update {0} = {0}", targets[req.identity[0]]);
@@ -339,21 +382,25 @@ impl MysqlWriter {
                 _ => e,
             })?;
         }
-        let delete = matches!(req.mode, SyncMode::Replace | SyncMode::Remove).then(|| {
-            let matches: Vec<String> = req.identity.iter().map(|i| format!("{} = ?", targets[*i])).collect();
-            let filter = target_filter(&req, "");
-            let head = match filter {
-                Some(filter) => format!("delete from {table} where ({filter}) and ("),
-                None => format!("delete from {table} where ("),
-            };
-            (head, format!("({})", matches.join(" and ")))
-        });
+        let delete = match (matches!(req.mode, SyncMode::Replace | SyncMode::Remove), matching) {
+            (false, _) => None,
+            (true, true) => {
+                let matches: Vec<String> = req.identity.iter().map(|i| format!("{} = ?", targets[*i])).collect();
+                let head = match target_filter(&req, "") {
+                    Some(filter) => format!("delete from {table} where ({filter}) and ("),
+                    None => format!("delete from {table} where ("),
+                };
+                Some(Deletes::Listed { head, group: format!("({})", matches.join(" and ")) })
+            }
+            (true, false) => Some(keyed_deletes(&mut conn, &req, &table).await?),
+        };
         let whole_run = req.mode == SyncMode::Snapshot;
         if whole_run {
             conn.query_drop(limit, "start transaction").await?;
             conn.query_drop(limit, &format!("delete from {table}")).await?;
         }
-        let verification = match req.identity.is_empty() {
+        // Records found by priority or by substring are not read back (yet).
+        let verification = match req.identity.is_empty() || !matching {
             true => None,
             false => Some(verification(&mut conn, &req, &table, &target_columns).await?),
         };
@@ -380,6 +427,11 @@ async fn staged(
     let names = targets.join(", ");
     let create = format!("create temporary table {STAGE} engine = InnoDB as select {names} from {table} where false");
     conn.query_drop(conn.ctx.deadlines.query, &create).await?;
+    let plain = req.matching.is_plain();
+    if !plain {
+        conn.query_drop(conn.ctx.deadlines.query, &format!("alter table {STAGE} add column {LEVEL} int")).await?;
+    }
+    let staged_match = matched(req, "s");
     let values = Values::of(
         req,
         &ValueSpelling {
@@ -407,15 +459,22 @@ async fn staged(
             })
             .collect();
         let filter = target_filter(req, "t.").map(|f| format!(" where {f}")).unwrap_or_default();
-        format!("update {table} as t join {STAGE} as s on {matches} set {}{filter}", set.join(", "))
+        let found = if plain { matches.clone() } else { staged_match.chosen("s") };
+        format!("update {table} as t join {STAGE} as s on {found} set {}{filter}", set.join(", "))
     });
-    let insert_new = || format!("{insert} where not exists (select 1 from {table} as t where {matches})");
+    let insert_new = || match plain {
+        true => format!("{insert} where not exists (select 1 from {table} as t where {matches})"),
+        false => format!("{insert} where s.{LEVEL} is null"),
+    };
+    let levels = if plain { vec![] } else { staged_match.assign(STAGE, "s", table) };
     let apply = match mode {
         SyncMode::Append | SyncMode::Snapshot => vec![insert],
         SyncMode::Remove => vec![],
-        SyncMode::Create => vec![insert_new()],
-        SyncMode::Update => update.into_iter().collect(),
-        SyncMode::UpdateOrCreate | SyncMode::Replace => update.into_iter().chain([insert_new()]).collect(),
+        SyncMode::Create => levels.into_iter().chain([insert_new()]).collect(),
+        SyncMode::Update => levels.into_iter().chain(update).collect(),
+        SyncMode::UpdateOrCreate | SyncMode::Replace => {
+            levels.into_iter().chain(update).chain([insert_new()]).collect()
+        }
     };
     Ok(Plan::Staged { insert: format!("insert into {STAGE} ({names})"), apply })
 }
@@ -608,7 +667,7 @@ async fn begin(conn: &mut Conn, dirty: &mut bool) -> Result<(), mysql_async::Err
 impl MysqlWriter {
     /// Deletes the records whose identities `keys` holds.
     async fn delete(&mut self, keys: &RecordBatch) -> Result<(), ConnectorError> {
-        let Some((head, group)) = &self.delete else {
+        let Some(deletes) = &self.delete else {
             return Err(ConnectorError::config("deletes are only written in replace and remove modes"));
         };
         let (rows, _, failures) = parameters(keys);
@@ -619,7 +678,16 @@ impl MysqlWriter {
         let (conn, dirty) = (&mut self.conn.conn, &mut self.dirty);
         let work = async {
             begin(conn, dirty).await?;
-            run_chunked(conn, head, group, " or ", ")", &rows).await?;
+            match deletes {
+                Deletes::Listed { head, group } => run_chunked(conn, head, group, " or ", ")", &rows).await?,
+                Deletes::Staged { insert, statements } => {
+                    let group = format!("({})", vec!["?"; rows.first().map_or(1, Vec::len)].join(", "));
+                    run_chunked(conn, insert, &group, ", ", "", &rows).await?;
+                    for statement in statements {
+                        conn.query_drop(statement).await?;
+                    }
+                }
+            }
             conn.query_drop("commit").await?;
             *dirty = false;
             Ok(())

@@ -24,7 +24,8 @@ use super::{
 use crate::{
     predicate,
     sql::{
-        self, Bisection, NameLimit, ValueSpelling, Values, Verification, VerificationParts, shape_table, target_field,
+        self, Bisection, LEVEL, Matched, NameLimit, ValueSpelling, Values, Verification, VerificationParts,
+        identity_match, shape_table, target_field,
     },
 };
 
@@ -214,7 +215,10 @@ struct PostgresWriter {
     /// Which fields go into `jsonb` columns as JSON text, when some do.
     jsonb: Option<Vec<bool>>,
     /// Deletes the staged keys (replace and remove modes).
-    delete: Option<String>,
+    delete: Option<Vec<String>>,
+    /// `copy` into the staging table and into the keys table (their record columns).
+    copy_stage: String,
+    copy_keys: String,
     /// Snapshot mode: the run's writes share one transaction, begun when the writer opened
     /// (with the old contents deleted) and committed by [`BatchWriter::finish`].
     whole_run: bool,
@@ -263,7 +267,7 @@ impl PostgresWriter {
             .enumerate()
             .map(|(i, f)| format!("c{i} {}", f.field_type.postgres_name()))
             .collect();
-        let create_stage = format!("create temporary table {STAGE} ({})", stage_columns.join(", "));
+        let create_stage = format!("create temporary table {STAGE} ({}, {LEVEL} int)", stage_columns.join(", "));
         conn.interactive(client.batch_execute(&create_stage)).await?;
 
         let shaping = &req.shaping;
@@ -285,7 +289,16 @@ impl PostgresWriter {
             values.exprs.join(", ")
         );
         let identity: Vec<&str> = req.identity.iter().map(|i| req.targets[*i].as_str()).collect();
-        let unique = !identity.is_empty() && has_unique_index(&conn, &req.object, &identity).await?;
+        let plain = req.matching.is_plain();
+        let unique = plain && !identity.is_empty() && has_unique_index(&conn, &req.object, &identity).await?;
+        // Matching that is not plain equality goes through each staged record's chosen match.
+        let lower = |x: &str| format!("lower(({x})::text)");
+        let matched = |alias: &str, value: &dyn Fn(usize) -> String| {
+            Matched::new(&req.matching, req.identity.len(), |n| {
+                let column = format!("t.{}", targets[req.identity[n]]);
+                identity_match(req.matching.function(n), &column, &format!("{alias}.{}", value(n)), &lower)
+            })
+        };
         // New records can skip staging when the table takes their binary format as is, nothing
         // rewrites their values, and either nothing is matched (append, snapshot) or a unique
         // index turns an existing record into an error.
@@ -307,6 +320,7 @@ impl PostgresWriter {
             .unwrap_or_default();
         let matches: Vec<String> = req.identity.iter().map(|i| format!("t.{} = s.c{i}", targets[*i])).collect();
         let matches = matches.join(" and ");
+        let staged = matched("s", &|n| format!("c{}", req.identity[n]));
         let apply = match (req.mode, req.identity.is_empty()) {
             (SyncMode::Append | SyncMode::Snapshot, _) => vec![insert],
             (SyncMode::Remove, _) => vec![],
@@ -322,29 +336,28 @@ impl PostgresWriter {
                         })
                         .collect()
                 };
+                let found = if plain { matches.clone() } else { staged.chosen("s") };
                 let update = (!others.is_empty()).then(|| {
                     let set = set(&|i| values.exprs[i].clone());
-                    format!(
-                        "update {table} as t set {} from {STAGE} as s where {matches}{target_filter}",
-                        set.join(", ")
-                    )
+                    format!("update {table} as t set {} from {STAGE} as s where {found}{target_filter}", set.join(", "))
                 });
                 let conflict = identity.iter().map(|t| quote_ident(t)).collect::<Vec<_>>().join(", ");
-                let insert_new = if unique {
-                    format!("{insert} on conflict ({conflict}) do nothing")
-                } else {
-                    format!("{insert} where not exists (select 1 from {table} as t where {matches})")
+                let insert_new = match (unique, plain) {
+                    (true, _) => format!("{insert} on conflict ({conflict}) do nothing"),
+                    (false, true) => format!("{insert} where not exists (select 1 from {table} as t where {matches})"),
+                    (false, false) => format!("{insert} where s.{LEVEL} is null"),
                 };
+                let levels = if plain { vec![] } else { staged.assign(STAGE, "s", &table) };
                 match mode {
-                    SyncMode::Create => vec![insert_new],
-                    SyncMode::Update => update.into_iter().collect(),
+                    SyncMode::Create => levels.into_iter().chain([insert_new]).collect(),
+                    SyncMode::Update => levels.into_iter().chain(update).collect(),
                     _ if unique && !others.is_empty() => {
                         let set = set(&|i| format!("excluded.{}", targets[i]));
                         let filter =
                             target_filter.strip_prefix(" and ").map(|f| format!(" where {f}")).unwrap_or_default();
                         vec![format!("{insert} on conflict ({conflict}) do update set {}{filter}", set.join(", "))]
                     }
-                    _ => update.into_iter().chain([insert_new]).collect(),
+                    _ => levels.into_iter().chain(update).chain([insert_new]).collect(),
                 }
             }
         };
@@ -363,14 +376,24 @@ impl PostgresWriter {
                     .enumerate()
                     .map(|(n, i)| format!("k{n} {}", req.schema.fields[*i].field_type.postgres_name()))
                     .collect();
-                let create = format!("create temporary table {KEYS} ({})", columns.join(", "));
+                let create = format!("create temporary table {KEYS} ({}, {LEVEL} int)", columns.join(", "));
                 conn.interactive(client.batch_execute(&create)).await?;
-                let matches: Vec<String> =
-                    req.identity.iter().enumerate().map(|(n, i)| format!("t.{} = k.k{n}", targets[*i])).collect();
-                Some(format!(
-                    "delete from {table} as t using {KEYS} as k where {}{target_filter}",
-                    matches.join(" and ")
-                ))
+                let keyed = matched("k", &|n| format!("k{n}"));
+                let found = match plain {
+                    true => {
+                        let matches: Vec<String> = req
+                            .identity
+                            .iter()
+                            .enumerate()
+                            .map(|(n, i)| format!("t.{} = k.k{n}", targets[*i]))
+                            .collect();
+                        matches.join(" and ")
+                    }
+                    false => keyed.chosen("k"),
+                };
+                let delete = format!("delete from {table} as t using {KEYS} as k where {found}{target_filter}");
+                let levels = if plain { vec![] } else { keyed.assign(KEYS, "k", &table) };
+                Some(levels.into_iter().chain([delete]).collect())
             }
             _ => None,
         };
@@ -394,7 +417,8 @@ impl PostgresWriter {
         if whole_run {
             conn.interactive(client.batch_execute(&format!("begin; delete from {table}"))).await?;
         }
-        let verification = (!req.identity.is_empty()).then(|| {
+        // Records found by priority or by substring are not read back (yet).
+        let verification = (!req.identity.is_empty() && plain).then(|| {
             let differs = (0..values.targets.len())
                 .filter(|i| !req.identity.contains(i))
                 .map(|i| {
@@ -428,7 +452,11 @@ impl PostgresWriter {
                 mode: req.mode,
             })
         });
-        Ok(Self { conn, apply, direct, jsonb, delete, whole_run, verification })
+        let listed =
+            |prefix: &str, count: usize| (0..count).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>().join(", ");
+        let copy_stage = format!("copy {STAGE} ({}) from stdin (format binary)", listed("c", req.schema.fields.len()));
+        let copy_keys = format!("copy {KEYS} ({}) from stdin (format binary)", listed("k", req.identity.len()));
+        Ok(Self { conn, apply, direct, jsonb, delete, copy_stage, copy_keys, whole_run, verification })
     }
 
     /// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) with `tuples` as its data.
@@ -482,7 +510,7 @@ impl PostgresWriter {
         while let Some(range) = bisection.next() {
             self.conn.client.batch_execute("savepoint syncline_batch").await.map_err(|e| client::error(&e))?;
             let attempt = async {
-                self.copy(&format!("copy {STAGE} from stdin (format binary)"), batch.slice_data(range.clone())).await?;
+                self.copy(&self.copy_stage, batch.slice_data(range.clone())).await?;
                 for statement in &self.apply {
                     self.conn.client.execute(statement.as_str(), &[]).await?;
                 }
@@ -624,8 +652,10 @@ impl PostgresWriter {
         };
         let run = async {
             self.conn.client.batch_execute("begin").await?;
-            self.copy(&format!("copy {KEYS} from stdin (format binary)"), keys.data().clone()).await?;
-            self.conn.client.execute(delete.as_str(), &[]).await?;
+            self.copy(&self.copy_keys, keys.data().clone()).await?;
+            for statement in delete {
+                self.conn.client.execute(statement.as_str(), &[]).await?;
+            }
             self.conn.client.batch_execute(&format!("truncate {KEYS}; commit")).await
         };
         let run = async {

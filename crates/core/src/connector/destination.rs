@@ -190,6 +190,52 @@ pub struct WriteRequest {
     /// What the sync asks beyond copying each record's values (only of destinations whose
     /// [`Destination::shapes_writes`] is true).
     pub shaping: Shaping,
+    /// How records match destination records by their identity fields (plain equality of all
+    /// of them unless a destination that shapes writes is asked otherwise).
+    pub matching: Matching,
+}
+
+/// How an identity field of a record matches a destination field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdentityFunction {
+    #[default]
+    Equality,
+    /// The destination value contains the record's, ignoring case.
+    ISubstring,
+}
+
+impl IdentityFunction {
+    /// The function of a Polytomic identity function name, if supported.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "Equality" => Some(Self::Equality),
+            "ISubstring" => Some(Self::ISubstring),
+            _ => None,
+        }
+    }
+}
+
+/// How a record finds its destination record through the identity fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Matching {
+    /// The function of each identity field, in the order of [`WriteRequest::identity`] (empty:
+    /// all equality).
+    pub functions: Vec<IdentityFunction>,
+    /// `priority`: the first identity field that matches any destination record decides;
+    /// otherwise every one must match (`and`).
+    pub priority: bool,
+}
+
+impl Matching {
+    /// Whether records match on equality of every identity field (a unique key can serve).
+    pub fn is_plain(&self) -> bool {
+        !self.priority && self.functions.iter().all(|f| *f == IdentityFunction::Equality)
+    }
+
+    /// The function of identity field `n`.
+    pub fn function(&self, n: usize) -> IdentityFunction {
+        self.functions.get(n).copied().unwrap_or_default()
+    }
 }
 
 /// What a write does beyond copying each record's values into its target fields.

@@ -30,9 +30,9 @@ pub use budget::{Budget, Budgets};
 pub use bulk::{BulkDestination, Committed, KeyStream, Keys, LoadMode, LoadRequest, Loader, PendingCount, TableSpec};
 pub use catalog::{Catalog, Stream, StreamCapabilities};
 pub use destination::{
-    Action, BatchWriter, CreateProperty, Destination, InvalidProperty, Mismatch, MismatchKind, ObjectSpec, Operation,
-    Operations, RecordFailure, Replacement, Shaping, SyncMode, TargetCreation, TargetField, TargetObject, WriteBatch,
-    WriteRequest,
+    Action, BatchWriter, CreateProperty, Destination, IdentityFunction, InvalidProperty, Matching, Mismatch,
+    MismatchKind, ObjectSpec, Operation, Operations, RecordFailure, Replacement, Shaping, SyncMode, TargetCreation,
+    TargetField, TargetObject, WriteBatch, WriteRequest,
 };
 pub use error::{ConnectorError, ErrorClass};
 pub use source::{

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use syncline_core::{
-    connector::{BatchWriter, ConnectorError, ReadRequest, Readable, WriteRequest},
+    connector::{BatchWriter, ConnectorError, IdentityFunction, Matching, ReadRequest, Readable, WriteRequest},
     record::{Schema, key::KeyLayout},
     sync::{SyncSpec, changes_dir, filter::Predicate, snapshot_dir},
 };
@@ -181,6 +181,14 @@ pub(super) async fn open_writer(
         targets,
         identity: key.as_ref().map(|k| k.positions().collect()).unwrap_or_default(),
         shaping,
+        matching: Matching {
+            functions: spec
+                .identity_mappings()
+                .iter()
+                .map(|i| IdentityFunction::parse(&i.function).unwrap_or_default())
+                .collect(),
+            priority: spec.identities.as_ref().is_some_and(|i| i.strategy.as_deref() == Some("priority")),
+        },
     };
     let key_schema = Arc::new(request.key_schema());
     let key_identity = match &key {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use deadpool_postgres::GenericClient;
 use serde_json::{Value as Json, json};
 use syncline_core::{
-    connector::{ErrorClass, SyncMode},
+    connector::{ErrorClass, IdentityFunction, SyncMode},
     sync::{
         Identities, SyncSpec,
         filter::{Invalid, Kind},
@@ -172,17 +172,11 @@ pub(super) async fn validate(
     {
         let identities: Identities = serde_json::from_value(identities.clone())
             .map_err(|e| ApiError::bad_request(format!("identities: {e}")))?;
-        match identities.strategy.as_deref() {
-            None | Some("and") => {}
-            Some("priority") if identities.mappings.len() <= 1 => {}
-            Some(other) => {
-                return Err(invalid(
-                    format!(
-                        "identities.strategy {other:?} is not supported with several mappings (use \"and\": every mapping must match)"
-                    ),
-                    "identities.strategy",
-                ));
-            }
+        if let Some(other) = identities.strategy.as_deref().filter(|s| !["and", "priority"].contains(s)) {
+            return Err(invalid(
+                format!("identities.strategy {other:?} must be \"and\" (every mapping matches) or \"priority\""),
+                "identities.strategy",
+            ));
         }
         // The deprecated single `identity` echoes the first mapping, as Polytomic does.
         if let Some(first) = identities.mappings.into_iter().next() {
@@ -346,13 +340,30 @@ pub(super) async fn validate(
     if identities.is_empty() && mode.requires_identity() {
         return Err(invalid(format!("mode {} needs an identity", mode.as_str()), "identity"));
     }
+    let priority =
+        identities.len() > 1 && spec.identities.as_ref().and_then(|i| i.strategy.as_deref()) == Some("priority");
+    if priority && !destination.shapes_writes() {
+        return Err(invalid(
+            format!("a {connector_id} target matches on every identity field (strategy \"and\")"),
+            "identities.strategy",
+        ));
+    }
     for (n, identity) in identities.iter().enumerate() {
         let field = |part: &str| spec.identity_field(n, part);
-        if identity.function != "Equality" {
-            return Err(invalid(
-                format!("identity function {:?} is not supported (use Equality)", identity.function),
-                &field("function"),
-            ));
+        match IdentityFunction::parse(&identity.function) {
+            Some(IdentityFunction::Equality) => {}
+            Some(IdentityFunction::ISubstring) if destination.shapes_writes() => {
+                let strings = [model_fields.get(&identity.source.field), target_kinds.get(&identity.target)];
+                if strings.iter().any(|kind| kind.is_some_and(|k| *k != Kind::String)) {
+                    return Err(invalid("ISubstring matches string fields only".into(), &field("function")));
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    format!("identity function {:?} is not supported (use Equality or ISubstring)", identity.function),
+                    &field("function"),
+                ));
+            }
         }
         if !target_kinds.contains_key(&identity.target) {
             return Err(invalid(
