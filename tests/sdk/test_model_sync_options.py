@@ -576,3 +576,5 @@ def test_two_identities_with_priority_the_first_that_matches_wins(setup: Setup, 
         (2, "legacy@x.com", "Mr. USER 2 (legacy)", people[2][3], people[2][4], "kept"),
         (3, people[3][1], people[3][2], people[3][3], people[3][4], None),
     ], "matched by email, else by a name inside the destination's, else created"
+    execution, _ = verification_of(setup, sync.id)
+    assert (execution["verification"]["checked"], execution["verification"]["mismatched"]) == (3, 0), execution

@@ -261,6 +261,10 @@ pub(crate) struct Verification {
     pub(crate) compared: Vec<String>,
     /// `select ord from <keys> k join <table> t on <identity>`: deleted records still there.
     pub(crate) deletes: String,
+    /// What runs before each query once the records or keys are staged: giving each its
+    /// chosen match, when matching is not plain equality.
+    pub(crate) before_upserts: Vec<String>,
+    pub(crate) before_deletes: Vec<String>,
 }
 
 /// What [`Verification::new`] builds its queries from.
@@ -270,9 +274,12 @@ pub(crate) struct VerificationParts<'a> {
     pub(crate) stage: &'a str,
     pub(crate) keys: &'a str,
     pub(crate) table: &'a str,
-    /// The identity matches: `t.id = s.c0 and …`, `t.id = k.k0 and …`.
+    /// The identity matches: `t.id = s.c0 and …`, `t.id = k.k0 and …`; with matching that is
+    /// not plain equality, the matches of the staged records and of the keys instead (the
+    /// staging tables then have a [`LEVEL`] column).
     pub(crate) matches: &'a str,
     pub(crate) key_matches: &'a str,
+    pub(crate) matched: Option<(Matched, Matched)>,
     /// The quoted column of `t` that holds the first identity field.
     pub(crate) identity_column: &'a str,
     /// For every non-identity target field written: its name and when its value reads back
@@ -291,11 +298,21 @@ impl Verification {
             table,
             matches,
             key_matches,
+            matched,
             identity_column,
             differs,
             target_filter,
             mode,
         } = parts;
+        let (matches, key_matches, before_upserts, before_deletes) = match &matched {
+            None => (matches.to_owned(), key_matches.to_owned(), vec![], vec![]),
+            Some((staged, keyed)) => (
+                staged.chosen("s"),
+                keyed.chosen("k"),
+                staged.assign(stage, "s", table),
+                keyed.assign(keys, "k", table),
+            ),
+        };
         let missing = format!("(t.{identity_column} is null)");
         let any_differs = match differs.is_empty() {
             true => "false".to_owned(),
@@ -318,7 +335,13 @@ impl Verification {
             "select k.ord from {keys} as k join {table} as t on {key_matches}{}",
             target_filter.map(|f| format!(" where coalesce(({f}), false)")).unwrap_or_default()
         );
-        Self { upserts, compared: differs.into_iter().map(|(name, _)| name).collect(), deletes }
+        Self {
+            upserts,
+            compared: differs.into_iter().map(|(name, _)| name).collect(),
+            deletes,
+            before_upserts,
+            before_deletes,
+        }
     }
 
     /// The mismatch a row of the upserts query describes: `missing`, then one flag per compared

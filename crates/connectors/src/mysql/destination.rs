@@ -277,8 +277,10 @@ async fn verification(
     let keys: Vec<String> =
         req.identity.iter().enumerate().map(|(n, i)| definition(format!("k{n}"), &req.schema.fields[*i])).collect();
     for (name, columns) in [(VERIFY, staged), (VERIFY_KEYS, keys)] {
-        let create =
-            format!("create temporary table {name} (ord bigint not null, {}) engine = InnoDB", columns.join(", "));
+        let create = format!(
+            "create temporary table {name} (ord bigint not null, {}, {LEVEL} int) engine = InnoDB",
+            columns.join(", ")
+        );
         conn.query_drop(conn.ctx.deadlines.query, &create).await?;
     }
     let values = Values::of(
@@ -313,6 +315,17 @@ async fn verification(
         table,
         matches: &matches.join(" and "),
         key_matches: &key_matches.join(" and "),
+        matched: (!req.matching.is_plain()).then(|| {
+            let by = |alias: &str, value: &dyn Fn(usize) -> String| {
+                Matched::new(&req.matching, req.identity.len(), |n| {
+                    let column = format!("t.{}", identity[n]);
+                    identity_match(req.matching.function(n), &column, &format!("{alias}.{}", value(n)), &|x| {
+                        format!("lower({x})")
+                    })
+                })
+            };
+            (by("s", &|n| format!("c{}", req.identity[n])), by("k", &|n| format!("k{n}")))
+        }),
         identity_column: &identity[0],
         differs,
         target_filter: target_filter(req, "t."),
@@ -399,8 +412,7 @@ impl MysqlWriter {
             conn.query_drop(limit, "start transaction").await?;
             conn.query_drop(limit, &format!("delete from {table}")).await?;
         }
-        // Records found by priority or by substring are not read back (yet).
-        let verification = match req.identity.is_empty() || !matching {
+        let verification = match req.identity.is_empty() {
             true => None,
             false => Some(verification(&mut conn, &req, &table, &target_columns).await?),
         };
@@ -616,9 +628,9 @@ impl BatchWriter for MysqlWriter {
     async fn verify(&mut self, batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
         let Some(verification) = &self.verification else { return Ok(None) };
         let deletes = batch.operations == Operations::All(Operation::Delete);
-        let (stage, sql) = match deletes {
-            true => (VERIFY_KEYS, &verification.deletes),
-            false => (VERIFY, &verification.upserts),
+        let (stage, prefix, sql, before) = match deletes {
+            true => (VERIFY_KEYS, "k", &verification.deletes, &verification.before_deletes),
+            false => (VERIFY, "c", &verification.upserts, &verification.before_upserts),
         };
         // Records that do not decode were rejected when written: nothing to read back.
         let (rows, positions, _) = parameters(&batch.records);
@@ -633,7 +645,12 @@ impl BatchWriter for MysqlWriter {
         let conn = &mut self.conn.conn;
         let work = async {
             conn.query_drop(format!("delete from {stage}")).await?;
-            run_chunked(conn, &format!("insert into {stage} values "), &group, ", ", "", &numbered).await?;
+            let columns: Vec<String> = (1..width).map(|i| format!("{prefix}{}", i - 1)).collect();
+            let insert = format!("insert into {stage} (ord, {}) values ", columns.join(", "));
+            run_chunked(conn, &insert, &group, ", ", "", &numbered).await?;
+            for statement in before {
+                conn.query_drop(statement).await?;
+            }
             conn.query::<mysql_async::Row, _>(sql.as_str()).await
         };
         let found = guarded(guard, idle, work).await?;

@@ -407,7 +407,8 @@ impl PostgresWriter {
                 .map(|(n, i)| format!("k{n} {}", req.schema.fields[*i].field_type.postgres_name()))
                 .collect();
             let create = format!(
-                "create temporary table {VERIFY} ({}, {numbered}); create temporary table {VERIFY_KEYS} ({}, {numbered})",
+                "create temporary table {VERIFY} ({}, {LEVEL} int, {numbered});
+                 create temporary table {VERIFY_KEYS} ({}, {LEVEL} int, {numbered})",
                 stage_columns.join(", "),
                 keys.join(", ")
             );
@@ -417,8 +418,7 @@ impl PostgresWriter {
         if whole_run {
             conn.interactive(client.batch_execute(&format!("begin; delete from {table}"))).await?;
         }
-        // Records found by priority or by substring are not read back (yet).
-        let verification = (!req.identity.is_empty() && plain).then(|| {
+        let verification = (!req.identity.is_empty()).then(|| {
             let differs = (0..values.targets.len())
                 .filter(|i| !req.identity.contains(i))
                 .map(|i| {
@@ -443,6 +443,8 @@ impl PostgresWriter {
                 table: &table,
                 matches: &matches,
                 key_matches: &key_matches.join(" and "),
+                matched: (!plain)
+                    .then(|| (matched("s", &|n| format!("c{}", req.identity[n])), matched("k", &|n| format!("k{n}")))),
                 identity_column: &targets[req.identity[0]],
                 differs,
                 target_filter: shaping
@@ -610,9 +612,9 @@ impl BatchWriter for PostgresWriter {
     async fn verify(&mut self, batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
         let Some(verification) = &self.verification else { return Ok(None) };
         let deletes = batch.operations == Operations::All(Operation::Delete);
-        let (stage, prefix, sql) = match deletes {
-            true => (VERIFY_KEYS, "k", &verification.deletes),
-            false => (VERIFY, "c", &verification.upserts),
+        let (stage, prefix, sql, before) = match deletes {
+            true => (VERIFY_KEYS, "k", &verification.deletes, &verification.before_deletes),
+            false => (VERIFY, "c", &verification.upserts, &verification.before_upserts),
         };
         let columns: Vec<String> = (0..batch.records.schema().fields.len()).map(|i| format!("{prefix}{i}")).collect();
         let this = &*self;
@@ -623,6 +625,9 @@ impl BatchWriter for PostgresWriter {
             // scanning the table for every batch.
             let client = &this.conn.client;
             client.batch_execute("begin; set local enable_hashjoin = off; set local enable_mergejoin = off").await?;
+            for statement in before {
+                client.batch_execute(statement).await?;
+            }
             let rows = client.query(sql.as_str(), &[]).await;
             client.batch_execute(&format!("commit; truncate {stage} restart identity")).await?;
             rows
