@@ -16,6 +16,10 @@ echo "== cargo test (unit and end-to-end)"
 cargo test --workspace --locked 2>&1 | tee target/test-rust.log
 rust_passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/test-rust.log | awk '{s += $4} END {print s + 0}')
 
+# The server binary the Python suites run, built as `cargo build` makes it (the test build
+# above may leave an older one in place).
+cargo build --locked -p syncline
+
 # The Python suites against the built server: the official Polytomic SDK (polytomic==25.9.10),
 # web sign-in against a real OpenID Connect provider (oidc-provider-mock), then dagster-polytomic
 # in its own venv (it needs the 1.x SDK).
