@@ -168,9 +168,11 @@ impl Diffing {
         Ok(Verdict::Changed(change))
     }
 
-    /// Writes previous entries into the new snapshot unchanged.
+    /// Writes previous entries into the new snapshot unchanged (their records stay rejected if
+    /// they were).
     async fn keep(&mut self, entries: impl Iterator<Item = (Bytes, u64)>) -> Result<(), ConnectorError> {
         for (key, hash) in entries {
+            self.differ.unread(&key);
             self.snapshot.push(&key, hash).await.map_err(transient)?;
         }
         Ok(())

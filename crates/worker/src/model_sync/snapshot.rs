@@ -213,6 +213,14 @@ impl Differ {
         Ok(Change::Insert)
     }
 
+    /// Notes that previous entry `key` stays as it was, unread by a run that reads some of the
+    /// model's records: a record rejected before stays to be sent again.
+    pub fn unread(&self, key: &[u8]) {
+        if let Some(&insert) = self.rejected.identities.get(key) {
+            self.rejected.held.push(key, insert);
+        }
+    }
+
     /// Appends every remaining previous entry to `gone`.
     pub async fn remaining(&mut self, gone: &mut Vec<(Bytes, u64)>) -> Result<(), PayloadError> {
         while let Some(entry) = self.peeked.take() {
@@ -295,5 +303,8 @@ mod tests {
         }
         assert_eq!(changes, vec![Change::Unchanged, Change::Unchanged, Change::Insert]);
         assert_eq!(rejected.held.take(), vec![(key(1).to_vec(), true), (key(2).to_vec(), false)]);
+        differ.unread(&key(2));
+        differ.unread(&key(9));
+        assert_eq!(rejected.held.take(), vec![(key(2).to_vec(), false)], "an unread rejected record stays rejected");
     }
 }
