@@ -238,7 +238,7 @@ async fn keyed_deletes(conn: &mut Connection, req: &WriteRequest, table: &str) -
     );
     conn.query_drop(limit, &create).await?;
     conn.query_drop(limit, &format!("alter table {KEYS} add column {LEVEL} int")).await?;
-    let keyed = matched(req, "k");
+    let keyed = matched(req, "k", None);
     let filter = target_filter(req, "t.").map(|f| format!(" and ({f})")).unwrap_or_default();
     let delete = format!("delete t from {table} as t join {KEYS} as k on {}{filter}", keyed.chosen("k"));
     let statements =
@@ -246,12 +246,13 @@ async fn keyed_deletes(conn: &mut Connection, req: &WriteRequest, table: &str) -
     Ok(Deletes::Staged { insert: format!("insert into {KEYS} ({}) values ", identity.join(", ")), statements })
 }
 
-/// The matches of staged records (`alias`, with the target's column names) by the request's
-/// identity functions and strategy.
-fn matched(req: &WriteRequest, alias: &str) -> Matched {
+/// The matches of staged records (`alias`) by the request's identity functions and strategy;
+/// `column` names the staged column of identity field `n` (`None`: the target's own name).
+fn matched(req: &WriteRequest, alias: &str, column: Option<&dyn Fn(usize) -> String>) -> Matched {
     Matched::new(&req.matching, req.identity.len(), |n| {
-        let column = quote_ident(&req.targets[req.identity[n]]);
-        identity_match(req.matching.function(n), &format!("t.{column}"), &format!("{alias}.{column}"), &|x| {
+        let target = quote_ident(&req.targets[req.identity[n]]);
+        let staged = column.map_or_else(|| target.clone(), |column| column(n));
+        identity_match(req.matching.function(n), &format!("t.{target}"), &format!("{alias}.{staged}"), &|x| {
             format!("lower({x})")
         })
     })
@@ -316,15 +317,9 @@ async fn verification(
         matches: &matches.join(" and "),
         key_matches: &key_matches.join(" and "),
         matched: (!req.matching.is_plain()).then(|| {
-            let by = |alias: &str, value: &dyn Fn(usize) -> String| {
-                Matched::new(&req.matching, req.identity.len(), |n| {
-                    let column = format!("t.{}", identity[n]);
-                    identity_match(req.matching.function(n), &column, &format!("{alias}.{}", value(n)), &|x| {
-                        format!("lower({x})")
-                    })
-                })
-            };
-            (by("s", &|n| format!("c{}", req.identity[n])), by("k", &|n| format!("k{n}")))
+            let (staged, key): (&dyn Fn(usize) -> String, &dyn Fn(usize) -> String) =
+                (&|n| format!("c{}", req.identity[n]), &|n| format!("k{n}"));
+            (matched(req, "s", Some(staged)), matched(req, "k", Some(key)))
         }),
         identity_column: &identity[0],
         differs,
@@ -443,7 +438,7 @@ async fn staged(
     if !plain {
         conn.query_drop(conn.ctx.deadlines.query, &format!("alter table {STAGE} add column {LEVEL} int")).await?;
     }
-    let staged_match = matched(req, "s");
+    let staged_match = matched(req, "s", None);
     let values = Values::of(
         req,
         &ValueSpelling {

@@ -320,6 +320,16 @@ impl PostgresWriter {
             .unwrap_or_default();
         let matches: Vec<String> = req.identity.iter().map(|i| format!("t.{} = s.c{i}", targets[*i])).collect();
         let matches = matches.join(" and ");
+        // Keys of deletes, and of deleted records read back, are staged as `k0, k1, …`.
+        let key_columns: Vec<String> = req
+            .identity
+            .iter()
+            .enumerate()
+            .map(|(n, i)| format!("k{n} {}", req.schema.fields[*i].field_type.postgres_name()))
+            .collect();
+        let key_matches: Vec<String> =
+            req.identity.iter().enumerate().map(|(n, i)| format!("t.{} = k.k{n}", targets[*i])).collect();
+        let key_matches = key_matches.join(" and ");
         let staged = matched("s", &|n| format!("c{}", req.identity[n]));
         let apply = match (req.mode, req.identity.is_empty()) {
             (SyncMode::Append | SyncMode::Snapshot, _) => vec![insert],
@@ -370,27 +380,10 @@ impl PostgresWriter {
         }
         let delete = match req.mode {
             SyncMode::Replace | SyncMode::Remove => {
-                let columns: Vec<String> = req
-                    .identity
-                    .iter()
-                    .enumerate()
-                    .map(|(n, i)| format!("k{n} {}", req.schema.fields[*i].field_type.postgres_name()))
-                    .collect();
-                let create = format!("create temporary table {KEYS} ({}, {LEVEL} int)", columns.join(", "));
+                let create = format!("create temporary table {KEYS} ({}, {LEVEL} int)", key_columns.join(", "));
                 conn.interactive(client.batch_execute(&create)).await?;
                 let keyed = matched("k", &|n| format!("k{n}"));
-                let found = match plain {
-                    true => {
-                        let matches: Vec<String> = req
-                            .identity
-                            .iter()
-                            .enumerate()
-                            .map(|(n, i)| format!("t.{} = k.k{n}", targets[*i]))
-                            .collect();
-                        matches.join(" and ")
-                    }
-                    false => keyed.chosen("k"),
-                };
+                let found = if plain { key_matches.clone() } else { keyed.chosen("k") };
                 let delete = format!("delete from {table} as t using {KEYS} as k where {found}{target_filter}");
                 let levels = if plain { vec![] } else { keyed.assign(KEYS, "k", &table) };
                 Some(levels.into_iter().chain([delete]).collect())
@@ -400,17 +393,11 @@ impl PostgresWriter {
         if !req.identity.is_empty() {
             // Records read back are staged again, numbered in the order they come.
             let numbered = "ord bigint generated always as identity (minvalue 0 start with 0)";
-            let keys: Vec<String> = req
-                .identity
-                .iter()
-                .enumerate()
-                .map(|(n, i)| format!("k{n} {}", req.schema.fields[*i].field_type.postgres_name()))
-                .collect();
             let create = format!(
                 "create temporary table {VERIFY} ({}, {LEVEL} int, {numbered});
                  create temporary table {VERIFY_KEYS} ({}, {LEVEL} int, {numbered})",
                 stage_columns.join(", "),
-                keys.join(", ")
+                key_columns.join(", ")
             );
             conn.interactive(client.batch_execute(&create)).await?;
         }
@@ -435,14 +422,12 @@ impl PostgresWriter {
                     (target.clone(), differs)
                 })
                 .collect();
-            let key_matches: Vec<String> =
-                req.identity.iter().enumerate().map(|(n, i)| format!("t.{} = k.k{n}", targets[*i])).collect();
             Verification::new(VerificationParts {
                 stage: VERIFY,
                 keys: VERIFY_KEYS,
                 table: &table,
                 matches: &matches,
-                key_matches: &key_matches.join(" and "),
+                key_matches: &key_matches,
                 matched: (!plain)
                     .then(|| (matched("s", &|n| format!("c{}", req.identity[n])), matched("k", &|n| format!("k{n}")))),
                 identity_column: &targets[req.identity[0]],

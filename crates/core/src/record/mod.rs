@@ -209,6 +209,11 @@ impl<'a> Record<'a> {
         (0..self.schema.fields.len()).map(|i| self.get(i)).collect()
     }
 
+    /// The values as a JSON object, each under the name at its position in `names`.
+    pub fn json_under(&self, names: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, ValueError> {
+        Ok(names.iter().cloned().zip(self.values()?.iter().map(Value::to_json)).collect())
+    }
+
     /// Field `index` as an integer (NULL is `None`); other types are an error.
     pub fn get_i64(&self, index: usize) -> Result<Option<i64>, ValueError> {
         match self.get(index)? {

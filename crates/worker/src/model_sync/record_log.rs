@@ -65,8 +65,7 @@ impl RecordLog {
         line.insert("identity".into(), Json::String(identity));
         line.insert("operation".into(), Json::String(operation.to_owned()));
         if let Some((record, targets)) = values {
-            let values = record.values().map_err(|e| ConnectorError::permanent(e.to_string()))?;
-            let values = targets.iter().cloned().zip(values.iter().map(|v| v.to_json())).collect();
+            let values = record.json_under(targets).map_err(|e| ConnectorError::permanent(e.to_string()))?;
             line.insert("values".into(), Json::Object(values));
         }
         if let Some(error) = error {

@@ -33,9 +33,10 @@ pub struct Samples {
 
 /// A record as a sample: its identity and its values under the target fields' names.
 fn sample(identity: String, record: Option<(&Record<'_>, &[String])>) -> Json {
-    let values = record.map(|(record, targets)| match record.values() {
-        Ok(values) => targets.iter().cloned().zip(values.iter().map(|v| v.to_json())).collect(),
-        Err(e) => serde_json::Map::from_iter([("error".to_owned(), json!(e.to_string()))]),
+    let values = record.map(|(record, targets)| {
+        record
+            .json_under(targets)
+            .unwrap_or_else(|e| serde_json::Map::from_iter([("error".to_owned(), json!(e.to_string()))]))
     });
     match values {
         Some(values) => json!({ "identity": identity, "values": values }),
