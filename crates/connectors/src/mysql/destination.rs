@@ -4,15 +4,18 @@
 //! `INSERT … SELECT … WHERE NOT EXISTS`. A batch the server rejects is bisected under savepoints
 //! until the bad records are isolated ([`Bisection`]); the rest of the batch is written.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use mysql_async::{Conn, Value as MyValue, prelude::Queryable};
 use syncline_core::{
     connector::{
         Action, BatchWriter, ConnectorError, Context, CreateProperty, Destination, ErrorClass, InvalidProperty,
-        Mismatch, MismatchKind, ObjectSpec, Operation, Operations, ParameterValue, RecordFailure, SyncMode,
-        TargetCreation, TargetField, TargetObject, WriteBatch, WriteRequest,
+        ObjectSpec, Operation, Operations, ParameterValue, RecordFailure, SyncMode, TargetCreation, TargetField,
+        TargetObject, Verifier, WriteBatch, WriteRequest,
     },
     record::{Field, FieldType, RecordBatch},
 };
@@ -22,12 +25,12 @@ use super::{
     client::{self, Connection, guarded, quote_ident, quote_object, split_object},
     spelling::{self, Mysql},
     types::{self, ColumnInfo},
+    verify::{MysqlVerifier, ReadBack},
 };
 use crate::{
     predicate,
     sql::{
-        self, Bisection, LEVEL, Matched, NameLimit, ValueSpelling, Values, Verification, VerificationParts,
-        identity_match, shape_table, target_field,
+        self, Bisection, LEVEL, Matched, NameLimit, ValueSpelling, Values, identity_match, shape_table, target_field,
     },
 };
 
@@ -167,7 +170,7 @@ impl Destination for MysqlDestination {
 
     async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {
         let conn = self.connect().await?;
-        Ok(Box::new(MysqlWriter::open(conn, (&self.config.database, self.config.strict), request).await?))
+        Ok(Box::new(MysqlWriter::open(conn, &self.config, request).await?))
     }
 }
 
@@ -214,7 +217,7 @@ struct MysqlWriter {
     /// (with the old contents deleted) and committed by [`BatchWriter::finish`].
     whole_run: bool,
     /// How written records are read back and compared (`None` without an identity).
-    verification: Option<Verification>,
+    read_back: Option<Arc<ReadBack>>,
 }
 
 /// How a writer deletes records by identity.
@@ -248,7 +251,7 @@ async fn keyed_deletes(conn: &mut Connection, req: &WriteRequest, table: &str) -
 
 /// The matches of staged records (`alias`) by the request's identity functions and strategy;
 /// `column` names the staged column of identity field `n` (`None`: the target's own name).
-fn matched(req: &WriteRequest, alias: &str, column: Option<&dyn Fn(usize) -> String>) -> Matched {
+pub(super) fn matched(req: &WriteRequest, alias: &str, column: Option<&dyn Fn(usize) -> String>) -> Matched {
     Matched::new(&req.matching, req.identity.len(), |n| {
         let target = quote_ident(&req.targets[req.identity[n]]);
         let staged = column.map_or_else(|| target.clone(), |column| column(n));
@@ -258,82 +261,9 @@ fn matched(req: &WriteRequest, alias: &str, column: Option<&dyn Fn(usize) -> Str
     })
 }
 
-const VERIFY: &str = "syncline_verify";
-const VERIFY_KEYS: &str = "syncline_verify_keys";
-
-/// Read-back for [`BatchWriter::verify`]: the records go, as the sync sent them, into a
-/// staging table typed like the records (so a value the table cut to fit still differs), with
-/// their ordinal, and are compared with the table's columns there.
-async fn verification(
-    conn: &mut Connection,
-    req: &WriteRequest,
-    table: &str,
-    columns: &[Column],
-) -> Result<Verification, ConnectorError> {
-    let mariadb = conn.mariadb;
-    let definition =
-        |name: String, field: &Field| format!("{name} {}", types::column_definition(&field.field_type, false, mariadb));
-    let staged: Vec<String> =
-        req.schema.fields.iter().enumerate().map(|(i, f)| definition(format!("c{i}"), f)).collect();
-    let keys: Vec<String> =
-        req.identity.iter().enumerate().map(|(n, i)| definition(format!("k{n}"), &req.schema.fields[*i])).collect();
-    for (name, columns) in [(VERIFY, staged), (VERIFY_KEYS, keys)] {
-        let create = format!(
-            "create temporary table {name} (ord bigint not null, {}, {LEVEL} int) engine = InnoDB",
-            columns.join(", ")
-        );
-        conn.query_drop(conn.ctx.deadlines.query, &create).await?;
-    }
-    let values = Values::of(
-        req,
-        &ValueSpelling {
-            staged: &|i| format!("s.c{i}"),
-            replacement: &|_, value| spelling::constant(value),
-            constant: &|_, value| spelling::constant(value),
-            spelling: &Mysql,
-        },
-    );
-    let differs = (0..values.targets.len())
-        .filter(|i| !req.identity.contains(i))
-        .map(|i| {
-            let (target, expr) = (&values.targets[i], &values.exprs[i]);
-            let quoted = quote_ident(target);
-            let text = columns.iter().any(|c| &c.name == target && c.field_type == FieldType::Text);
-            let differs = match (req.shaping.fill_only.contains(target), text) {
-                (true, _) => format!("t.{quoted} is null and ({expr}) is not null"),
-                (false, true) => format!("not (cast(({expr}) as binary) <=> cast(t.{quoted} as binary))"),
-                (false, false) => format!("not (({expr}) <=> t.{quoted})"),
-            };
-            (target.clone(), differs)
-        })
-        .collect();
-    let identity: Vec<String> = req.identity.iter().map(|i| quote_ident(&req.targets[*i])).collect();
-    let matches: Vec<String> = req.identity.iter().zip(&identity).map(|(i, t)| format!("t.{t} = s.c{i}")).collect();
-    let key_matches: Vec<String> = identity.iter().enumerate().map(|(n, t)| format!("t.{t} = k.k{n}")).collect();
-    Ok(Verification::new(VerificationParts {
-        stage: VERIFY,
-        keys: VERIFY_KEYS,
-        table,
-        matches: &matches.join(" and "),
-        key_matches: &key_matches.join(" and "),
-        matched: (!req.matching.is_plain()).then(|| {
-            let (staged, key): (&dyn Fn(usize) -> String, &dyn Fn(usize) -> String) =
-                (&|n| format!("c{}", req.identity[n]), &|n| format!("k{n}"));
-            (matched(req, "s", Some(staged)), matched(req, "k", Some(key)))
-        }),
-        identity_column: &identity[0],
-        differs,
-        target_filter: target_filter(req, "t."),
-        mode: req.mode,
-    }))
-}
-
 impl MysqlWriter {
-    async fn open(
-        mut conn: Connection,
-        (database, strict): (&str, bool),
-        req: WriteRequest,
-    ) -> Result<Self, ConnectorError> {
+    async fn open(mut conn: Connection, config: &MysqlConfig, req: WriteRequest) -> Result<Self, ConnectorError> {
+        let (database, strict) = (config.database.as_str(), config.strict);
         let object = split_object(&req.object, database);
         let target_columns = columns(&mut conn, object).await?;
         for target in &req.targets {
@@ -407,17 +337,16 @@ impl MysqlWriter {
             conn.query_drop(limit, "start transaction").await?;
             conn.query_drop(limit, &format!("delete from {table}")).await?;
         }
-        let verification = match req.identity.is_empty() {
-            true => None,
-            false => Some(verification(&mut conn, &req, &table, &target_columns).await?),
-        };
-        Ok(Self { conn, plan, delete, dirty: false, whole_run, verification })
+        let read_back = (!req.identity.is_empty()).then(|| {
+            Arc::new(ReadBack::new((conn.ctx.clone(), config.clone()), conn.mariadb, &req, &table, &target_columns))
+        });
+        Ok(Self { conn, plan, delete, dirty: false, whole_run, read_back })
     }
 }
 
 /// The SQL of the request's target filters over the table's columns, each prefixed with
 /// `alias` (`t.`, or nothing).
-fn target_filter(req: &WriteRequest, alias: &str) -> Option<String> {
+pub(super) fn target_filter(req: &WriteRequest, alias: &str) -> Option<String> {
     let column = |field: &str| format!("{alias}{}", quote_ident(field));
     req.shaping.target_filter.as_ref().map(|p| predicate::render(p, &column, &Mysql))
 }
@@ -620,50 +549,9 @@ impl BatchWriter for MysqlWriter {
         guarded(guard, idle, async { conn.query_drop("commit").await }).await
     }
 
-    async fn verify(&mut self, batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
-        let Some(verification) = &self.verification else { return Ok(None) };
-        let deletes = batch.operations == Operations::All(Operation::Delete);
-        let (stage, prefix, sql, before) = match deletes {
-            true => (VERIFY_KEYS, "k", &verification.deletes, &verification.before_deletes),
-            false => (VERIFY, "c", &verification.upserts, &verification.before_upserts),
-        };
-        // Records that do not decode were rejected when written: nothing to read back.
-        let (rows, positions, _) = parameters(&batch.records);
-        let numbered: Vec<Vec<MyValue>> = positions
-            .iter()
-            .zip(rows)
-            .map(|(at, row)| std::iter::once(MyValue::Int(*at as i64)).chain(row).collect())
-            .collect();
-        let width = numbered.first().map_or(1, Vec::len);
-        let group = format!("({})", vec!["?"; width].join(", "));
-        let (guard, idle) = (self.conn.kill_on_drop(), self.conn.ctx.deadlines.idle);
-        let conn = &mut self.conn.conn;
-        let work = async {
-            conn.query_drop(format!("delete from {stage}")).await?;
-            let columns: Vec<String> = (1..width).map(|i| format!("{prefix}{}", i - 1)).collect();
-            let insert = format!("insert into {stage} (ord, {}) values ", columns.join(", "));
-            run_chunked(conn, &insert, &group, ", ", "", &numbered).await?;
-            for statement in before {
-                conn.query_drop(statement).await?;
-            }
-            conn.query::<mysql_async::Row, _>(sql.as_str()).await
-        };
-        let found = guarded(guard, idle, work).await?;
-        let flag = |row: &mysql_async::Row, i: usize| row.get::<Option<i64>, _>(i).flatten().unwrap_or(0) != 0;
-        let mismatches = found
-            .iter()
-            .map(|row| {
-                let index = row.get::<Option<i64>, _>(0).flatten().unwrap_or_default() as usize;
-                match deletes {
-                    true => Mismatch { index, kind: MismatchKind::StillThere },
-                    false => {
-                        let differs: Vec<bool> = (2..row.len()).map(|i| flag(row, i)).collect();
-                        verification.mismatch(index, flag(row, 1), &differs)
-                    }
-                }
-            })
-            .collect();
-        Ok(Some(mismatches))
+    async fn verifier(&mut self) -> Result<Option<Box<dyn Verifier>>, ConnectorError> {
+        let Some(read_back) = &self.read_back else { return Ok(None) };
+        Ok(Some(Box::new(MysqlVerifier::open(read_back.clone()).await?)))
     }
 }
 

@@ -13,3 +13,19 @@ pub(super) const HEADER_LEN: usize = HEADER.len();
 pub(super) fn is_trailer(bytes: &[u8]) -> bool {
     bytes.starts_with(TRAILER)
 }
+
+/// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) with `tuples` as its data.
+pub(super) async fn copy_in(
+    client: &tokio_postgres::Client,
+    statement: &str,
+    tuples: bytes::Bytes,
+) -> Result<(), tokio_postgres::Error> {
+    use futures::SinkExt;
+    let sink = client.copy_in::<_, bytes::Bytes>(statement).await?;
+    futures::pin_mut!(sink);
+    for part in [bytes::Bytes::from_static(HEADER), tuples, bytes::Bytes::from_static(TRAILER)] {
+        sink.feed(part).await?;
+    }
+    sink.finish().await?;
+    Ok(())
+}

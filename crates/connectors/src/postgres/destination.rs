@@ -2,16 +2,17 @@
 //! set-based SQL. A batch the database rejects is bisected under savepoints until the bad
 //! records are isolated, so one bad record costs O(log n) retries, not the whole batch.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes};
-use futures::SinkExt;
 use syncline_core::{
     connector::{
         Action, BatchWriter, ConnectorError, Context, CreateProperty, Destination, ErrorClass, InvalidProperty,
-        Mismatch, MismatchKind, ObjectSpec, Operation, Operations, ParameterValue, RecordFailure, SyncMode,
-        TargetCreation, TargetField, TargetObject, WriteBatch, WriteRequest,
+        ObjectSpec, Operation, Operations, ParameterValue, RecordFailure, SyncMode, TargetCreation, TargetField,
+        TargetObject, Verifier, WriteBatch, WriteRequest,
     },
-    record::{Field, RecordBatch, RecordBatchBuilder},
+    record::{Field, FieldType, RecordBatch, RecordBatchBuilder},
 };
 
 use super::{
@@ -20,6 +21,7 @@ use super::{
     copy,
     spelling::{self, Postgres},
     types,
+    verify::{Bytewise, PostgresVerifier, ReadBack, VERIFY, VERIFY_KEYS},
 };
 use crate::{
     predicate,
@@ -157,7 +159,7 @@ impl Destination for PostgresDestination {
 
     async fn writer(&self, request: WriteRequest) -> Result<Box<dyn BatchWriter>, ConnectorError> {
         let conn = client::connect(&self.ctx, &self.config).await?;
-        let writer = PostgresWriter::open(conn, request).await?;
+        let writer = PostgresWriter::open(conn, &self.config, request).await?;
         Ok(Box::new(writer))
     }
 }
@@ -223,16 +225,14 @@ struct PostgresWriter {
     /// (with the old contents deleted) and committed by [`BatchWriter::finish`].
     whole_run: bool,
     /// How written records are read back and compared (`None` without an identity).
-    verification: Option<Verification>,
+    read_back: Option<Arc<ReadBack>>,
 }
 
 const STAGE: &str = "syncline_stage";
 const KEYS: &str = "syncline_keys";
-const VERIFY: &str = "syncline_verify";
-const VERIFY_KEYS: &str = "syncline_verify_keys";
 
 impl PostgresWriter {
-    async fn open(conn: Connection, req: WriteRequest) -> Result<Self, ConnectorError> {
+    async fn open(conn: Connection, config: &PostgresConfig, req: WriteRequest) -> Result<Self, ConnectorError> {
         let target_columns = columns(&conn, &req.object).await?;
         let client = &conn.client;
         let column = |target: &str| {
@@ -249,17 +249,19 @@ impl PostgresWriter {
         let column_types: Vec<u32> =
             req.targets.iter().map(|target| column(target).map_or(0, |c| c.type_oid)).collect();
         // JSON text bound for a jsonb column is copied straight in after jsonb's version byte.
-        let jsonb: Vec<bool> = column_types
+        let into_jsonb: Vec<bool> = column_types
             .iter()
             .zip(&req.schema.fields)
             .map(|(oid, f)| types::json_into_jsonb(*oid, &f.field_type))
             .collect();
-        let binary_compatible = column_types
+        let as_is: Vec<bool> = column_types
             .iter()
             .zip(&req.schema.fields)
-            .zip(&jsonb)
-            .all(|((oid, field), jsonb)| *jsonb || types::accepts_binary(*oid, &field.field_type));
-        let jsonb = jsonb.contains(&true).then_some(jsonb);
+            .zip(&into_jsonb)
+            .map(|((oid, field), jsonb)| *jsonb || types::accepts_binary(*oid, &field.field_type))
+            .collect();
+        let binary_compatible = as_is.iter().all(|b| *b);
+        let jsonb = into_jsonb.contains(&true).then(|| into_jsonb.clone());
         let stage_columns: Vec<String> = req
             .schema
             .fields
@@ -390,17 +392,6 @@ impl PostgresWriter {
             }
             _ => None,
         };
-        if !req.identity.is_empty() {
-            // Records read back are staged again, numbered in the order they come.
-            let numbered = "ord bigint generated always as identity (minvalue 0 start with 0)";
-            let create = format!(
-                "create temporary table {VERIFY} ({}, {LEVEL} int, {numbered});
-                 create temporary table {VERIFY_KEYS} ({}, {LEVEL} int, {numbered})",
-                stage_columns.join(", "),
-                key_columns.join(", ")
-            );
-            conn.interactive(client.batch_execute(&create)).await?;
-        }
         let whole_run = req.mode == SyncMode::Snapshot;
         if whole_run {
             conn.interactive(client.batch_execute(&format!("begin; delete from {table}"))).await?;
@@ -443,18 +434,55 @@ impl PostgresWriter {
             |prefix: &str, count: usize| (0..count).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>().join(", ");
         let copy_stage = format!("copy {STAGE} ({}) from stdin (format binary)", listed("c", req.schema.fields.len()));
         let copy_keys = format!("copy {KEYS} ({}) from stdin (format binary)", listed("k", req.identity.len()));
-        Ok(Self { conn, apply, direct, jsonb, delete, copy_stage, copy_keys, whole_run, verification })
+        let read_back = verification.map(|verification| {
+            // Records written as sent into columns of their own binary format read back as sent.
+            let compared: Vec<usize> = (0..req.targets.len()).filter(|i| !req.identity.contains(i)).collect();
+            let bytewise = (plain && shaping.is_plain() && compared.iter().all(|i| as_is[*i])).then(|| {
+                let columns: String = compared.iter().map(|i| format!(", t.{}", targets[*i])).collect();
+                let identity = &targets[req.identity[0]];
+                let integer = matches!(
+                    req.schema.fields[req.identity[0]].field_type,
+                    FieldType::Int16 | FieldType::Int32 | FieldType::Int64
+                );
+                Bytewise {
+                    range: (req.identity.len() == 1 && integer && as_is[req.identity[0]])
+                        .then(|| format!("select t.{identity}{columns} from {table} as t where t.{identity} between ")),
+                    copy_out: format!(
+                        "copy (select k.ord, t.{} is not null{columns} from {VERIFY_KEYS} as k left join {table} as t
+                         on {key_matches}) to stdout (format binary)",
+                        targets[req.identity[0]]
+                    ),
+                    fields: compared.iter().map(|i| (*i, into_jsonb[*i])).collect(),
+                }
+            });
+            let numbered = "ord bigint generated always as identity (minvalue 0 start with 0)";
+            Arc::new(ReadBack {
+                connect: (conn.ctx.clone(), config.clone()),
+                create: format!(
+                    "create temporary table {VERIFY} ({}, {LEVEL} int, {numbered});
+                     create temporary table {VERIFY_KEYS} ({}, {LEVEL} int, ord bigint)",
+                    stage_columns.join(", "),
+                    key_columns.join(", ")
+                ),
+                verification,
+                identity: req.identity.clone(),
+                copy_records: format!(
+                    "copy {VERIFY} ({}) from stdin (format binary)",
+                    listed("c", req.schema.fields.len())
+                ),
+                copy_keys: format!(
+                    "copy {VERIFY_KEYS} ({}, ord) from stdin (format binary)",
+                    listed("k", req.identity.len())
+                ),
+                bytewise,
+            })
+        });
+        Ok(Self { conn, apply, direct, jsonb, delete, copy_stage, copy_keys, whole_run, read_back })
     }
 
     /// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) with `tuples` as its data.
     async fn copy(&self, statement: &str, tuples: Bytes) -> Result<(), tokio_postgres::Error> {
-        let sink = self.conn.client.copy_in::<_, Bytes>(statement).await?;
-        futures::pin_mut!(sink);
-        for part in [Bytes::from_static(copy::HEADER), tuples, Bytes::from_static(copy::TRAILER)] {
-            sink.feed(part).await?;
-        }
-        sink.finish().await?;
-        Ok(())
+        copy::copy_in(&self.conn.client, statement, tuples).await
     }
 
     /// Copies a batch of new records straight into the table; `false` if the database refused
@@ -594,43 +622,9 @@ impl BatchWriter for PostgresWriter {
         self.conn.guard(self.conn.ctx.deadlines.idle, commit).await
     }
 
-    async fn verify(&mut self, batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
-        let Some(verification) = &self.verification else { return Ok(None) };
-        let deletes = batch.operations == Operations::All(Operation::Delete);
-        let (stage, prefix, sql, before) = match deletes {
-            true => (VERIFY_KEYS, "k", &verification.deletes, &verification.before_deletes),
-            false => (VERIFY, "c", &verification.upserts, &verification.before_upserts),
-        };
-        let columns: Vec<String> = (0..batch.records.schema().fields.len()).map(|i| format!("{prefix}{i}")).collect();
-        let this = &*self;
-        let work = async {
-            let copy = format!("copy {stage} ({}) from stdin (format binary)", columns.join(", "));
-            this.copy(&copy, batch.records.data().clone()).await?;
-            // A batch is small beside the table: look each record up by its identity rather than
-            // scanning the table for every batch.
-            let client = &this.conn.client;
-            client.batch_execute("begin; set local enable_hashjoin = off; set local enable_mergejoin = off").await?;
-            for statement in before {
-                client.batch_execute(statement).await?;
-            }
-            let rows = client.query(sql.as_str(), &[]).await;
-            client.batch_execute(&format!("commit; truncate {stage} restart identity")).await?;
-            rows
-        };
-        let rows =
-            self.conn.guard(self.conn.ctx.deadlines.idle, async { work.await.map_err(|e| client::error(&e)) }).await?;
-        rows.iter()
-            .map(|row| {
-                let index = row.try_get::<_, i64>(0)? as usize;
-                if deletes {
-                    return Ok(Mismatch { index, kind: MismatchKind::StillThere });
-                }
-                let differs = (2..row.len()).map(|i| row.try_get::<_, bool>(i)).collect::<Result<Vec<_>, _>>()?;
-                Ok(verification.mismatch(index, row.try_get(1)?, &differs))
-            })
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            .map(Some)
-            .map_err(|e| client::error(&e))
+    async fn verifier(&mut self) -> Result<Option<Box<dyn Verifier>>, ConnectorError> {
+        let Some(read_back) = &self.read_back else { return Ok(None) };
+        Ok(Some(Box::new(PostgresVerifier::open(read_back.clone()).await?)))
     }
 }
 

@@ -13,6 +13,7 @@ mod destination;
 mod source;
 mod spelling;
 mod types;
+mod verify;
 mod warehouse;
 
 use std::sync::Arc;

@@ -296,14 +296,23 @@ pub trait BatchWriter: Send {
         Ok(())
     }
 
-    /// Reads the records of `batch`, written before (and not rejected), back from the
-    /// destination by identity and returns those that differ from what was written, by
-    /// position in `batch`: upserts compared field by field as the mode writes them (values a
-    /// target filter kept from changing are not compared), deletes checked gone. `None` when
-    /// the destination cannot read records back (or the write has no identity).
-    async fn verify(&mut self, _batch: &WriteBatch) -> Result<Option<Vec<Mismatch>>, ConnectorError> {
+    /// Opens a reader of the records this writer writes, on a connection of its own, so that
+    /// checking one batch goes on while the next is written. A batch can be checked once
+    /// `write` returned it, in snapshot mode once `finish` did. `None` when the destination
+    /// cannot read records back (or the write has no identity).
+    async fn verifier(&mut self) -> Result<Option<Box<dyn Verifier>>, ConnectorError> {
         Ok(None)
     }
+}
+
+/// Reads written records back from the destination (see [`BatchWriter::verifier`]).
+#[async_trait]
+pub trait Verifier: Send {
+    /// Reads the records of `batch`, written before (and not rejected), back by identity and
+    /// returns those that differ from what was written, by position in `batch`: upserts
+    /// compared field by field as the mode writes them (values a target filter kept from
+    /// changing are not compared), deletes checked gone.
+    async fn verify(&mut self, batch: &WriteBatch) -> Result<Vec<Mismatch>, ConnectorError>;
 }
 
 /// A written record that reads back differently from what was written.

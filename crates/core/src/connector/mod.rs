@@ -32,7 +32,7 @@ pub use catalog::{Catalog, Stream, StreamCapabilities};
 pub use destination::{
     Action, BatchWriter, CreateProperty, Destination, IdentityFunction, InvalidProperty, Matching, Mismatch,
     MismatchKind, ObjectSpec, Operation, Operations, RecordFailure, Replacement, Shaping, SyncMode, TargetCreation,
-    TargetField, TargetObject, WriteBatch, WriteRequest,
+    TargetField, TargetObject, Verifier, WriteBatch, WriteRequest,
 };
 pub use error::{ConnectorError, ErrorClass};
 pub use source::{

@@ -178,19 +178,7 @@ impl<'a> Record<'a> {
 
     /// The encoded values in field order (`None` for NULL).
     pub fn raw_values(&self) -> impl Iterator<Item = Option<&'a [u8]>> + 'a {
-        let bytes = self.bytes;
-        let count = i16::from_be_bytes([bytes[0], bytes[1]]).max(0) as usize;
-        let mut pos = 2;
-        (0..count).map(move |_| {
-            let len = i32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]);
-            pos += 4;
-            if len < 0 {
-                return None;
-            }
-            let value = &bytes[pos..pos + len as usize];
-            pos += len as usize;
-            Some(value)
-        })
+        tuple_values(self.bytes)
     }
 
     /// The encoded value of field `index` (`None` for NULL or out of range).
@@ -321,6 +309,21 @@ impl RecordBatch {
         Self { schema, ..self }
     }
 
+    /// The records at `positions`, in that order, as a batch of their own.
+    pub fn select(&self, positions: &[usize]) -> Self {
+        if positions.len() == self.len() && positions.iter().enumerate().all(|(n, at)| n == *at) {
+            return self.clone();
+        }
+        let mut data = BytesMut::new();
+        let mut offsets = Vec::with_capacity(positions.len() + 1);
+        for at in positions {
+            offsets.push(data.len() as u32);
+            data.extend_from_slice(self.record(*at).as_bytes());
+        }
+        offsets.push(data.len() as u32);
+        Self { schema: self.schema.clone(), data: data.freeze(), offsets }
+    }
+
     /// The first `len` records.
     pub fn truncated(&self, len: usize) -> Self {
         let len = len.min(self.len());
@@ -347,6 +350,22 @@ pub enum RecordError {
     FieldCount { found: i16, expected: usize },
     #[error("record is truncated")]
     Truncated,
+}
+
+/// The values of a tuple whose framing was checked ([`tuple_len`]), `None` for NULL.
+pub fn tuple_values(tuple: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let count = i16::from_be_bytes([tuple[0], tuple[1]]).max(0) as usize;
+    let mut pos = 2;
+    (0..count).map(move |_| {
+        let len = i32::from_be_bytes([tuple[pos], tuple[pos + 1], tuple[pos + 2], tuple[pos + 3]]);
+        pos += 4;
+        if len < 0 {
+            return None;
+        }
+        let value = &tuple[pos..pos + len as usize];
+        pos += len as usize;
+        Some(value)
+    })
 }
 
 /// The length of the complete tuple at the start of `bytes`, `None` if it is not all there yet.

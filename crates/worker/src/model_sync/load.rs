@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use syncline_core::{
-    connector::{BatchWriter, ConnectorError, Operation, Operations, WriteBatch},
+    connector::{BatchWriter, ConnectorError, Operation, Operations, Verifier, WriteBatch},
     executions::{self, Counts, Lease, Report},
     record::{Record, Schema, key::KeyLayout},
 };
@@ -17,11 +17,12 @@ use super::{
     changes::{self, Chunk, ChunkKind},
     extract::Progress,
     record_log::RecordLog,
-    verify::{self, Found, Verified, Written},
+    verify::{Follower, Found, Verified, Written},
 };
 use crate::{Services, kind::Stop};
 
 /// What the load stage needs to know about the records.
+#[derive(Clone)]
 pub(crate) struct Layout {
     pub(crate) schema: Arc<Schema>,
     pub(crate) key_schema: Arc<Schema>,
@@ -64,6 +65,8 @@ pub(crate) struct Loader<'a> {
     pub(crate) worker: &'a str,
     pub(crate) layout: &'a Layout,
     pub(crate) progress: &'a Progress,
+    /// Whether the writes share one transaction, committed when they are all done.
+    pub(crate) whole_run: bool,
 }
 
 impl Loader<'_> {
@@ -76,7 +79,8 @@ impl Loader<'_> {
         counts: &mut Counts,
     ) -> Result<LoadEnd, ConnectorError> {
         let mut rejected = HashMap::new();
-        let mut written = Vec::new();
+        let verifier = self.verifier(writer.as_mut()).await;
+        let follower = Follower::start(self.services, self.layout, verifier, self.whole_run);
         loop {
             if let Some(signal) = *stop.borrow() {
                 return Ok(LoadEnd::Stopped(signal));
@@ -92,8 +96,9 @@ impl Loader<'_> {
                 .map_err(|e| ConnectorError::permanent(format!("{key}: {e}")))?;
             match chunk.kind {
                 ChunkKind::Upserts => {
+                    let records = chunk.records.len() as u64;
                     let failed = self.upsert(writer.as_mut(), chunk, counts, (&mut rejected, &mut log)).await?;
-                    written.push(Written { key, rejected: failed });
+                    follower.written(Written { key, records, rejected: failed });
                 }
                 ChunkKind::Deletes => {
                     let batch = WriteBatch { records: chunk.records, operations: Operations::All(Operation::Delete) };
@@ -111,7 +116,7 @@ impl Loader<'_> {
                             log.log("deletes", (name, "delete"), None, None).await?;
                         }
                     }
-                    written.push(Written { key, rejected: vec![] });
+                    follower.written(Written { key, records: n as u64, rejected: vec![] });
                 }
             }
             self.progress.add_to(counts);
@@ -123,7 +128,7 @@ impl Loader<'_> {
             }
         }
         writer.finish().await?;
-        self.verify(writer.as_mut(), &written, counts, (&mut rejected, &mut log)).await?;
+        self.verified(follower, counts, (&mut rejected, &mut log)).await?;
         if let Some(log) = log {
             let index = serde_json::json!(log.finish().await?);
             executions::report(&self.services.pool, self.execution_id, self.worker, Report::RecordLogs, &index)
@@ -133,25 +138,40 @@ impl Loader<'_> {
         Ok(LoadEnd::Drained(rejected.into_iter().collect()))
     }
 
-    /// Reads the written records back and records what differs as errors of the run, to be
-    /// sent again; a destination that fails to answer leaves the run unverified, not failed.
-    async fn verify(
+    /// The run's verifier, or why there is none.
+    async fn verifier(&self, writer: &mut dyn BatchWriter) -> Result<Box<dyn Verifier>, String> {
+        if self.layout.identity.is_none() {
+            return Err("the sync has no identity to read records back by".into());
+        }
+        if self.services.verify_records == 0 {
+            return Err("verification is off (MODEL_SYNC_VERIFY_RECORDS=0)".into());
+        }
+        match writer.verifier().await {
+            Ok(Some(verifier)) => Ok(verifier),
+            Ok(None) => Err("the destination cannot read records back".into()),
+            Err(e) => {
+                tracing::warn!(execution_id = %self.execution_id, error = %e, "could not open a verifier");
+                Err(e.message)
+            }
+        }
+    }
+
+    /// Waits for the written records to be read back and records what differs as errors of
+    /// the run, to be sent again; a destination that fails to answer leaves the run
+    /// unverified, not failed.
+    async fn verified(
         &self,
-        writer: &mut dyn BatchWriter,
-        written: &[Written],
+        follower: Follower,
         counts: &mut Counts,
         (rejected, log): (&mut HashMap<Vec<u8>, bool>, &mut Option<RecordLog>),
     ) -> Result<(), ConnectorError> {
         let span = tracing::info_span!("verify", checked = tracing::field::Empty, mismatched = tracing::field::Empty);
         let total = counts.written.max(0) as u64;
-        let (verified, found) = match verify::verify(self.services, self.layout, writer, written, total)
-            .instrument(span.clone())
-            .await
-        {
+        let (verified, found) = match follower.finish(total).instrument(span.clone()).await {
             Ok(result) => result,
             Err(e) => {
                 tracing::warn!(execution_id = %self.execution_id, error = %e, "could not verify the written records");
-                (Verified { unverified: Some(e.message), ..Verified::default() }, Found::default())
+                (Verified::not(e.message), Found::default())
             }
         };
         span.record("checked", verified.checked).record("mismatched", verified.mismatched);

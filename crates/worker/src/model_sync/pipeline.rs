@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 use syncline_core::{
-    connector::{BatchWriter, ConnectorError, Readable},
+    connector::{BatchWriter, ConnectorError, Readable, SyncMode},
     executions::{self, Claim, Counts, Outcome, Report},
     sync::StartOptions,
 };
@@ -249,7 +249,8 @@ async fn load(
     progress: &Progress,
     ctx: &syncline_core::connector::Context,
 ) -> Result<LoadEnd, ConnectorError> {
-    let loader = Loader { services, execution_id: claim.execution_id, worker, layout, progress };
+    let whole_run = plan.spec.mode == SyncMode::Snapshot;
+    let loader = Loader { services, execution_id: claim.execution_id, worker, layout, progress, whole_run };
     let log = plan.record_log_prefix.as_deref().map(|prefix| {
         let dir = record_log::dir(prefix, plan.organization_id, (claim.subject_id, claim.execution_id));
         RecordLog::new(services.record_logs.clone(), dir)
