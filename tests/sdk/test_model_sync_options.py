@@ -314,6 +314,9 @@ def test_what_cannot_be_honoured_is_refused_naming_the_field(setup: Setup, desti
         conditions=[TargetFilterCondition(field="nope", function="IsNull")])), "target_filters.conditions[0].field")
     expect_422(attempt(fields=mapped(mid, "email", "name", name="never")), "fields[1].sync_mode")
     expect_422(attempt(fields=fields, encryption_passphrase="secret"), "encryption_passphrase")
+    twice = ModelSyncIdentities(mappings=[Identity(source=source(mid, "email"), target=target, function="Equality")
+                                          for target in ("email", "name")], strategy="priority")
+    expect_422(attempt(fields=mapped(mid, "plan"), identities=twice), "identities.mappings[1].source.field")
     expect_422(attempt(fields=[SyncField(source=source(mid, "email"), target="email", new=True)]), "fields[0].new")
     expect_422(lambda: setup.pt.model_sync.create(
         name="bad schedule", active=True, mode="updateOrCreate",

@@ -374,6 +374,12 @@ pub(super) async fn validate(
         if identities[..n].iter().any(|other| other.target == identity.target) {
             return Err(invalid(format!("identity field {:?} is mapped twice", identity.target), &field("target")));
         }
+        if identities[..n].iter().any(|other| other.source.field == identity.source.field) {
+            return Err(invalid(
+                format!("model field {:?} is already an identity: each mapping needs its own", identity.source.field),
+                &field("source.field"),
+            ));
+        }
     }
     spec.schedule.check("schedule", false).map_err(refused)?;
     let upstreams = run_after::upstreams(state, caller, &spec.schedule).await?;
