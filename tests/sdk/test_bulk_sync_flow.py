@@ -128,6 +128,10 @@ def test_postgres_into_postgres(server, databases, pt: Polytomic):
     assert status.last_execution.id == execution.id
     listed = pt.bulk_sync.executions.list(sync.id).data
     assert len(listed) == 2
+    events = [(e.type, e.event.dict()) for e in pt.events.list(limit=100).data or []]
+    events = [(t, p) for t, p in events if p.get("execution_id") == execution.id]
+    assert [t for t, _ in events] == ["bulk_sync.running", "bulk_sync.completed"], events
+    assert events[1][1]["sync_name"] == "pg -> pg bulk" and events[1][1]["source_connection_id"] == src.id, events
 
     pt.bulk_sync.delete(sync.id)
     with pytest.raises(ApiError) as err:

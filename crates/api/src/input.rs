@@ -20,7 +20,8 @@ const EMAIL_MAX: usize = 320;
 /// Longest query parameter value (sign-in callbacks carry the provider's code), in characters.
 pub const QUERY_MAX: usize = 4_096;
 
-fn invalid(field: &str, problem: &str) -> ApiError {
+/// 422 saying `field` `problem` (e.g. "limit must be between 1 and 100"), naming the field.
+pub fn invalid(field: &str, problem: &str) -> ApiError {
     ApiError::unprocessable(format!("{field} {problem}")).with_metadata(json!({ "field": field }))
 }
 

@@ -21,6 +21,7 @@ pub mod event_activity;
 pub mod event_replays;
 pub mod event_routes;
 pub mod event_sources;
+pub mod events;
 pub mod executions;
 pub mod models;
 pub mod organizations;
@@ -53,7 +54,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(event_sources::configure)
             .configure(event_routes::configure)
             .configure(event_replays::configure)
-            .configure(event_activity::configure),
+            .configure(event_activity::configure)
+            .configure(events::configure),
     );
 }
 

@@ -18,6 +18,7 @@ pub mod constraints;
 pub mod event_dead_letters;
 pub mod event_routes;
 pub mod event_sources;
+pub mod events;
 pub mod execution_logs;
 pub mod executions;
 pub mod keys;
