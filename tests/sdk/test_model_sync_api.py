@@ -6,7 +6,7 @@ SDK, with a PostgreSQL source and destination:
 * `model_sync.error_handling.get/update`: `auto_retry_record_errors` round trip and what the
   engine does with it — a record the destination rejects (a NOT NULL column) is sent again on
   the next run when on, and only once it changed when off, also across a run that waited for
-  approval — and the 422s for notifications;
+  approval — and the 422s for what cannot be honoured (warning notifications, bad addresses);
 * `model_sync.executions.get_console_logs`: the stage lines of a run with their counts, paged
   with `after`, holding no values of records.
 """
@@ -185,15 +185,12 @@ def test_error_handling_round_trip_and_refusals(setup: Setup):
     kept = handling.update(sync_id, notify_on_record_errors=False, subscribers=[]).data
     assert kept.auto_retry_record_errors is False, "an omitted setting stays as it is"
 
-    for field in ("notify_on_record_errors", "warning_notifications"):
-        refused(handling.update, sync_id, field=field, says="notifications are not available yet",
-                what=f"{field} true", **{field: True})
-    refused(handling.update, sync_id, subscribers=["ops@example.com"], field="subscribers",
-            says="notifications are not available yet", what="a subscriber")
+    refused(handling.update, sync_id, warning_notifications=True, field="warning_notifications",
+            says="raises no warnings", what="warning notifications")
     refused(handling.update, sync_id, subscribers=["ops@example.com", "not an address"], field="subscribers[1]",
             says="must be an email address", what="a subscriber that is no email address")
-    refused(handling.update, sync_id, auto_retry_record_errors=True, notify_on_record_errors=True,
-            field="notify_on_record_errors", what="a refused body changes nothing")
+    refused(handling.update, sync_id, auto_retry_record_errors=True, warning_notifications=True,
+            field="warning_notifications", what="a refused body changes nothing")
     assert handling.get(sync_id).data.auto_retry_record_errors is False, "refused updates changed nothing"
     # Updating the sync itself keeps the setting.
     sync = setup.pt.model_sync.get(sync_id).data

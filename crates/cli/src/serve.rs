@@ -138,6 +138,8 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             max_retained_wal_mb: settings.cdc_max_retained_wal_mb,
             event_delivery: settings.event_delivery,
             slack: settings.slack.clone(),
+            smtp: settings.smtp.clone(),
+            public_url: settings.public_url.clone(),
             partition_commits: db::listen(&settings.database_url, syncline_worker::PARTITION_COMMITS),
         };
         tasks.spawn(syncline_worker::run(services, settings.worker_concurrency, stopped()));

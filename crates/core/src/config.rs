@@ -115,6 +115,15 @@ pub struct SlackSettings {
     pub channel: Option<String>,
 }
 
+/// Where sync error emails go out (see [`Settings::smtp`]).
+#[derive(Clone)]
+pub struct SmtpSettings {
+    /// `smtp://` (STARTTLS when the server offers it) or `smtps://`, with credentials if any.
+    pub url: Url,
+    /// The sender address.
+    pub from: String,
+}
+
 /// Settings shared by every role.
 #[derive(Clone)]
 pub struct Settings {
@@ -181,6 +190,9 @@ pub struct Settings {
     /// set), the bot token (`SLACK_TOKEN`) and the channel of rules that name none
     /// (`SLACK_CHANNEL`), as Polku named them.
     pub slack: SlackSettings,
+    /// The SMTP server sync error emails go through (`SMTP_URL`, `SMTP_FROM`); without it no
+    /// email is sent and asking for one is refused.
+    pub smtp: Option<SmtpSettings>,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `REFERENCE_CONNECTORS`: also offer the in-memory reference connector (`memory`), a test
@@ -332,6 +344,13 @@ impl Settings {
                 )?,
                 token: env.get("SLACK_TOKEN"),
                 channel: env.get("SLACK_CHANNEL"),
+            },
+            smtp: match env.get("SMTP_URL") {
+                None => None,
+                Some(url) => Some(SmtpSettings {
+                    url: parse_url("SMTP_URL", &url, &["smtp", "smtps"])?,
+                    from: env.required("SMTP_FROM", "(the sender of sync error emails)")?,
+                }),
             },
             event_delivery: EventDelivery {
                 retention: Duration::from_secs(env.number("EVENTS_RETENTION_HOURS", 168, 0)? * 3600),

@@ -8,6 +8,7 @@
 //! ([`event_retention`]).
 
 mod abort;
+mod alerts;
 mod bulk_sync;
 mod capture_slots;
 mod connections;
@@ -56,6 +57,10 @@ pub struct Services {
     pub event_delivery: syncline_core::config::EventDelivery,
     /// Where log events of event streams are posted.
     pub slack: syncline_core::config::SlackSettings,
+    /// Where sync error emails go out, if anywhere.
+    pub smtp: Option<syncline_core::config::SmtpSettings>,
+    /// Syncline's public base URL (`POLYTOMIC_URL`), which emails link to.
+    pub public_url: url::Url,
     /// The ids of the bulk executions one of whose partitions just committed (on any worker),
     /// from the state database's [`PARTITION_COMMITS`] channel.
     pub partition_commits: tokio::sync::broadcast::Sender<String>,
@@ -101,6 +106,9 @@ pub async fn run(
     let sender = services.clone();
     let send_stop = stop_rx.clone();
     let send = tokio::spawn(async move { notifications::send_until(&sender, send_stop).await });
+    let mailer = services.clone();
+    let mail_stop = stop_rx.clone();
+    let mail = tokio::spawn(async move { alerts::send_until(&mailer, mail_stop).await });
     let dropper = services.clone();
     let drop_stop = stop_rx.clone();
     let retention = tokio::spawn(async move { event_retention::sweep_until(&dropper, drop_stop).await });
@@ -113,7 +121,7 @@ pub async fn run(
         run_kind::<bulk_sync::BulkCdc>(services.clone(), concurrency, &wakes, stop_rx.clone()),
         run_kind::<event_delivery::EventDelivery>(services, routes, &wakes, stop_rx),
     )?;
-    let _ = tokio::join!(sweep, send, retention);
+    let _ = tokio::join!(sweep, send, mail, retention);
     info!("worker stopped");
     Ok(())
 }

@@ -24,6 +24,7 @@ pub mod event_sources;
 pub mod events;
 pub mod executions;
 pub mod models;
+pub mod notifications;
 pub mod organizations;
 pub mod permissions;
 pub mod record_logs;
@@ -55,7 +56,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(event_routes::configure)
             .configure(event_replays::configure)
             .configure(event_activity::configure)
-            .configure(events::configure),
+            .configure(events::configure)
+            .configure(notifications::configure),
     );
 }
 

@@ -127,6 +127,20 @@ pub async fn record_logging(client: &impl GenericClient, id: Uuid) -> Result<Jso
     Ok(row.map(|r| r.try_get("record_logging")).transpose()?.unwrap_or(Json::Null))
 }
 
+/// Organization `id`'s global error subscribers.
+pub async fn error_subscribers(client: &impl GenericClient, id: Uuid) -> Result<Vec<String>, StoreError> {
+    let row = client.query_opt("select error_subscribers from organizations where id = $1", &[&id]).await?;
+    let emails: Option<Json> = row.map(|r| r.try_get("error_subscribers")).transpose()?;
+    Ok(emails.and_then(|e| serde_json::from_value(e).ok()).unwrap_or_default())
+}
+
+/// Replaces organization `id`'s global error subscribers.
+pub async fn set_error_subscribers(client: &impl GenericClient, id: Uuid, emails: &[String]) -> Result<(), StoreError> {
+    let emails = serde_json::json!(emails);
+    client.execute("update organizations set error_subscribers = $2 where id = $1", &[&id, &emails]).await?;
+    Ok(())
+}
+
 /// Replaces organization `id`'s record logging settings.
 pub async fn set_record_logging(client: &impl GenericClient, id: Uuid, settings: &Json) -> Result<(), StoreError> {
     client.execute("update organizations set record_logging = $2 where id = $1", &[&id, settings]).await?;

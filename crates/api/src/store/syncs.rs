@@ -27,13 +27,17 @@ pub struct ModelSync {
     pub policies: Vec<String>,
     /// Whether records the destination rejected are sent again unchanged on the next run.
     pub auto_retry_record_errors: bool,
+    /// Whether its first run with record errors is emailed to its subscribers.
+    pub notify_on_record_errors: bool,
+    /// Who gets its error emails, beside the organization's global error subscribers.
+    pub error_subscribers: Json,
     pub next_run_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, organization_id, name, active, mode, spec, model_id, target_connection_id, policies,
-    auto_retry_record_errors,
+    auto_retry_record_errors, notify_on_record_errors, error_subscribers,
     (select next_run_at from schedules where kind = 'model_sync' and subject_id = model_syncs.id) as next_run_at,
     created_at, updated_at";
 
@@ -52,6 +56,8 @@ impl FromRow for ModelSync {
             target_connection_id: row.try_get("target_connection_id")?,
             policies: row.try_get("policies")?,
             auto_retry_record_errors: row.try_get("auto_retry_record_errors")?,
+            notify_on_record_errors: row.try_get("notify_on_record_errors")?,
+            error_subscribers: row.try_get("error_subscribers")?,
             next_run_at: row.try_get("next_run_at")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -182,18 +188,28 @@ pub async fn claim_new_target(tx: &impl GenericClient, connection_id: Uuid, obje
     Ok(())
 }
 
-/// Sets whether sync `id` sends the records the destination rejected again unchanged; `None`
-/// when there is no such sync.
-pub async fn set_auto_retry(
+/// A sync's error handling (see [`ModelSync`]).
+pub struct ErrorHandling<'a> {
+    pub auto_retry_record_errors: bool,
+    pub notify_on_record_errors: bool,
+    pub subscribers: &'a [String],
+}
+
+/// Replaces sync `id`'s error handling; `None` when there is no such sync.
+pub async fn set_error_handling(
     client: &impl GenericClient,
     (org, id): (Uuid, Uuid),
-    auto_retry: bool,
+    handling: &ErrorHandling<'_>,
 ) -> Result<Option<ModelSync>, StoreError> {
     let sql = format!(
-        "update model_syncs set auto_retry_record_errors = $3, updated_at = now()
+        "update model_syncs set auto_retry_record_errors = $3, notify_on_record_errors = $4, error_subscribers = $5,
+                updated_at = now()
           where id = $1 and organization_id = $2 returning {COLUMNS}"
     );
-    fetch_opt(client, &sql, &[&id, &org, &auto_retry]).await
+    let subscribers = serde_json::json!(handling.subscribers);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&id, &org, &handling.auto_retry_record_errors, &handling.notify_on_record_errors, &subscribers];
+    fetch_opt(client, &sql, &params).await
 }
 
 /// Deletes sync `id`; `false` when there was none.
