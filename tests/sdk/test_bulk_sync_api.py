@@ -807,8 +807,10 @@ def test_error_handling(flow: Flow):
     assert api.get(flow.sync_id).data.ingestion_failure_threshold is None
     set_ = api.update(flow.sync_id, ingestion_failure_threshold=3, subscribers=[]).data
     assert (set_.ingestion_failure_threshold, set_.subscribers) == (3, [])
-    refused(api.update, flow.sync_id, subscribers=["ops@example.com"], field="subscribers",
-            says="notifications are not built", what="error-handling subscribers")
+    with_owner = api.update(flow.sync_id, ingestion_failure_threshold=3, subscribers=["ops@example.com"]).data
+    assert with_owner.subscribers == ["ops@example.com"], with_owner
+    refused(api.update, flow.sync_id, subscribers=["ops"], field="subscribers[0]",
+            says="must be an email address", what="a subscriber that is no address")
     flow.pt.bulk_sync.update(flow.sync_id, **create_body(flow, name="renamed again"))
     assert api.get(flow.sync_id).data.ingestion_failure_threshold == 3, "kept across updates of the sync"
     assert "error_handling" not in flow.pt.bulk_sync.get(flow.sync_id).data.dict()

@@ -4,17 +4,21 @@
   `notify_on_record_errors` of `model_sync.error_handling`, with 422s naming what is wrong;
 * a sync's first failure is emailed to the global and the sync's subscribers, naming the sync,
   the execution and the error with a link; a second failure is not; the recovery is;
-* a run with record errors is emailed only for a sync that asks for it.
+* a run with record errors is emailed only for a sync that asks for it;
+* a bulk sync's failure is emailed to its own subscribers (`bulk_sync.error_handling`) too.
 """
 
 from __future__ import annotations
 
 import time
 
+from polytomic import BulkSyncDefaultScheduleRequest, SchemaConfiguration
 from polytomic.types import GlobalErrorSubscribersResponse
 
+import support
 from test_bulk_sync_api import refused
 from test_model_sync_api import Setup, create_sync, destination_table, setup  # noqa: F401 (the fixture)
+from test_bulk_sync_flow import wait as wait_for_bulk
 from test_model_sync_flow import EXECUTION_TIMEOUT_S, wait_for_execution
 
 GLOBAL = "oncall@example.com"
@@ -93,3 +97,32 @@ def test_record_errors_are_emailed_when_the_sync_asks(setup: Setup, mailbox):
     assert len(emails) == 1 and "record errors" in emails[0][1]["Subject"], emails
     assert sorted(emails[0][0]) == sorted([GLOBAL, OWNER]), emails[0][0]
     assert emails_about(mailbox, quiet_name, 1, wait=3.0) == [], "a sync that does not ask sends none"
+
+
+def test_a_bulk_sync_failure_is_emailed_to_its_subscribers(setup: Setup, mailbox):
+    setup.pt.notifications.set_global_error_subscribers(emails=[GLOBAL])
+    server, suffix = setup.server, support.random_suffix()
+    source_db, destination_db = f"mail_bulk_src_{suffix}", f"mail_bulk_dst_{suffix}"
+    support.create_databases(server.dsn, [source_db, destination_db])
+    try:
+        with server.connect(source_db) as conn:
+            conn.execute("create table items (id int primary key, v text); insert into items values (1, 'one')")
+        src, dst = (setup.pt.connections.create(name=f"bulk {db}", type="postgresql",
+                                                configuration=server.postgres_configuration(db, "pw")).data
+                    for db in (source_db, destination_db))
+        name = f"bulk mail {suffix}"
+        sync = setup.pt.bulk_sync.create(
+            name=name, source_connection_id=src.id, destination_connection_id=dst.id,
+            destination_configuration={"schema": "public"}, mode="replicate", active=True,
+            default_schedule=BulkSyncDefaultScheduleRequest(frequency="manual"),
+            schemas=[SchemaConfiguration(id="public.items")]).data
+        setup.pt.bulk_sync.error_handling.update(sync.id, subscribers=[OWNER])
+        with server.connect(source_db) as conn:
+            conn.execute("drop table items")
+        started = setup.pt.bulk_sync.start(sync.id).data
+        assert wait_for_bulk(setup.pt, sync.id, started.id).status == "failed"
+        emails = emails_about(mailbox, name, 1)
+        assert len(emails) == 1 and f'Bulk sync "{name}" failed' in emails[0][1]["Subject"], emails
+        assert sorted(emails[0][0]) == sorted([GLOBAL, OWNER]), emails[0][0]
+    finally:
+        support.drop_databases(server.dsn, [source_db, destination_db])

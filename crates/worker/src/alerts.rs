@@ -1,7 +1,7 @@
 //! Sync error emails over SMTP (`SMTP_URL`, `SMTP_FROM`): an execution event that changes a
 //! sync's state — its first failure, its recovery, its first run with record errors (migration
-//! V24 marks it) — goes to the organization's global error subscribers and the model sync's own
-//! (record errors only for a model sync that asks for them). One email per event, never one per
+//! V24 marks it) — goes to the organization's global error subscribers and the sync's own (record
+//! errors only for a model sync that asks for them). One email per event, never one per
 //! failing run. Every worker looks for unsent alerts each second and claims a few; a failure is
 //! tried again later with growing waits, up to [`MAX_ATTEMPTS`].
 
@@ -71,7 +71,10 @@ async fn send_claimed(services: &Services, smtp: &SmtpSettings, mailer: &Mailer)
                                select jsonb_array_elements_text(o.error_subscribers) as email
                                union all
                                select jsonb_array_elements_text(s.error_subscribers) from model_syncs s
-                               where s.id = e.subject_id and e.type like 'sync.%') r
+                               where s.id = e.subject_id and e.type like 'sync.%'
+                               union all
+                               select jsonb_array_elements_text(coalesce(b.spec #> '{error_handling,subscribers}', '[]'))
+                               from bulk_syncs b where b.id = e.subject_id and e.type like 'bulk_sync.%') r
                            where e.alert <> 'record_errors'
                               or exists (select from model_syncs s where s.id = e.subject_id and e.type like 'sync.%'
                                          and s.notify_on_record_errors)) as recipients

@@ -1,6 +1,7 @@
 //! A bulk sync's error handling (`bulk_sync.error_handling`): the ingestion failure threshold,
-//! kept in the sync's spec (under [`KEY`], not echoed with the sync) across its updates.
-//! Notifications are not built yet, so subscribers are refused.
+//! and who gets its error emails beside the organization's global error subscribers (which
+//! needs `SMTP_URL`), kept in the sync's spec (under [`KEY`], not echoed with the sync) across
+//! its updates.
 
 use actix_web::{HttpResponse, get, put, web};
 use serde::Deserialize;
@@ -11,7 +12,7 @@ use crate::{
     AppState,
     error::{ApiError, parse_body},
     extract::{Authorized, can},
-    routes::envelope,
+    routes::{envelope, notifications},
     store::{self, bulk_syncs::BulkSync},
 };
 
@@ -26,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn to_json(spec: &Json) -> Json {
     json!({
         "ingestion_failure_threshold": spec[KEY]["ingestion_failure_threshold"],
-        "subscribers": [],
+        "subscribers": spec[KEY].get("subscribers").cloned().unwrap_or_else(|| json!([])),
     })
 }
 
@@ -42,7 +43,7 @@ struct Body {
     subscribers: Option<Vec<String>>,
 }
 
-/// Replaces the settings (an omitted threshold is unset).
+/// Replaces the settings (an omitted threshold is unset, omitted subscribers are none).
 #[put("/bulk/syncs/{id}/error-handling")]
 async fn update(
     state: web::Data<AppState>,
@@ -50,12 +51,7 @@ async fn update(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let input: Body = parse_body(&body)?;
-    if input.subscribers.is_some_and(|s| !s.is_empty()) {
-        return Err(invalid(
-            "subscribers",
-            "subscribers are not supported: notifications are not built yet (send an empty list)".into(),
-        ));
-    }
+    let subscribers = notifications::subscribers(&state, input.subscribers.unwrap_or_default(), "subscribers")?;
     let threshold = match input.ingestion_failure_threshold {
         None | Some(Json::Null) => None,
         Some(n) => Some(n.as_u64().ok_or_else(|| {
@@ -63,7 +59,7 @@ async fn update(
         })?),
     };
     let mut spec = sync.spec.clone();
-    spec[KEY] = json!({ "ingestion_failure_threshold": threshold });
+    spec[KEY] = json!({ "ingestion_failure_threshold": threshold, "subscribers": subscribers });
     let client = state.pool.get().await?;
     let updated = store::bulk_syncs::set_spec(&client, (sync.organization_id, sync.id), &spec, None).await?;
     Ok(envelope(to_json(&updated.ok_or_else(|| ApiError::not_found("bulk_sync"))?.spec)))
