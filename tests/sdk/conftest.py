@@ -10,7 +10,8 @@ Python SDK (``polytomic==25.9.10``). This file starts that server once per test 
   and a destination database for the syncs, all dropped at the end.
 * ``REDIS_URL`` (default ``redis://127.0.0.1:6379``) carries the job queue; a random
   ``REDIS_KEY_PREFIX`` keeps this session's keys apart from any other user of that Redis.
-* Sync error emails go to a real SMTP server (aiosmtpd) on a free local port (``mailbox``).
+* Sync error emails go to a real SMTP server (aiosmtpd) on a free local port (``mailbox``);
+  a run is "long" after 15 s (``LONGSYNC_THRESHOLD=0.25`` minutes).
 
 ``scripts/services.sh`` makes sure PostgreSQL and Redis are up; ``scripts/python-env.sh``
 builds the venv. The server's log is kept in pytest's temporary directory and its tail is
@@ -84,7 +85,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, slack: SlackStandIn, mailbo
     workdir = tmp_path_factory.mktemp("syncline")
     _server_logs.append(workdir / "syncline.log")
     env = {"SLACK_API_URL": f"{slack.url}/api/", "SLACK_TOKEN": "xoxb-sdk-test", "SLACK_CHANNEL": "#polku",
-           "SMTP_URL": f"smtp://127.0.0.1:{mailbox[1]}", "SMTP_FROM": "Syncline <syncline@example.com>"}
+           "SMTP_URL": f"smtp://127.0.0.1:{mailbox[1]}", "SMTP_FROM": "Syncline <syncline@example.com>",
+           "LONGSYNC_THRESHOLD": "0.25"}
     with support.syncline_server(workdir, suite="tests/sdk", prefix="sdk", env=env) as server_info:
         yield server_info
 

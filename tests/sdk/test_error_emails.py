@@ -5,7 +5,8 @@
 * a sync's first failure is emailed to the global and the sync's subscribers, naming the sync,
   the execution and the error with a link; a second failure is not; the recovery is;
 * a run with record errors is emailed only for a sync that asks for it;
-* a bulk sync's failure is emailed to its own subscribers (`bulk_sync.error_handling`) too.
+* a bulk sync's failure is emailed to its own subscribers (`bulk_sync.error_handling`) too;
+* a run longer than `LONGSYNC_THRESHOLD` (15 s here) is emailed once, while it runs.
 """
 
 from __future__ import annotations
@@ -126,3 +127,20 @@ def test_a_bulk_sync_failure_is_emailed_to_its_subscribers(setup: Setup, mailbox
         assert sorted(emails[0][0]) == sorted([GLOBAL, OWNER]), emails[0][0]
     finally:
         support.drop_databases(server.dsn, [source_db, destination_db])
+
+
+def test_a_long_run_is_emailed_once_while_it_runs(setup: Setup, mailbox):
+    setup.pt.notifications.set_global_error_subscribers(emails=[GLOBAL])
+    slow = f"{setup.people} p cross join (select pg_sleep(22)) s"
+    sync_id = create_sync(setup, destination_table(setup, f"mail_slow_{setup.suffix}"), people=slow)
+    name = setup.pt.model_sync.get(sync_id).data.name
+    started = setup.pt.model_sync.start(sync_id).data
+    emails = emails_about(mailbox, name, 1, wait=40.0)
+    assert setup.pt.model_sync.executions.get(sync_id, started.id).data.status == "running", "emailed while running"
+    subject = " ".join(str(emails[0][1]["Subject"]).split())  # unfolded
+    assert len(emails) == 1 and "has been running for over 0.25 minutes" in subject, subject
+    assert sorted(emails[0][0]) == [GLOBAL], emails[0][0]
+    wait_for_execution(setup.pt, sync_id, started.id, EXECUTION_TIMEOUT_S)
+    assert len(emails_about(mailbox, name, 2, wait=2.0)) == 1, "one email per execution, not one per check"
+    listed = {e.type for e in setup.pt.events.list(limit=100).data}
+    assert not any("long_running" in t for t in listed), "events.list shows only documented types"

@@ -139,6 +139,7 @@ pub async fn run(role: Option<Vec<String>>) -> anyhow::Result<()> {
             event_delivery: settings.event_delivery,
             slack: settings.slack.clone(),
             smtp: settings.smtp.clone(),
+            long_sync: settings.longsync_threshold,
             public_url: settings.public_url.clone(),
             partition_commits: db::listen(&settings.database_url, syncline_worker::PARTITION_COMMITS),
         };

@@ -148,7 +148,8 @@ pub struct Settings {
     pub execution_log_url: Option<String>,
     pub log_level: LogLevel,
     pub valid_origins: Vec<String>,
-    /// Minutes before a long-running sync notifies; `None` when 0 or unset.
+    /// How long an execution runs before it is emailed as running long, once
+    /// (`LONGSYNC_THRESHOLD`, minutes, fractions allowed); `None` when 0 or unset.
     pub longsync_threshold: Option<Duration>,
     /// Prefix of every Redis key Syncline owns (queues, locks); lets installs share a Redis.
     pub redis_key_prefix: String,
@@ -272,7 +273,7 @@ impl Settings {
             })
             .unwrap_or_default();
         valid_origins.push(public_url.origin().ascii_serialization());
-        let threshold: u64 = env.number("LONGSYNC_THRESHOLD", 0, 0)?;
+        let threshold: f64 = env.number("LONGSYNC_THRESHOLD", 0.0, 0.0)?;
         let deployment_key = env.required("DEPLOYMENT_KEY", "(the deployment key)")?;
         let previous_encryption_keys: Vec<String> = env
             .get("PREVIOUS_ENCRYPTION_KEYS")
@@ -319,7 +320,7 @@ impl Settings {
             execution_log_url,
             log_level,
             valid_origins,
-            longsync_threshold: (threshold > 0).then(|| Duration::from_secs(threshold * 60)),
+            longsync_threshold: (threshold > 0.0).then(|| Duration::from_secs_f64(threshold * 60.0)),
             redis_key_prefix: env.get("REDIS_KEY_PREFIX").unwrap_or_else(|| "syncline".into()),
             worker_concurrency,
             worker_heartbeat: Duration::from_secs(env.number("WORKER_HEARTBEAT_SECONDS", 10, 1)?),

@@ -1,7 +1,8 @@
 //! Sync error emails over SMTP (`SMTP_URL`, `SMTP_FROM`): an execution event that changes a
 //! sync's state — its first failure, its recovery, its first run with record errors (migration
-//! V24 marks it) — goes to the organization's global error subscribers and the sync's own (record
-//! errors only for a model sync that asks for them). One email per event, never one per
+//! V24 marks it), and an execution running longer than `LONGSYNC_THRESHOLD` minutes — goes to the
+//! organization's global error subscribers and the sync's own (record errors only for a model
+//! sync that asks for them). One email per event, never one per
 //! failing run. Every worker looks for unsent alerts each second and claims a few; a failure is
 //! tried again later with growing waits, up to [`MAX_ATTEMPTS`].
 
@@ -41,6 +42,11 @@ pub async fn send_until(services: &Services, mut stop: watch::Receiver<bool>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut round = async || {
         interval.tick().await;
+        if let Some(threshold) = services.long_sync
+            && let Err(e) = note_long_runs(services, threshold).await
+        {
+            tracing::warn!(error = %e.message, "could not look for long runs");
+        }
         if let Err(e) = send_claimed(services, smtp, &mailer).await {
             tracing::warn!(error = %e.message, "could not send sync error emails");
         }
@@ -58,6 +64,31 @@ type Mailer = AsyncSmtpTransport<Tokio1Executor>;
 
 fn mailer(smtp: &SmtpSettings) -> Result<Mailer, lettre::transport::smtp::Error> {
     Ok(AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp.url.as_str())?.timeout(Some(SMTP_TIMEOUT)).build())
+}
+
+/// Writes a `long_running` alert for each execution running longer than `threshold` that has
+/// none yet.
+async fn note_long_runs(services: &Services, threshold: Duration) -> Result<(), ConnectorError> {
+    let client = services.pool.get().await.map_err(state)?;
+    client
+        .execute(
+            "insert into events (organization_id, type, payload, alert)
+             select x.organization_id, case x.kind when 'model_sync' then 'sync' else 'bulk_sync' end || '.long_running',
+                    jsonb_build_object('execution_id', x.id, 'organization_id', x.organization_id,
+                                       'sync_id', x.subject_id, 'sync_name', coalesce(m.name, b.name),
+                                       'started_at', x.started_at, 'minutes', $1::float8 / 60),
+                    'long_running'
+             from executions x
+             left join model_syncs m on x.kind = 'model_sync' and m.id = x.subject_id
+             left join bulk_syncs b on x.kind = 'bulk_sync' and b.id = x.subject_id
+             where x.status = 'running' and x.kind in ('model_sync', 'bulk_sync')
+               and x.started_at < now() - make_interval(secs => $1)
+             on conflict do nothing",
+            &[&threshold.as_secs_f64()],
+        )
+        .await
+        .map_err(state)?;
+    Ok(())
 }
 
 /// Claims unsent alerts and sends each to its recipients.
@@ -137,6 +168,10 @@ fn compose(alert: &str, event_type: &str, payload: &Json, services: &Services) -
     let (subject, summary) = match alert {
         "failed" => (format!("{what} \"{sync}\" failed"), format!("failed: {}", field("error"))),
         "recovered" => (format!("{what} \"{sync}\" recovered"), "completed again after failing".to_owned()),
+        "long_running" => (
+            format!("{what} \"{sync}\" has been running for over {} minutes", payload["minutes"]),
+            format!("has been running since {}", field("started_at")),
+        ),
         _ => (
             format!("{what} \"{sync}\" completed with record errors"),
             format!("completed, but {} records were rejected: {}", payload["number_of_errors"], field("error")),

@@ -59,6 +59,8 @@ pub struct Services {
     pub slack: syncline_core::config::SlackSettings,
     /// Where sync error emails go out, if anywhere.
     pub smtp: Option<syncline_core::config::SmtpSettings>,
+    /// How long an execution runs before it is emailed as running long (`LONGSYNC_THRESHOLD`).
+    pub long_sync: Option<Duration>,
     /// Syncline's public base URL (`POLYTOMIC_URL`), which emails link to.
     pub public_url: url::Url,
     /// The ids of the bulk executions one of whose partitions just committed (on any worker),

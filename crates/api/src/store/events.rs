@@ -64,7 +64,7 @@ pub async fn list(
     fetch_all(
         client,
         "select id, organization_id, type, payload, created_at from events
-         where organization_id = $1 and ($2::text is null or type = $2)
+         where organization_id = $1 and alert is distinct from 'long_running' and ($2::text is null or type = $2)
            and ($3::timestamptz is null or created_at > $3) and ($4::timestamptz is null or created_at < $4)
          order by created_at, id limit $5",
         &[&organization_id, &filter.event_type, &filter.after, &filter.before, &filter.limit],
