@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 use syncline_core::{config::SmtpSettings, connector::ConnectorError};
 use tokio::sync::watch;
 
-use crate::{Services, connections::state};
+use crate::{Services, connections::state, rounds};
 
 /// How often a worker looks for alerts to send.
 const EVERY: Duration = Duration::from_secs(1);
@@ -29,8 +29,15 @@ const MAX_ATTEMPTS: i32 = 8;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends until `stop` turns true; nothing without `SMTP_URL`.
-pub async fn send_until(services: &Services, mut stop: watch::Receiver<bool>) {
+pub async fn send_until(services: &Services, stop: watch::Receiver<bool>) {
     let Some(smtp) = &services.smtp else { return };
+    let from: Mailbox = match smtp.from.parse() {
+        Ok(from) => from,
+        Err(e) => {
+            tracing::error!(error = %e, "SMTP_FROM is not an address: no sync error emails are sent");
+            return;
+        }
+    };
     let mailer = match mailer(smtp) {
         Ok(mailer) => mailer,
         Err(e) => {
@@ -38,26 +45,24 @@ pub async fn send_until(services: &Services, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
-    let mut interval = tokio::time::interval(EVERY);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut round = async || {
-        interval.tick().await;
+    let sender = Sender { mailer, from };
+    rounds::every(EVERY, stop, async || {
         if let Some(threshold) = services.long_sync
             && let Err(e) = note_long_runs(services, threshold).await
         {
             tracing::warn!(error = %e.message, "could not look for long runs");
         }
-        if let Err(e) = send_claimed(services, smtp, &mailer).await {
+        if let Err(e) = send_claimed(services, &sender).await {
             tracing::warn!(error = %e.message, "could not send sync error emails");
         }
-    };
-    loop {
-        // A round cut short leaves its claims to expire: their alerts are sent again.
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            _ = round() => {}
-        }
-    }
+    })
+    .await
+}
+
+/// Where emails go out, and from whom.
+struct Sender {
+    mailer: Mailer,
+    from: Mailbox,
 }
 
 type Mailer = AsyncSmtpTransport<Tokio1Executor>;
@@ -92,7 +97,7 @@ async fn note_long_runs(services: &Services, threshold: Duration) -> Result<(), 
 }
 
 /// Claims unsent alerts and sends each to its recipients.
-async fn send_claimed(services: &Services, smtp: &SmtpSettings, mailer: &Mailer) -> Result<(), ConnectorError> {
+async fn send_claimed(services: &Services, sender: &Sender) -> Result<(), ConnectorError> {
     let client = services.pool.get().await.map_err(state)?;
     let claimed = client
         .query(
@@ -125,7 +130,7 @@ async fn send_claimed(services: &Services, smtp: &SmtpSettings, mailer: &Mailer)
         let recipients: Vec<&str> = recipients.as_array().into_iter().flatten().filter_map(Json::as_str).collect();
         let sent = match recipients.is_empty() {
             true => Ok(()),
-            false => send(mailer, smtp, &recipients, &compose(&alert, &event_type, &payload, services)).await,
+            false => send(sender, &recipients, &compose(&alert, &event_type, &payload, services)).await,
         };
         let (done, error) = match sent {
             Ok(()) => (true, None),
@@ -134,8 +139,7 @@ async fn send_claimed(services: &Services, smtp: &SmtpSettings, mailer: &Mailer)
         if let Some(error) = &error {
             tracing::warn!(event = %id, %alert, %error, attempts, given_up = done, "a sync error email was not sent");
         }
-        // Tried again after 2^attempts seconds (at most the claim).
-        let wait = f64::from(2_i32.saturating_pow(attempts as u32)).min(CLAIM_SECONDS);
+        let wait = rounds::retry_wait(attempts, CLAIM_SECONDS);
         client
             .execute(
                 "update events set emailed_at = case when $2 then now() end, email_error = $3,
@@ -159,11 +163,11 @@ struct Email {
 fn compose(alert: &str, event_type: &str, payload: &Json, services: &Services) -> Email {
     let field = |name: &str| payload[name].as_str().unwrap_or_default().to_owned();
     let (sync, execution) = (field("sync_name"), field("execution_id"));
-    let what = if event_type.starts_with("bulk_sync.") { "Bulk sync" } else { "Sync" };
-    let path = match event_type.starts_with("bulk_sync.") {
-        true => format!("api/bulk/syncs/{}/executions/{execution}", field("sync_id")),
-        false => format!("api/syncs/{}/executions/{execution}", field("sync_id")),
+    let (what, syncs) = match event_type.starts_with("bulk_sync.") {
+        true => ("Bulk sync", "bulk/syncs"),
+        false => ("Sync", "syncs"),
     };
+    let path = format!("api/{syncs}/{}/executions/{execution}", field("sync_id"));
     let link = services.public_url.join(&path).map(|u| u.to_string()).unwrap_or_default();
     let (subject, summary) = match alert {
         "failed" => (format!("{what} \"{sync}\" failed"), format!("failed: {}", field("error"))),
@@ -182,12 +186,12 @@ fn compose(alert: &str, event_type: &str, payload: &Json, services: &Services) -
 }
 
 /// Sends `email` to `recipients`.
-async fn send(mailer: &Mailer, smtp: &SmtpSettings, recipients: &[&str], email: &Email) -> Result<(), String> {
-    let from: Mailbox = smtp.from.parse().map_err(|e| format!("SMTP_FROM: {e}"))?;
-    let mut message = Message::builder().from(from).subject(&email.subject).header(ContentType::TEXT_PLAIN);
+async fn send(sender: &Sender, recipients: &[&str], email: &Email) -> Result<(), String> {
+    let mut message =
+        Message::builder().from(sender.from.clone()).subject(&email.subject).header(ContentType::TEXT_PLAIN);
     for recipient in recipients {
         message = message.to(recipient.parse().map_err(|e| format!("{recipient}: {e}"))?);
     }
     let message = message.body(email.text.clone()).map_err(|e| e.to_string())?;
-    mailer.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+    sender.mailer.send(message).await.map(|_| ()).map_err(|e| e.to_string())
 }

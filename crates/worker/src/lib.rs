@@ -20,6 +20,7 @@ mod kind;
 mod model_sync;
 mod notifications;
 mod read_ahead;
+mod rounds;
 mod slots;
 
 use std::{sync::Arc, time::Duration};

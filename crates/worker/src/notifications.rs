@@ -17,7 +17,7 @@ use syncline_core::{
 };
 use tokio::sync::watch;
 
-use crate::{Services, connections::state};
+use crate::{Services, connections::state, rounds};
 
 /// How often a worker looks for log events to send.
 const EVERY: Duration = Duration::from_secs(1);
@@ -31,24 +31,15 @@ const MAX_ATTEMPTS: i32 = 10;
 const RATE_LIMITED_TRIES: usize = 5;
 
 /// Sends until `stop` turns true.
-pub async fn send_until(services: &Services, mut stop: watch::Receiver<bool>) {
+pub async fn send_until(services: &Services, stop: watch::Receiver<bool>) {
     let slack = Slack::new(services.connector.http.clone(), services.slack.api_url.clone());
     let pace = Pace::default();
-    let mut interval = tokio::time::interval(EVERY);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut round = async || {
-        interval.tick().await;
+    rounds::every(EVERY, stop, async || {
         if let Err(e) = send_claimed(services, &slack, &pace).await {
             tracing::warn!(error = %e.message, "could not send log events");
         }
-    };
-    loop {
-        // A round cut short leaves its claims to expire: their log events are sent again.
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            _ = round() => {}
-        }
-    }
+    })
+    .await
 }
 
 /// Claims unsent log events and sends each.
@@ -93,8 +84,7 @@ async fn send_claimed(services: &Services, slack: &Slack, pace: &Pace) -> Result
         if let Some(error) = &error {
             tracing::warn!(log_event = id, %kind, %error, attempts, given_up = done, "a log event was not sent to Slack");
         }
-        // Tried again after 2^attempts seconds (at most the claim).
-        let wait = f64::from(2_i32.saturating_pow(attempts as u32)).min(CLAIM_SECONDS);
+        let wait = rounds::retry_wait(attempts, CLAIM_SECONDS);
         client
             .execute(
                 "update event_log set notified_at = case when $2 then now() end, last_error = $3,

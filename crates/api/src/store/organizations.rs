@@ -130,8 +130,9 @@ pub async fn record_logging(client: &impl GenericClient, id: Uuid) -> Result<Jso
 /// Organization `id`'s global error subscribers.
 pub async fn error_subscribers(client: &impl GenericClient, id: Uuid) -> Result<Vec<String>, StoreError> {
     let row = client.query_opt("select error_subscribers from organizations where id = $1", &[&id]).await?;
-    let emails: Option<Json> = row.map(|r| r.try_get("error_subscribers")).transpose()?;
-    Ok(emails.and_then(|e| serde_json::from_value(e).ok()).unwrap_or_default())
+    let emails =
+        row.map(|r| r.try_get::<_, tokio_postgres::types::Json<Vec<String>>>("error_subscribers")).transpose()?;
+    Ok(emails.map(|e| e.0).unwrap_or_default())
 }
 
 /// Replaces organization `id`'s global error subscribers.

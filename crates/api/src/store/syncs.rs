@@ -30,7 +30,7 @@ pub struct ModelSync {
     /// Whether its first run with record errors is emailed to its subscribers.
     pub notify_on_record_errors: bool,
     /// Who gets its error emails, beside the organization's global error subscribers.
-    pub error_subscribers: Json,
+    pub error_subscribers: Vec<String>,
     pub next_run_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -57,7 +57,7 @@ impl FromRow for ModelSync {
             policies: row.try_get("policies")?,
             auto_retry_record_errors: row.try_get("auto_retry_record_errors")?,
             notify_on_record_errors: row.try_get("notify_on_record_errors")?,
-            error_subscribers: row.try_get("error_subscribers")?,
+            error_subscribers: row.try_get::<_, tokio_postgres::types::Json<_>>("error_subscribers")?.0,
             next_run_at: row.try_get("next_run_at")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,

@@ -432,8 +432,9 @@ impl PostgresWriter {
         });
         let listed =
             |prefix: &str, count: usize| (0..count).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>().join(", ");
-        let copy_stage = format!("copy {STAGE} ({}) from stdin (format binary)", listed("c", req.schema.fields.len()));
-        let copy_keys = format!("copy {KEYS} ({}) from stdin (format binary)", listed("k", req.identity.len()));
+        let (staged_columns, keyed_columns) = (listed("c", req.schema.fields.len()), listed("k", req.identity.len()));
+        let copy_stage = format!("copy {STAGE} ({staged_columns}) from stdin (format binary)");
+        let copy_keys = format!("copy {KEYS} ({keyed_columns}) from stdin (format binary)");
         let read_back = verification.map(|verification| {
             // Records written as sent into columns of their own binary format read back as sent.
             let compared: Vec<usize> = (0..req.targets.len()).filter(|i| !req.identity.contains(i)).collect();
@@ -448,9 +449,8 @@ impl PostgresWriter {
                     range: (req.identity.len() == 1 && integer && as_is[req.identity[0]])
                         .then(|| format!("select t.{identity}{columns} from {table} as t where t.{identity} between ")),
                     copy_out: format!(
-                        "copy (select k.ord, t.{} is not null{columns} from {VERIFY_KEYS} as k left join {table} as t
-                         on {key_matches}) to stdout (format binary)",
-                        targets[req.identity[0]]
+                        "copy (select k.ord, t.{identity} is not null{columns} from {VERIFY_KEYS} as k left join {table} as t
+                         on {key_matches}) to stdout (format binary)"
                     ),
                     fields: compared.iter().map(|i| (*i, into_jsonb[*i])).collect(),
                 }
@@ -466,14 +466,8 @@ impl PostgresWriter {
                 ),
                 verification,
                 identity: req.identity.clone(),
-                copy_records: format!(
-                    "copy {VERIFY} ({}) from stdin (format binary)",
-                    listed("c", req.schema.fields.len())
-                ),
-                copy_keys: format!(
-                    "copy {VERIFY_KEYS} ({}, ord) from stdin (format binary)",
-                    listed("k", req.identity.len())
-                ),
+                copy_records: format!("copy {VERIFY} ({staged_columns}) from stdin (format binary)"),
+                copy_keys: format!("copy {VERIFY_KEYS} ({keyed_columns}, ord) from stdin (format binary)"),
                 bytewise,
             })
         });

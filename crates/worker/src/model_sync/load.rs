@@ -213,9 +213,9 @@ impl Loader<'_> {
         let batch = WriteBatch { records: chunk.records, operations };
         let failures = writer.write(&batch).await?;
         let records = &batch.records;
-        let mut failed = vec![false; records.len()];
+        // The destination's message for each record it rejected.
+        let mut failed: Vec<Option<String>> = vec![None; records.len()];
         let mut errors = Vec::with_capacity(failures.len());
-        let mut errors_at = Vec::with_capacity(failures.len());
         for failure in failures {
             let Some(record) = records.get(failure.index) else {
                 return Err(ConnectorError::permanent(format!(
@@ -224,10 +224,9 @@ impl Loader<'_> {
                     records.len()
                 )));
             };
-            if std::mem::replace(&mut failed[failure.index], true) {
+            if failed[failure.index].replace(failure.message.clone()).is_some() {
                 continue;
             }
-            errors_at.push((failure.index, failure.message.clone()));
             let mut key = Vec::new();
             let (name, message) = match &self.layout.identity {
                 Some(identity) if identity.encode(&record, &mut key).is_ok() => {
@@ -244,27 +243,26 @@ impl Loader<'_> {
         }
         executions::record_errors(&self.services.pool, self.execution_id, &errors).await.map_err(transient)?;
         for (insert, failed) in chunk.inserts.iter().zip(&failed) {
-            match (failed, insert) {
+            match (failed.is_some(), insert) {
                 (true, _) => counts.rejected += 1,
                 (false, true) => counts.inserted += 1,
                 (false, false) => counts.updated += 1,
             }
         }
         if let Some(log) = log {
-            let messages: HashMap<usize, &str> = errors_at.iter().map(|(i, m)| (*i, m.as_str())).collect();
             let mut identity = Vec::new();
-            for (record, insert) in records.records().zip(&chunk.inserts) {
+            for ((record, insert), failed) in records.records().zip(&chunk.inserts).zip(&failed) {
                 let name = self.layout.name(&record, false, &mut identity);
                 let operation = if *insert { "insert" } else { "update" };
-                let (kind, error) = match messages.get(&record.index()) {
-                    Some(message) => ("errors", Some(*message)),
+                let (kind, error) = match failed {
+                    Some(message) => ("errors", Some(message.as_str())),
                     None => (if *insert { "inserts" } else { "updates" }, None),
                 };
                 log.log(kind, (name, operation), Some((&record, &self.layout.targets)), error).await?;
             }
         }
         counts.changed += records.len() as i64;
-        counts.written += failed.iter().filter(|f| !**f).count() as i64;
-        Ok(failed.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i).collect())
+        counts.written += failed.iter().filter(|f| f.is_none()).count() as i64;
+        Ok(failed.iter().enumerate().filter(|(_, f)| f.is_some()).map(|(i, _)| i).collect())
     }
 }

@@ -177,6 +177,8 @@ impl Check {
     async fn chunk(&mut self, chunk: &Written, sample: Option<(u64, u64)>) -> Result<(), ConnectorError> {
         let started = Instant::now();
         let layout = &self.layout;
+        // Read again from the store rather than kept from the load stage: a verification that
+        // falls behind the writes holds no chunks in memory.
         let bytes = self.services.store.get(&chunk.key).await.map_err(|e| ConnectorError::transient(e.to_string()))?;
         let chunk_records = changes::decode(bytes, &layout.schema, &layout.key_schema)
             .map_err(|e| ConnectorError::permanent(format!("{}: {e}", chunk.key)))?;

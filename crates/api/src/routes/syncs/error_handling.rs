@@ -68,10 +68,9 @@ async fn update(
     idempotency::once(&state, &req, &sync.caller, &body, async {
         let input: Body = parse_body(&body)?;
         check(&input)?;
-        let kept: Vec<String> = serde_json::from_value(sync.error_subscribers.clone()).unwrap_or_default();
         let subscribers = match input.subscribers {
             Some(subscribers) => notifications::subscribers(&state, subscribers, "subscribers")?,
-            None => kept,
+            None => sync.error_subscribers.clone(),
         };
         let handling = store::syncs::ErrorHandling {
             auto_retry_record_errors: input.auto_retry_record_errors.unwrap_or(sync.auto_retry_record_errors),
